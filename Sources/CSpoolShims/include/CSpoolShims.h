@@ -1,0 +1,49 @@
+// Linux calls that Swift's Glibc module does not export. Each is a thin pass-through:
+// error handling (errno, EINTR) stays in Swift, in SpoolSystem. The header names only plain C types,
+// so that it does not clash with the system headers Glibc already imported.
+#ifndef CSPOOLSHIMS_H
+#define CSPOOLSHIMS_H
+#include <stdint.h>
+
+int spool_errno(void);
+void spool_set_errno(int e);
+
+/// rename that fails with EEXIST instead of replacing the target.
+int spool_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+/// Starts writeback of a file's dirty pages without waiting.
+int spool_sync_file_range_write(int fd);
+/// Sets only the modification time of an open file (nanoseconds since the epoch).
+int spool_futimens_mtime(int fd, int64_t sec, int64_t nsec);
+
+int spool_epoll_create(void);
+int spool_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/// Waits for events; writes up to `max` (<= 256) pairs of (events, data) into the two arrays.
+int spool_epoll_wait(int epfd, uint32_t *events, uint64_t *datas, int max, int timeout_ms);
+extern const uint32_t SPOOL_EPOLLIN, SPOOL_EPOLLOUT, SPOOL_EPOLLERR, SPOOL_EPOLLHUP, SPOOL_EPOLLRDHUP, SPOOL_EPOLLET;
+extern const int SPOOL_EPOLL_CTL_ADD, SPOOL_EPOLL_CTL_MOD, SPOOL_EPOLL_CTL_DEL;
+
+int spool_eventfd(void);
+int spool_accept4(int fd);
+int spool_pipe_cloexec(int fds[2]);
+extern const int SPOOL_O_CLOEXEC;
+
+int spool_inotify_init(void);
+int spool_inotify_add_watch(int fd, const char *path, uint32_t mask);
+extern const uint32_t SPOOL_IN_MOVED_TO, SPOOL_IN_CREATE, SPOOL_IN_ATTRIB;
+
+/// Installs a handler for SIGTERM and SIGINT that writes one byte to `fd` (a self-pipe or eventfd)
+/// and ignores SIGPIPE. Returns 0 or -1.
+int spool_install_termination_pipe(int fd);
+void spool_ignore_sigpipe(void);
+
+/// Wait-status decoding (the macros are not visible to Swift).
+int spool_wifexited(int s);
+int spool_wexitstatus(int s);
+int spool_wifsignaled(int s);
+int spool_wtermsig(int s);
+
+/// Spawns `/bin/sh -c cmd` with stdin/stdout/stderr on the given fds, in a new process group, with an empty
+/// signal mask and default dispositions, so the handler runs in a normal environment. Returns 0 or an errno.
+int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]);
+
+#endif

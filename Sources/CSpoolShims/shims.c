@@ -1,0 +1,103 @@
+#define _GNU_SOURCE
+#include "CSpoolShims.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int spool_errno(void) { return errno; }
+void spool_set_errno(int e) { errno = e; }
+
+int spool_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
+}
+int spool_sync_file_range_write(int fd) { return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
+int spool_futimens_mtime(int fd, int64_t sec, int64_t nsec) {
+    struct timespec ts[2];
+    ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
+    ts[1].tv_sec = (time_t)sec; ts[1].tv_nsec = (long)nsec;
+    return futimens(fd, ts);
+}
+
+int spool_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+int spool_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev; ev.events = events; ev.data.u64 = data;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+int spool_epoll_wait(int epfd, uint32_t *events, uint64_t *datas, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) { events[i] = evs[i].events; datas[i] = evs[i].data.u64; }
+    return n;
+}
+const uint32_t SPOOL_EPOLLIN = EPOLLIN, SPOOL_EPOLLOUT = EPOLLOUT, SPOOL_EPOLLERR = EPOLLERR,
+    SPOOL_EPOLLHUP = EPOLLHUP, SPOOL_EPOLLRDHUP = EPOLLRDHUP, SPOOL_EPOLLET = EPOLLET;
+const int SPOOL_EPOLL_CTL_ADD = EPOLL_CTL_ADD, SPOOL_EPOLL_CTL_MOD = EPOLL_CTL_MOD, SPOOL_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+
+int spool_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+int spool_accept4(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
+int spool_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+const int SPOOL_O_CLOEXEC = O_CLOEXEC;
+
+int spool_inotify_init(void) { return inotify_init1(IN_CLOEXEC | IN_NONBLOCK); }
+int spool_inotify_add_watch(int fd, const char *path, uint32_t mask) { return inotify_add_watch(fd, path, mask); }
+const uint32_t SPOOL_IN_MOVED_TO = IN_MOVED_TO, SPOOL_IN_CREATE = IN_CREATE, SPOOL_IN_ATTRIB = IN_ATTRIB;
+
+static volatile int termination_fd = -1;
+static void on_termination(int sig) {
+    (void)sig;
+    int saved = errno;
+    uint64_t one = 1;
+    if (termination_fd >= 0) { ssize_t r = write(termination_fd, &one, sizeof one); (void)r; }
+    errno = saved;
+}
+int spool_install_termination_pipe(int fd) {
+    termination_fd = fd;
+    struct sigaction sa;
+    sa.sa_handler = on_termination;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGTERM, &sa, NULL) != 0) return -1;
+    if (sigaction(SIGINT, &sa, NULL) != 0) return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+void spool_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int spool_wifexited(int s) { return WIFEXITED(s); }
+int spool_wexitstatus(int s) { return WEXITSTATUS(s); }
+int spool_wifsignaled(int s) { return WIFSIGNALED(s); }
+int spool_wtermsig(int s) { return WTERMSIG(s); }
+
+int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    sigset_t empty; sigemptyset(&empty);
+    sigset_t def; sigemptyset(&def);
+    sigaddset(&def, SIGPIPE); sigaddset(&def, SIGTERM); sigaddset(&def, SIGINT);
+    posix_spawnattr_setsigmask(&at, &empty);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    char *const argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+    pid_t p = 0;
+    int rc = posix_spawn(&p, "/bin/sh", &fa, &at, argv, envp);
+    *pid = (int)p;
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/// A usage error: bad flags or arguments. Printed to stderr with the command's usage; exit 64 (EX_USAGE).
+public struct UsageError: Error, Equatable, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+}
+
+/// One option a command accepts.
+struct OptionSpec: Sendable {
+    enum Kind: Sendable { case flag, value, repeated }
+    let name: String
+    let kind: Kind
+    static func flag(_ n: String) -> OptionSpec { OptionSpec(name: n, kind: .flag) }
+    static func value(_ n: String) -> OptionSpec { OptionSpec(name: n, kind: .value) }
+    static func repeated(_ n: String) -> OptionSpec { OptionSpec(name: n, kind: .repeated) }
+}
+
+/// The result of parsing one command's arguments. Strict: unknown options, missing values and repeated
+/// single-valued options are usage errors; `--` ends the options; `-` is a positional (stdin).
+struct ParsedArguments: Sendable {
+    var values: [String: [String]] = [:]
+    var flags: Set<String> = []
+    var positionals: [String] = []
+
+    func flag(_ n: String) -> Bool { flags.contains(n) }
+    func value(_ n: String) -> String? { values[n]?.last }
+    func all(_ n: String) -> [String] { values[n] ?? [] }
+
+    static func parse(_ args: [String], options: [OptionSpec]) throws(UsageError) -> ParsedArguments {
+        var out = ParsedArguments()
+        var byName: [String: OptionSpec] = [:]
+        for o in options { byName[o.name] = o }
+        var i = 0
+        var onlyPositionals = false
+        while i < args.count {
+            let a = args[i]
+            i += 1
+            if onlyPositionals || a == "-" || !a.hasPrefix("-") { out.positionals.append(a); continue }
+            if a == "--" { onlyPositionals = true; continue }
+            var name = a
+            var inline: String? = nil
+            if let eq = a.firstIndex(of: "="), a.hasPrefix("--") {
+                name = String(a[..<eq])
+                inline = String(a[a.index(after: eq)...])
+            }
+            guard let spec = byName[name] else { throw UsageError("unknown option \(name)") }
+            switch spec.kind {
+            case .flag:
+                if inline != nil { throw UsageError("\(name) takes no value") }
+                out.flags.insert(name)
+            case .value, .repeated:
+                let v: String
+                if let inline { v = inline } else {
+                    guard i < args.count else { throw UsageError("\(name) needs a value") }
+                    v = args[i]
+                    i += 1
+                }
+                if spec.kind == .value, out.values[name] != nil { throw UsageError("\(name) given more than once") }
+                out.values[name, default: []].append(v)
+            }
+        }
+        return out
+    }
+}
+
+/// Strict number and duration parsing for the command line (no signs, no spaces, overflow-checked).
+enum Parse {
+    static func unsigned(_ s: String, name: String, max: Int = Int.max) throws(UsageError) -> Int {
+        guard !s.isEmpty, s.utf8.count <= 19 else { throw UsageError("\(name): expected a whole number, got '\(s)'") }
+        var v = 0
+        for c in s.utf8 {
+            guard c >= 0x30 && c <= 0x39 else { throw UsageError("\(name): expected a whole number, got '\(s)'") }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int(c - 0x30))
+            if o1 || o2 { throw UsageError("\(name): number too large") }
+            v = a
+        }
+        guard v <= max else { throw UsageError("\(name): at most \(max)") }
+        return v
+    }
+
+    /// `250ms`, `30s`, `15m`, `24h`, `7d` (a whole number and one unit) into nanoseconds.
+    static func duration(_ s: String, name: String) throws(UsageError) -> Int64 {
+        let units: [(String, Int64)] = [("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000), ("d", 86_400_000_000_000)]
+        for (suffix, mult) in units where s.hasSuffix(suffix) {
+            let num = String(s.dropLast(suffix.count))
+            if suffix == "s", num.hasSuffix("m") { continue }
+            guard let n = try? unsigned(num, name: name), !num.isEmpty else { break }
+            let (v, o) = Int64(n).multipliedReportingOverflow(by: mult)
+            guard !o else { throw UsageError("\(name): duration too large") }
+            return v
+        }
+        throw UsageError("\(name): expected a duration like 250ms, 30s, 15m, 24h or 7d, got '\(s)'")
+    }
+}

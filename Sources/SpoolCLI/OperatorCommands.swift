@@ -1,0 +1,293 @@
+import SpoolCore
+import SpoolSystem
+
+extension CLI {
+    static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand]
+
+    static let enqueueCommand = Command(
+        name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",
+        usage: """
+        usage: spool enqueue [--key KEY] [--key-path DOTTED.PATH]... [--content-type TYPE] [FILE|-]
+
+        Reads FILE (or stdin) and enqueues it durably. Without --key the key is taken from the body:
+        JSON at movie.project, then project (or the --key-path paths); form data with
+        --content-type application/x-www-form-urlencoded. Prints 'accepted KEY' or 'duplicate KEY'.
+        """,
+        options: [.value("--key"), .repeated("--key-path"), .value("--content-type")],
+        run: { args, ctx in
+            guard args.positionals.count <= 1 else { throw UsageError("at most one FILE") }
+            let source = args.positionals.first ?? "-"
+            let body: [UInt8]
+            do {
+                if source == "-" { body = try ctx.console.readStdin() } else {
+                    body = try FileDescriptor.open(source, [.readOnly]).closeAfter { try $0.readAll(limit: CLI.maxStdinBytes) }
+                }
+            } catch { throw CommandFailure(message: "cannot read \(source == "-" ? "stdin" : source): \(error)") }
+            let key: SpoolKey
+            if let k = args.value("--key") {
+                do { key = try SpoolKey(k) } catch { throw CommandFailure(message: "\(error)") }
+            } else {
+                let paths = args.all("--key-path")
+                let extractor = KeyExtractor(paths: paths.isEmpty ? KeyExtractor.defaultPaths : paths)
+                do { key = try extractor.extract(body: body, contentType: args.value("--content-type")) } catch {
+                    throw CommandFailure(message: "\(error)")
+                }
+            }
+            var headers: [(String, String)] = []
+            if let ct = args.value("--content-type") { headers.append(("content-type", ct)) }
+            let spool = try ctx.openSpool()
+            do {
+                let outcome = try spool.enqueue(key: key, payload: body, headers: headers)
+                ctx.console.out("\(outcome.rawValue) \(key.value)")
+                return 0
+            } catch { throw CommandFailure(message: "\(error)") }
+        })
+
+    static func parseStates(_ names: [String]) throws -> [ItemState] {
+        if names.isEmpty { return ItemState.allCases }
+        return try names.map { n in
+            guard let s = ItemState(rawValue: n) else { throw UsageError("unknown state '\(n)' (new, claimed, done, failed)") }
+            return s
+        }
+    }
+
+    static func infoJSON(_ i: ItemInfo, now: Int64) -> String {
+        var parts = [
+            "\"state\":" + JSONWriter.quote(i.state.rawValue),
+            "\"key\":" + JSONWriter.quote(i.key),
+            "\"size\":\(i.size)",
+            "\"received_at\":" + JSONWriter.quote(RFC3339.format(nanos: i.receivedAtNanos)),
+            "\"attempts\":\(i.meta?.attempts ?? 0)",
+            "\"path\":" + JSONWriter.quote(i.path),
+        ]
+        if i.state == .new, i.dueAtNanos > now { parts.append("\"next_attempt_at\":" + JSONWriter.quote(RFC3339.format(nanos: i.dueAtNanos))) }
+        if let e = i.meta?.lastError { parts.append("\"last_error\":" + JSONWriter.quote(e)) }
+        if let s = i.meta?.lastStatus { parts.append("\"last_status\":" + JSONWriter.quote(s)) }
+        if i.state == .claimed, let c = i.meta?.claimedBy { parts.append("\"claimed_by\":" + JSONWriter.quote(c)) }
+        if let f = i.meta?.finishedAtNanos { parts.append("\"finished_at\":" + JSONWriter.quote(RFC3339.format(nanos: f))) }
+        if let ct = i.meta?.header("content-type") { parts.append("\"content_type\":" + JSONWriter.quote(ct)) }
+        if i.meta == nil { parts.append("\"meta_error\":\"metadata unreadable\"") }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    static func shortInfo(_ i: ItemInfo, now: Int64) -> String {
+        var bits: [String] = []
+        if i.state == .new, i.dueAtNanos > now { bits.append("retry in \(humanDuration(nanos: i.dueAtNanos - now))") }
+        if i.state == .claimed, let c = i.meta?.claimedBy { bits.append("by \(c)") }
+        if let s = i.meta?.lastStatus { bits.append(s) }
+        if let e = i.meta?.lastError {
+            let oneLine = e.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last.map(String.init) ?? ""
+            bits.append(oneLine.count > 60 ? String(oneLine.prefix(57)) + "..." : oneLine)
+        }
+        return bits.joined(separator: "; ")
+    }
+
+    static let lsCommand = Command(
+        name: "ls", summary: "list items",
+        usage: """
+        usage: spool ls [STATE...] [--json] [--limit N]
+
+        STATE is new, claimed, done or failed (default: all). The table shows STATE, KEY, AGE (since
+        received), SIZE, ATTEMPTS and INFO (next retry, claimant, last error). --json prints one object
+        per line with state, key, size, received_at, attempts, path, and next_attempt_at, last_error,
+        claimed_by when present.
+        """,
+        options: [.flag("--json"), .value("--limit")],
+        run: { args, ctx in
+            let states = try parseStates(args.positionals)
+            let limit = try args.value("--limit").map { try Parse.unsigned($0, name: "--limit") }
+            let spool = try ctx.openSpool()
+            let items: [ItemInfo]
+            do { items = try spool.list(states: states, limit: limit) } catch { throw CommandFailure(message: "\(error)") }
+            let now = spool.now()
+            if args.flag("--json") {
+                var out = ""
+                out.reserveCapacity(items.count * 200)
+                for i in items { out += infoJSON(i, now: now); out += "\n" }
+                ctx.console.writeOut(Array(out.utf8))
+                return 0
+            }
+            var rows = [["STATE", "KEY", "AGE", "SIZE", "ATTEMPTS", "INFO"]]
+            for i in items {
+                rows.append([i.state.rawValue, i.key, humanDuration(nanos: now - i.receivedAtNanos), "\(i.size)", "\(i.meta?.attempts ?? 0)", shortInfo(i, now: now)])
+            }
+            let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
+            var out = ""
+            for r in rows {
+                out += (0..<6).map { c in c == 5 ? r[c] : r[c].padding(widths[c] + 1) }.joined(separator: " ").trimmingTrailingSpaces + "\n"
+            }
+            ctx.console.writeOut(Array(out.utf8))
+            return 0
+        })
+
+    static let showCommand = Command(
+        name: "show", summary: "show one item's metadata and payload",
+        usage: """
+        usage: spool show KEY [--json] [--body]
+
+        --body writes exactly the stored bytes to stdout. --json prints the metadata as one object.
+        An unknown key exits 1 with 'error: no such item'.
+        """,
+        options: [.flag("--json"), .flag("--body")],
+        run: { args, ctx in
+            guard args.positionals.count == 1 else { throw UsageError("expected one KEY") }
+            let key: SpoolKey
+            do { key = try SpoolKey(args.positionals[0]) } catch { throw CommandFailure(message: "\(error)") }
+            let spool = try ctx.openSpool()
+            let info: ItemInfo
+            do { info = try spool.find(key: key) } catch { throw CommandFailure(message: "\(error)") }
+            let body: [UInt8]
+            do { body = try spool.payload(of: info) } catch { throw CommandFailure(message: "\(error)") }
+            if args.flag("--body") { ctx.console.writeOut(body); return 0 }
+            let now = spool.now()
+            if args.flag("--json") {
+                var j = infoJSON(info, now: now)
+                j.removeLast()
+                if let m = info.meta {
+                    j += ",\"headers\":{" + m.headers.map { JSONWriter.quote($0.0) + ":" + JSONWriter.quote($0.1) }.joined(separator: ",") + "}"
+                }
+                ctx.console.out(j + "}")
+                return 0
+            }
+            var lines = [
+                "key:         \(info.key)",
+                "state:       \(info.state.rawValue)",
+                "path:        \(info.path)",
+                "size:        \(info.size)",
+                "received_at: \(RFC3339.format(nanos: info.receivedAtNanos))",
+                "attempts:    \(info.meta?.attempts ?? 0)",
+            ]
+            if info.state == .new, info.dueAtNanos > now { lines.append("next_attempt_at: \(RFC3339.format(nanos: info.dueAtNanos))") }
+            if let m = info.meta {
+                if let c = m.claimedBy, info.state == .claimed { lines.append("claimed_by:  \(c)") }
+                if let s = m.lastStatus { lines.append("last_status: \(s)") }
+                for (n, v) in m.headers { lines.append("header:      \(n): \(v)") }
+                if let e = m.lastError { lines.append("last_error:\n" + e.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")) }
+            } else { lines.append("metadata:    unreadable") }
+            ctx.console.out(lines.joined(separator: "\n"))
+            ctx.console.out("")
+            if let text = String(validating: body, as: UTF8.self), !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r" }) {
+                ctx.console.out(text)
+            } else {
+                ctx.console.out("(\(body.count) bytes of binary payload; use --body)")
+            }
+            return 0
+        })
+
+    static let statsCommand = Command(
+        name: "stats", summary: "counts per state, bytes, oldest waiting item",
+        usage: """
+        usage: spool stats [--json]
+
+        --json prints {"new":N,"claimed":N,"done":N,"failed":N,"bytes":{...},"oldest_waiting_age_seconds":S|null,"tmp":N,"keys":N}.
+        """,
+        options: [.flag("--json")],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let spool = try ctx.openSpool()
+            let s: SpoolStats
+            do { s = try spool.stats() } catch { throw CommandFailure(message: "\(error)") }
+            let now = spool.now()
+            let age = s.oldestWaitingReceivedAtNanos.map { max(0, (now - $0) / 1_000_000_000) }
+            if args.flag("--json") {
+                let counts = ItemState.allCases.map { "\"\($0.rawValue)\":\(s.counts[$0] ?? 0)" }.joined(separator: ",")
+                let bytes = ItemState.allCases.map { "\"\($0.rawValue)\":\(s.bytes[$0] ?? 0)" }.joined(separator: ",")
+                ctx.console.out("{\(counts),\"bytes\":{\(bytes)},\"oldest_waiting_age_seconds\":\(age.map(String.init) ?? "null"),\"tmp\":\(s.tmpEntries),\"keys\":\(s.keyMarkers)}")
+                return 0
+            }
+            var lines: [String] = []
+            for st in ItemState.allCases { lines.append("\(st.rawValue.padding(8)) \(s.counts[st] ?? 0) items, \(s.bytes[st] ?? 0) bytes") }
+            lines.append("oldest waiting: " + (age.map { humanDuration(nanos: $0 * 1_000_000_000) } ?? "none"))
+            lines.append("keys \(s.keyMarkers), tmp \(s.tmpEntries)")
+            ctx.console.out(lines.joined(separator: "\n"))
+            return 0
+        })
+
+    static let retryCommand = Command(
+        name: "retry", summary: "send failed items back to new/",
+        usage: """
+        usage: spool retry KEY... | --all-failed
+
+        Moves items from failed/ (or waiting in new/) back to new/, due now, with attempts reset.
+        """,
+        options: [.flag("--all-failed")],
+        run: { args, ctx in
+            let all = args.flag("--all-failed")
+            if all == !args.positionals.isEmpty { throw UsageError("give KEYs or --all-failed") }
+            let spool = try ctx.openSpool()
+            if all {
+                do {
+                    let keys = try spool.retryAllFailed()
+                    for k in keys { ctx.console.out("retried \(k)") }
+                    ctx.console.out("\(keys.count) item(s) retried")
+                } catch { throw CommandFailure(message: "\(error)") }
+                return 0
+            }
+            var failures = 0
+            for k in args.positionals {
+                do {
+                    try spool.retry(key: try SpoolKey(k))
+                    ctx.console.out("retried \(k)")
+                } catch {
+                    ctx.console.err("error: \(k): \(error)")
+                    failures += 1
+                }
+            }
+            return failures == 0 ? 0 : 1
+        })
+
+    static let purgeCommand = Command(
+        name: "purge", summary: "delete finished items (and forget their keys)",
+        usage: """
+        usage: spool purge [--state done|failed] --older-than DURATION
+
+        Removes items of the state (default done) that finished more than DURATION ago (30s, 15m,
+        24h, 7d), with their key markers: a later webhook with the same key is accepted again.
+        """,
+        options: [.repeated("--state"), .value("--older-than")],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            guard let o = args.value("--older-than") else { throw UsageError("--older-than is required") }
+            let age = try Parse.duration(o, name: "--older-than")
+            let states = try (args.all("--state").isEmpty ? ["done"] : args.all("--state")).map { n -> ItemState in
+                guard let s = ItemState(rawValue: n), s == .done || s == .failed else { throw UsageError("--state takes done or failed") }
+                return s
+            }
+            let spool = try ctx.openSpool()
+            do {
+                let removed = try spool.purge(states: states, olderThanNanos: age)
+                ctx.console.out("purged \(removed.count) item(s)")
+            } catch { throw CommandFailure(message: "\(error)") }
+            return 0
+        })
+
+    static let recoverCommand = Command(
+        name: "recover", summary: "repair what crashed processes left behind",
+        usage: """
+        usage: spool recover [--json]
+
+        Returns items of dead consumers to new/, finishes or removes interrupted writes in tmp/,
+        removes key markers without an item and restores missing ones. Safe while everything runs.
+        """,
+        options: [.flag("--json")],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let spool = try ctx.openSpool()
+            let r = spool.recover()
+            if args.flag("--json") {
+                func arr(_ a: [String]) -> String { "[" + a.map(JSONWriter.quote).joined(separator: ",") + "]" }
+                ctx.console.out("{\"requeued\":\(arr(r.requeuedClaims)),\"completed_writes\":\(arr(r.completedWrites)),\"removed_tmp\":\(arr(r.removedTmp)),\"removed_orphan_markers\":\(arr(r.removedOrphanMarkers)),\"relinked_markers\":\(arr(r.relinkedMarkers)),\"problems\":\(arr(r.problems))}")
+            } else {
+                ctx.console.out(r.isEmpty ? "nothing to recover" : r.lines.joined(separator: "\n"))
+            }
+            return r.problems.isEmpty ? 0 : 1
+        })
+}
+
+extension String {
+    var trimmingTrailingSpaces: String {
+        var s = self[...]
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

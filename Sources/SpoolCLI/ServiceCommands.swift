@@ -1,0 +1,4 @@
+extension CLI {
+    /// Long-running commands (`serve`, `consume`).
+    static let serviceCommands: [Command] = []
+}

@@ -1,0 +1,247 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SpoolSystem
+
+/// An item this process has claimed. It holds an exclusive `flock` on the payload for as long as it
+/// lives, so every other process sees at once that the claimant is alive (and, after a crash, that it is not).
+/// Finish it with exactly one of `complete`, `fail` or `release`.
+public final class ClaimedItem: @unchecked Sendable {
+    // @unchecked: the descriptors are immutable; `meta` and `finished` are only touched by the owner
+    // of the claim, which the API hands to one caller at a time.
+    public let key: SpoolKey
+    public internal(set) var meta: ItemMeta
+    /// The attempt this claim is (1 for the first).
+    public var attempt: Int { meta.attempts }
+    /// Path of the claimed payload (`claimed/<name>/payload`).
+    public let payloadPath: String
+    let payload: FileDescriptor
+    let dir: FileDescriptor
+    var finished = false
+
+    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor, dir: FileDescriptor) {
+        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload; self.dir = dir
+    }
+
+    /// The stored bytes, exactly as received.
+    public func readPayload() throws(SpoolError) -> [UInt8] {
+        try sys("read payload") {
+            _ = lseek(payload.rawValue, 0, SEEK_SET)
+            return try payload.readAll(limit: Int(max(meta.size, 0)) + 64 * 1024 * 1024)
+        }
+    }
+
+    /// The open payload descriptor (positioned anywhere); handlers may read it with pread.
+    public var payloadDescriptor: FileDescriptor { payload }
+
+    func close() {
+        try? dir.close()
+        try? payload.close()
+    }
+
+    deinit { if !finished { close() } }
+}
+
+public enum FailOutcome: Sendable, Equatable {
+    /// Back in `new/`, due again at this time.
+    case retry(atNanos: Int64)
+    /// Moved to `failed/` (attempts used up, or a permanent failure).
+    case failed
+}
+
+extension Spool {
+    /// Claims the oldest due item it can get, or returns nil when none is due.
+    ///
+    /// Lock first, then rename: open `new/<name>/payload`, take its `flock` without blocking, check the name still
+    /// refers to that file and that it is due, then `renameat2(new/<name>, claimed/<name>, NOREPLACE)`. The
+    /// lock is held before the item ever appears in `claimed/`, so `recover` cannot mistake a fresh claim for a
+    /// dead one. The attempt count goes up here, at claim time, so an item that kills its consumer every time
+    /// still reaches `maxAttempts` and is dead-lettered instead of looping for ever.
+    public func claim(policy: RetryPolicy = RetryPolicy()) throws(SpoolError) -> ClaimedItem? {
+        var rounds = 0
+        while rounds < 3 {
+            rounds += 1
+            let now = self.now()
+            var batch = nextCandidates(now: now)
+            if batch.isEmpty { return nil }
+            while !batch.isEmpty {
+                // Pick among the oldest few at random so competing consumers rarely collide on one name.
+                let idx = Int.random(in: 0..<min(8, batch.count))
+                let name = batch.remove(at: idx)
+                dropCandidate(name)
+                if let item = try tryClaim(name: name, now: now, policy: policy) { return item }
+            }
+        }
+        return nil
+    }
+
+    /// Tells the claim cache that `new/` changed (the consumer calls this on inotify events).
+    public func noteNewItems() { invalidateScan() }
+
+    /// The earliest not-before time of waiting items seen at the last scan, if any were not yet due.
+    public func nextDueTime() -> Int64? { scan.withLock { $0.nextDueNanos } }
+
+    private func nextCandidates(now: Int64) -> [String] {
+        let needScan = scan.withLock { st -> Bool in
+            st.invalidated || st.candidates.isEmpty && (st.nextDueNanos.map { $0 <= now } ?? false)
+                || now - st.scannedAt > 5_000_000_000
+        }
+        if needScan { rescan(now: now) }
+        return scan.withLock { Array($0.candidates.prefix(32)) }
+    }
+
+    private func dropCandidate(_ name: String) {
+        scan.withLock { st in
+            if let i = st.candidates.firstIndex(of: name) { st.candidates.remove(at: i) }
+        }
+    }
+
+    /// Lists `new/` and keeps the due items, oldest not-before time (payload mtime) first.
+    func rescan(now: Int64) {
+        let d = dir(.new)
+        scan.withLock { $0.invalidated = false }
+        guard let names = try? FS.listNames(in: d) else { return }
+        var due: [(Int64, String)] = []
+        var nextDue: Int64? = nil
+        due.reserveCapacity(names.count)
+        for n in names {
+            guard let st = try? FS.stat(n + "/" + Spool.payloadFile, in: d) else { continue }
+            if st.mtimeNanos <= now { due.append((st.mtimeNanos, n)) } else { nextDue = min(nextDue ?? st.mtimeNanos, st.mtimeNanos) }
+        }
+        due.sort { $0.0 < $1.0 }
+        scan.withLock { st in
+            st.candidates = due.map { $0.1 }
+            st.nextDueNanos = nextDue
+            st.scannedAt = now
+        }
+    }
+
+    private func tryClaim(name: String, now: Int64, policy: RetryPolicy) throws(SpoolError) -> ClaimedItem? {
+        guard let key = SpoolKey(fileName: name) else { return nil }
+        let newDir = dir(.new)
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(name + "/" + Spool.payloadFile, in: newDir, [.readOnly, .noFollow]) } catch { return nil }
+        var keep = false
+        defer { if !keep { try? fd.close() } }
+        guard (try? fd.tryLockExclusive()) == .acquired else { return nil }
+        guard let held = try? fd.stat(), let cur = try? FS.stat(name + "/" + Spool.payloadFile, in: newDir),
+              cur.sameFile(as: held), held.mtimeNanos <= now else { return nil }
+        do {
+            try faults.check(.rename)
+            try FS.renameNoReplace(name, in: newDir, to: name, in: dir(.claimed))
+        } catch let e as Errno where e == .noEntry || e == .exists {
+            return nil
+        } catch let e as Errno {
+            throw SpoolError.system(operation: "claim \(key)", errno: e)
+        } catch { throw SpoolError.corrupt("\(error)") }
+        let itemDir: FileDescriptor
+        do { itemDir = try openItemDir(name, in: .claimed) } catch {
+            throw SpoolError.system(operation: "open claimed item", errno: (error as? Errno) ?? .io)
+        }
+        var meta: ItemMeta
+        do { meta = try readMeta(itemDir: itemDir) } catch {
+            // Metadata lost or unreadable (a hand edit, a torn disk): keep the payload, rebuild what we can.
+            meta = ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
+            meta.lastError = "metadata was unreadable and has been rebuilt: \(error)"
+        }
+        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd, dir: itemDir)
+        keep = true
+        if meta.attempts >= policy.maxAttempts {
+            // Every allowed attempt was claimed and none finished: the handler keeps killing its consumer.
+            _ = try? finishFailed(item, error: "gave up after \(meta.attempts) attempts that never finished (the consumer died each time)", status: "abandoned")
+            return nil
+        }
+        item.meta.attempts += 1
+        item.meta.claimedBy = identity
+        item.meta.lastAttemptAtNanos = now
+        item.meta.nextAttemptAtNanos = nil
+        do { try writeMeta(item.meta, itemDir: itemDir) } catch {
+            try? release(item)
+            throw error
+        }
+        return item
+    }
+
+    /// Moves a claimed item to `done/`.
+    public func complete(_ item: ClaimedItem, status: String? = nil) throws(SpoolError) {
+        precondition(!item.finished, "item already finished")
+        item.meta.claimedBy = nil
+        item.meta.finishedAtNanos = now()
+        if let status { item.meta.lastStatus = status }
+        try writeMeta(item.meta, itemDir: item.dir)
+        try move(item, to: .done)
+    }
+
+    /// Records a failed attempt. Retryable failures go back to `new/` with a not-before time from `policy`,
+    /// until `policy.maxAttempts` attempts are used; then, or for a permanent failure, to `failed/`.
+    @discardableResult
+    public func fail(_ item: ClaimedItem, error: String, status: String? = nil, retryable: Bool, policy: RetryPolicy,
+                     retryAfterNanos: Int64? = nil) throws(SpoolError) -> FailOutcome {
+        precondition(!item.finished, "item already finished")
+        if !retryable || item.meta.attempts >= policy.maxAttempts {
+            return try finishFailed(item, error: error, status: status)
+        }
+        let now = self.now()
+        var delay = policy.delay(afterAttempt: item.meta.attempts)
+        if let ra = retryAfterNanos { delay = max(delay, min(ra, policy.maxNanos)) }
+        let due = now + delay
+        item.meta.claimedBy = nil
+        item.meta.lastError = ItemMeta.clipError(error)
+        item.meta.lastStatus = status
+        item.meta.nextAttemptAtNanos = due
+        try writeMeta(item.meta, itemDir: item.dir)
+        try sys("set retry time") { try item.payload.setModificationTime(nanos: due) }
+        try move(item, to: .new)
+        return .retry(atNanos: due)
+    }
+
+    /// Puts a claimed item back in `new/`, due now, without using up an attempt (graceful shutdown).
+    public func release(_ item: ClaimedItem) throws(SpoolError) {
+        precondition(!item.finished, "item already finished")
+        item.meta.claimedBy = nil
+        item.meta.attempts = max(0, item.meta.attempts - 1)
+        try writeMeta(item.meta, itemDir: item.dir)
+        try sys("set retry time") { try item.payload.setModificationTime(nanos: now()) }
+        try move(item, to: .new)
+    }
+
+    func finishFailed(_ item: ClaimedItem, error: String, status: String?) throws(SpoolError) -> FailOutcome {
+        item.meta.claimedBy = nil
+        item.meta.lastError = ItemMeta.clipError(error)
+        item.meta.lastStatus = status
+        item.meta.nextAttemptAtNanos = nil
+        item.meta.finishedAtNanos = now()
+        try writeMeta(item.meta, itemDir: item.dir)
+        try move(item, to: .failed)
+        return .failed
+    }
+
+    /// Renames `claimed/<name>` into `state/<name>` while the lock is still held, then drops the lock.
+    private func move(_ item: ClaimedItem, to state: ItemState) throws(SpoolError) {
+        let name = item.key.fileName
+        do {
+            try faults.check(.rename)
+            try FS.renameNoReplace(name, in: dir(.claimed), to: name, in: dir(state))
+        } catch let e as Errno where e == .exists {
+            // A leftover of an interrupted purge can hold the name in done/ or failed/: it is not this item
+            // (the marker points at our payload), so it goes to the trash and we try once more.
+            try removeStale(name: name, in: state, keeping: item)
+            try sys("move \(item.key) to \(state)") { try FS.renameNoReplace(name, in: dir(.claimed), to: name, in: dir(state)) }
+        } catch let e as Errno {
+            throw SpoolError.system(operation: "move \(item.key) to \(state)", errno: e)
+        } catch { throw SpoolError.corrupt("\(error)") }
+        item.finished = true
+        item.close()
+        if state == .new { invalidateScan() }
+    }
+
+    private func removeStale(name: String, in state: ItemState, keeping item: ClaimedItem) throws(SpoolError) {
+        let mine = try sys("stat payload") { try item.payload.stat() }
+        if let other = try? FS.stat(name + "/" + Spool.payloadFile, in: dir(state)), other.sameFile(as: mine) {
+            throw SpoolError.conflict("\(state)/\(name) already holds this item")
+        }
+        let trash = tmpName(for: name, kind: "p")
+        try sys("move stale \(state)/\(name) to trash") { try FS.renameNoReplace(name, in: dir(state), to: trash, in: tmp) }
+        try? FS.removeFlatDirectory(trash, in: tmp)
+    }
+}

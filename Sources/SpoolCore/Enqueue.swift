@@ -1,0 +1,209 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SpoolSystem
+
+public enum EnqueueOutcome: String, Sendable, Equatable {
+    /// The item is new and durable.
+    case accepted
+    /// The key was seen before (in any state); the item that exists for it is durable.
+    case duplicate
+}
+
+public struct EnqueueRequest: Sendable {
+    public var key: SpoolKey
+    public var payload: [UInt8]
+    /// Selected request headers, stored in the metadata (names are lowercased).
+    public var headers: [(String, String)]
+    public init(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = []) {
+        self.key = key
+        self.payload = payload
+        self.headers = headers.map { ($0.0.lowercased(), $0.1) }
+    }
+}
+
+extension Spool {
+    /// Enqueues one item, durably, before returning. See `enqueueBatch`.
+    public func enqueue(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = []) throws(SpoolError) -> EnqueueOutcome {
+        try enqueueBatch([EnqueueRequest(key: key, payload: payload, headers: headers)])[0].get()
+    }
+
+    /// Enqueues several items with shared flushes (group commit): every payload is written, then all are
+    /// flushed together, then each is published, then each directory is flushed once for the whole batch.
+    /// A result is `.success` only when that item (or the existing item of its key) is durable.
+    ///
+    /// Steps for one item (crash analysis in docs/spool-format.md):
+    /// 1. `tmp/<name>.<unique>.w/` with `payload` (locked) and `meta`, written and fsynced, then the
+    ///    directory and `tmp/` fsynced;
+    /// 2. `link(payload, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
+    /// 3. `renameat2(tmp/<name>.<unique>.w, new/<name>, RENAME_NOREPLACE)`;
+    /// 4. fsync `keys/` and `new/`.
+    public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
+        var results = [Result<EnqueueOutcome, SpoolError>?](repeating: nil, count: requests.count)
+        var staged: [Int: StagedItem] = [:]
+        let receivedAt = now()
+
+        // Phase 1: write every item into tmp/.
+        for (i, r) in requests.enumerated() {
+            do { staged[i] = try stage(r, receivedAt: receivedAt) } catch { results[i] = .failure(error) }
+        }
+        // Phase 2: flush data. Start writeback for all first so the fsyncs share journal commits.
+        for s in staged.values { s.payload.startWriteback(); s.meta.startWriteback() }
+        for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
+            do {
+                try sys("flush item") {
+                    try faults.check(.fsync); try s.payload.fsync()
+                    try faults.check(.fsync); try s.meta.fsync()
+                    try faults.check(.fsync); try s.dir.fsync()
+                }
+            } catch {
+                results[i] = .failure(error)
+                discard(s)
+                staged[i] = nil
+            }
+        }
+        if !staged.isEmpty {
+            do { try sys("flush tmp directory") { try faults.check(.fsync); try tmp.fsync() } } catch {
+                for (i, s) in staged { results[i] = .failure(error); discard(s) }
+                staged = [:]
+            }
+        }
+        // Phase 3: publish. The link decides accepted vs duplicate atomically.
+        var published: [Int] = []
+        var newDirTouched = false
+        for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
+            do {
+                let outcome = try publish(s)
+                if outcome == .accepted { newDirTouched = true; s.published = true }
+                results[i] = .success(outcome)
+                published.append(i)
+            } catch {
+                results[i] = .failure(error)
+            }
+        }
+        // Phase 4: make the names durable, once for the whole batch.
+        if !published.isEmpty {
+            do {
+                try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
+                if newDirTouched { try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() } }
+            } catch {
+                for i in published { results[i] = .failure(error) }
+            }
+        }
+        for s in staged.values { if s.published { s.closeAll() } else { discard(s) } }
+        if published.contains(where: { (try? results[$0]?.get()) == .accepted }) { invalidateScan() }
+        return results.map { $0! }
+    }
+
+    final class StagedItem {
+        let key: SpoolKey
+        let tmpName: String
+        let dir: FileDescriptor
+        let payload: FileDescriptor
+        let meta: FileDescriptor
+        var published = false
+        init(key: SpoolKey, tmpName: String, dir: FileDescriptor, payload: FileDescriptor, meta: FileDescriptor) {
+            self.key = key; self.tmpName = tmpName; self.dir = dir; self.payload = payload; self.meta = meta
+        }
+        func closeAll() { try? payload.close(); try? meta.close(); try? dir.close() }
+    }
+
+    private func stage(_ r: EnqueueRequest, receivedAt: Int64) throws(SpoolError) -> StagedItem {
+        let name = tmpName(for: r.key.fileName, kind: "w")
+        try sys("create \(Spool.tmpDir)/\(name)") { try faults.check(.mkdir); try FS.mkdir(name, in: tmp, mode: 0o700) }
+        var dirFD: FileDescriptor?
+        var payloadFD: FileDescriptor?
+        var metaFD: FileDescriptor?
+        do {
+            let d = try sys("open \(Spool.tmpDir)/\(name)") { try FileDescriptor.open(name, in: tmp, [.readOnly, .directory, .noFollow]) }
+            dirFD = d
+            let p = try sys("create payload") {
+                try faults.check(.open)
+                return try FileDescriptor.open(Spool.payloadFile, in: d, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
+            }
+            payloadFD = p
+            // Held until the item is published, so `recover` never mistakes a live write for a dead one.
+            _ = try sys("lock payload") { try p.tryLockExclusive() }
+            try sys("write payload") { try faults.check(.write); try p.writeAll(r.payload) }
+            var meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers)
+            meta.attempts = 0
+            let m = try sys("create metadata") {
+                try faults.check(.open)
+                return try FileDescriptor.open(Spool.metaFile, in: d, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
+            }
+            metaFD = m
+            try sys("write metadata") { try faults.check(.write); try m.writeAll(Array(meta.json.utf8)) }
+            return StagedItem(key: r.key, tmpName: name, dir: d, payload: p, meta: m)
+        } catch {
+            try? metaFD?.close(); try? payloadFD?.close(); try? dirFD?.close()
+            try? FS.removeFlatDirectory(name, in: tmp)
+            throw error
+        }
+    }
+
+    private func discard(_ s: StagedItem) {
+        s.closeAll()
+        try? FS.removeFlatDirectory(s.tmpName, in: tmp)
+    }
+
+    private func publish(_ s: StagedItem) throws(SpoolError) -> EnqueueOutcome {
+        let linkSource = s.tmpName + "/" + Spool.payloadFile
+        for _ in 0..<8 {
+            do {
+                try faults.check(.link)
+                try FS.link(linkSource, in: tmp, to: s.key.fileName, in: keys)
+            } catch let e as Errno where e == .exists {
+                if try resolveExistingMarker(s.key) { return .duplicate }
+                continue
+            } catch let e as Errno {
+                throw SpoolError.system(operation: "link key marker", errno: e)
+            } catch { throw SpoolError.corrupt("\(error)") }
+            do {
+                try faults.check(.rename)
+                try FS.renameNoReplace(s.tmpName, in: tmp, to: s.key.fileName, in: dir(.new))
+                return .accepted
+            } catch {
+                // Undo the marker so the key is not blocked by an item that never became visible.
+                try? FS.unlink(s.key.fileName, in: keys)
+                if let e = error as? Errno {
+                    if e == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists without a key marker; run spool recover") }
+                    throw SpoolError.system(operation: "publish item", errno: e)
+                }
+                throw SpoolError.corrupt("\(error)")
+            }
+        }
+        throw SpoolError.busy(key: s.key.value)
+    }
+
+    /// Decides what an existing `keys/<name>` means. Returns true for a live item (a duplicate); false when the
+    /// marker was an orphan (no item links to it any more) and has been removed, so the caller links again.
+    func resolveExistingMarker(_ key: SpoolKey) throws(SpoolError) -> Bool {
+        let st: FileStat
+        do { st = try FS.stat(key.fileName, in: keys) } catch let e as Errno where e == .noEntry { return false } catch {
+            throw SpoolError.system(operation: "stat key marker", errno: (error as? Errno) ?? .io)
+        }
+        // The marker is a hard link to the payload: a second link means an item (or a write in progress) holds it.
+        if st.linkCount >= 2 { return true }
+        // An orphan marker: its item was deleted by hand or lost. Remove it under its lock, after checking the
+        // name still refers to the same file, so two repairers cannot both act on it.
+        return try sys("repair orphan key marker") { () throws -> Bool in
+            let fd: FileDescriptor
+            do { fd = try FileDescriptor.open(key.fileName, in: keys, [.readOnly, .noFollow]) } catch let e as Errno where e == .noEntry { return false }
+            return try fd.closeAfter { fd throws -> Bool in
+                var locked = false
+                for _ in 0..<2000 where !locked {
+                    locked = try fd.tryLockExclusive() == .acquired
+                    if !locked { usleep(500) }
+                }
+                if !locked { throw SpoolError.busy(key: key.value) }
+                let held = try fd.stat()
+                guard let cur = try? FS.stat(key.fileName, in: keys), cur.sameFile(as: held) else { return false }
+                if held.linkCount >= 2 { return true }
+                try FS.unlink(key.fileName, in: keys)
+                return false
+            }
+        }
+    }
+
+    func invalidateScan() { scan.withLock { $0.invalidated = true } }
+}

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SpoolSystem
+
+/// One item as the operator sees it.
+public struct ItemInfo: Sendable {
+    public var state: ItemState
+    public var key: String
+    public var fileName: String
+    public var size: Int64
+    /// Not-before time for items in `new/` (the payload's mtime).
+    public var dueAtNanos: Int64
+    /// Nil when the metadata could not be read (the item is still listed).
+    public var meta: ItemMeta?
+    public var path: String
+
+    public var receivedAtNanos: Int64 { meta?.receivedAtNanos ?? dueAtNanos }
+}
+
+public struct SpoolStats: Sendable {
+    public var counts: [ItemState: Int] = [:]
+    public var bytes: [ItemState: Int64] = [:]
+    public var oldestWaitingReceivedAtNanos: Int64?
+    public var tmpEntries = 0
+    public var keyMarkers = 0
+}
+
+extension Spool {
+    /// Lists items; tolerates items moving or vanishing while it reads (they are skipped or seen once).
+    public func list(states: [ItemState] = ItemState.allCases, limit: Int? = nil, withMeta: Bool = true) throws(SpoolError) -> [ItemInfo] {
+        var out: [ItemInfo] = []
+        for state in states {
+            let d = dir(state)
+            let names = try sys("list \(state)") { try FS.listNames(in: d) }
+            var infos: [ItemInfo] = []
+            infos.reserveCapacity(names.count)
+            for name in names {
+                guard let key = SpoolKey(fileName: name) else { continue }
+                guard let info = itemInfo(name: name, key: key, state: state, withMeta: false) else { continue }
+                infos.append(info)
+            }
+            // Oldest first (payload mtime: arrival, or the not-before time of a waiting retry).
+            infos.sort { $0.dueAtNanos < $1.dueAtNanos }
+            if let limit { infos = Array(infos.prefix(max(0, limit - out.count))) }
+            if withMeta {
+                for i in infos.indices {
+                    if let itemDir = try? openItemDir(infos[i].fileName, in: state) {
+                        infos[i].meta = try? readMeta(itemDir: itemDir)
+                        try? itemDir.close()
+                    }
+                }
+            }
+            out += infos
+            if let limit, out.count >= limit { return out }
+        }
+        return out
+    }
+
+    func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool) -> ItemInfo? {
+        let d = dir(state)
+        guard let st = try? FS.stat(name + "/" + Spool.payloadFile, in: d) else { return nil }
+        var meta: ItemMeta? = nil
+        if withMeta, let itemDir = try? openItemDir(name, in: state) {
+            meta = try? readMeta(itemDir: itemDir)
+            try? itemDir.close()
+        }
+        return ItemInfo(state: state, key: key.value, fileName: name, size: st.size, dueAtNanos: st.mtimeNanos, meta: meta,
+                        path: "\(path)/\(state.rawValue)/\(name)")
+    }
+
+    /// Finds one item by key, looking in every state (twice, in case it moved while we looked).
+    public func find(key: SpoolKey) throws(SpoolError) -> ItemInfo {
+        for _ in 0..<2 {
+            for state in ItemState.allCases {
+                if let info = itemInfo(name: key.fileName, key: key, state: state, withMeta: true) { return info }
+            }
+        }
+        throw .notFound(key: key.value)
+    }
+
+    /// The exact stored bytes of an item.
+    public func payload(of info: ItemInfo, limit: Int = 1 << 30) throws(SpoolError) -> [UInt8] {
+        try sys("read payload of \(info.key)") {
+            try FileDescriptor.open(info.fileName + "/" + Spool.payloadFile, in: dir(info.state), [.readOnly, .noFollow]).closeAfter {
+                try $0.readAll(limit: limit)
+            }
+        }
+    }
+
+    /// Counts and sizes per state. Reads only directory entries and payload stats, never metadata.
+    public func stats() throws(SpoolError) -> SpoolStats {
+        var s = SpoolStats()
+        for state in ItemState.allCases {
+            let d = dir(state)
+            let names = try sys("list \(state)") { try FS.listNames(in: d) }
+            var count = 0
+            var bytes: Int64 = 0
+            for n in names {
+                guard let st = try? FS.stat(n + "/" + Spool.payloadFile, in: d) else { continue }
+                count += 1
+                bytes += st.size
+                if state == .new { s.oldestWaitingReceivedAtNanos = min(s.oldestWaitingReceivedAtNanos ?? st.mtimeNanos, st.mtimeNanos) }
+            }
+            s.counts[state] = count
+            s.bytes[state] = bytes
+        }
+        s.tmpEntries = (try? FS.listNames(in: tmp).count) ?? 0
+        s.keyMarkers = (try? FS.listNames(in: keys).count) ?? 0
+        return s
+    }
+
+    /// Checks that the spool can take a write right now (for `/healthz`): creates, flushes and removes a file.
+    public func probeWritable() -> Bool {
+        let name = tmpName(for: "healthz", kind: "h")
+        do {
+            try faults.check(.open)
+            let fd = try FileDescriptor.open(name, in: tmp, [.writeOnly, .create, .exclusive, .noFollow])
+            defer { try? fd.close(); try? FS.unlink(name, in: tmp) }
+            try faults.check(.write)
+            try fd.writeAll([0x31])
+            return true
+        } catch { return false }
+    }
+}

@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SpoolSystem
+
+/// What `recover` did, one line per action, for the operator.
+public struct RecoveryReport: Sendable, Equatable {
+    public var requeuedClaims: [String] = []
+    public var completedWrites: [String] = []
+    public var removedTmp: [String] = []
+    public var removedOrphanMarkers: [String] = []
+    public var relinkedMarkers: [String] = []
+    public var problems: [String] = []
+
+    public var lines: [String] {
+        requeuedClaims.map { "requeued \($0) (its claimant is gone)" }
+            + completedWrites.map { "completed interrupted enqueue of \($0)" }
+            + removedTmp.map { "removed stale tmp/\($0)" }
+            + removedOrphanMarkers.map { "removed orphan key marker \($0)" }
+            + relinkedMarkers.map { "restored missing key marker of \($0)" }
+            + problems.map { "problem: \($0)" }
+    }
+    public var isEmpty: Bool { lines.isEmpty }
+}
+
+extension Spool {
+    /// Repairs what crashed processes left behind. Safe to run at any time, alongside everything else:
+    /// it only acts on entries whose lock nobody holds.
+    /// - `claimed/` items whose claimant died go back to `new/` (due now; the attempt stays counted);
+    /// - `tmp/` writes of dead processes are finished (if their marker was linked) or removed;
+    ///   purge trash is removed;
+    /// - markers that no item links to are removed; items whose marker is missing get it back.
+    /// `tmpGraceNanos` protects a write whose directory exists but whose payload is not yet created and locked.
+    public func recover(tmpGraceNanos: Int64 = 2_000_000_000) -> RecoveryReport {
+        var report = RecoveryReport()
+        let now = self.now()
+        recoverTmp(now: now, grace: tmpGraceNanos, into: &report)
+        recoverClaims(now: now, into: &report)
+        recoverMarkers(into: &report)
+        invalidateScan()
+        return report
+    }
+
+    private func recoverTmp(now: Int64, grace: Int64, into report: inout RecoveryReport) {
+        guard let entries = try? FS.listNames(in: tmp) else { report.problems.append("cannot list tmp/"); return }
+        for entry in entries {
+            let parts = entry.split(separator: ".", omittingEmptySubsequences: false)
+            let kind = parts.count == 3 ? parts[2] : ""
+            let itemName = String(parts.first ?? "")
+            guard let st = try? FS.stat(entry, in: tmp) else { continue }
+            let payload: FileDescriptor? = st.isDirectory ? try? FileDescriptor.open(entry + "/" + Spool.payloadFile, in: tmp, [.readOnly, .noFollow]) : nil
+            defer { try? payload?.close() }
+            if let payload {
+                guard (try? payload.tryLockExclusive()) == .acquired else { continue } // a live writer or purger
+            } else if now - st.mtimeNanos < grace {
+                continue // possibly a write that has not created its payload yet
+            }
+            let pst = try? payload?.stat()
+            if kind == "w", let pst, pst.linkCount >= 2, let marker = try? FS.stat(itemName, in: keys), marker.sameFile(as: pst) {
+                // The marker was linked, so the sender may have been told "duplicate" by a racing request:
+                // finish the enqueue instead of dropping a durable payload.
+                if (try? FS.renameNoReplace(entry, in: tmp, to: itemName, in: dir(.new))) != nil {
+                    _ = try? dir(.new).fsync()
+                    report.completedWrites.append(SpoolKey(fileName: itemName)?.value ?? itemName)
+                    continue
+                }
+                report.problems.append("tmp/\(entry) is linked as key \(itemName) but new/\(itemName) exists")
+                continue
+            }
+            if kind == "p", let pst, let marker = try? FS.stat(itemName, in: keys), marker.sameFile(as: pst) {
+                try? FS.unlink(itemName, in: keys) // an interrupted purge: finish it
+            }
+            if st.isDirectory { try? FS.removeFlatDirectory(entry, in: tmp) } else { try? FS.unlink(entry, in: tmp) }
+            report.removedTmp.append(entry)
+        }
+    }
+
+    private func recoverClaims(now: Int64, into report: inout RecoveryReport) {
+        let claimedDir = dir(.claimed)
+        guard let names = try? FS.listNames(in: claimedDir) else { report.problems.append("cannot list claimed/"); return }
+        for name in names {
+            guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry claimed/\(name)"); continue }
+            guard let fd = try? FileDescriptor.open(name + "/" + Spool.payloadFile, in: claimedDir, [.readOnly, .noFollow]) else {
+                report.problems.append("claimed/\(name) has no payload"); continue
+            }
+            defer { try? fd.close() }
+            guard (try? fd.tryLockExclusive()) == .acquired else { continue } // claimant alive
+            guard let held = try? fd.stat(), let cur = try? FS.stat(name + "/" + Spool.payloadFile, in: claimedDir), cur.sameFile(as: held) else { continue }
+            if let itemDir = try? openItemDir(name, in: .claimed) {
+                if var meta = try? readMeta(itemDir: itemDir) {
+                    let who = meta.claimedBy ?? "unknown"
+                    meta.claimedBy = nil
+                    meta.lastError = "claimant \(who) died during attempt \(meta.attempts)"
+                    meta.lastStatus = "abandoned"
+                    try? writeMeta(meta, itemDir: itemDir)
+                }
+                try? itemDir.close()
+            }
+            try? fd.setModificationTime(nanos: now)
+            do {
+                try FS.renameNoReplace(name, in: claimedDir, to: name, in: dir(.new))
+                report.requeuedClaims.append(key.value)
+            } catch {
+                report.problems.append("cannot requeue claimed/\(name): \(error)")
+            }
+        }
+    }
+
+    private func recoverMarkers(into report: inout RecoveryReport) {
+        guard let markers = try? FS.listNames(in: keys) else { report.problems.append("cannot list keys/"); return }
+        for name in markers {
+            guard let st = try? FS.stat(name, in: keys), st.linkCount < 2 else { continue }
+            guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry keys/\(name)"); continue }
+            if (try? resolveExistingMarker(key)) == false { report.removedOrphanMarkers.append(key.value) }
+        }
+        for state in ItemState.allCases {
+            guard let names = try? FS.listNames(in: dir(state)) else { continue }
+            for name in names {
+                guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry \(state)/\(name)"); continue }
+                guard let st = try? FS.stat(name + "/" + Spool.payloadFile, in: dir(state)) else {
+                    if (try? FS.stat(name, in: dir(state))) != nil { report.problems.append("\(state)/\(name) has no payload") }
+                    continue
+                }
+                if st.linkCount >= 2 { continue }
+                do {
+                    try FS.link(name + "/" + Spool.payloadFile, in: dir(state), to: name, in: keys)
+                    report.relinkedMarkers.append(key.value)
+                } catch {
+                    report.problems.append("\(state)/\(name) has no key marker and it cannot be restored: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Removes items in `states` that finished before `olderThanNanos` ago, with their key markers, so their keys
+    /// can be enqueued again. Each item goes to `tmp/` first (one rename), so a crash never leaves half an item.
+    public func purge(states: [ItemState], olderThanNanos: Int64) throws(SpoolError) -> [String] {
+        let cutoff = now() - olderThanNanos
+        var removed: [String] = []
+        for state in states {
+            precondition(state == .done || state == .failed, "purge only takes done or failed")
+            let d = dir(state)
+            let names = try sys("list \(state)") { try FS.listNames(in: d) }
+            for name in names {
+                guard let key = SpoolKey(fileName: name) else { continue }
+                guard let itemDir = try? openItemDir(name, in: state) else { continue }
+                defer { try? itemDir.close() }
+                let finished: Int64
+                if let m = try? readMeta(itemDir: itemDir) { finished = m.finishedAtNanos ?? m.receivedAtNanos } else {
+                    finished = (try? itemDir.stat().mtimeNanos) ?? 0
+                }
+                guard finished <= cutoff else { continue }
+                guard let fd = try? FileDescriptor.open(Spool.payloadFile, in: itemDir, [.readOnly, .noFollow]) else { continue }
+                defer { try? fd.close() }
+                guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { continue }
+                let trash = tmpName(for: name, kind: "p")
+                do { try FS.renameNoReplace(name, in: d, to: trash, in: tmp) } catch { continue }
+                if let m = try? FS.stat(name, in: keys), m.sameFile(as: held) {
+                    try sys("remove key marker of \(key)") { try FS.unlink(name, in: keys) }
+                }
+                try? FS.removeFlatDirectory(trash, in: tmp)
+                removed.append(key.value)
+            }
+        }
+        if !removed.isEmpty { _ = try? keys.fsync() }
+        return removed
+    }
+
+    /// Puts items back into `new/`, due now, with their attempt count reset. Takes items from `failed/`,
+    /// and from `new/` (making a waiting retry due at once).
+    public func retry(key: SpoolKey) throws(SpoolError) {
+        let name = key.fileName
+        for state in [ItemState.failed, .new] {
+            guard let itemDir = try? openItemDir(name, in: state) else { continue }
+            defer { try? itemDir.close() }
+            let fd = try sys("open payload of \(key)") { try FileDescriptor.open(Spool.payloadFile, in: itemDir, [.readOnly, .noFollow]) }
+            defer { try? fd.close() }
+            guard try sys("lock \(key)", { try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
+            var meta = (try? readMeta(itemDir: itemDir)) ?? ItemMeta(key: key.value, receivedAtNanos: now(), size: (try? fd.stat().size) ?? 0)
+            meta.attempts = 0
+            meta.nextAttemptAtNanos = nil
+            meta.finishedAtNanos = nil
+            try writeMeta(meta, itemDir: itemDir)
+            try sys("make \(key) due") { try fd.setModificationTime(nanos: now()) }
+            if state == .failed {
+                try sys("move \(key) to new") { try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }
+            }
+            invalidateScan()
+            return
+        }
+        if (try? FS.stat(name, in: keys)) != nil { throw .conflict("\(key) is not in failed/ or new/ (it is claimed or done)") }
+        throw .notFound(key: key.value)
+    }
+
+    /// Retries every item in `failed/`; returns their keys.
+    public func retryAllFailed() throws(SpoolError) -> [String] {
+        let names = try sys("list failed") { try FS.listNames(in: dir(.failed)) }
+        var out: [String] = []
+        for n in names {
+            guard let k = SpoolKey(fileName: n) else { continue }
+            do { try retry(key: k); out.append(k.value) } catch .notFound { continue }
+        }
+        return out
+    }
+}

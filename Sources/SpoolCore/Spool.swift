@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import SpoolSystem
+
+/// The states an item moves through. Each is a directory of the same name under the spool root.
+public enum ItemState: String, CaseIterable, Sendable, Comparable {
+    case new, claimed, done, failed
+    public static func < (a: ItemState, b: ItemState) -> Bool {
+        ItemState.allCases.firstIndex(of: a)! < ItemState.allCases.firstIndex(of: b)!
+    }
+}
+
+/// Points where a test can make the spool's own system calls fail (see `FaultHooks`).
+public enum FaultPoint: String, Sendable, CaseIterable {
+    case mkdir, open, write, fsync, link, rename
+}
+
+/// Injected fault source: returns an errno to make that call fail instead of running it.
+public struct FaultHooks: Sendable {
+    public var inject: (@Sendable (FaultPoint) -> Errno?)?
+    public init(_ inject: (@Sendable (FaultPoint) -> Errno?)? = nil) { self.inject = inject }
+    public static let none = FaultHooks()
+
+    @inline(__always)
+    func check(_ p: FaultPoint) throws {
+        if let inject, let e = inject(p) { throw e }
+    }
+}
+
+/// A spool directory: the on-disk queue shared by `spool serve`, `spool consume` and the operator commands.
+/// Layout and crash-safety argument: docs/spool-format.md. All methods are safe to call from many threads
+/// and many processes at once.
+public final class Spool: Sendable {
+    /// Names of the directories under the root. `tmp` holds writes in progress and purge trash;
+    /// `keys` holds one idempotency marker per key (a hard link to the item's payload, never moved).
+    public static let tmpDir = "tmp"
+    public static let keysDir = "keys"
+    public static let payloadFile = "payload"
+    public static let metaFile = "meta"
+    static let metaTempFile = "meta.tmp"
+
+    public let path: String
+    let root: FileDescriptor
+    let tmp: FileDescriptor
+    let keys: FileDescriptor
+    let stateDirs: [ItemState: FileDescriptor]
+    let clock: any WallClock
+    let faults: FaultHooks
+    /// Who we are in `claimed_by` (host:pid).
+    let identity: String
+    private let counter = Atomic<UInt64>(0)
+    let scan = Mutex(ClaimScanState())
+
+    /// Opens (and on first use creates) a spool directory. Refuses a root or state directory that is a
+    /// symlink, not a directory, not owned by us, or writable by group or others.
+    public init(path: String, create: Bool = true, clock: any WallClock = SystemClock(), faults: FaultHooks = .none) throws(SpoolError) {
+        self.path = path
+        self.clock = clock
+        self.faults = faults
+        var hostBuf = [CChar](repeating: 0, count: 256)
+        gethostname(&hostBuf, 255)
+        let host = String(decoding: hostBuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        identity = "\(host):\(getpid())"
+
+        let st: FileStat
+        do { st = try FS.stat(path) } catch let e as Errno where e == .noEntry && create {
+            do { try FS.mkdir(path, in: .cwd, mode: 0o700) } catch let e2 as Errno where e2 == .exists {} catch let e2 as Errno {
+                throw SpoolError.system(operation: "create spool directory \(path)", errno: e2)
+            } catch { throw SpoolError.corrupt("\(error)") }
+            st = try sys("stat \(path)") { try FS.stat(path) }
+        } catch let e as Errno {
+            throw SpoolError.system(operation: "open spool directory \(path)", errno: e)
+        } catch { throw SpoolError.corrupt("\(error)") }
+        try Spool.checkSafe(st, what: "spool directory \(path)")
+        let rootFD = try sys("open spool directory \(path)") { try FileDescriptor.open(path, [.readOnly, .directory, .noFollow]) }
+        var opened: [FileDescriptor] = [rootFD]
+        func openSub(_ name: String) throws(SpoolError) -> FileDescriptor {
+            do {
+                do { try FS.mkdir(name, in: rootFD, mode: 0o700) } catch let e as Errno where e == .exists {}
+                let sst = try FS.stat(name, in: rootFD)
+                try Spool.checkSafe(sst, what: "\(path)/\(name)")
+                let fd = try FileDescriptor.open(name, in: rootFD, [.readOnly, .directory, .noFollow])
+                opened.append(fd)
+                return fd
+            } catch let e as SpoolError {
+                throw e
+            } catch let e as Errno {
+                throw SpoolError.system(operation: "open \(path)/\(name)", errno: e)
+            } catch { throw SpoolError.corrupt("\(error)") }
+        }
+        do {
+            tmp = try openSub(Spool.tmpDir)
+            keys = try openSub(Spool.keysDir)
+            var dirs: [ItemState: FileDescriptor] = [:]
+            for s in ItemState.allCases { dirs[s] = try openSub(s.rawValue) }
+            stateDirs = dirs
+        } catch {
+            for fd in opened { try? fd.close() }
+            throw error
+        }
+        root = rootFD
+    }
+
+    deinit {
+        for fd in [root, tmp, keys] + Array(stateDirs.values) { try? fd.close() }
+    }
+
+    static func checkSafe(_ st: FileStat, what: String) throws(SpoolError) {
+        if st.isSymlink { throw .unsafeDirectory("\(what) is a symlink; refusing to use it") }
+        guard st.isDirectory else { throw .unsafeDirectory("\(what) is not a directory") }
+        if st.uid != FS.userID { throw .unsafeDirectory("\(what) belongs to uid \(st.uid), not to us (uid \(FS.userID))") }
+        if st.permissions & 0o022 != 0 {
+            throw .unsafeDirectory("\(what) is writable by group or others (mode \(String(st.permissions, radix: 8))); run: chmod go-w \(what)")
+        }
+    }
+
+    func dir(_ s: ItemState) -> FileDescriptor { stateDirs[s]! }
+
+    /// Absolute-or-relative path of an item's payload, for handlers (`SPOOL_FILE`).
+    public func payloadPath(state: ItemState, name: String) -> String { "\(path)/\(state.rawValue)/\(name)/\(Spool.payloadFile)" }
+
+    /// A name for a new entry in `tmp/`: `<item name>.<pid>-<counter>-<random>.<kind>`.
+    /// `.` never occurs in item names, so the item name is everything before the first dot.
+    func tmpName(for name: String, kind: Character) -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        return "\(name).\(getpid())-\(n)-\(UInt32.random(in: 0...UInt32.max)).\(kind)"
+    }
+
+    public func now() -> Int64 { clock.nowNanos() }
+
+    // MARK: metadata helpers
+
+    /// Reads an item's metadata through its directory descriptor.
+    func readMeta(itemDir: FileDescriptor) throws(SpoolError) -> ItemMeta {
+        let bytes = try sys("read metadata") {
+            try FileDescriptor.open(Spool.metaFile, in: itemDir, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
+        }
+        return try ItemMeta.parse(bytes)
+    }
+
+    /// Replaces an item's metadata atomically (write `meta.tmp`, rename over `meta`). Readers see the old
+    /// or the new file, never a torn one. Not fsynced: see "Durability of later transitions" in the docs.
+    func writeMeta(_ meta: ItemMeta, itemDir: FileDescriptor, sync: Bool = false) throws(SpoolError) {
+        try sys("write metadata") {
+            try faults.check(.open)
+            let fd = try FileDescriptor.open(Spool.metaTempFile, in: itemDir, [.writeOnly, .create, .truncate, .noFollow], mode: 0o600)
+            try fd.closeAfter { fd in
+                try faults.check(.write)
+                try fd.writeAll(Array(meta.json.utf8))
+                if sync { try faults.check(.fsync); try fd.fsync() }
+            }
+            try faults.check(.rename)
+            try FS.rename(Spool.metaTempFile, in: itemDir, to: Spool.metaFile, in: itemDir)
+        }
+    }
+
+    func openItemDir(_ name: String, in state: ItemState) throws -> FileDescriptor {
+        try FileDescriptor.open(name, in: dir(state), [.readOnly, .directory, .noFollow])
+    }
+}
+
+/// In-process cache of due candidates in `new/`, so a claim does not list the directory each time.
+struct ClaimScanState {
+    var candidates: [String] = []
+    var scannedAt: Int64 = 0
+    /// Earliest not-before time among items that were not yet due at the last scan.
+    var nextDueNanos: Int64? = nil
+    var invalidated = true
+}

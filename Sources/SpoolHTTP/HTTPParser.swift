@@ -1,0 +1,487 @@
+/// A rejection: the HTTP status to answer with and a short reason for the JSON body and logs.
+public struct HTTPParseError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let status: Int
+    public let reason: String
+    public init(status: Int, reason: String) {
+        self.status = status
+        self.reason = reason
+    }
+    public var description: String { "\(status) \(reason)" }
+}
+
+/// What the parser produced; `feed` returns these, with body bytes copied out.
+public enum HTTPParserEvent: Sendable, Hashable {
+    case head(HTTPRequestHead)
+    case body([UInt8])
+    /// The message is complete; trailers (chunked only) are kept apart from the head's fields.
+    case end(trailers: HTTPHeaders)
+    case error(HTTPParseError)
+}
+
+/// An incremental, strict HTTP/1.1 request parser (RFC 9112): a byte-driven state machine with no I/O.
+///
+/// Every decision is taken byte by byte in arrival order, so any split of the input yields the same
+/// events (body bytes may arrive in different slices). Body bytes are streamed, never buffered: only
+/// the current line (bounded by the limits) is held. After an error the parser stays failed.
+public struct HTTPParser: Sendable {
+    /// One step of `next`: at most one event per call, so a caller can pause after a head or a message end.
+    public enum Step: Sendable, Hashable {
+        case needMore
+        case head(HTTPRequestHead)
+        /// Body bytes: this range of the buffer passed to `next`.
+        case body(Range<Int>)
+        case end(trailers: HTTPHeaders)
+        case error(HTTPParseError)
+    }
+
+    enum State: Sendable {
+        case requestLine
+        case headerLine
+        case body(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataCR
+        case chunkDataLF
+        case trailerLine
+        case messageEnd
+        case failed(HTTPParseError)
+    }
+
+    public let limits: HTTPParserLimits
+    var state: State = .requestLine
+    /// The line being accumulated (request line, field line, chunk-size line or trailer line), without CRLF.
+    var line: [UInt8] = []
+    var sawCR = false
+    var leadingEmptyLines = 0
+    var headerBytes = 0
+    var fields: [HTTPField] = []
+    var method = "", target = "", path = ""
+    var query: String?
+    var version: HTTPVersion = .http1_1
+    var bodyReceived = 0
+    var chunkExtensionBytes = 0
+    var trailers: [HTTPField] = []
+
+    public init(limits: HTTPParserLimits = HTTPParserLimits()) { self.limits = limits }
+
+    /// The error the parser stopped on, if any.
+    public var error: HTTPParseError? {
+        if case .failed(let e) = state { return e }
+        return nil
+    }
+
+    /// True between messages with no byte of the next one seen (a keep-alive connection is idle).
+    public var isAtMessageStart: Bool {
+        if case .requestLine = state { return line.isEmpty && !sawCR && leadingEmptyLines == 0 }
+        return false
+    }
+
+    /// True while the head (request line and fields) is still being read.
+    public var isReadingHead: Bool {
+        switch state {
+        case .requestLine, .headerLine: return true
+        default: return false
+        }
+    }
+
+    // MARK: Convenience
+
+    /// Parses all of `bytes`, returning every event; stops at the first error.
+    public mutating func feed(_ bytes: [UInt8]) -> [HTTPParserEvent] {
+        bytes.withUnsafeBytes { feed($0) }
+    }
+
+    public mutating func feed(_ buffer: UnsafeRawBufferPointer) -> [HTTPParserEvent] {
+        var events: [HTTPParserEvent] = []
+        var offset = 0
+        while true {
+            let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
+            let (consumed, step) = next(rest)
+            offset += consumed
+            switch step {
+            case .needMore: return events
+            case .head(let h): events.append(.head(h))
+            case .body(let r): events.append(.body(Array(rest[r])))
+            case .end(let t): events.append(.end(trailers: t))
+            case .error(let e):
+                events.append(.error(e))
+                return events
+            }
+        }
+    }
+
+    // MARK: Core
+
+    /// Consumes a prefix of `input` and returns how much, plus at most one step.
+    /// `.needMore` means all of `input` was consumed; on `.error` the parser is failed for good.
+    public mutating func next(_ input: UnsafeRawBufferPointer) -> (consumed: Int, step: Step) {
+        var i = 0
+        let n = input.count
+        while true {
+            switch state {
+            case .failed:
+                return (i, .needMore)
+
+            case .messageEnd:
+                let t = HTTPHeaders(trailers)
+                resetForNextMessage()
+                return (i, .end(trailers: t))
+
+            case .body(let remaining):
+                if i == n { return (i, .needMore) }
+                let k = min(remaining, n - i)
+                state = remaining - k == 0 ? .messageEnd : .body(remaining: remaining - k)
+                return (i + k, .body(i..<(i + k)))
+
+            case .chunkData(let remaining):
+                if i == n { return (i, .needMore) }
+                let k = min(remaining, n - i)
+                state = remaining - k == 0 ? .chunkDataCR : .chunkData(remaining: remaining - k)
+                return (i + k, .body(i..<(i + k)))
+
+            case .chunkDataCR, .chunkDataLF:
+                if i == n { return (i, .needMore) }
+                let b = input[i]
+                i += 1
+                if case .chunkDataCR = state {
+                    guard b == ByteClass.cr else { return (i, fail(400, "missing CRLF after chunk data")) }
+                    state = .chunkDataLF
+                } else {
+                    guard b == ByteClass.lf else { return (i, fail(400, "bare CR after chunk data")) }
+                    state = .chunkSize
+                }
+
+            case .requestLine:
+                switch readLine(input, &i, limit: limits.maxRequestLine, tooLong: (414, "request line too long")) {
+                case .incomplete: return (i, .needMore)
+                case .failed(let e): return (i, .error(e))
+                case .complete:
+                    if line.isEmpty {
+                        leadingEmptyLines += 1
+                        if leadingEmptyLines > limits.maxLeadingEmptyLines {
+                            return (i, fail(400, "too many empty lines before request line"))
+                        }
+                        continue
+                    }
+                    if let e = parseRequestLine() { return (i, fail(e)) }
+                    line.removeAll(keepingCapacity: true)
+                    state = .headerLine
+                }
+
+            case .headerLine:
+                let budget = limits.maxHeaderBytes - headerBytes - 2
+                switch readLine(input, &i, limit: budget, tooLong: (431, "header section too large")) {
+                case .incomplete: return (i, .needMore)
+                case .failed(let e): return (i, .error(e))
+                case .complete:
+                    if line.isEmpty {
+                        switch finishHead() {
+                        case .success(let head): return (i, .head(head))
+                        case .failure(let e): return (i, fail(e))
+                        }
+                    }
+                    headerBytes += line.count + 2
+                    if fields.count >= limits.maxHeaderCount { return (i, fail(431, "too many header fields")) }
+                    switch parseFieldLine() {
+                    case .success(let f): fields.append(f)
+                    case .failure(let e): return (i, fail(e))
+                    }
+                    line.removeAll(keepingCapacity: true)
+                }
+
+            case .chunkSize:
+                switch readLine(input, &i, limit: limits.maxChunkLine, tooLong: (400, "chunk-size line too long")) {
+                case .incomplete: return (i, .needMore)
+                case .failed(let e): return (i, .error(e))
+                case .complete:
+                    switch parseChunkSizeLine() {
+                    case .failure(let e): return (i, fail(e))
+                    case .success(let size):
+                        line.removeAll(keepingCapacity: true)
+                        if size == 0 {
+                            headerBytes = 0
+                            state = .trailerLine
+                        } else {
+                            state = .chunkData(remaining: size)
+                        }
+                    }
+                }
+
+            case .trailerLine:
+                let budget = limits.maxTrailerBytes - headerBytes - 2
+                switch readLine(input, &i, limit: budget, tooLong: (431, "trailer section too large")) {
+                case .incomplete: return (i, .needMore)
+                case .failed(let e): return (i, .error(e))
+                case .complete:
+                    if line.isEmpty {
+                        state = .messageEnd
+                        continue
+                    }
+                    headerBytes += line.count + 2
+                    if trailers.count >= limits.maxHeaderCount { return (i, fail(431, "too many trailer fields")) }
+                    switch parseFieldLine() {
+                    case .success(let f): trailers.append(f)
+                    case .failure(let e): return (i, fail(e))
+                    }
+                    line.removeAll(keepingCapacity: true)
+                }
+            }
+        }
+    }
+
+    // MARK: Lines
+
+    enum LineResult { case incomplete, complete, failed(HTTPParseError) }
+
+    /// Appends bytes to `line` until CRLF. Bare CR, bare LF and NUL fail with 400; more than `limit` bytes fails with `tooLong`.
+    /// On `.complete` the caller owns `line` (it must clear it before the next line).
+    mutating func readLine(_ input: UnsafeRawBufferPointer, _ i: inout Int, limit: Int, tooLong: (Int, String)) -> LineResult {
+        let n = input.count
+        while i < n {
+            if sawCR {
+                let b = input[i]
+                i += 1
+                sawCR = false
+                guard b == ByteClass.lf else { return .failed(failed(400, "bare CR")) }
+                return .complete
+            }
+            // Bulk-copy the run of ordinary bytes.
+            var j = i
+            while j < n {
+                let b = input[j]
+                if b == ByteClass.cr || b == ByteClass.lf || b == 0 { break }
+                j += 1
+            }
+            if j > i {
+                if line.count + (j - i) > limit { return .failed(failed(tooLong.0, tooLong.1)) }
+                line.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<j]))
+                i = j
+            }
+            if i == n { break }
+            let b = input[i]
+            i += 1
+            if b == ByteClass.cr {
+                sawCR = true
+            } else if b == ByteClass.lf {
+                return .failed(failed(400, "bare LF line ending"))
+            } else {
+                return .failed(failed(400, "NUL byte"))
+            }
+        }
+        return .incomplete
+    }
+
+    // MARK: Request line
+
+    mutating func parseRequestLine() -> HTTPParseError? {
+        let l = line
+        guard let s1 = l.firstIndex(of: ByteClass.sp) else { return err(400, "malformed request line") }
+        guard let s2 = l[(s1 + 1)...].firstIndex(of: ByteClass.sp) else {
+            return err(400, "missing HTTP version")
+        }
+        let m = l[..<s1], t = l[(s1 + 1)..<s2], v = l[(s2 + 1)...]
+        guard !m.isEmpty, m.allSatisfy(ByteClass.isTChar) else { return err(400, "invalid method") }
+        guard !t.isEmpty, t.allSatisfy(ByteClass.isVisible) else { return err(400, "invalid request target") }
+        if v.elementsEqual("HTTP/1.1".utf8) {
+            version = .http1_1
+        } else if v.elementsEqual("HTTP/1.0".utf8) {
+            version = .http1_0
+        } else {
+            let a = Array(v)
+            if a.count == 8, a[0..<5].elementsEqual("HTTP/".utf8), ByteClass.isDigit(a[5]), a[6] == 0x2E, ByteClass.isDigit(a[7]) {
+                return err(505, "HTTP version not supported")
+            }
+            return err(400, "invalid HTTP version")
+        }
+        method = String(decoding: m, as: UTF8.self)
+        if t.first == 0x2F {  // origin-form
+            if t.contains(0x23) { return err(400, "fragment in request target") }
+            target = String(decoding: t, as: UTF8.self)
+            if let q = t.firstIndex(of: 0x3F) {
+                path = String(decoding: t[..<q], as: UTF8.self)
+                query = String(decoding: t[(q + 1)...], as: UTF8.self)
+            } else {
+                path = target
+                query = nil
+            }
+        } else if t.count == 1, t.first == 0x2A, method == "OPTIONS" {  // asterisk-form
+            target = "*"
+            path = "*"
+            query = nil
+        } else {
+            return err(400, "only origin-form request targets are accepted")
+        }
+        return nil
+    }
+
+    // MARK: Fields
+
+    /// field-line = field-name ":" OWS field-value OWS, with no obs-fold and no whitespace before the colon.
+    func parseFieldLine() -> Result<HTTPField, HTTPParseError> {
+        let l = line[...]
+        if let first = l.first, ByteClass.isWhitespace(first) { return .failure(err(400, "obsolete line folding")) }
+        guard let colon = l.firstIndex(of: 0x3A) else { return .failure(err(400, "field line without colon")) }
+        let name = l[..<colon]
+        guard !name.isEmpty else { return .failure(err(400, "empty field name")) }
+        guard name.allSatisfy(ByteClass.isTChar) else { return .failure(err(400, "invalid field name")) }
+        let value = ByteClass.trimOWS(l[(colon + 1)...])
+        guard value.allSatisfy(ByteClass.isFieldValueByte) else { return .failure(err(400, "control character in field value")) }
+        return .success(HTTPField(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+    }
+
+    /// Derives framing, persistence and expectations from the fields (RFC 9112 sections 3.2, 6.1, 6.3, 9.3).
+    mutating func finishHead() -> Result<HTTPRequestHead, HTTPParseError> {
+        let headers = HTTPHeaders(fields)
+        var hosts: [String] = [], lengths: [String] = [], codings: [String] = []
+        var expect: [String] = [], connection: [String] = []
+        for f in fields {
+            let u = f.name.utf8
+            if ByteClass.equalsLowercase(u, "host") { hosts.append(f.value) }
+            else if ByteClass.equalsLowercase(u, "content-length") { lengths.append(f.value) }
+            else if ByteClass.equalsLowercase(u, "transfer-encoding") { codings.append(f.value) }
+            else if ByteClass.equalsLowercase(u, "expect") { expect.append(f.value) }
+            else if ByteClass.equalsLowercase(u, "connection") { connection.append(f.value) }
+        }
+        if hosts.count > 1 { return .failure(err(400, "more than one Host field")) }
+        if version == .http1_1 && hosts.isEmpty { return .failure(err(400, "missing Host field")) }
+        if let h = hosts.first, !h.utf8.allSatisfy(Self.isHostByte) { return .failure(err(400, "invalid Host field")) }
+        if lengths.count > 1 { return .failure(err(400, "more than one Content-Length field")) }
+        if !codings.isEmpty && !lengths.isEmpty { return .failure(err(400, "both Content-Length and Transfer-Encoding")) }
+
+        var framing = HTTPFraming.none
+        if !codings.isEmpty {
+            if version == .http1_0 { return .failure(err(400, "Transfer-Encoding in an HTTP/1.0 request")) }
+            var elements: [ArraySlice<UInt8>] = []
+            for c in codings { elements += ByteClass.listElements(Array(c.utf8)[...]) }
+            var names: [ArraySlice<UInt8>] = []
+            for e in elements {
+                // A coding may carry parameters (`gzip;q=1`); only the name matters here.
+                let name = ByteClass.trimOWS(e[..<(e.firstIndex(of: 0x3B) ?? e.endIndex)])
+                guard !name.isEmpty, name.allSatisfy(ByteClass.isTChar) else { return .failure(err(400, "invalid Transfer-Encoding")) }
+                names.append(name)
+            }
+            guard let last = names.last else { return .failure(err(400, "empty Transfer-Encoding")) }
+            let chunkedCount = names.filter { ByteClass.equalsLowercase($0, "chunked") }.count
+            if chunkedCount > 1 { return .failure(err(400, "chunked applied more than once")) }
+            if !ByteClass.equalsLowercase(last, "chunked") { return .failure(err(400, "final transfer coding is not chunked")) }
+            if names.count > 1 { return .failure(err(501, "transfer coding not implemented")) }
+            framing = .chunked
+        } else if let cl = lengths.first {
+            let b = cl.utf8
+            guard !b.isEmpty, b.allSatisfy(ByteClass.isDigit) else { return .failure(err(400, "invalid Content-Length")) }
+            var v = 0
+            for d in b {
+                let (m, o1) = v.multipliedReportingOverflow(by: 10)
+                let (s, o2) = m.addingReportingOverflow(Int(d - 0x30))
+                if o1 || o2 { return .failure(err(413, "Content-Length too large")) }
+                v = s
+            }
+            if v > limits.maxBody { return .failure(err(413, "Content-Length exceeds the body limit")) }
+            framing = .length(v)
+        }
+
+        var expectation = HTTPExpectation.none
+        if !expect.isEmpty {
+            let all = expect.flatMap { ByteClass.listElements(Array($0.utf8)[...]) }
+            if all.count == 1, ByteClass.equalsLowercase(all[0], "100-continue") {
+                // RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+                expectation = version == .http1_1 ? .continue100 : .none
+            } else {
+                expectation = .unsupported
+            }
+        }
+
+        var close = false, keepAliveToken = false
+        for c in connection {
+            for t in ByteClass.listElements(Array(c.utf8)[...]) {
+                if ByteClass.equalsLowercase(t, "close") { close = true }
+                if ByteClass.equalsLowercase(t, "keep-alive") { keepAliveToken = true }
+            }
+        }
+        let keepAlive = version == .http1_1 ? !close : (keepAliveToken && !close)
+
+        let head = HTTPRequestHead(method: method, target: target, path: path, query: query, version: version,
+                                   headers: headers, framing: framing, keepAlive: keepAlive, expectation: expectation)
+        line.removeAll(keepingCapacity: true)
+        fields = []
+        switch framing {
+        case .none, .length(0): state = .messageEnd
+        case .length(let n): state = .body(remaining: n)
+        case .chunked: state = .chunkSize
+        }
+        return .success(head)
+    }
+
+    /// Host bytes: no whitespace, CTLs, DEL or characters that would change the authority (`/ @ ? # \`).
+    static func isHostByte(_ b: UInt8) -> Bool {
+        switch b {
+        case 0x00...0x20, 0x7F, 0x2F, 0x40, 0x3F, 0x23, 0x5C: return false
+        default: return true
+        }
+    }
+
+    // MARK: Chunks
+
+    /// chunk-size [ chunk-ext ]: 1*16HEXDIG, then optional BWS ";" extensions without CTLs.
+    mutating func parseChunkSizeLine() -> Result<Int, HTTPParseError> {
+        let l = line
+        var k = 0
+        var size: UInt64 = 0
+        while k < l.count, let h = ByteClass.hexValue(l[k]) {
+            if k == 16 { return .failure(err(400, "chunk size has more than 16 hex digits")) }
+            size = size << 4 | h
+            k += 1
+        }
+        if k == 0 { return .failure(err(400, "invalid chunk size")) }
+        var e = k
+        while e < l.count, ByteClass.isWhitespace(l[e]) { e += 1 }
+        if e < l.count {
+            guard l[e] == 0x3B else { return .failure(err(400, "invalid chunk size")) }
+            guard l[e...].allSatisfy(ByteClass.isFieldValueByte) else { return .failure(err(400, "control character in chunk extension")) }
+            chunkExtensionBytes += l.count - e
+            if chunkExtensionBytes > limits.maxChunkExtensionBytes { return .failure(err(400, "chunk extensions too large")) }
+        } else if e != k {
+            return .failure(err(400, "whitespace after chunk size"))
+        }
+        let budget = UInt64(limits.maxBody - bodyReceived)
+        if size > budget { return .failure(err(413, "chunked body exceeds the body limit")) }
+        bodyReceived += Int(size)
+        return .success(Int(size))
+    }
+
+    // MARK: State
+
+    mutating func resetForNextMessage() {
+        state = .requestLine
+        line.removeAll(keepingCapacity: false)
+        sawCR = false
+        leadingEmptyLines = 0
+        headerBytes = 0
+        fields = []
+        method = ""; target = ""; path = ""; query = nil
+        bodyReceived = 0
+        chunkExtensionBytes = 0
+        trailers = []
+    }
+
+    func err(_ status: Int, _ reason: String) -> HTTPParseError { HTTPParseError(status: status, reason: reason) }
+
+    /// Enters the terminal failed state.
+    mutating func fail(_ status: Int, _ reason: String) -> Step { fail(err(status, reason)) }
+
+    /// Enters the failed state and returns the error (for `readLine`).
+    mutating func failed(_ status: Int, _ reason: String) -> HTTPParseError {
+        let e = err(status, reason)
+        _ = fail(e)
+        return e
+    }
+
+    mutating func fail(_ e: HTTPParseError) -> Step {
+        state = .failed(e)
+        line = []
+        fields = []
+        trailers = []
+        return .error(e)
+    }
+}
+

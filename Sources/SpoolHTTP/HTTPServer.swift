@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpoolShims
+import Synchronization
+import SpoolSystem
+
+/// An HTTP/1.1 server on one epoll event-loop thread (the thread that calls `run`).
+///
+/// The public surface is thread-safe: `bind` before `run`, `shutdown` and `openConnections` from anywhere,
+/// and handlers respond from any thread through a queue the loop drains after an eventfd wake-up.
+public final class HTTPServer: Sendable {
+    public let configuration: HTTPServerConfiguration
+    let handler: any HTTPHandler
+    let accessLog: (@Sendable (AccessLogEntry) -> Void)?
+
+    struct Completion: Sendable {
+        var connection: UInt64
+        var sequence: UInt64
+        var response: HTTPResponse
+    }
+
+    struct Shared: Sendable {
+        var listeners: [FileDescriptor] = []
+        var completions: [Completion] = []
+        /// Set by `shutdown`: the grace period in nanoseconds.
+        var shutdownGrace: Int64?
+        var running = false
+        var finished = false
+    }
+
+    let shared = Mutex(Shared())
+    /// Coalesces wake-ups: only the first completion after a drain writes to the eventfd.
+    let wakePending = Atomic<Bool>(false)
+    let openCount = Atomic<Int>(0)
+    /// The eventfd that wakes the loop (-1 if it could not be created; `run` then throws).
+    let wakeFD: Int32
+
+    public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: any HTTPHandler,
+                accessLog: (@Sendable (AccessLogEntry) -> Void)? = nil) {
+        self.configuration = configuration
+        self.handler = handler
+        self.accessLog = accessLog
+        self.wakeFD = spool_eventfd()
+    }
+
+    deinit {
+        if wakeFD >= 0 { _ = Glibc.close(wakeFD) }
+        for l in shared.withLock({ $0.listeners }) { try? l.close() }
+    }
+
+    /// Listens on `host:port` (numeric address or `localhost`; port 0 picks a free port) and returns the bound port.
+    @discardableResult
+    public func bind(host: String, port: UInt16) throws -> UInt16 {
+        guard let address = Socket.Address(host: host, port: port) else { throw Errno.invalid }
+        let fd = try Socket.listen(address, backlog: configuration.listenBacklog)
+        let actual: UInt16
+        do { actual = try fd.localPort() } catch {
+            try? fd.close()
+            throw error
+        }
+        let accepted = shared.withLock { s -> Bool in
+            guard !s.running && !s.finished else { return false }
+            s.listeners.append(fd)
+            return true
+        }
+        guard accepted else {
+            try? fd.close()
+            throw Errno.invalid
+        }
+        return actual
+    }
+
+    /// Serves until `shutdown` (blocks the calling thread, which becomes the event loop). Call once.
+    public func run() throws {
+        guard wakeFD >= 0 else { throw Errno.tooManyFiles }
+        let listeners = try shared.withLock { s throws(Errno) -> [FileDescriptor] in
+            guard !s.running && !s.finished else { throw Errno.invalid }
+            s.running = true
+            return s.listeners
+        }
+        defer {
+            shared.withLock { s in
+                for l in s.listeners { try? l.close() }
+                s.listeners = []
+                s.running = false
+                s.finished = true
+            }
+        }
+        spool_ignore_sigpipe()
+        _ = try? Socket.raiseOpenFileLimit()
+        let loop = try ServerLoop(server: self, listeners: listeners)
+        defer { loop.close() }
+        try loop.run()
+    }
+
+    /// Stops accepting, lets requests in flight finish for at most `grace`, closes idle connections; `run` then returns.
+    public func shutdown(grace: Duration = .seconds(10)) {
+        shared.withLock { s in
+            if s.shutdownGrace == nil { s.shutdownGrace = max(0, grace.nanoseconds) }
+        }
+        wake(force: true)
+    }
+
+    /// Connections currently open (accepted and not yet closed).
+    public var openConnections: Int { openCount.load(ordering: .relaxed) }
+
+    /// Queues a handler's response for the loop; responses for connections that are gone (or duplicates) are dropped there.
+    func complete(connection: UInt64, sequence: UInt64, response: HTTPResponse) {
+        shared.withLock { $0.completions.append(Completion(connection: connection, sequence: sequence, response: response)) }
+        wake(force: false)
+    }
+
+    func wake(force: Bool) {
+        let already = wakePending.exchange(true, ordering: .acquiringAndReleasing)
+        if already && !force { return }
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(wakeFD, $0.baseAddress, 8) }
+    }
+}

@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpoolShims
+
+/// The metadata of a file that the spool protocol reads (a projection of `struct stat`).
+public struct FileStat: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var mode: UInt32
+    public var linkCount: UInt64
+    public var uid: UInt32
+    public var size: Int64
+    /// Modification time in nanoseconds since the Unix epoch.
+    public var mtimeNanos: Int64
+
+    public init(_ s: stat) {
+        device = UInt64(s.st_dev)
+        inode = UInt64(s.st_ino)
+        mode = UInt32(s.st_mode)
+        linkCount = UInt64(s.st_nlink)
+        uid = UInt32(s.st_uid)
+        size = Int64(s.st_size)
+        mtimeNanos = Int64(s.st_mtim.tv_sec) * 1_000_000_000 + Int64(s.st_mtim.tv_nsec)
+    }
+
+    public var isDirectory: Bool { (mode & UInt32(Glibc.S_IFMT)) == UInt32(Glibc.S_IFDIR) }
+    public var isRegular: Bool { (mode & UInt32(Glibc.S_IFMT)) == UInt32(Glibc.S_IFREG) }
+    public var isSymlink: Bool { (mode & UInt32(Glibc.S_IFMT)) == UInt32(Glibc.S_IFLNK) }
+    public var permissions: UInt32 { mode & 0o7777 }
+    /// True when two stats describe the same file.
+    public func sameFile(as other: FileStat) -> Bool { device == other.device && inode == other.inode }
+}
+
+/// An owned file descriptor number. Not closed automatically: use `closeAfter` or `close()` on every path.
+public struct FileDescriptor: Sendable, Hashable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// The current working directory, for `*at` calls with relative paths.
+    public static let cwd = FileDescriptor(rawValue: AT_FDCWD)
+
+    public struct OpenFlags: OptionSet, Sendable {
+        public let rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+        public static let readOnly = OpenFlags([])
+        public static let writeOnly = OpenFlags(rawValue: O_WRONLY)
+        public static let readWrite = OpenFlags(rawValue: O_RDWR)
+        public static let create = OpenFlags(rawValue: O_CREAT)
+        public static let exclusive = OpenFlags(rawValue: O_EXCL)
+        public static let truncate = OpenFlags(rawValue: O_TRUNC)
+        public static let append = OpenFlags(rawValue: O_APPEND)
+        public static let directory = OpenFlags(rawValue: O_DIRECTORY)
+        public static let noFollow = OpenFlags(rawValue: O_NOFOLLOW)
+        public static let nonBlocking = OpenFlags(rawValue: O_NONBLOCK)
+        public static let closeOnExec = OpenFlags(rawValue: SPOOL_O_CLOEXEC)
+    }
+
+    /// `openat(2)`; always adds O_CLOEXEC so handlers we spawn never inherit spool files.
+    public static func open(_ path: String, in dir: FileDescriptor = .cwd, _ flags: OpenFlags, mode: UInt32 = 0o600) throws -> FileDescriptor {
+        let all = flags.union(.closeOnExec).rawValue
+        let fd = try retryingSyscall { openat(dir.rawValue, path, all, mode_t(mode)) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Runs `body` and closes the descriptor afterwards, whatever happens.
+    public func closeAfter<R>(_ body: (FileDescriptor) throws -> R) rethrows -> R {
+        defer { try? close() }
+        return try body(self)
+    }
+
+    public func close() throws {
+        _ = try singleSyscall { Glibc.close(rawValue) }
+    }
+
+    /// Reads at most `count` bytes; an empty result means end of file.
+    public func read(upTo count: Int) throws -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: count)
+        let n = try buf.withUnsafeMutableBytes { (p) throws -> Int in
+            try retryingSyscall { Glibc.read(rawValue, p.baseAddress, count) }
+        }
+        buf.removeSubrange(n...)
+        return buf
+    }
+
+    /// Reads into a raw buffer once; returns the byte count (0 at end of file).
+    public func read(into p: UnsafeMutableRawBufferPointer) throws -> Int {
+        try retryingSyscall { Glibc.read(rawValue, p.baseAddress, p.count) }
+    }
+
+    /// Reads the whole file (or stream) but fails with `EFBIG` once more than `limit` bytes arrive.
+    public func readAll(limit: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { (p) throws -> Int in
+                try retryingSyscall { Glibc.read(rawValue, p.baseAddress, p.count) }
+            }
+            if n == 0 { return out }
+            if out.count + n > limit { throw Errno(rawValue: EFBIG) }
+            out.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Writes every byte, looping over short writes; a write that makes no progress is an error.
+    public func writeAll(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { (p) throws in try writeAll(p) }
+    }
+
+    public func writeAll(_ p: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < p.count {
+            let n = try retryingSyscall { Glibc.write(rawValue, p.baseAddress! + off, p.count - off) }
+            if n == 0 { throw Errno.io }
+            off += n
+        }
+    }
+
+    /// One `write(2)`, returning how much was written (for non-blocking sockets and pipes).
+    public func write(_ p: UnsafeRawBufferPointer) throws -> Int {
+        try retryingSyscall { Glibc.write(rawValue, p.baseAddress, p.count) }
+    }
+
+    public func fsync() throws { _ = try retryingSyscall { Glibc.fsync(rawValue) } }
+
+    public func stat() throws -> FileStat {
+        var s = Glibc.stat()
+        _ = try retryingSyscall { fstat(rawValue, &s) }
+        return FileStat(s)
+    }
+
+    public enum LockResult: Sendable { case acquired, busy }
+
+    /// `flock(LOCK_EX|LOCK_NB)`: the kernel drops the lock when the process dies, so a dead holder is seen at once.
+    public func tryLockExclusive() throws -> LockResult {
+        while true {
+            if flock(rawValue, LOCK_EX | LOCK_NB) == 0 { return .acquired }
+            let e = Errno.current
+            if e == .interrupted { continue }
+            if e == .wouldBlock { return .busy }
+            throw e
+        }
+    }
+
+    /// Sets the modification time (nanoseconds since the epoch); the spool uses it as the not-before time.
+    public func setModificationTime(nanos: Int64) throws {
+        _ = try retryingSyscall { spool_futimens_mtime(rawValue, nanos / 1_000_000_000, nanos % 1_000_000_000) }
+    }
+
+    /// Starts writeback of the file's dirty pages without waiting (lets one later fsync cover many files).
+    public func startWriteback() { _ = spool_sync_file_range_write(rawValue) }
+
+    public func setNonBlocking() throws {
+        let flags = try retryingSyscall { fcntl(rawValue, F_GETFL) }
+        _ = try retryingSyscall { fcntl(rawValue, F_SETFL, flags | O_NONBLOCK) }
+    }
+}

@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpoolShims
+
+/// Directory-relative file system calls. Every path argument is a single name or a short relative path
+/// under an open directory descriptor, so that nothing resolves outside the directory the caller opened.
+public enum FS {
+    public static func mkdir(_ name: String, in dir: FileDescriptor, mode: UInt32 = 0o700) throws {
+        _ = try retryingSyscall { mkdirat(dir.rawValue, name, mode_t(mode)) }
+    }
+
+    /// `renameat(2)`: replaces the target if it exists (used only for a metadata file inside an item we hold).
+    public static func rename(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws {
+        _ = try retryingSyscall { renameat(fromDir.rawValue, from, toDir.rawValue, to) }
+    }
+
+    /// `renameat2(RENAME_NOREPLACE)`: fails with EEXIST rather than replacing an existing name.
+    public static func renameNoReplace(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws {
+        _ = try retryingSyscall { spool_renameat_noreplace(fromDir.rawValue, from, toDir.rawValue, to) }
+    }
+
+    /// `linkat(2)`: atomic create-if-absent of a second name for an existing file (EEXIST if taken).
+    public static func link(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws {
+        _ = try retryingSyscall { linkat(fromDir.rawValue, from, toDir.rawValue, to, 0) }
+    }
+
+    public static func unlink(_ name: String, in dir: FileDescriptor) throws {
+        _ = try retryingSyscall { unlinkat(dir.rawValue, name, 0) }
+    }
+
+    public static func rmdir(_ name: String, in dir: FileDescriptor) throws {
+        _ = try retryingSyscall { unlinkat(dir.rawValue, name, AT_REMOVEDIR) }
+    }
+
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)`: a symlink is reported as itself, never followed.
+    public static func stat(_ name: String, in dir: FileDescriptor = .cwd) throws -> FileStat {
+        var s = Glibc.stat()
+        _ = try retryingSyscall { fstatat(dir.rawValue, name, &s, AT_SYMLINK_NOFOLLOW) }
+        return FileStat(s)
+    }
+
+    /// The names in a directory, without `.` and `..`. Reads through a duplicate descriptor so `dir` stays open.
+    public static func listNames(in dir: FileDescriptor) throws -> [String] {
+        let dupFD = try retryingSyscall { fcntl(dir.rawValue, F_DUPFD_CLOEXEC, 0) }
+        guard let d = fdopendir(dupFD) else {
+            let e = Errno.current
+            Glibc.close(dupFD)
+            throw e
+        }
+        defer { closedir(d) }
+        rewinddir(d)
+        var names: [String] = []
+        while true {
+            spool_set_errno(0)
+            guard let ent = readdir(d) else {
+                let e = Errno.current
+                if e.rawValue != 0 { throw e }
+                return names
+            }
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> String in
+                let p = raw.bindMemory(to: CChar.self)
+                return String(cString: p.baseAddress!)
+            }
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+    }
+
+    /// Removes a directory and the plain files directly inside it (item directories hold no subdirectories).
+    public static func removeFlatDirectory(_ name: String, in dir: FileDescriptor) throws {
+        let fd = try FileDescriptor.open(name, in: dir, [.readOnly, .directory, .noFollow])
+        try fd.closeAfter { (fd) throws in
+            for entry in try listNames(in: fd) {
+                do { try unlink(entry, in: fd) } catch let e as Errno where e == .isDirectory || e == .notPermitted {
+                    try removeFlatDirectory(entry, in: fd)
+                } catch let e as Errno where e == .noEntry {}
+            }
+        }
+        do { try rmdir(name, in: dir) } catch let e as Errno where e == .noEntry {}
+    }
+
+    /// The process's real user id (spool directories must belong to it).
+    public static var userID: UInt32 { UInt32(getuid()) }
+    public static var processID: Int32 { getpid() }
+}

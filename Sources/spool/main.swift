@@ -1,0 +1,3 @@
+import SpoolCLI
+import Glibc
+exit(SpoolCLI.run(Array(CommandLine.arguments.dropFirst())))
