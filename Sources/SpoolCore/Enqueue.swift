@@ -74,7 +74,9 @@ extension Spool {
         for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
             do {
                 let outcome = try publish(s)
-                if outcome == .accepted { newDirTouched = true; s.published = true }
+                if outcome == .accepted { s.published = true }
+                // Duplicates flush new/ too: an earlier request for the key may have failed on that flush.
+                newDirTouched = true
                 results[i] = .success(outcome)
                 published.append(i)
             } catch {

@@ -1,0 +1,61 @@
+import Testing
+@testable import SpoolCore
+
+@Suite struct JSONTests {
+    @Test(arguments: ["{}", "[]", "0", "-0", "1.5e10", "\"\\u00e9\\ud83c\\udfac\"", "{\"a\":[1,{\"b\":null}]}", " true ", "\"日本\""])
+    func accepts(_ s: String) throws { _ = try JSONParser.parse(s) }
+
+    @Test(arguments: ["", "{", "[1,]", "{\"a\":1,}", "01", "+1", "1.", ".5", "NaN", "'x'", "\"\\x\"", "\"\\ud800\"", "{\"a\" 1}",
+                      "[1] 2", "\"a\nb\"", "tru", "{a:1}", "// c\n{}", "\"\\u12\""])
+    func rejects(_ s: String) {
+        #expect(throws: JSONError.self) { try JSONParser.parse(s) }
+    }
+
+    @Test func rejectsInvalidUTF8AndDeepNesting() {
+        #expect(throws: JSONError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }
+        #expect(throws: JSONError.self) { try JSONParser.parse(String(repeating: "[", count: 100) + String(repeating: "]", count: 100)) }
+    }
+
+    @Test func writerRoundTrips() throws {
+        let v = JSONValue.object([("k\"ey", .string("line\nbreak\u{1}é")), ("n", .number("-12")), ("a", .array([.bool(true), .null]))])
+        #expect(try JSONParser.parse(JSONWriter.write(v)) == v)
+    }
+
+    @Test func strictInteger() {
+        #expect(JSONParser.strictInteger("42") == 42)
+        #expect(JSONParser.strictInteger("-7") == -7)
+        #expect(JSONParser.strictInteger("1.0") == nil)
+        #expect(JSONParser.strictInteger("99999999999999999999") == nil)
+    }
+}
+
+@Suite struct KeyExtractionTests {
+    let x = KeyExtractor()
+
+    @Test func envelopeAndFlatShapes() throws {
+        #expect(try x.extractJSON(Array(#"{"success":true,"movie":{"project":"WAEE8PohgVwv2teP"}}"#.utf8)).value == "WAEE8PohgVwv2teP")
+        #expect(try x.extractJSON(Array(#"{"project":"Gh7JkL9mNb2VcX4z","id":"x"}"#.utf8)).value == "Gh7JkL9mNb2VcX4z")
+        #expect(try x.extractJSON(Array(#"{"project":12345}"#.utf8)).value == "12345")
+        // The envelope wins over the flat field when both are present.
+        #expect(try x.extractJSON(Array(#"{"project":"flat","movie":{"project":"env"}}"#.utf8)).value == "env")
+    }
+
+    @Test func failures() {
+        #expect(throws: KeyExtractor.Failure.noKey(tried: ["movie.project", "project"])) { try x.extractJSON(Array(#"{"a":1}"#.utf8)) }
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractJSON(Array("{not json".utf8)) }
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractJSON(Array(#"{"project":1.5}"#.utf8)) }
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractJSON(Array(#"{"project":{"a":1}}"#.utf8)) }
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractJSON(Array(#"{"project":""}"#.utf8)) }
+        // Ambiguous: two values for the same member must not be resolved silently.
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractJSON(Array(#"{"project":"a","project":"b"}"#.utf8)) }
+    }
+
+    @Test func formEncoded() throws {
+        let body = Array("project=Lk3JhG5fDs7AzX9c&status=done&url=https%3A%2F%2Fa&client-data%5BorderId%5D=A-1004".utf8)
+        #expect(try x.extract(body: body, contentType: "application/x-www-form-urlencoded; charset=utf-8").value == "Lk3JhG5fDs7AzX9c")
+        #expect(try x.extractForm(Array("project=a+b%2Fc".utf8)).value == "a b/c")
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=%zz".utf8)) }
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=%4".utf8)) }
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=a&project=b".utf8)) }
+    }
+}

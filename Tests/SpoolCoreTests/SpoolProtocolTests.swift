@@ -1,0 +1,297 @@
+import Foundation
+import Testing
+import Synchronization
+import SpoolSystem
+@testable import SpoolCore
+
+@Suite struct SpoolProtocolTests {
+    let payload = Array(#"{"movie":{"project":"P1"},"bytes":"\u00e9 exact"}"#.utf8) + [0x0A, 0x00, 0xFF]
+
+    @Test func layoutModesAndExactBytes() throws {
+        let root = makeTempDir() + "/spool"
+        let s = try Spool(path: root)
+        #expect(try s.enqueue(key: SpoolKey("P1"), payload: payload, headers: [("Content-Type", "application/json")]) == .accepted)
+        for d in ["tmp", "keys", "new", "claimed", "done", "failed"] {
+            let st = try FS.stat(root + "/" + d)
+            #expect(st.isDirectory && st.permissions == 0o700, "\(d)")
+        }
+        #expect(try FS.stat(root + "/new/P1/payload").permissions == 0o600)
+        #expect(FileManager.default.contents(atPath: root + "/new/P1/payload") == Data(payload))
+        // The marker is the same file as the payload (a hard link), so it survives every move.
+        #expect(try FS.stat(root + "/keys/P1").sameFile(as: FS.stat(root + "/new/P1/payload")))
+        #expect(entries(root + "/tmp").isEmpty)
+        let info = try s.find(key: SpoolKey("P1"))
+        #expect(info.meta?.header("content-type") == "application/json")
+        #expect(info.meta?.size == Int64(payload.count))
+    }
+
+    @Test func duplicateInEveryState() throws {
+        let clock = ManualClock()
+        let s = try Spool(path: makeTempDir() + "/s", clock: clock)
+        let k = try SpoolKey("K")
+        #expect(try s.enqueue(key: k, payload: [1]) == .accepted)
+        #expect(try s.enqueue(key: k, payload: [2]) == .duplicate)
+        let item = try #require(try s.claim())
+        #expect(try s.enqueue(key: k, payload: [3]) == .duplicate)
+        try s.fail(item, error: "boom", retryable: true, policy: RetryPolicy(maxAttempts: 3, random: { _ in 0 }))
+        #expect(try s.enqueue(key: k, payload: [4]) == .duplicate)
+        clock.advance(seconds: 10)
+        let again = try #require(try s.claim())
+        #expect(again.attempt == 2)
+        try s.complete(again)
+        #expect(try s.enqueue(key: k, payload: [5]) == .duplicate)
+        #expect(try s.payload(of: s.find(key: k)) == [1], "the first payload is the one kept")
+        #expect(try s.list().map(\.state) == [.done])
+    }
+
+    @Test func purgeForgetsTheKey() throws {
+        let clock = ManualClock()
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root, clock: clock)
+        let k = try SpoolKey("gone")
+        _ = try s.enqueue(key: k, payload: [1])
+        try s.complete(try #require(try s.claim()))
+        #expect(try s.purge(states: [.done], olderThanNanos: 60_000_000_000).isEmpty, "too young to purge")
+        clock.advance(seconds: 61)
+        #expect(try s.purge(states: [.done], olderThanNanos: 60_000_000_000) == ["gone"])
+        #expect(entries(root + "/keys").isEmpty && entries(root + "/done").isEmpty && entries(root + "/tmp").isEmpty)
+        #expect(try s.enqueue(key: k, payload: [2]) == .accepted)
+    }
+
+    @Test func backoffWithInjectedClock() throws {
+        let clock = ManualClock()
+        let s = try Spool(path: makeTempDir() + "/s", clock: clock)
+        _ = try s.enqueue(key: SpoolKey("B"), payload: [1])
+        let policy = RetryPolicy(maxAttempts: 3, baseNanos: 10_000_000_000, maxNanos: 100_000_000_000, random: { $0 })
+        let item = try #require(try s.claim(policy: policy))
+        let outcome = try s.fail(item, error: "try later", retryable: true, policy: policy)
+        #expect(outcome == .retry(atNanos: clock.nowNanos() + 10_000_000_000))
+        #expect(try s.claim(policy: policy) == nil, "not claimable before its not-before time")
+        clock.advance(seconds: 9.9)
+        #expect(try s.claim(policy: policy) == nil)
+        clock.advance(seconds: 0.2)
+        let second = try #require(try s.claim(policy: policy), "claimable once due")
+        #expect(second.attempt == 2)
+        #expect(second.meta.lastError == "try later")
+        // Second failure doubles the delay; the third attempt's failure dead-letters.
+        #expect(try s.fail(second, error: "again", retryable: true, policy: policy) == .retry(atNanos: clock.nowNanos() + 20_000_000_000))
+        clock.advance(seconds: 21)
+        let third = try #require(try s.claim(policy: policy))
+        #expect(try s.fail(third, error: "last", status: "exit 1", retryable: true, policy: policy) == .failed)
+        let info = try s.find(key: SpoolKey("B"))
+        #expect(info.state == .failed && info.meta?.attempts == 3 && info.meta?.lastStatus == "exit 1")
+        try s.retry(key: SpoolKey("B"))
+        let back = try #require(try s.claim(policy: policy))
+        #expect(back.attempt == 1)
+        try s.complete(back)
+    }
+
+    @Test func retryPolicyBounds() {
+        let p = RetryPolicy(maxAttempts: 10, baseNanos: 1_000, maxNanos: 10_000, random: { $0 })
+        #expect(p.delay(afterAttempt: 1) == 1_000)
+        #expect(p.delay(afterAttempt: 2) == 2_000)
+        #expect(p.delay(afterAttempt: 4) == 8_000)
+        #expect(p.delay(afterAttempt: 5) == 10_000)
+        #expect(p.delay(afterAttempt: 1000) == 10_000)
+        let low = RetryPolicy(baseNanos: 1_000, maxNanos: 10_000, random: { _ in 0 })
+        #expect(low.delay(afterAttempt: 3) == 2_000, "jitter never goes below half")
+    }
+
+    @Test func permanentFailureAndRelease() throws {
+        let s = try Spool(path: makeTempDir() + "/s")
+        _ = try s.enqueue(key: SpoolKey("P"), payload: [1])
+        _ = try s.enqueue(key: SpoolKey("R"), payload: [1])
+        var a = try #require(try s.claim())
+        var b = try #require(try s.claim())
+        if a.key.value != "P" { swap(&a, &b) }
+        #expect(try s.fail(a, error: "poison", status: "exit 65", retryable: false, policy: RetryPolicy()) == .failed)
+        try s.release(b)
+        let again = try #require(try s.claim())
+        #expect(again.key.value == "R" && again.attempt == 1, "release does not use up an attempt")
+        try s.release(again)
+        #expect(try s.list(states: [.failed]).map(\.key) == ["P"])
+    }
+
+    @Test func deadClaimantIsRecoveredAtOnce() throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("D"), payload: [1])
+        let item = try #require(try s.claim())
+        // A second handle (another open file description) sees the live lock: nothing to do.
+        let other = try Spool(path: root)
+        #expect(other.recover().requeuedClaims.isEmpty)
+        #expect(try other.claim() == nil)
+        // The claimant "dies": its descriptors close without finishing.
+        item.close(); item.finished = true
+        let r = other.recover()
+        #expect(r.requeuedClaims == ["D"])
+        let again = try #require(try other.claim())
+        #expect(again.attempt == 2, "the dead attempt stays counted")
+        #expect(again.meta.lastStatus == nil || again.meta.lastStatus == "abandoned")
+    }
+
+    @Test func crashLoopingItemIsDeadLettered() throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("X"), payload: [1])
+        let policy = RetryPolicy(maxAttempts: 2)
+        for _ in 0..<2 {
+            let item = try #require(try s.claim(policy: policy))
+            item.close(); item.finished = true // dies mid-attempt
+            _ = s.recover()
+        }
+        #expect(try s.claim(policy: policy) == nil)
+        #expect(try s.find(key: SpoolKey("X")).state == .failed)
+    }
+
+    @Test func recoverRepairsMarkersAndTmp() throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("A"), payload: [1])
+        _ = try s.enqueue(key: SpoolKey("B"), payload: [2])
+        // An operator deletes an item by hand: its marker is orphaned and would block the key for ever.
+        try FileManager.default.removeItem(atPath: root + "/new/A")
+        // A marker lost (for example by hand): the item gets it back.
+        try FileManager.default.removeItem(atPath: root + "/keys/B")
+        // A write that died before linking its marker.
+        try FileManager.default.createDirectory(atPath: root + "/tmp/C.1-1-1.w", withIntermediateDirectories: false)
+        FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.w/payload", contents: Data([3]))
+        let r = s.recover(tmpGraceNanos: 0)
+        #expect(r.removedOrphanMarkers == ["A"])
+        #expect(r.relinkedMarkers == ["B"])
+        #expect(r.removedTmp == ["C.1-1-1.w"])
+        #expect(entries(root + "/tmp").isEmpty)
+        #expect(try s.enqueue(key: SpoolKey("A"), payload: [9]) == .accepted)
+        #expect(try s.enqueue(key: SpoolKey("B"), payload: [9]) == .duplicate)
+        #expect(s.recover().isEmpty, "a second recover finds nothing")
+    }
+
+    @Test func interruptedEnqueueAfterMarkerIsCompleted() throws {
+        // A writer died between link(marker) and the rename into new/: a racing request may already have
+        // been told "duplicate", so recover must finish the enqueue rather than drop it.
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        let t = root + "/tmp/M.9-9-9.w"
+        try FileManager.default.createDirectory(atPath: t, withIntermediateDirectories: false)
+        FileManager.default.createFile(atPath: t + "/payload", contents: Data("body".utf8))
+        let meta = ItemMeta(key: "M", receivedAtNanos: 1, size: 4)
+        FileManager.default.createFile(atPath: t + "/meta", contents: Data(meta.json.utf8))
+        try FS.link(t + "/payload", in: .cwd, to: root + "/keys/M", in: .cwd)
+        #expect(try s.enqueue(key: SpoolKey("M"), payload: [0]) == .duplicate)
+        let r = s.recover(tmpGraceNanos: 0)
+        #expect(r.completedWrites == ["M"])
+        let item = try #require(try s.claim())
+        #expect(try item.readPayload() == Array("body".utf8))
+    }
+
+    @Test func orphanMarkerIsRepairedByTheNextEnqueue() throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("O"), payload: [1])
+        try FileManager.default.removeItem(atPath: root + "/new/O")
+        #expect(try s.enqueue(key: SpoolKey("O"), payload: [2]) == .accepted)
+        #expect(try s.payload(of: s.find(key: SpoolKey("O"))) == [2])
+    }
+
+    @Test func unsafeDirectoriesAreRefused() throws {
+        let base = makeTempDir()
+        try FileManager.default.createDirectory(atPath: base + "/real", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createSymbolicLink(atPath: base + "/link", withDestinationPath: base + "/real")
+        #expect { try Spool(path: base + "/link") } throws: { "\($0)".contains("symlink") }
+        try FileManager.default.createDirectory(atPath: base + "/open", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+        chmod(base + "/open", 0o777)
+        #expect { try Spool(path: base + "/open") } throws: { "\($0)".contains("writable by group or others") }
+        // A state directory replaced by a symlink is refused too.
+        _ = try Spool(path: base + "/real")
+        try FileManager.default.removeItem(atPath: base + "/real/done")
+        try FileManager.default.createSymbolicLink(atPath: base + "/real/done", withDestinationPath: "/tmp")
+        #expect { try Spool(path: base + "/real") } throws: { "\($0)".contains("symlink") }
+    }
+
+    @Test func hostileKeysStayInsideTheSpool() throws {
+        let base = makeTempDir()
+        let root = base + "/s"
+        let s = try Spool(path: root)
+        let hostile = ["../escape", "../../escape", "/abs", "..", ".", "a/../../b", "new/../x", "~7e", "\\..\\x", " ", "日本/語"]
+        for (i, k) in hostile.enumerated() {
+            #expect(try s.enqueue(key: SpoolKey(k), payload: [UInt8(i)]) == .accepted)
+        }
+        #expect(entries(base) == ["s"], "nothing written beside the spool")
+        #expect(Set(try s.list().map(\.key)) == Set(hostile))
+        for k in hostile { #expect(try s.find(key: SpoolKey(k)).path.hasPrefix(root + "/new/~")) }
+    }
+
+    @Test func everyInjectedFaultLeavesAllOrNothing() throws {
+        // For each fault point and each position of that call within one enqueue: the enqueue either
+        // returns (and the item is complete) or throws (and nothing is visible: no marker, no item, no tmp).
+        for point in FaultPoint.allCases {
+            for position in 1...6 {
+                let root = makeTempDir("fault") + "/s"
+                let calls = Box(0)
+                let hooks = FaultHooks { p in
+                    guard p == point else { return nil }
+                    let n = calls.update { $0 += 1; return $0 }
+                    return n == position ? (point == .fsync ? Errno.io : Errno.noSpace) : nil
+                }
+                let s = try Spool(path: root, faults: hooks)
+                let result = Result { try s.enqueue(key: SpoolKey("F"), payload: payload) }
+                let clean = try Spool(path: root)
+                switch result {
+                case .success(let o):
+                    #expect(o == .accepted)
+                    #expect(try clean.payload(of: clean.find(key: SpoolKey("F"))) == payload)
+                case .failure(let e):
+                    #expect((e as? SpoolError)?.isStorageUnavailable == true, "\(point)#\(position): \(e)")
+                    #expect(entries(root + "/tmp").isEmpty, "\(point)#\(position) left tmp files")
+                    if entries(root + "/new").isEmpty {
+                        #expect(entries(root + "/keys").isEmpty, "\(point)#\(position) left a marker without an item")
+                        // The spool keeps working once the fault is gone; the sender's retry is accepted.
+                        #expect(try clean.enqueue(key: SpoolKey("F"), payload: payload) == .accepted)
+                    } else {
+                        // The failure came after the rename (a directory flush): the item is complete but was
+                        // not acknowledged; the sender's retry is acknowledged as a duplicate once flushes work.
+                        #expect(try clean.payload(of: clean.find(key: SpoolKey("F"))) == payload, "\(point)#\(position) partial item")
+                        #expect(try clean.enqueue(key: SpoolKey("F"), payload: payload) == .duplicate)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func fsyncFailureInABatchAcksNothing() throws {
+        let root = makeTempDir() + "/s"
+        let fail = Box(false)
+        let s = try Spool(path: root, faults: FaultHooks { p in p == .fsync && fail.value ? Errno.io : nil })
+        fail.value = true
+        let reqs = try (0..<8).map { EnqueueRequest(key: try SpoolKey("k\($0)"), payload: [UInt8($0)]) }
+        let results = s.enqueueBatch(reqs)
+        #expect(results.allSatisfy { if case .failure = $0 { return true } else { return false } })
+        #expect(entries(root + "/new").isEmpty && entries(root + "/keys").isEmpty && entries(root + "/tmp").isEmpty)
+        fail.value = false
+        #expect(s.enqueueBatch(reqs).allSatisfy { (try? $0.get()) == .accepted })
+    }
+
+    @Test func concurrentEnqueuesOfOneKeyAcceptExactlyOnce() async throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        let accepted = Box(0)
+        await withTaskGroup(of: Void.self) { g in
+            for t in 0..<16 {
+                g.addTask {
+                    for i in 0..<50 {
+                        let k = try! SpoolKey("key\(i)")
+                        if try! s.enqueue(key: k, payload: [UInt8(t)]) == .accepted { accepted.update { $0 += 1 } }
+                    }
+                }
+            }
+        }
+        #expect(accepted.value == 50)
+        #expect(entries(root + "/new").count == 50 && entries(root + "/keys").count == 50 && entries(root + "/tmp").isEmpty)
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () throws -> Success) {
+        do { self = .success(try body()) } catch { self = .failure(error) }
+    }
+}
