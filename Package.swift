@@ -17,13 +17,17 @@ let package = Package(
         .target(name: "SpoolSystem", dependencies: ["CSpoolShims"]),
         // The spool directory protocol: key encoding, metadata, enqueue/claim/complete/fail/recover.
         .target(name: "SpoolCore", dependencies: ["SpoolSystem"]),
+        // Consumers: the claim loop (inotify, retries, dead-claim recovery) and the `--exec` handler runner.
+        .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "CSpoolShims"]),
         // Our own strict HTTP/1.1 parser and epoll server.
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "CSpoolShims"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolHTTP", "SpoolSystem"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
+        // Drivers of the library API for process-level tests and benchmarks (not a user tool).
+        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolSystem"]),
     ]
 )

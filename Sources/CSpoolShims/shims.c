@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -69,6 +70,9 @@ int spool_install_termination_pipe(int fd) {
     if (sigaction(SIGTERM, &sa, NULL) != 0) return -1;
     if (sigaction(SIGINT, &sa, NULL) != 0) return -1;
     signal(SIGPIPE, SIG_IGN);
+    // A parent may have started us with these blocked (posix_spawn inherits the mask): unblock them.
+    sigset_t set; sigemptyset(&set); sigaddset(&set, SIGTERM); sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return 0;
 }
 void spool_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }

@@ -264,16 +264,19 @@ extension CLI {
     static let recoverCommand = Command(
         name: "recover", summary: "repair what crashed processes left behind",
         usage: """
-        usage: spool recover [--json]
+        usage: spool recover [--json] [--tmp-grace DURATION]
 
         Returns items of dead consumers to new/, finishes or removes interrupted writes in tmp/,
         removes key markers without an item and restores missing ones. Safe while everything runs.
+        --tmp-grace (default 2s) spares tmp/ entries that young which have no payload yet (a write that
+        has just begun); use 0s when no process is running.
         """,
-        options: [.flag("--json")],
+        options: [.flag("--json"), .value("--tmp-grace")],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let grace = try args.value("--tmp-grace").map { try Parse.duration($0, name: "--tmp-grace") } ?? 2_000_000_000
             let spool = try ctx.openSpool()
-            let r = spool.recover()
+            let r = spool.recover(tmpGraceNanos: grace)
             if args.flag("--json") {
                 func arr(_ a: [String]) -> String { "[" + a.map(JSONWriter.quote).joined(separator: ",") + "]" }
                 ctx.console.out("{\"requeued\":\(arr(r.requeuedClaims)),\"completed_writes\":\(arr(r.completedWrites)),\"removed_tmp\":\(arr(r.removedTmp)),\"removed_orphan_markers\":\(arr(r.removedOrphanMarkers)),\"relinked_markers\":\(arr(r.relinkedMarkers)),\"problems\":\(arr(r.problems))}")

@@ -58,46 +58,40 @@ extension Spool {
     /// dead one. The attempt count goes up here, at claim time, so an item that kills its consumer every time
     /// still reaches `maxAttempts` and is dead-lettered instead of looping for ever.
     public func claim(policy: RetryPolicy = RetryPolicy()) throws(SpoolError) -> ClaimedItem? {
-        var rounds = 0
-        while rounds < 3 {
-            rounds += 1
-            let now = self.now()
-            var batch = nextCandidates(now: now)
-            if batch.isEmpty { return nil }
-            while !batch.isEmpty {
-                // Pick among the oldest few at random so competing consumers rarely collide on one name.
-                let idx = Int.random(in: 0..<min(8, batch.count))
-                let name = batch.remove(at: idx)
-                dropCandidate(name)
-                if let item = try tryClaim(name: name, now: now, policy: policy) { return item }
-            }
+        let now = self.now()
+        refreshCandidatesIfNeeded(now: now)
+        // Each candidate is tried at most once per call; losing a race just moves on to the next.
+        while let name = scan.withLock({ $0.popNear(head: 8) }) {
+            if let item = try tryClaim(name: name, now: now, policy: policy) { return item }
         }
         return nil
     }
 
-    /// Tells the claim cache that `new/` changed (the consumer calls this on inotify events).
-    public func noteNewItems() { invalidateScan() }
+    /// Tells the claim cache that `new/` changed. With names (from inotify) they are added to the cache
+    /// directly; without, the next claim lists the directory again.
+    public func noteNewItems(names: [String]? = nil) {
+        scan.withLock { st in
+            if let names { st.append(names) } else { st.invalidated = true }
+        }
+    }
 
     /// The earliest not-before time of waiting items seen at the last scan, if any were not yet due.
     public func nextDueTime() -> Int64? { scan.withLock { $0.nextDueNanos } }
 
-    private func nextCandidates(now: Int64) -> [String] {
+    private func refreshCandidatesIfNeeded(now: Int64) {
+        let dirMtime = (try? dir(.new).stat().mtimeNanos) ?? -2
         let needScan = scan.withLock { st -> Bool in
-            st.invalidated || st.candidates.isEmpty && (st.nextDueNanos.map { $0 <= now } ?? false)
-                || now - st.scannedAt > 5_000_000_000
+            if st.invalidated { return true }
+            // An empty cache is refreshed when new/ changed (another process added or returned an item) or a
+            // waiting retry fell due; a full cache now and then, to put late arrivals in order.
+            if st.isEmpty { return dirMtime != st.scannedDirMtime || (st.nextDueNanos.map { $0 <= now } ?? false) }
+            return now - st.scannedAt > 5_000_000_000
         }
-        if needScan { rescan(now: now) }
-        return scan.withLock { Array($0.candidates.prefix(32)) }
-    }
-
-    private func dropCandidate(_ name: String) {
-        scan.withLock { st in
-            if let i = st.candidates.firstIndex(of: name) { st.candidates.remove(at: i) }
-        }
+        if needScan { rescan(now: now, dirMtime: dirMtime) }
     }
 
     /// Lists `new/` and keeps the due items, oldest not-before time (payload mtime) first.
-    func rescan(now: Int64) {
+    func rescan(now: Int64, dirMtime: Int64) {
         let d = dir(.new)
         scan.withLock { $0.invalidated = false }
         guard let names = try? FS.listNames(in: d) else { return }
@@ -110,9 +104,10 @@ extension Spool {
         }
         due.sort { $0.0 < $1.0 }
         scan.withLock { st in
-            st.candidates = due.map { $0.1 }
+            st.replace(with: due.map { $0.1 })
             st.nextDueNanos = nextDue
             st.scannedAt = now
+            st.scannedDirMtime = dirMtime
         }
     }
 
@@ -125,7 +120,8 @@ extension Spool {
         defer { if !keep { try? fd.close() } }
         guard (try? fd.tryLockExclusive()) == .acquired else { return nil }
         guard let held = try? fd.stat(), let cur = try? FS.stat(name + "/" + Spool.payloadFile, in: newDir),
-              cur.sameFile(as: held), held.mtimeNanos <= now else { return nil }
+              cur.sameFile(as: held) else { return nil }
+        guard held.mtimeNanos <= now else { noteDue(held.mtimeNanos); return nil }
         do {
             try faults.check(.rename)
             try FS.renameNoReplace(name, in: newDir, to: name, in: dir(.claimed))
@@ -192,6 +188,7 @@ extension Spool {
         try writeMeta(item.meta, itemDir: item.dir)
         try sys("set retry time") { try item.payload.setModificationTime(nanos: due) }
         try move(item, to: .new)
+        noteDue(due)
         return .retry(atNanos: due)
     }
 
@@ -203,6 +200,7 @@ extension Spool {
         try writeMeta(item.meta, itemDir: item.dir)
         try sys("set retry time") { try item.payload.setModificationTime(nanos: now()) }
         try move(item, to: .new)
+        noteNewItems(names: [item.key.fileName])
     }
 
     func finishFailed(_ item: ClaimedItem, error: String, status: String?) throws(SpoolError) -> FailOutcome {
@@ -232,7 +230,6 @@ extension Spool {
         } catch { throw SpoolError.corrupt("\(error)") }
         item.finished = true
         item.close()
-        if state == .new { invalidateScan() }
     }
 
     private func removeStale(name: String, in state: ItemState, keeping item: ClaimedItem) throws(SpoolError) {

@@ -93,7 +93,8 @@ extension Spool {
             }
         }
         for s in staged.values { if s.published { s.closeAll() } else { discard(s) } }
-        if published.contains(where: { (try? results[$0]?.get()) == .accepted }) { invalidateScan() }
+        let acceptedNames = published.filter { (try? results[$0]?.get()) == .accepted }.map { requests[$0].key.fileName }
+        if !acceptedNames.isEmpty { noteNewItems(names: acceptedNames) }
         return results.map { $0! }
     }
 
@@ -208,4 +209,7 @@ extension Spool {
     }
 
     func invalidateScan() { scan.withLock { $0.invalidated = true } }
+
+    /// Remembers that an item in `new/` becomes due at `nanos`, so the claim cache looks again then.
+    func noteDue(_ nanos: Int64) { scan.withLock { $0.nextDueNanos = min($0.nextDueNanos ?? nanos, nanos) } }
 }

@@ -41,6 +41,15 @@ extension Spool {
         return report
     }
 
+    /// Only the cheap part of `recover`: returns items of dead claimants (free kernel lock) to `new/`.
+    /// Consumers run it every second, so a killed consumer's items are picked up within seconds.
+    public func recoverDeadClaims() -> [String] {
+        var r = RecoveryReport()
+        recoverClaims(now: now(), into: &r)
+        if !r.requeuedClaims.isEmpty { invalidateScan() }
+        return r.requeuedClaims
+    }
+
     private func recoverTmp(now: Int64, grace: Int64, into report: inout RecoveryReport) {
         guard let entries = try? FS.listNames(in: tmp) else { report.problems.append("cannot list tmp/"); return }
         for entry in entries {

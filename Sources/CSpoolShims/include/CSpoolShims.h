@@ -31,8 +31,8 @@ int spool_inotify_init(void);
 int spool_inotify_add_watch(int fd, const char *path, uint32_t mask);
 extern const uint32_t SPOOL_IN_MOVED_TO, SPOOL_IN_CREATE, SPOOL_IN_ATTRIB;
 
-/// Installs a handler for SIGTERM and SIGINT that writes one byte to `fd` (a self-pipe or eventfd)
-/// and ignores SIGPIPE. Returns 0 or -1.
+/// Installs a handler for SIGTERM and SIGINT that writes to `fd` (an eventfd), unblocks both signals in the
+/// calling thread, and ignores SIGPIPE. Call it before starting threads. Returns 0 or -1.
 int spool_install_termination_pipe(int fd);
 void spool_ignore_sigpipe(void);
 

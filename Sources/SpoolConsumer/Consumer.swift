@@ -1,0 +1,265 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CSpoolShims
+import SpoolCore
+import SpoolSystem
+
+/// How long a consumer runs.
+public enum ConsumerMode: Sendable, Equatable {
+    /// Until stopped (SIGTERM, SIGINT or `stop()`).
+    case forever
+    /// Until no item is due and nothing is in flight.
+    case drain
+    /// At most one item.
+    case once
+}
+
+public struct ConsumerConfiguration: Sendable {
+    public var concurrency = 1
+    public var policy = RetryPolicy()
+    public var mode = ConsumerMode.forever
+    /// How long running attempts may finish after a stop request before they are cancelled and released.
+    public var graceNanos: Int64 = 30_000_000_000
+    /// Fallback wake-up interval when inotify is unavailable (or as a safety net).
+    public var pollIntervalNanos: Int64 = 1_000_000_000
+    /// How often to look for items whose claimant died (their kernel lock is free).
+    public var claimCheckIntervalNanos: Int64 = 1_000_000_000
+    /// Use inotify on `new/` to pick up items within milliseconds.
+    public var useInotify = true
+    public init() {}
+}
+
+/// Summary of a consumer run.
+public struct ConsumerResult: Sendable, Equatable {
+    public var processed = 0
+    public var done = 0
+    public var retried = 0
+    public var failed = 0
+    public var released = 0
+}
+
+/// One line per attempt (and per notable event), for the consumer's log on stderr.
+public typealias ConsumerLog = @Sendable (String) -> Void
+
+/// Claims items from a spool and hands each to an `ItemProcessor` on its own thread, at most `concurrency`
+/// at a time. One loop thread does all claiming, waiting (inotify, timers, stop requests) and bookkeeping.
+public final class Consumer: Sendable {
+    public let spool: Spool
+    let processor: any ItemProcessor
+    let config: ConsumerConfiguration
+    let log: ConsumerLog
+    let wake: Wakeup
+    let state = Mutex(LoopState())
+    let cancellation = CancellationFlag()
+
+    struct LoopState {
+        var inFlight = 0
+        var stopRequested = false
+        var stopRequestedAt: Int64 = 0
+        var result = ConsumerResult()
+        var started = 0
+    }
+
+    public init(spool: Spool, processor: any ItemProcessor, configuration: ConsumerConfiguration, log: @escaping ConsumerLog) throws {
+        self.spool = spool
+        self.processor = processor
+        self.config = configuration
+        self.log = log
+        self.wake = try Wakeup()
+    }
+
+    /// Asks the loop to stop claiming; running attempts get the grace period. Safe from any thread.
+    public func stop() {
+        state.withLock { if !$0.stopRequested { $0.stopRequested = true; $0.stopRequestedAt = monotonicNanos() } }
+        wake.signal()
+    }
+
+    /// Runs until the mode says to stop. Returns what was done. `extraWakeFD` (for example a signal pipe) stops
+    /// the loop when readable.
+    public func run(stopFD: FileDescriptor? = nil) -> ConsumerResult {
+        let report = spool.recover()
+        for line in report.lines { log("recover: \(line)") }
+        let inotify = config.useInotify ? openInotify() : nil
+        defer { try? inotify?.close() }
+        var lastClaimCheck = monotonicNanos()
+        var cancelled = false
+        while true {
+            let (stopping, stopAt) = state.withLock { ($0.stopRequested, $0.stopRequestedAt) }
+            if stopping {
+                if state.withLock({ $0.inFlight }) == 0 { break }
+                if !cancelled && monotonicNanos() - stopAt >= config.graceNanos {
+                    cancelled = true
+                    cancellation.cancel()
+                    log("grace period over: cancelling running attempts")
+                }
+            } else {
+                let claimedAny = claimWhileCapacity()
+                let (inFlight, started) = state.withLock { ($0.inFlight, $0.started) }
+                switch config.mode {
+                case .once where started >= 1:
+                    if inFlight == 0 { return finish() }
+                    state.withLock { $0.stopRequested = true; $0.stopRequestedAt = monotonicNanos() }
+                    continue
+                case .once, .drain:
+                    if inFlight == 0 && !claimedAny && !isDueNow() { return finish() }
+                default: break
+                }
+            }
+            // Sleep until something can change: an inotify event, a finished attempt, a stop, a retry
+            // falling due, the next claim check.
+            let now = monotonicNanos()
+            var timeout = config.claimCheckIntervalNanos - (now - lastClaimCheck)
+            if inotify == nil { timeout = min(timeout, config.pollIntervalNanos) }
+            if let due = spool.nextDueTime() { timeout = min(timeout, due - spool.now()) }
+            if stopping && !cancelled { timeout = min(timeout, config.graceNanos) }
+            timeout = max(0, min(timeout, 5_000_000_000))
+            var fds = [wake.fd]
+            if let inotify { fds.append(inotify) }
+            if let stopFD { fds.append(stopFD) }
+            let ready = (try? pollReadable(fds, timeoutMillis: Int32((timeout + 999_999) / 1_000_000))) ?? fds.map { _ in false }
+            if ready[0] { wake.drain() }
+            if let inotify, ready[1] { spool.noteNewItems(names: readInotifyNames(inotify)) }
+            if stopFD != nil, ready.last == true, !stopping {
+                log("stop requested: finishing running attempts (grace \(config.graceNanos / 1_000_000_000)s)")
+                stop()
+            }
+            if monotonicNanos() - lastClaimCheck >= config.claimCheckIntervalNanos {
+                lastClaimCheck = monotonicNanos()
+                let requeued = spool.recoverDeadClaims()
+                for k in requeued { log("key=\(k) requeued: its claimant died") }
+                if inotify == nil || !requeued.isEmpty { spool.noteNewItems() }
+            } else if inotify == nil {
+                spool.noteNewItems()
+            }
+        }
+        return finish()
+    }
+
+    private func finish() -> ConsumerResult { state.withLock { $0.result } }
+
+    private func isDueNow() -> Bool {
+        if let due = spool.nextDueTime(), due <= spool.now() { return true }
+        return false
+    }
+
+    /// Claims and starts attempts while there is capacity. Returns true if it started any.
+    private func claimWhileCapacity() -> Bool {
+        var startedAny = false
+        while true {
+            let canStart = state.withLock { st -> Bool in
+                if st.stopRequested || st.inFlight >= config.concurrency { return false }
+                if config.mode == .once && st.started >= 1 { return false }
+                return true
+            }
+            guard canStart else { return startedAny }
+            let item: ClaimedItem?
+            do { item = try spool.claim(policy: config.policy) } catch {
+                log("claim failed: \(error)")
+                return startedAny
+            }
+            guard let item else { return startedAny }
+            state.withLock { $0.inFlight += 1; $0.started += 1 }
+            startedAny = true
+            startThread { [self] in self.attempt(item) }
+        }
+    }
+
+    private func attempt(_ item: ClaimedItem) {
+        let t0 = monotonicNanos()
+        let outcome = processor.process(item, cancellation: cancellation)
+        let ms = (monotonicNanos() - t0) / 1_000_000
+        var line = "key=\(logSafe(item.key.value)) attempt=\(item.attempt) "
+        var counted: (inout ConsumerResult) -> Void = { _ in }
+        do {
+            switch outcome {
+            case .done(let status):
+                try spool.complete(item, status: status)
+                line += "outcome=done"
+                if let status { line += " status=\(logSafe(status))" }
+                counted = { $0.done += 1 }
+            case let .retry(error, status, retryAfter):
+                switch try spool.fail(item, error: error, status: status, retryable: true, policy: config.policy, retryAfterNanos: retryAfter) {
+                case .retry(let at):
+                    line += "outcome=retry in \(max(0, (at - spool.now() + 500_000_000) / 1_000_000_000))s"
+                    counted = { $0.retried += 1 }
+                case .failed:
+                    line += "outcome=failed (attempts used up)"
+                    counted = { $0.failed += 1 }
+                }
+                if let status { line += " status=\(logSafe(status))" }
+            case let .failed(error, status):
+                _ = try spool.fail(item, error: error, status: status, retryable: false, policy: config.policy)
+                line += "outcome=failed (permanent)"
+                if let status { line += " status=\(logSafe(status))" }
+                counted = { $0.failed += 1 }
+            case .released:
+                try spool.release(item)
+                line += "outcome=released"
+                counted = { $0.released += 1 }
+            }
+        } catch {
+            // The item stays in claimed/ with our lock until we drop it; recover returns it to new/.
+            line += "outcome=error (\(error)); the item will be recovered"
+        }
+        line += " duration=\(ms)ms"
+        log(line)
+        state.withLock { st in
+            st.inFlight -= 1
+            st.result.processed += 1
+            counted(&st.result)
+        }
+        wake.signal()
+    }
+
+    private func openInotify() -> FileDescriptor? {
+        let fd = spool_inotify_init()
+        guard fd >= 0 else { log("inotify unavailable; polling every \(config.pollIntervalNanos / 1_000_000)ms"); return nil }
+        let path = spool.path + "/" + ItemState.new.rawValue
+        guard spool_inotify_add_watch(fd, path, SPOOL_IN_MOVED_TO | SPOOL_IN_CREATE | SPOOL_IN_ATTRIB) >= 0 else {
+            Glibc.close(fd)
+            log("inotify watch failed; polling every \(config.pollIntervalNanos / 1_000_000)ms")
+            return nil
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Reads pending inotify events and returns the names they mention (item directories in `new/`).
+    private func readInotifyNames(_ fd: FileDescriptor) -> [String]? {
+        var names: [String] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            var off = 0
+            // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[]; }
+            while off + 16 <= n {
+                let mask = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self) }
+                let len = Int(buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: off + 12, as: UInt32.self) })
+                if mask & 0x4000 != 0 { return nil } // IN_Q_OVERFLOW: events were lost, rescan
+                if len > 0, off + 16 + len <= n {
+                    let nameBytes = buf[(off + 16)..<(off + 16 + len)].prefix { $0 != 0 }
+                    names.append(String(decoding: nameBytes, as: UTF8.self))
+                }
+                off += 16 + len
+            }
+        }
+        return names
+    }
+}
+
+/// Escapes CR, LF and other control characters so one log line stays one line.
+public func logSafe(_ s: String) -> String {
+    var out = ""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 || u.value == 0x7F { out += "\\x" + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out
+}

@@ -1,0 +1,64 @@
+// spool-testkit: small drivers of the library API for process-level tests and benchmarks.
+// Not installed for users; every subcommand prints one line per durable result so a test can kill it
+// at any moment and still know exactly what was acknowledged.
+#if canImport(Glibc)
+import Glibc
+#endif
+import SpoolCore
+import SpoolSystem
+
+/// The payload a test expects for a key: deterministic, so intactness can be checked without a side channel.
+func payloadFor(_ key: String, size: Int) -> [UInt8] {
+    var out = Array("{\"project\":\"\(key)\",\"pad\":\"".utf8)
+    var x: UInt32 = 2166136261
+    for b in key.utf8 { x = (x ^ UInt32(b)) &* 16777619 }
+    while out.count < size - 2 { x = x &* 1103515245 &+ 12345; out.append(UInt8(97 + (x >> 16) % 26)) }
+    out += Array("\"}".utf8)
+    return out
+}
+
+func say(_ s: String) { try? FileDescriptor(rawValue: 1).writeAll(Array((s + "\n").utf8)) }
+func fail(_ s: String) -> Never { try? FileDescriptor(rawValue: 2).writeAll(Array(("spool-testkit: " + s + "\n").utf8)); exit(64) }
+
+let args = Array(CommandLine.arguments.dropFirst())
+guard args.count >= 2 else {
+    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | claim-loop DIR [--hold] | payload KEY SIZE")
+}
+let dir = args[1]
+switch args[0] {
+case "payload":
+    // Prints the expected payload for KEY (used by shell handlers to verify what they were given).
+    try? FileDescriptor(rawValue: 1).writeAll(payloadFor(args[1], size: Int(args[2]) ?? 256))
+case "enqueue", "enqueue-range":
+    let spool: Spool
+    do { spool = try Spool(path: dir) } catch { fail("\(error)") }
+    var keys: [String] = []
+    var size = 256
+    if args[0] == "enqueue" { keys = Array(args.dropFirst(2)) } else {
+        guard args.count >= 5, let from = Int(args[3]), let count = Int(args[4]) else { fail("enqueue-range DIR PREFIX FROM COUNT [SIZE]") }
+        keys = (from..<(from + count)).map { "\(args[2])\($0)" }
+        if args.count >= 6, let s = Int(args[5]) { size = s }
+    }
+    for k in keys {
+        do {
+            let outcome = try spool.enqueue(key: SpoolKey(k), payload: payloadFor(k, size: size))
+            say("\(outcome.rawValue) \(k)")
+        } catch { say("error \(k) \(error)") }
+    }
+case "claim-loop":
+    // Claims and completes items in-process until none is due, printing each key; with --hold it claims one
+    // item, prints it and then sleeps for ever (a claimant to kill with SIGKILL).
+    let spool: Spool
+    do { spool = try Spool(path: dir) } catch { fail("\(error)") }
+    let hold = args.contains("--hold")
+    while true {
+        let item: ClaimedItem?
+        do { item = try spool.claim() } catch { fail("\(error)") }
+        guard let item else { break }
+        if hold { say("claimed \(item.key.value)"); while true { sleep(1000) } }
+        do { try spool.complete(item) } catch { fail("\(error)") }
+        say("done \(item.key.value)")
+    }
+default:
+    fail("unknown subcommand \(args[0])")
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+@testable import SpoolCLI
+import SpoolCore
+
+@Suite struct CLIConventionTests {
+    static let commandNames = CLI.commands.map(\.name)
+
+    @Test(arguments: commandNames)
+    func helpGoesToStdoutWithExitZero(_ name: String) {
+        let r = cli([name, "--help"])
+        #expect(r.code == 0)
+        #expect(r.out.hasPrefix("usage: spool \(name)"))
+        #expect(r.err.isEmpty)
+    }
+
+    @Test func topLevelHelpAndVersion() {
+        let h = cli(["--help"])
+        #expect(h.code == 0 && h.out.contains("commands:") && h.out.contains("consume"))
+        let v = cli(["--version"])
+        #expect(v.code == 0 && v.out == "spool \(CLI.version)\n")
+    }
+
+    @Test(arguments: [
+        ["bogus"], [], ["--bogus"], ["ls", "--bogus"], ["ls", "--limit"], ["ls", "--limit", "+5"], ["ls", "--limit", "5x"],
+        ["ls", "sideways"], ["purge"], ["purge", "--older-than", "7 days"], ["purge", "--older-than", "1d", "--state", "new"],
+        ["retry"], ["retry", "--all-failed", "k"], ["show"], ["show", "a", "b"], ["consume"], ["consume", "--exec", "true", "--drain", "--once"],
+        ["consume", "--exec", "true", "--concurrency", "0"], ["consume", "--exec", "true", "--timeout", "5"], ["stats", "extra"],
+        ["--dir"], ["ls", "--json=yes"], ["ls", "--limit", "1", "--limit", "2"],
+    ])
+    func usageErrorsExit64OnStderr(_ args: [String]) {
+        let dir = makeTempDir()
+        let r = cli(["--dir", dir + "/s"] + args)
+        #expect(r.code == 64, "\(args)")
+        #expect(r.out.isEmpty)
+        #expect(r.err.hasPrefix("spool: "))
+    }
+
+    @Test func runtimeFailuresExit1WithOneLine() throws {
+        let dir = makeTempDir()
+        let r = cli(["--dir", dir + "/s", "show", "missing"])
+        #expect(r.code == 1 && r.err == "error: no such item\n")
+        chmod(dir, 0o777)
+        try FileManager.default.createDirectory(atPath: dir + "/open", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+        chmod(dir + "/open", 0o777)
+        let u = cli(["--dir", dir + "/open", "ls"])
+        #expect(u.code == 1 && u.err.hasPrefix("error: ") && u.err.contains("writable by group or others"))
+        let noKey = cli(["--dir", dir + "/s", "enqueue", "-"], stdin: Array(#"{"x":1}"#.utf8))
+        #expect(noKey.code == 1 && noKey.err.contains("no key found; tried movie.project, project"))
+    }
+
+    @Test func dirComesFromFlagThenEnvironment() {
+        let dir = makeTempDir()
+        let a = cli(["enqueue", "--key", "E", "-"], env: ["SPOOL_DIR": dir + "/env"], stdin: [1])
+        #expect(a.code == 0 && a.out == "accepted E\n")
+        #expect(entries(dir + "/env/new") == ["E"])
+        let b = cli(["enqueue", "--dir", dir + "/flag", "--key", "E", "-"], env: ["SPOOL_DIR": dir + "/env"], stdin: [1])
+        #expect(b.out == "accepted E\n" && entries(dir + "/flag/new") == ["E"])
+    }
+
+    @Test func durations() throws {
+        #expect(try Parse.duration("250ms", name: "d") == 250_000_000)
+        #expect(try Parse.duration("30s", name: "d") == 30_000_000_000)
+        #expect(try Parse.duration("15m", name: "d") == 900_000_000_000)
+        #expect(try Parse.duration("24h", name: "d") == 86_400_000_000_000)
+        #expect(try Parse.duration("7d", name: "d") == 604_800_000_000_000)
+        for bad in ["", "s", "5", "-5s", "+5s", "5 s", "5sec", "1.5s", "0x5s", "99999999999999999999d"] {
+            #expect(throws: UsageError.self, "\(bad)") { try Parse.duration(bad, name: "d") }
+        }
+    }
+}
+
+@Suite struct OperatorCommandTests {
+    @Test func enqueueLsShowStatsRetryPurge() throws {
+        let dir = makeTempDir() + "/s"
+        let envelope = try Array(Data(contentsOf: URL(fileURLWithPath: packageRoot + "/Tests/Fixtures/payloads/envelope-done.json")))
+        #expect(cli(["--dir", dir, "enqueue", "-"], stdin: envelope).out == "accepted WAEE8PohgVwv2teP\n")
+        #expect(cli(["--dir", dir, "enqueue", "-"], stdin: envelope).out == "duplicate WAEE8PohgVwv2teP\n")
+        let form = try Array(Data(contentsOf: URL(fileURLWithPath: packageRoot + "/Tests/Fixtures/payloads/form-encoded.txt")))
+        #expect(cli(["--dir", dir, "enqueue", "--content-type", "application/x-www-form-urlencoded", "-"], stdin: form).out == "accepted Lk3JhG5fDs7AzX9c\n")
+
+        let body = cli(["--dir", dir, "show", "WAEE8PohgVwv2teP", "--body"])
+        #expect(body.code == 0 && Array(body.out.utf8) == envelope, "--body writes exactly the stored bytes")
+
+        let ls = cli(["--dir", dir, "ls", "--json"])
+        let objects = try ls.out.split(separator: "\n").map { try JSONParser.parse(String($0)) }
+        #expect(objects.count == 2)
+        for o in objects {
+            for field in ["state", "key", "size", "received_at", "attempts", "path"] { #expect(o[field] != nil, "\(field)") }
+            #expect(o["state"]?.stringValue == "new")
+        }
+        #expect(Set(objects.compactMap { $0["key"]?.stringValue }) == ["WAEE8PohgVwv2teP", "Lk3JhG5fDs7AzX9c"])
+
+        let table = cli(["--dir", dir, "ls", "new"])
+        #expect(table.out.hasPrefix("STATE") && table.out.contains("WAEE8PohgVwv2teP"))
+
+        let stats = try JSONParser.parse(cli(["--dir", dir, "stats", "--json"]).out)
+        #expect(stats["new"]?.intValue == 2 && stats["claimed"]?.intValue == 0 && stats["done"]?.intValue == 0 && stats["failed"]?.intValue == 0)
+
+        // Process one to failure, retry it, finish both, purge.
+        let s = try Spool(path: dir)
+        let item = try #require(try s.claim())
+        try s.fail(item, error: "downstream said no\nsecond line", status: "exit 65", retryable: false, policy: RetryPolicy())
+        let failedLine = cli(["--dir", dir, "ls", "failed", "--json"]).out
+        #expect(try JSONParser.parse(failedLine)["last_error"]?.stringValue == "downstream said no\nsecond line")
+        #expect(cli(["--dir", dir, "ls", "failed"]).out.contains("second line"))
+        #expect(cli(["--dir", dir, "retry", "--all-failed"]).code == 0)
+        #expect(try JSONParser.parse(cli(["--dir", dir, "stats", "--json"]).out)["new"]?.intValue == 2)
+        while let i = try s.claim() { try s.complete(i) }
+        #expect(cli(["--dir", dir, "purge", "--older-than", "1h"]).out == "purged 0 item(s)\n")
+        #expect(cli(["--dir", dir, "purge", "--older-than", "0s"]).out == "purged 2 item(s)\n")
+        #expect(cli(["--dir", dir, "enqueue", "-"], stdin: envelope).out == "accepted WAEE8PohgVwv2teP\n", "purged keys are forgotten")
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Synchronization
+@testable import SpoolCLI
+
+/// The package root, found from this file's path (tests run the built `spool` and `spool-testkit`).
+let packageRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+func binary(_ name: String) -> String { packageRoot + "/.build/debug/" + name }
+let spoolBin = binary("spool")
+let testkitBin = binary("spool-testkit")
+
+func makeTempDir(_ tag: String = "cli") -> String {
+    let base = FileManager.default.temporaryDirectory.path + "/spool-\(tag)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    return base
+}
+
+struct ProcessResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+}
+
+/// A child process with its output collected in the background.
+final class Child: @unchecked Sendable {
+    // @unchecked: `process` is only mutated before run(); the buffers are lock-protected.
+    let process = Process()
+    final class DataBox: Sendable {
+        let m = Mutex(Data())
+        func withLock<R>(_ f: (inout Data) -> R) -> R { m.withLock { f(&$0) } }
+    }
+    private let out = DataBox()
+    private let err = DataBox()
+    private let outPipe = Pipe(), errPipe = Pipe()
+
+    init(_ exe: String, _ args: [String], env: [String: String] = [:], stdin: Data? = nil, cwd: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        e.removeValue(forKey: "SPOOL_DIR")
+        for (k, v) in env { e[k] = v }
+        process.environment = e
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        let inPipe = Pipe()
+        process.standardInput = inPipe
+        outPipe.fileHandleForReading.readabilityHandler = { [out] h in let d = h.availableData; out.withLock { $0.append(d) } }
+        errPipe.fileHandleForReading.readabilityHandler = { [err] h in let d = h.availableData; err.withLock { $0.append(d) } }
+        try process.run()
+        if let stdin { inPipe.fileHandleForWriting.write(stdin) }
+        try? inPipe.fileHandleForWriting.close()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var stdout: String { out.withLock { String(decoding: $0, as: UTF8.self) } }
+    var stderr: String { err.withLock { String(decoding: $0, as: UTF8.self) } }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits for exit (killing the child after `timeout` seconds) and returns everything it printed.
+    @discardableResult
+    func wait(timeout: Double = 60) -> ProcessResult {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(5000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        // Drain what is still in the pipes.
+        outPipe.fileHandleForReading.readabilityHandler = nil
+        errPipe.fileHandleForReading.readabilityHandler = nil
+        let restOut = (try? outPipe.fileHandleForReading.readToEnd()) ?? nil
+        let restErr = (try? errPipe.fileHandleForReading.readToEnd()) ?? nil
+        if let restOut { out.withLock { $0.append(restOut) } }
+        if let restErr { err.withLock { $0.append(restErr) } }
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return ProcessResult(status: status, stdout: stdout, stderr: stderr)
+    }
+
+    /// Polls until `condition` holds or `timeout` seconds pass.
+    func waitFor(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline { if condition() { return true }; usleep(5000) }
+        return condition()
+    }
+}
+
+func run(_ exe: String, _ args: [String], env: [String: String] = [:], stdin: Data? = nil, timeout: Double = 60) throws -> ProcessResult {
+    try Child(exe, args, env: env, stdin: stdin).wait(timeout: timeout)
+}
+
+func spool(_ args: String..., dir: String, stdin: Data? = nil) throws -> ProcessResult {
+    try run(spoolBin, ["--dir", dir] + args, stdin: stdin)
+}
+
+func waitUntil(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline { if condition() { return true }; usleep(10000) }
+    return condition()
+}
+
+func entries(_ path: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+}
+
+/// Runs the CLI in-process with captured output.
+func cli(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = []) -> (code: Int32, out: String, err: String) {
+    let c = CapturedConsole(environment: env, stdin: stdin)
+    let code = CLI.run(args, console: c.console)
+    return (code, c.stdout, c.stderr)
+}
+
+/// The payload spool-testkit writes for a key (must match its `payloadFor`).
+func expectedPayload(_ key: String, size: Int = 256) throws -> Data {
+    let r = try run(testkitBin, ["payload", key, "\(size)"])
+    return Data(r.stdout.utf8)
+}
