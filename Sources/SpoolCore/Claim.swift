@@ -118,7 +118,11 @@ extension Spool {
         do { fd = try FileDescriptor.open(name + "/" + Spool.payloadFile, in: newDir, [.readOnly, .noFollow]) } catch { return nil }
         var keep = false
         defer { if !keep { try? fd.close() } }
-        guard (try? fd.tryLockExclusive()) == .acquired else { return nil }
+        guard (try? fd.tryLockExclusive()) == .acquired else {
+            // Another process is claiming it (or a retry is being written back): look again shortly.
+            noteDue(now + 5_000_000)
+            return nil
+        }
         guard let held = try? fd.stat(), let cur = try? FS.stat(name + "/" + Spool.payloadFile, in: newDir),
               cur.sameFile(as: held) else { return nil }
         guard held.mtimeNanos <= now else { noteDue(held.mtimeNanos); return nil }

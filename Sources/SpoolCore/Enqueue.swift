@@ -164,6 +164,9 @@ extension Spool {
             do {
                 try faults.check(.rename)
                 try FS.renameNoReplace(s.tmpName, in: tmp, to: s.key.fileName, in: dir(.new))
+                // Out of tmp/, the lock has done its job (keeping recover off a live write); dropping it now lets a
+                // consumer claim the item at once. Its data is already durable; its name is flushed below.
+                s.payload.unlock()
                 return .accepted
             } catch {
                 // Undo the marker so the key is not blocked by an item that never became visible.

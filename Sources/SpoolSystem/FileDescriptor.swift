@@ -142,6 +142,9 @@ public struct FileDescriptor: Sendable, Hashable {
         }
     }
 
+    /// Drops a `flock` early (closing the descriptor drops it too).
+    public func unlock() { _ = flock(rawValue, LOCK_UN) }
+
     /// Sets the modification time (nanoseconds since the epoch); the spool uses it as the not-before time.
     public func setModificationTime(nanos: Int64) throws {
         _ = try retryingSyscall { spool_futimens_mtime(rawValue, nanos / 1_000_000_000, nanos % 1_000_000_000) }

@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import SpoolCore
+import SpoolSystem
+
+/// `spool consume` through real processes: the handler contract, retries, dead letters, timeouts, signals.
+@Suite(.serialized) struct ConsumerTests {
+    func meta(_ dir: String, _ key: String) throws -> JSONValue {
+        let r = try spool("show", key, "--json", dir: dir)
+        return try JSONParser.parse(r.stdout)
+    }
+
+    @Test func handlerContractStdinAndEnvironment() throws {
+        let dir = makeTempDir() + "/s"
+        let payload = Data(#"{"project":"ENV1","x":"\u00e9"}"#.utf8) + Data([0x0A])
+        _ = try spool("enqueue", "--content-type", "application/json", "-", dir: dir, stdin: payload)
+        let out = dir + ".out"
+        let handler = "cat > \(out).stdin; env | grep '^SPOOL_' | sort > \(out).env"
+        let r = try spool("consume", "--exec", handler, "--once", dir: dir)
+        #expect(r.status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + ".stdin")) == payload, "stdin is exactly the stored bytes")
+        let env = try String(contentsOfFile: out + ".env", encoding: .utf8)
+        #expect(env.contains("SPOOL_KEY=ENV1\n") && env.contains("SPOOL_ATTEMPT=1\n") && env.contains("SPOOL_CONTENT_TYPE=application/json\n"))
+        #expect(env.contains("SPOOL_FILE=\(dir)/claimed/ENV1/payload\n"))
+        #expect(env.contains("SPOOL_DIR=\(dir)\n"))
+        let received = try #require(env.split(separator: "\n").first { $0.hasPrefix("SPOOL_RECEIVED_AT=") })
+        #expect(RFC3339.parse(String(received.dropFirst("SPOOL_RECEIVED_AT=".count))) != nil)
+        #expect(try meta(dir, "ENV1")["state"]?.stringValue == "done")
+        // Nothing left to do: --once exits 3.
+        #expect(try spool("consume", "--exec", "true", "--once", dir: dir).status == 3)
+    }
+
+    @Test func exitStatusesLeadToTheRightState() throws {
+        let dir = makeTempDir() + "/s"
+        for k in ["ok", "poison", "flaky", "crash"] { _ = try run(testkitBin, ["enqueue", dir, k]) }
+        let handler = """
+        case "$SPOOL_KEY" in
+          ok) exit 0;;
+          poison) echo "bad payload: field x" >&2; exit 65;;
+          flaky) echo "downstream 503 on attempt $SPOOL_ATTEMPT" >&2; exit 1;;
+          crash) kill -9 $$;;
+        esac
+        """
+        let r = try spool("consume", "--exec", handler, "--max-attempts", "3", "--backoff", "10ms", "--max-backoff", "20ms", "--drain", dir: dir)
+        #expect(r.status == 0)
+        // --drain stops once nothing is due; retries are due within 20ms, so run until both are dead-lettered.
+        var rounds = 0
+        while entries(dir + "/failed").count < 3 && rounds < 20 {
+            usleep(30_000)
+            _ = try spool("consume", "--exec", handler, "--max-attempts", "3", "--backoff", "10ms", "--max-backoff", "20ms", "--drain", dir: dir)
+            rounds += 1
+        }
+        let ok = try meta(dir, "ok"), poison = try meta(dir, "poison"), flaky = try meta(dir, "flaky"), crash = try meta(dir, "crash")
+        #expect(ok["state"]?.stringValue == "done" && ok["attempts"]?.intValue == 1)
+        #expect(poison["state"]?.stringValue == "failed" && poison["attempts"]?.intValue == 1, "65 is not retried")
+        #expect(poison["last_error"]?.stringValue == "bad payload: field x")
+        #expect(poison["last_status"]?.stringValue == "exit 65")
+        #expect(flaky["state"]?.stringValue == "failed" && flaky["attempts"]?.intValue == 3, "--max-attempts respected")
+        #expect(flaky["last_error"]?.stringValue == "downstream 503 on attempt 3")
+        #expect(flaky["last_status"]?.stringValue == "exit 1")
+        #expect(crash["state"]?.stringValue == "failed" && crash["attempts"]?.intValue == 3)
+        #expect(crash["last_status"]?.stringValue == "signal 9")
+        // spool ls tells why.
+        #expect(try spool("ls", "failed", dir: dir).stdout.contains("downstream 503 on attempt 3"))
+        // spool retry brings a failed item back, and it is processed.
+        #expect(try spool("retry", "flaky", dir: dir).status == 0)
+        let again = try spool("consume", "--exec", "test $SPOOL_ATTEMPT = 1", "--drain", dir: dir)
+        #expect(again.status == 0)
+        #expect(try meta(dir, "flaky")["state"]?.stringValue == "done")
+    }
+
+    @Test func handlerPastTimeoutIsKilledAndRetried() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "slow"])
+        let t0 = Date()
+        let r = try spool("consume", "--exec", "sleep 30", "--timeout", "300ms", "--once", dir: dir)
+        #expect(r.status == 0)
+        #expect(Date().timeIntervalSince(t0) < 10)
+        let m = try meta(dir, "slow")
+        #expect(m["state"]?.stringValue == "new" && m["attempts"]?.intValue == 1 && m["last_status"]?.stringValue == "timeout")
+        #expect(m["next_attempt_at"] != nil)
+        #expect(r.stderr.contains("outcome=retry"))
+    }
+
+    @Test func killedConsumerItemIsFinishedByAnotherWithTwoAttempts() throws {
+        let dir = makeTempDir() + "/s"
+        let log = dir + ".log"
+        _ = try run(testkitBin, ["enqueue", dir, "victim"])
+        let handler = "sleep 1; echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
+        let a = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
+        #expect(a.waitFor { entries(dir + "/claimed") == ["victim"] })
+        let b = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
+        a.signal(SIGKILL)
+        a.wait()
+        // B notices the dead claim (its kernel lock is released once the orphaned handler exits) and finishes it.
+        #expect(waitUntil(timeout: 8) { entries(dir + "/done") == ["victim"] }, "\(b.stderr)")
+        b.signal(SIGTERM)
+        #expect(b.wait().status == 0)
+        let m = try meta(dir, "victim")
+        #expect(m["attempts"]?.intValue == 2)
+        let lines = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(lines.contains("victim 2"))
+        #expect(b.stderr.contains("requeued"))
+    }
+
+    @Test func sigtermLetsTheRunningHandlerFinish() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "graceful"])
+        let c = try Child(spoolBin, ["--dir", dir, "consume", "--exec", "sleep 1"])
+        #expect(c.waitFor { entries(dir + "/claimed") == ["graceful"] })
+        c.signal(SIGTERM)
+        let r = c.wait(timeout: 20)
+        #expect(r.status == 0)
+        #expect(entries(dir + "/claimed").isEmpty)
+        #expect(entries(dir + "/done") == ["graceful"])
+    }
+
+    @Test func sigtermPastGraceReleasesWithoutUsingAnAttempt() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "stuck"])
+        let c = try Child(spoolBin, ["--dir", dir, "consume", "--exec", "sleep 30", "--grace", "300ms"])
+        #expect(c.waitFor { entries(dir + "/claimed") == ["stuck"] })
+        c.signal(SIGTERM)
+        let r = c.wait(timeout: 20)
+        #expect(r.status == 0)
+        #expect(entries(dir + "/claimed").isEmpty)
+        let m = try meta(dir, "stuck")
+        #expect(m["state"]?.stringValue == "new" && m["attempts"]?.intValue == 0)
+    }
+
+    @Test func newItemsArePickedUpQuicklyWithoutPolling() throws {
+        let dir = makeTempDir() + "/s"
+        let log = dir + ".log"
+        _ = try spool("stats", dir: dir)
+        let c = try Child(spoolBin, ["--dir", dir, "consume", "--exec", "date +%s%N >> \(log)", "--poll-interval", "1h"])
+        #expect(c.waitFor { c.stderr.contains("started") })
+        usleep(200_000)
+        var delays: [Double] = []
+        for i in 0..<5 {
+            let t0 = Date()
+            _ = try run(testkitBin, ["enqueue", dir, "fast\(i)"])
+            #expect(waitUntil(timeout: 5) { entries(dir + "/done").count == i + 1 })
+            delays.append(Date().timeIntervalSince(t0))
+        }
+        c.signal(SIGTERM)
+        c.wait()
+        // With a 1h poll interval, only inotify can explain pickups in well under a second.
+        #expect(delays.sorted()[2] < 0.5, "median pickup \(delays)")
+    }
+}
