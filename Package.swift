@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "spool", targets: ["spool"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
+        .library(name: "SpoolConsumer", targets: ["SpoolConsumer"]),
+        .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).
@@ -21,13 +23,15 @@ let package = Package(
         .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "CSpoolShims"]),
         // Our own strict HTTP/1.1 parser and epoll server.
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "CSpoolShims"]),
+        // The webhook ingress: key extraction, token check, group commit, metrics, on the HTTP server.
+        .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolHTTP", "SpoolSystem"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolIngress", "SpoolHTTP", "SpoolSystem"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolSystem"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolIngress", "SpoolSystem", "spool", "spool-testkit"]),
     ]
 )

@@ -1,11 +1,16 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CSpoolShims
 import SpoolConsumer
 import SpoolCore
+import SpoolHTTP
+import SpoolIngress
 import SpoolSystem
 
 extension CLI {
     /// Long-running commands (`serve`, `consume`).
-    static let serviceCommands: [Command] = [consumeCommand]
+    static let serviceCommands: [Command] = [serveCommand, consumeCommand]
 
     /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
     static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {
@@ -72,4 +77,98 @@ extension CLI {
             if config.mode == .once && result.processed == 0 { return 3 }
             return 0
         })
+
+    static let serveCommand = Command(
+        name: "serve", summary: "receive webhooks over HTTP into the spool",
+        usage: """
+        usage: spool serve [--listen HOST:PORT] [--path PATH] [--key-path DOTTED.PATH]... [--key-header NAME]
+                           [--token-file FILE] [--max-body BYTES] [--max-connections N]
+
+        Accepts POST PATH, takes the key from the body (JSON at movie.project, then project; form data by
+        field name) or from --key-header, stores the exact bytes durably and only then answers
+        200 {"status":"accepted"|"duplicate","key":"..."}. GET /healthz and GET /metrics (Prometheus).
+
+          --listen HOST:PORT    address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
+          --path PATH           webhook path (default /json2video/done)
+          --key-path P          dotted JSON path of the key; repeat to try several in order
+          --key-header NAME     take the key from this request header instead (e.g. webhook-id)
+          --token-file FILE     require this token (?token= or Authorization: Bearer); default $SPOOL_TOKEN
+          --max-body BYTES      largest body accepted (default 1048576)
+          --max-connections N   connections held at once (default 10000)
+        Prints one line 'listening on http://HOST:PORT spool DIR' once ready. SIGTERM/SIGINT: stop
+        accepting, finish requests in flight (at most 10s), exit 0.
+        """,
+        options: [.value("--listen"), .value("--path"), .repeated("--key-path"), .value("--key-header"), .value("--token-file"),
+                  .value("--max-body"), .value("--max-connections")],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let listen = args.value("--listen") ?? "127.0.0.1:8080"
+            guard let colon = listen.lastIndex(of: ":") else { throw UsageError("--listen takes HOST:PORT") }
+            let host = String(listen[..<colon])
+            let port = try Parse.unsigned(String(listen[listen.index(after: colon)...]), name: "--listen port", max: 65535)
+            guard !host.isEmpty else { throw UsageError("--listen takes HOST:PORT") }
+            var ingress = IngressConfiguration()
+            if let p = args.value("--path") {
+                guard p.hasPrefix("/"), !p.contains("?"), !p.contains(" ") else { throw UsageError("--path must start with / and hold no query") }
+                ingress.path = p
+            }
+            if !args.all("--key-path").isEmpty {
+                for p in args.all("--key-path") where p.isEmpty || p.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                    throw UsageError("--key-path '\(p)' is not a dotted path")
+                }
+                ingress.keyPaths = args.all("--key-path")
+            }
+            ingress.keyHeader = args.value("--key-header")
+            if let f = args.value("--token-file") {
+                do {
+                    let bytes = try FileDescriptor.open(f, [.readOnly]).closeAfter { try $0.readAll(limit: 4096) }
+                    var t = String(decoding: bytes, as: UTF8.self)
+                    while t.last == "\n" || t.last == "\r" || t.last == " " { t.removeLast() }
+                    guard !t.isEmpty else { throw CommandFailure(message: "token file \(f) is empty") }
+                    ingress.token = t
+                } catch let e as CommandFailure { throw e } catch { throw CommandFailure(message: "cannot read token file \(f): \(error)") }
+            } else if let t = ctx.console.environment["SPOOL_TOKEN"], !t.isEmpty {
+                ingress.token = t
+            }
+            var http = HTTPServerConfiguration()
+            if let v = args.value("--max-body") { http.maxBody = try Parse.unsigned(v, name: "--max-body", max: 1 << 30) }
+            if let v = args.value("--max-connections") { http.maxConnections = max(1, try Parse.unsigned(v, name: "--max-connections", max: 1_000_000)) }
+
+            let spool = try ctx.openSpool()
+            let log = logger(ctx.console, component: "serve")
+            let report = spool.recover()
+            for line in report.lines { log("recover: \(line)") }
+            let handler: IngressHandler
+            do { handler = try IngressHandler(spool: spool, configuration: ingress) } catch { throw CommandFailure(message: "\(error)") }
+            let console = ctx.console
+            let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
+                handler.record(e)
+                let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map(logSafe) ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map(logSafe) ?? "-")\n"
+                console.writeErr(Array(line.utf8))
+            })
+            handler.setConnectionGauge { server.openConnections }
+            let bound: UInt16
+            do { bound = try server.bind(host: host, port: UInt16(port)) } catch {
+                throw CommandFailure(message: "cannot listen on \(listen): \(error)")
+            }
+            let stop = try Wakeup()
+            guard spool_install_termination_pipe(stop.fd.rawValue) == 0 else { throw CommandFailure(message: "cannot install signal handlers") }
+            startThread {
+                while (try? pollReadable([stop.fd], timeoutMillis: -1))?.first != true {}
+                log("stop requested: finishing requests in flight (at most 10s)")
+                server.shutdown(grace: .seconds(10))
+            }
+            ctx.console.out("listening on http://\(host.contains(":") ? "[\(host)]" : host):\(bound) spool \(ctx.dir)")
+            do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
+            handler.stop()
+            log("stopped")
+            return 0
+        })
+}
+
+/// Milliseconds with three decimals, without Foundation's formatters.
+func format3(_ v: Double) -> String {
+    let micros = Int((v * 1000).rounded())
+    let ms = micros / 1000, frac = micros % 1000
+    return "\(ms)." + String(repeating: "0", count: 3 - String(frac).count) + String(frac)
 }

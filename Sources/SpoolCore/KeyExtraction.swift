@@ -36,8 +36,14 @@ public struct KeyExtractor: Sendable {
         return base.lowercased() == "application/x-www-form-urlencoded"
     }
 
+    /// JSON whatever the Content-Type says, except form data under the form Content-Type. A body that starts
+    /// with `{` or `[` is JSON even then: `curl -d @file.json` labels JSON as form data, and form data never
+    /// starts with a brace.
     public func extract(body: [UInt8], contentType: String?) throws(Failure) -> SpoolKey {
-        if KeyExtractor.isFormContentType(contentType) { return try extractForm(body) }
+        if KeyExtractor.isFormContentType(contentType) {
+            let first = body.first { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }
+            if first != UInt8(ascii: "{") && first != UInt8(ascii: "[") { return try extractForm(body) }
+        }
         return try extractJSON(body)
     }
 
@@ -90,6 +96,9 @@ public struct KeyExtractor: Sendable {
         }
         return out
     }
+
+    /// Decodes one `application/x-www-form-urlencoded` component (also used for query parameters).
+    public static func decodeFormComponent(_ s: [UInt8]) throws(Failure) -> [UInt8] { try decode(s[...]) }
 
     static func decode(_ s: ArraySlice<UInt8>) throws(Failure) -> [UInt8] {
         var out: [UInt8] = []

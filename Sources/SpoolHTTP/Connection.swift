@@ -43,6 +43,9 @@ final class Connection {
     var interest: UInt32
     var requestStartMono: Int64 = 0
     var requestStartWall: Int64 = 0
+    var closed = false
+    /// Queued on the loop's resume list (pipelined bytes to parse after a response went out).
+    var resumeQueued = false
 
     init(fd: FileDescriptor, id: UInt64, remote: String, limits: HTTPParserLimits, now: Int64, headerTimeout: Int64, interest: UInt32) {
         self.fd = fd

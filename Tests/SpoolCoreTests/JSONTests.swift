@@ -54,6 +54,11 @@ import Testing
         let body = Array("project=Lk3JhG5fDs7AzX9c&status=done&url=https%3A%2F%2Fa&client-data%5BorderId%5D=A-1004".utf8)
         #expect(try x.extract(body: body, contentType: "application/x-www-form-urlencoded; charset=utf-8").value == "Lk3JhG5fDs7AzX9c")
         #expect(try x.extractForm(Array("project=a+b%2Fc".utf8)).value == "a b/c")
+        // `curl -d @payload.json` sends JSON labelled as form data: a body starting with a brace is JSON.
+        #expect(try x.extract(body: Array(#" {"project":"J"}"#.utf8), contentType: "application/x-www-form-urlencoded").value == "J")
+        #expect(throws: KeyExtractor.Failure.malformedBody("invalid JSON: expected member name at byte 1")) {
+            try x.extract(body: Array("{x".utf8), contentType: "application/x-www-form-urlencoded")
+        }
         #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=%zz".utf8)) }
         #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=%4".utf8)) }
         #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=a&project=b".utf8)) }

@@ -1,0 +1,19 @@
+// swift-tools-version:6.0
+// libFuzzer harness for the SpoolHTTP parser. Build and run with `Fuzz/run.sh SECONDS` (from the repository root).
+// Depends only on this repository's own package, by path (no third-party packages).
+import PackageDescription
+
+let package = Package(
+    name: "spool-fuzz",
+    dependencies: [
+        .package(name: "spool", path: ".."),
+    ],
+    targets: [
+        // No main: libFuzzer's main calls LLVMFuzzerTestOneInput, hence -parse-as-library.
+        .executableTarget(
+            name: "HTTPParserFuzzer",
+            dependencies: [.product(name: "SpoolHTTP", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+    ]
+)

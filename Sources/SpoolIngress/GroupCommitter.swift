@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import SpoolCore
+import SpoolSystem
+
+/// Batches durable enqueues (group commit). Requests that arrive while a batch is being flushed wait and go
+/// into the next one, so one set of flushes covers every request waiting at that moment; at low load a
+/// request is committed alone, immediately. A result is delivered only after `Spool.enqueueBatch` returned
+/// it, that is, after the item's data, marker and name are durable.
+public final class GroupCommitter: Sendable {
+    public typealias Completion = @Sendable (Result<EnqueueOutcome, SpoolError>) -> Void
+
+    struct Pending {
+        var request: EnqueueRequest
+        var completion: Completion
+    }
+
+    struct State {
+        var queue: [Pending] = []
+        var stopped = false
+    }
+
+    let spool: Spool
+    let maxBatch: Int
+    let state = Mutex(State())
+    let wake: Wakeup
+    /// Called with (batch size, seconds spent in the durable write) after each batch.
+    let onBatch: @Sendable (Int, Double) -> Void
+
+    public init(spool: Spool, committers: Int = 2, maxBatch: Int = 256, onBatch: @escaping @Sendable (Int, Double) -> Void = { _, _ in }) throws {
+        self.spool = spool
+        self.maxBatch = maxBatch
+        self.onBatch = onBatch
+        self.wake = try Wakeup()
+        for _ in 0..<max(1, committers) { startThread { [self] in self.loop() } }
+    }
+
+    /// Queues one enqueue; `completion` runs on a committer thread once the result is durable (or failed).
+    public func submit(_ request: EnqueueRequest, completion: @escaping Completion) {
+        let accepted = state.withLock { st -> Bool in
+            if st.stopped { return false }
+            st.queue.append(Pending(request: request, completion: completion))
+            return true
+        }
+        if accepted { wake.signal() } else {
+            completion(.failure(.system(operation: "shutting down", errno: .io)))
+        }
+    }
+
+    /// Stops the committer threads once the queue is empty.
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        wake.signal(); wake.signal()
+    }
+
+    private func loop() {
+        while true {
+            let batch = state.withLock { st -> [Pending]? in
+                if st.queue.isEmpty { return st.stopped ? nil : [] }
+                let n = min(maxBatch, st.queue.count)
+                let b = Array(st.queue.prefix(n))
+                st.queue.removeFirst(n)
+                return b
+            }
+            guard let batch else { wake.signal(); return }
+            if batch.isEmpty {
+                _ = try? pollReadable([wake.fd], timeoutMillis: 1000)
+                wake.drain()
+                continue
+            }
+            let t0 = monotonicNanos()
+            let results = spool.enqueueBatch(batch.map(\.request))
+            onBatch(batch.count, Double(monotonicNanos() - t0) / 1e9)
+            for (p, r) in zip(batch, results) { p.completion(r) }
+        }
+    }
+}

