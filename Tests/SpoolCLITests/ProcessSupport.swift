@@ -26,12 +26,14 @@ struct ProcessResult {
     var lines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
 
-/// A child process with its output collected in the background.
+/// A child process with its output collected in the background by reader threads (raw `read(2)`, not
+/// FileHandle's readabilityHandler, which can trap on a racing close).
 final class Child: @unchecked Sendable {
     // @unchecked: `process` is only mutated before run(); the buffers are lock-protected.
     let process = Process()
     final class DataBox: Sendable {
         let m = Mutex(Data())
+        let finished = Mutex(false)
         func withLock<R>(_ f: (inout Data) -> R) -> R { m.withLock { f(&$0) } }
     }
     private let out = DataBox()
@@ -50,9 +52,22 @@ final class Child: @unchecked Sendable {
         process.standardError = errPipe
         let inPipe = Pipe()
         process.standardInput = inPipe
-        outPipe.fileHandleForReading.readabilityHandler = { [out] h in let d = h.availableData; out.withLock { $0.append(d) } }
-        errPipe.fileHandleForReading.readabilityHandler = { [err] h in let d = h.availableData; err.withLock { $0.append(d) } }
         try process.run()
+        try? outPipe.fileHandleForWriting.close()
+        try? errPipe.fileHandleForWriting.close()
+        for (pipe, box) in [(outPipe, out), (errPipe, err)] {
+            let fd = pipe.fileHandleForReading.fileDescriptor
+            Thread.detachNewThread {
+                var buf = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    box.withLock { $0.append(contentsOf: buf[0..<n]) }
+                }
+                box.finished.withLock { $0 = true }
+            }
+        }
         if let stdin { inPipe.fileHandleForWriting.write(stdin) }
         try? inPipe.fileHandleForWriting.close()
     }
@@ -70,13 +85,9 @@ final class Child: @unchecked Sendable {
         while process.isRunning && Date() < deadline { usleep(5000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
-        // Drain what is still in the pipes.
-        outPipe.fileHandleForReading.readabilityHandler = nil
-        errPipe.fileHandleForReading.readabilityHandler = nil
-        let restOut = (try? outPipe.fileHandleForReading.readToEnd()) ?? nil
-        let restErr = (try? errPipe.fileHandleForReading.readToEnd()) ?? nil
-        if let restOut { out.withLock { $0.append(restOut) } }
-        if let restErr { err.withLock { $0.append(restErr) } }
+        // The readers finish at end of file; a grandchild still holding the pipe must not hang the test.
+        let drainDeadline = Date().addingTimeInterval(5)
+        while !(out.finished.withLock { $0 } && err.finished.withLock { $0 }) && Date() < drainDeadline { usleep(2000) }
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
         return ProcessResult(status: status, stdout: stdout, stderr: stderr)
     }
