@@ -170,3 +170,34 @@ final class Results: @unchecked Sendable {
     func add(status: Int, body: String) { lock.lock(); statuses.append(status); bodies.append(body); lock.unlock() }
     func ack(_ k: String, _ b: [UInt8]) { lock.lock(); acked[k] = b; lock.unlock() }
 }
+
+@Suite(.serialized) struct SlowClientTests {
+    @Test func thousandSlowHeaderClientsDoNotDelayANormalPost() throws {
+        var lim = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        lim.rlim_cur = lim.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir)
+        // 1,000 connections, each sending its head one byte at a time, a byte per second each.
+        var slow: [RawClient] = []
+        for _ in 0..<1000 { slow.append(try RawClient(port: server.port)) }
+        let head = Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n".utf8)
+        var worst = 0.0
+        for second in 0..<3 {
+            for c in slow { try? c.send([head[second]]) }
+            let t0 = Date()
+            let normal = try RawClient(port: server.port)
+            let r = try normal.post(body: Array("{\"project\":\"n\(second)\"}".utf8))
+            #expect(r.status == 200)
+            worst = max(worst, Date().timeIntervalSince(t0))
+            usleep(1_000_000)
+        }
+        #expect(worst < 1.0, "a normal POST took \(worst)s next to 1,000 slow clients")
+        let metrics = try curl([server.url + "/metrics"]).stdout
+        let open = metrics.split(separator: "\n").first { $0.hasPrefix("spool_open_connections ") }.flatMap { Int($0.split(separator: " ")[1]) }
+        #expect((open ?? 0) >= 1000, "the slow connections are still held: \(open ?? -1)")
+        slow.removeAll()
+        #expect(server.stop().status == 0)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import SpoolCore
+import SpoolHTTP
+import SpoolIngress
+import SpoolSystem
+
+/// The ingress in-process, on a spool whose system calls fail on demand: nothing is acknowledged unless it
+/// is durable, storage failures answer 503 with Retry-After, and the server serves again once the fault stops.
+@Suite struct IngressFaultTests {
+    final class Fault: @unchecked Sendable {
+        private let lock = NSLock()
+        private var points: Set<FaultPoint> = []
+        private var errno = Errno.noSpace
+        func set(_ p: Set<FaultPoint>, _ e: Errno = .noSpace) { lock.lock(); points = p; errno = e; lock.unlock() }
+        func check(_ p: FaultPoint) -> Errno? { lock.lock(); defer { lock.unlock() }; return points.contains(p) ? errno : nil }
+    }
+
+    func start(_ fault: Fault) throws -> (HTTPServer, UInt16, String) {
+        let dir = makeTempDir("ingress") + "/s"
+        let spool = try Spool(path: dir, faults: FaultHooks { fault.check($0) })
+        let handler = try IngressHandler(spool: spool, configuration: IngressConfiguration())
+        let server = HTTPServer(handler: handler, accessLog: { handler.record($0) })
+        let port = try server.bind(host: "127.0.0.1", port: 0)
+        Thread.detachNewThread { try? server.run() }
+        return (server, port, dir)
+    }
+
+    @Test(arguments: [(FaultPoint.fsync, Errno.io), (.write, .noSpace), (.link, .noSpace), (.rename, .io), (.mkdir, .quota), (.open, .readOnlyFS)])
+    func storageFailureNeverAcknowledges(point: FaultPoint, errno: Errno) throws {
+        let fault = Fault()
+        let (server, port, dir) = try start(fault)
+        defer { server.shutdown(grace: .seconds(1)) }
+        fault.set([point], errno)
+        // Concurrent clients, so failures hit whole group-commit batches.
+        let results = Results()
+        DispatchQueue.concurrentPerform(iterations: 16) { c in
+            guard let client = try? RawClient(port: port) else { return }
+            for i in 0..<5 {
+                if let r = try? client.post(body: Array("{\"project\":\"f\(c)x\(i)\"}".utf8)) {
+                    results.add(status: r.status, body: r.body + "|" + (r.headers["retry-after"] ?? "none"))
+                }
+            }
+        }
+        #expect(results.statuses.count == 80)
+        #expect(results.statuses.allSatisfy { $0 == 503 }, "\(point): \(Set(results.statuses))")
+        #expect(results.bodies.allSatisfy { $0.hasSuffix("|5") }, "Retry-After on every 503")
+        // No visible partial item, no marker left behind, no tmp leak.
+        for d in ["new", "keys", "tmp"] { #expect(entries(dir + "/" + d).isEmpty, "\(point) left \(d): \(entries(dir + "/" + d).prefix(3))") }
+        let health = try RawClient(port: port)
+        try health.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        if point == .open || point == .write { #expect(try health.readResponse().status == 503) }
+        // The fault stops: the same server accepts again.
+        fault.set([])
+        let c = try RawClient(port: port)
+        let r = try c.post(body: Array(#"{"project":"after"}"#.utf8))
+        #expect(r.status == 200 && r.body.contains("accepted"))
+        try c.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(try c.readResponse().status == 200)
+    }
+}
+
