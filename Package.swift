@@ -21,17 +21,20 @@ let package = Package(
         .target(name: "SpoolCore", dependencies: ["SpoolSystem"]),
         // Consumers: the claim loop (inotify, retries, dead-claim recovery) and the `--exec` handler runner.
         .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "CSpoolShims"]),
+        // Sinks for consumers: NATS JetStream publisher and HTTP forwarder, on our own sockets.
+        .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "CSpoolShims"]),
         // Our own strict HTTP/1.1 parser and epoll server.
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "CSpoolShims"]),
         // The webhook ingress: key extraction, token check, group commit, metrics, on the HTTP server.
         .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolIngress", "SpoolHTTP", "SpoolSystem"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem"]),
+        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem"]),
         .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolIngress", "SpoolSystem", "spool", "spool-testkit"]),
     ]
 )

@@ -1,0 +1,1 @@
+// The NATS JetStream and HTTP forward sinks live here (issue 5).
