@@ -13,14 +13,13 @@ public final class ClaimedItem: @unchecked Sendable {
     public internal(set) var meta: ItemMeta
     /// The attempt this claim is (1 for the first).
     public var attempt: Int { meta.attempts }
-    /// Path of the claimed payload (`claimed/<name>/payload`).
+    /// Path of the claimed payload (`claimed/<name>`).
     public let payloadPath: String
     let payload: FileDescriptor
-    let dir: FileDescriptor
     var finished = false
 
-    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor, dir: FileDescriptor) {
-        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload; self.dir = dir
+    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor) {
+        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload
     }
 
     /// The stored bytes, exactly as received.
@@ -35,7 +34,6 @@ public final class ClaimedItem: @unchecked Sendable {
     public var payloadDescriptor: FileDescriptor { payload }
 
     func close() {
-        try? dir.close()
         try? payload.close()
     }
 
@@ -52,7 +50,7 @@ public enum FailOutcome: Sendable, Equatable {
 extension Spool {
     /// Claims the oldest due item it can get, or returns nil when none is due.
     ///
-    /// Lock first, then rename: open `new/<name>/payload`, take its `flock` without blocking, check the name still
+    /// Lock first, then rename: open `new/<name>`, take its `flock` without blocking, check the name still
     /// refers to that file and that it is due, then `renameat2(new/<name>, claimed/<name>, NOREPLACE)`. The
     /// lock is held before the item ever appears in `claimed/`, so `recover` cannot mistake a fresh claim for a
     /// dead one. The attempt count goes up here, at claim time, so an item that kills its consumer every time
@@ -80,18 +78,24 @@ extension Spool {
 
     private func refreshCandidatesIfNeeded(now: Int64) {
         let dirMtime = (try? dir(.new).stat().mtimeNanos) ?? -2
+        let wallNow = SystemClock().nowNanos()
         let needScan = scan.withLock { st -> Bool in
             if st.invalidated { return true }
-            // An empty cache is refreshed when new/ changed (another process added or returned an item) or a
-            // waiting retry fell due; a full cache now and then, to put late arrivals in order.
-            if st.isEmpty { return dirMtime != st.scannedDirMtime || (st.nextDueNanos.map { $0 <= now } ?? false) }
+            // An empty cache is refreshed when new/ changed (another process added or returned an item), when a
+            // waiting retry fell due, or when the last listing was so close to the last change that a later
+            // change could hide behind the file system's coarse timestamp; a full cache now and then, to put
+            // late arrivals in order.
+            if st.isEmpty {
+                return dirMtime != st.scannedDirMtime || st.scannedWallNanos - dirMtime < 50_000_000
+                    || (st.nextDueNanos.map { $0 <= now } ?? false)
+            }
             return now - st.scannedAt > 5_000_000_000
         }
-        if needScan { rescan(now: now, dirMtime: dirMtime) }
+        if needScan { rescan(now: now, dirMtime: dirMtime, wallNow: wallNow) }
     }
 
     /// Lists `new/` and keeps the due items, oldest not-before time (payload mtime) first.
-    func rescan(now: Int64, dirMtime: Int64) {
+    func rescan(now: Int64, dirMtime: Int64, wallNow: Int64) {
         let d = dir(.new)
         scan.withLock { $0.invalidated = false }
         guard let names = try? FS.listNames(in: d) else { return }
@@ -99,7 +103,7 @@ extension Spool {
         var nextDue: Int64? = nil
         due.reserveCapacity(names.count)
         for n in names {
-            guard let st = try? FS.stat(n + "/" + Spool.payloadFile, in: d) else { continue }
+            guard let st = try? FS.stat(n, in: d), st.isRegular else { continue }
             if st.mtimeNanos <= now { due.append((st.mtimeNanos, n)) } else { nextDue = min(nextDue ?? st.mtimeNanos, st.mtimeNanos) }
         }
         due.sort { $0.0 < $1.0 }
@@ -108,6 +112,7 @@ extension Spool {
             st.nextDueNanos = nextDue
             st.scannedAt = now
             st.scannedDirMtime = dirMtime
+            st.scannedWallNanos = wallNow
         }
     }
 
@@ -115,7 +120,7 @@ extension Spool {
         guard let key = SpoolKey(fileName: name) else { return nil }
         let newDir = dir(.new)
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(name + "/" + Spool.payloadFile, in: newDir, [.readOnly, .noFollow]) } catch { return nil }
+        do { fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow]) } catch { return nil }
         var keep = false
         defer { if !keep { try? fd.close() } }
         guard (try? fd.tryLockExclusive()) == .acquired else {
@@ -123,7 +128,7 @@ extension Spool {
             noteDue(now + 5_000_000)
             return nil
         }
-        guard let held = try? fd.stat(), let cur = try? FS.stat(name + "/" + Spool.payloadFile, in: newDir),
+        guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: newDir),
               cur.sameFile(as: held) else { return nil }
         guard held.mtimeNanos <= now else { noteDue(held.mtimeNanos); return nil }
         do {
@@ -134,17 +139,13 @@ extension Spool {
         } catch let e as Errno {
             throw SpoolError.system(operation: "claim \(key)", errno: e)
         } catch { throw SpoolError.corrupt("\(error)") }
-        let itemDir: FileDescriptor
-        do { itemDir = try openItemDir(name, in: .claimed) } catch {
-            throw SpoolError.system(operation: "open claimed item", errno: (error as? Errno) ?? .io)
-        }
         var meta: ItemMeta
-        do { meta = try readMeta(itemDir: itemDir) } catch {
+        do { meta = try readMeta(name: name) } catch {
             // Metadata lost or unreadable (a hand edit, a torn disk): keep the payload, rebuild what we can.
             meta = ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
             meta.lastError = "metadata was unreadable and has been rebuilt: \(error)"
         }
-        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd, dir: itemDir)
+        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd)
         keep = true
         if meta.attempts >= policy.maxAttempts {
             // Every allowed attempt was claimed and none finished: the handler keeps killing its consumer.
@@ -155,7 +156,7 @@ extension Spool {
         item.meta.claimedBy = identity
         item.meta.lastAttemptAtNanos = now
         item.meta.nextAttemptAtNanos = nil
-        do { try writeMeta(item.meta, itemDir: itemDir) } catch {
+        do { try writeMeta(item.meta, name: name) } catch {
             try? release(item)
             throw error
         }
@@ -168,7 +169,7 @@ extension Spool {
         item.meta.claimedBy = nil
         item.meta.finishedAtNanos = now()
         if let status { item.meta.lastStatus = status }
-        try writeMeta(item.meta, itemDir: item.dir)
+        try writeMeta(item.meta, name: item.key.fileName)
         try move(item, to: .done)
     }
 
@@ -189,7 +190,7 @@ extension Spool {
         item.meta.lastError = ItemMeta.clipError(error)
         item.meta.lastStatus = status
         item.meta.nextAttemptAtNanos = due
-        try writeMeta(item.meta, itemDir: item.dir)
+        try writeMeta(item.meta, name: item.key.fileName)
         try sys("set retry time") { try item.payload.setModificationTime(nanos: due) }
         try move(item, to: .new)
         noteDue(due)
@@ -201,7 +202,7 @@ extension Spool {
         precondition(!item.finished, "item already finished")
         item.meta.claimedBy = nil
         item.meta.attempts = max(0, item.meta.attempts - 1)
-        try writeMeta(item.meta, itemDir: item.dir)
+        try writeMeta(item.meta, name: item.key.fileName)
         try sys("set retry time") { try item.payload.setModificationTime(nanos: now()) }
         try move(item, to: .new)
         noteNewItems(names: [item.key.fileName])
@@ -213,7 +214,7 @@ extension Spool {
         item.meta.lastStatus = status
         item.meta.nextAttemptAtNanos = nil
         item.meta.finishedAtNanos = now()
-        try writeMeta(item.meta, itemDir: item.dir)
+        try writeMeta(item.meta, name: item.key.fileName)
         try move(item, to: .failed)
         return .failed
     }
@@ -225,24 +226,12 @@ extension Spool {
             try faults.check(.rename)
             try FS.renameNoReplace(name, in: dir(.claimed), to: name, in: dir(state))
         } catch let e as Errno where e == .exists {
-            // A leftover of an interrupted purge can hold the name in done/ or failed/: it is not this item
-            // (the marker points at our payload), so it goes to the trash and we try once more.
-            try removeStale(name: name, in: state, keeping: item)
-            try sys("move \(item.key) to \(state)") { try FS.renameNoReplace(name, in: dir(.claimed), to: name, in: dir(state)) }
+            // One item per key: another file under this name contradicts the protocol. Keep both; say so.
+            throw SpoolError.conflict("\(state)/\(name) exists while \(item.key) is claimed; run spool recover and inspect")
         } catch let e as Errno {
             throw SpoolError.system(operation: "move \(item.key) to \(state)", errno: e)
         } catch { throw SpoolError.corrupt("\(error)") }
         item.finished = true
         item.close()
-    }
-
-    private func removeStale(name: String, in state: ItemState, keeping item: ClaimedItem) throws(SpoolError) {
-        let mine = try sys("stat payload") { try item.payload.stat() }
-        if let other = try? FS.stat(name + "/" + Spool.payloadFile, in: dir(state)), other.sameFile(as: mine) {
-            throw SpoolError.conflict("\(state)/\(name) already holds this item")
-        }
-        let trash = tmpName(for: name, kind: "p")
-        try sys("move stale \(state)/\(name) to trash") { try FS.renameNoReplace(name, in: dir(state), to: trash, in: tmp) }
-        try? FS.removeFlatDirectory(trash, in: tmp)
     }
 }

@@ -33,11 +33,11 @@ extension Spool {
     /// A result is `.success` only when that item (or the existing item of its key) is durable.
     ///
     /// Steps for one item (crash analysis in docs/spool-format.md):
-    /// 1. `tmp/<name>.<unique>.w/` with `payload` (locked) and `meta`, written and fsynced, then the
-    ///    directory and `tmp/` fsynced;
-    /// 2. `link(payload, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
-    /// 3. `renameat2(tmp/<name>.<unique>.w, new/<name>, RENAME_NOREPLACE)`;
-    /// 4. fsync `keys/` and `new/`.
+    /// 1. `tmp/<name>.<unique>.w` (the payload, locked) and `tmp/<name>.<unique>.m` (its metadata), written and
+    ///    fsynced, then `tmp/` fsynced;
+    /// 2. `link(tmp/….w, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
+    /// 3. `rename(tmp/….m, meta/<name>)`, then `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
+    /// 4. fsync `keys/`, `meta/` and `new/`.
     public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
         var results = [Result<EnqueueOutcome, SpoolError>?](repeating: nil, count: requests.count)
         var staged: [Int: StagedItem] = [:]
@@ -54,7 +54,6 @@ extension Spool {
                 try sys("flush item") {
                     try faults.check(.fsync); try s.payload.fsync()
                     try faults.check(.fsync); try s.meta.fsync()
-                    try faults.check(.fsync); try s.dir.fsync()
                 }
             } catch {
                 results[i] = .failure(error)
@@ -87,12 +86,15 @@ extension Spool {
         if !published.isEmpty {
             do {
                 try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
-                if newDirTouched { try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() } }
+                if newDirTouched {
+                    try sys("flush meta directory") { try faults.check(.fsync); try metas.fsync() }
+                    try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() }
+                }
             } catch {
                 for i in published { results[i] = .failure(error) }
             }
         }
-        for s in staged.values { if s.published { s.closeAll() } else { discard(s) } }
+        for s in staged.values { discard(s) }
         let acceptedNames = published.filter { (try? results[$0]?.get()) == .accepted }.map { requests[$0].key.fileName }
         if !acceptedNames.isEmpty { noteNewItems(names: acceptedNames) }
         return results.map { $0! }
@@ -100,61 +102,61 @@ extension Spool {
 
     final class StagedItem {
         let key: SpoolKey
-        let tmpName: String
-        let dir: FileDescriptor
+        /// `<name>.<unique>`: the payload is `tmp/<base>.w`, the metadata `tmp/<base>.m`.
+        let base: String
         let payload: FileDescriptor
         let meta: FileDescriptor
         var published = false
-        init(key: SpoolKey, tmpName: String, dir: FileDescriptor, payload: FileDescriptor, meta: FileDescriptor) {
-            self.key = key; self.tmpName = tmpName; self.dir = dir; self.payload = payload; self.meta = meta
+        var metaMoved = false
+        init(key: SpoolKey, base: String, payload: FileDescriptor, meta: FileDescriptor) {
+            self.key = key; self.base = base; self.payload = payload; self.meta = meta
         }
-        func closeAll() { try? payload.close(); try? meta.close(); try? dir.close() }
+        var payloadName: String { base + ".w" }
+        var metaName: String { base + ".m" }
+        func closeAll() { try? payload.close(); try? meta.close() }
     }
 
     private func stage(_ r: EnqueueRequest, receivedAt: Int64) throws(SpoolError) -> StagedItem {
-        let name = tmpName(for: r.key.fileName, kind: "w")
-        try sys("create \(Spool.tmpDir)/\(name)") { try faults.check(.mkdir); try FS.mkdir(name, in: tmp, mode: 0o700) }
-        var dirFD: FileDescriptor?
+        let w = tmpName(for: r.key.fileName, kind: "w")
+        let base = String(w.dropLast(2))
         var payloadFD: FileDescriptor?
         var metaFD: FileDescriptor?
         do {
-            let d = try sys("open \(Spool.tmpDir)/\(name)") { try FileDescriptor.open(name, in: tmp, [.readOnly, .directory, .noFollow]) }
-            dirFD = d
-            let p = try sys("create payload") {
+            let p = try sys("create payload in tmp/") {
                 try faults.check(.open)
-                return try FileDescriptor.open(Spool.payloadFile, in: d, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
+                return try FileDescriptor.open(base + ".w", in: tmp, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
             }
             payloadFD = p
-            // Held until the item is published, so `recover` never mistakes a live write for a dead one.
+            // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one.
             _ = try sys("lock payload") { try p.tryLockExclusive() }
             try sys("write payload") { try faults.check(.write); try p.writeAll(r.payload) }
-            var meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers)
-            meta.attempts = 0
-            let m = try sys("create metadata") {
+            let meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers)
+            let m = try sys("create metadata in tmp/") {
                 try faults.check(.open)
-                return try FileDescriptor.open(Spool.metaFile, in: d, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
+                return try FileDescriptor.open(base + ".m", in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
             }
             metaFD = m
             try sys("write metadata") { try faults.check(.write); try m.writeAll(Array(meta.json.utf8)) }
-            return StagedItem(key: r.key, tmpName: name, dir: d, payload: p, meta: m)
+            return StagedItem(key: r.key, base: base, payload: p, meta: m)
         } catch {
-            try? metaFD?.close(); try? payloadFD?.close(); try? dirFD?.close()
-            try? FS.removeFlatDirectory(name, in: tmp)
+            try? metaFD?.close(); try? payloadFD?.close()
+            try? FS.unlink(base + ".w", in: tmp)
+            try? FS.unlink(base + ".m", in: tmp)
             throw error
         }
     }
 
     private func discard(_ s: StagedItem) {
         s.closeAll()
-        try? FS.removeFlatDirectory(s.tmpName, in: tmp)
+        if !s.published { try? FS.unlink(s.payloadName, in: tmp) }
+        if !s.metaMoved { try? FS.unlink(s.metaName, in: tmp) }
     }
 
     private func publish(_ s: StagedItem) throws(SpoolError) -> EnqueueOutcome {
-        let linkSource = s.tmpName + "/" + Spool.payloadFile
         for _ in 0..<8 {
             do {
                 try faults.check(.link)
-                try FS.link(linkSource, in: tmp, to: s.key.fileName, in: keys)
+                try FS.link(s.payloadName, in: tmp, to: s.key.fileName, in: keys)
             } catch let e as Errno where e == .exists {
                 if try resolveExistingMarker(s.key) { return .duplicate }
                 continue
@@ -162,8 +164,12 @@ extension Spool {
                 throw SpoolError.system(operation: "link key marker", errno: e)
             } catch { throw SpoolError.corrupt("\(error)") }
             do {
+                // The marker is ours: any metadata file under this name is a stale leftover and is replaced.
                 try faults.check(.rename)
-                try FS.renameNoReplace(s.tmpName, in: tmp, to: s.key.fileName, in: dir(.new))
+                try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
+                s.metaMoved = true
+                try faults.check(.rename)
+                try FS.renameNoReplace(s.payloadName, in: tmp, to: s.key.fileName, in: dir(.new))
                 // Out of tmp/, the lock has done its job (keeping recover off a live write); dropping it now lets a
                 // consumer claim the item at once. Its data is already durable; its name is flushed below.
                 s.payload.unlock()

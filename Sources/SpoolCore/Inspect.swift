@@ -44,12 +44,7 @@ extension Spool {
             infos.sort { $0.dueAtNanos < $1.dueAtNanos }
             if let limit { infos = Array(infos.prefix(max(0, limit - out.count))) }
             if withMeta {
-                for i in infos.indices {
-                    if let itemDir = try? openItemDir(infos[i].fileName, in: state) {
-                        infos[i].meta = try? readMeta(itemDir: itemDir)
-                        try? itemDir.close()
-                    }
-                }
+                for i in infos.indices { infos[i].meta = try? readMeta(name: infos[i].fileName) }
             }
             out += infos
             if let limit, out.count >= limit { return out }
@@ -59,12 +54,8 @@ extension Spool {
 
     func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool) -> ItemInfo? {
         let d = dir(state)
-        guard let st = try? FS.stat(name + "/" + Spool.payloadFile, in: d) else { return nil }
-        var meta: ItemMeta? = nil
-        if withMeta, let itemDir = try? openItemDir(name, in: state) {
-            meta = try? readMeta(itemDir: itemDir)
-            try? itemDir.close()
-        }
+        guard let st = try? FS.stat(name, in: d), st.isRegular else { return nil }
+        let meta: ItemMeta? = withMeta ? try? readMeta(name: name) : nil
         return ItemInfo(state: state, key: key.value, fileName: name, size: st.size, dueAtNanos: st.mtimeNanos, meta: meta,
                         path: "\(path)/\(state.rawValue)/\(name)")
     }
@@ -82,7 +73,7 @@ extension Spool {
     /// The exact stored bytes of an item.
     public func payload(of info: ItemInfo, limit: Int = 1 << 30) throws(SpoolError) -> [UInt8] {
         try sys("read payload of \(info.key)") {
-            try FileDescriptor.open(info.fileName + "/" + Spool.payloadFile, in: dir(info.state), [.readOnly, .noFollow]).closeAfter {
+            try FileDescriptor.open(info.fileName, in: dir(info.state), [.readOnly, .noFollow]).closeAfter {
                 try $0.readAll(limit: limit)
             }
         }
@@ -97,7 +88,7 @@ extension Spool {
             var count = 0
             var bytes: Int64 = 0
             for n in names {
-                guard let st = try? FS.stat(n + "/" + Spool.payloadFile, in: d) else { continue }
+                guard let st = try? FS.stat(n, in: d), st.isRegular else { continue }
                 count += 1
                 bytes += st.size
                 if state == .new { s.oldestWaitingReceivedAtNanos = min(s.oldestWaitingReceivedAtNanos ?? st.mtimeNanos, st.mtimeNanos) }

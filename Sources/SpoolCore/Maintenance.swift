@@ -30,6 +30,7 @@ extension Spool {
     /// - `tmp/` writes of dead processes are finished (if their marker was linked) or removed;
     ///   purge trash is removed;
     /// - markers that no item links to are removed; items whose marker is missing get it back.
+    /// Metadata files without a marker are left alone (harmless: the next enqueue of the key replaces them).
     /// `tmpGraceNanos` protects a write whose directory exists but whose payload is not yet created and locked.
     public func recover(tmpGraceNanos: Int64 = 2_000_000_000) -> RecoveryReport {
         var report = RecoveryReport()
@@ -52,35 +53,49 @@ extension Spool {
 
     private func recoverTmp(now: Int64, grace: Int64, into report: inout RecoveryReport) {
         guard let entries = try? FS.listNames(in: tmp) else { report.problems.append("cannot list tmp/"); return }
-        for entry in entries {
+        let present = Set(entries)
+        for entry in entries.sorted(by: { $0.hasSuffix(".w") && !$1.hasSuffix(".w") }) {
             let parts = entry.split(separator: ".", omittingEmptySubsequences: false)
             let kind = parts.count == 3 ? parts[2] : ""
             let itemName = String(parts.first ?? "")
-            guard let st = try? FS.stat(entry, in: tmp) else { continue }
-            let payload: FileDescriptor? = st.isDirectory ? try? FileDescriptor.open(entry + "/" + Spool.payloadFile, in: tmp, [.readOnly, .noFollow]) : nil
-            defer { try? payload?.close() }
-            if let payload {
-                guard (try? payload.tryLockExclusive()) == .acquired else { continue } // a live writer or purger
-            } else if now - st.mtimeNanos < grace {
-                continue // possibly a write that has not created its payload yet
-            }
-            let pst = try? payload?.stat()
-            if kind == "w", let pst, pst.linkCount >= 2, let marker = try? FS.stat(itemName, in: keys), marker.sameFile(as: pst) {
-                // The marker was linked, so the sender may have been told "duplicate" by a racing request:
-                // finish the enqueue instead of dropping a durable payload.
-                if (try? FS.renameNoReplace(entry, in: tmp, to: itemName, in: dir(.new))) != nil {
-                    _ = try? dir(.new).fsync()
-                    report.completedWrites.append(SpoolKey(fileName: itemName)?.value ?? itemName)
+            guard let st = try? FS.stat(entry, in: tmp) else { continue } // taken care of already
+            switch kind {
+            case "w", "p":
+                // A payload being written (w) or purged (p): its writer holds the lock while alive.
+                guard let fd = try? FileDescriptor.open(entry, in: tmp, [.readOnly, .noFollow]) else { continue }
+                defer { try? fd.close() }
+                guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { continue }
+                if now - st.mtimeNanos < grace && held.linkCount < 2 && kind == "w" { continue } // may be unlocked for a moment at creation
+                let markerIsThis = (try? FS.stat(itemName, in: keys))?.sameFile(as: held) ?? false
+                if kind == "w" && markerIsThis {
+                    // The marker was linked, so a racing request may have been told "duplicate": finish the enqueue
+                    // instead of dropping a durable payload.
+                    let metaEntry = String(entry.dropLast(2)) + ".m"
+                    if present.contains(metaEntry) { try? FS.rename(metaEntry, in: tmp, to: itemName, in: metas) }
+                    if (try? FS.renameNoReplace(entry, in: tmp, to: itemName, in: dir(.new))) != nil {
+                        _ = try? metas.fsync(); _ = try? dir(.new).fsync()
+                        report.completedWrites.append(SpoolKey(fileName: itemName)?.value ?? itemName)
+                    } else {
+                        report.problems.append("tmp/\(entry) is linked as key \(itemName) but new/\(itemName) exists")
+                    }
                     continue
                 }
-                report.problems.append("tmp/\(entry) is linked as key \(itemName) but new/\(itemName) exists")
-                continue
+                if kind == "p" && markerIsThis {
+                    // An interrupted purge: finish it.
+                    try? FS.unlink(itemName, in: metas)
+                    try? FS.unlink(itemName, in: keys)
+                }
+                try? FS.unlink(entry, in: tmp)
+                report.removedTmp.append(entry)
+            default:
+                // Metadata being written (m), a health probe (h), or anything else: no lock; spare young ones.
+                guard now - st.mtimeNanos >= grace else { continue }
+                if kind == "m", present.contains(String(entry.dropLast(2)) + ".w"), (try? FS.stat(String(entry.dropLast(2)) + ".w", in: tmp)) != nil {
+                    continue // its payload is still there (in progress): decided with the payload
+                }
+                if st.isDirectory { try? FS.removeFlatDirectory(entry, in: tmp) } else { try? FS.unlink(entry, in: tmp) }
+                report.removedTmp.append(entry)
             }
-            if kind == "p", let pst, let marker = try? FS.stat(itemName, in: keys), marker.sameFile(as: pst) {
-                try? FS.unlink(itemName, in: keys) // an interrupted purge: finish it
-            }
-            if st.isDirectory { try? FS.removeFlatDirectory(entry, in: tmp) } else { try? FS.unlink(entry, in: tmp) }
-            report.removedTmp.append(entry)
         }
     }
 
@@ -89,21 +104,16 @@ extension Spool {
         guard let names = try? FS.listNames(in: claimedDir) else { report.problems.append("cannot list claimed/"); return }
         for name in names {
             guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry claimed/\(name)"); continue }
-            guard let fd = try? FileDescriptor.open(name + "/" + Spool.payloadFile, in: claimedDir, [.readOnly, .noFollow]) else {
-                report.problems.append("claimed/\(name) has no payload"); continue
-            }
+            guard let fd = try? FileDescriptor.open(name, in: claimedDir, [.readOnly, .noFollow]) else { continue }
             defer { try? fd.close() }
             guard (try? fd.tryLockExclusive()) == .acquired else { continue } // claimant alive
-            guard let held = try? fd.stat(), let cur = try? FS.stat(name + "/" + Spool.payloadFile, in: claimedDir), cur.sameFile(as: held) else { continue }
-            if let itemDir = try? openItemDir(name, in: .claimed) {
-                if var meta = try? readMeta(itemDir: itemDir) {
-                    let who = meta.claimedBy ?? "unknown"
-                    meta.claimedBy = nil
-                    meta.lastError = "claimant \(who) died during attempt \(meta.attempts)"
-                    meta.lastStatus = "abandoned"
-                    try? writeMeta(meta, itemDir: itemDir)
-                }
-                try? itemDir.close()
+            guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: claimedDir), cur.sameFile(as: held) else { continue }
+            if var meta = try? readMeta(name: name) {
+                let who = meta.claimedBy ?? "unknown"
+                meta.claimedBy = nil
+                meta.lastError = "claimant \(who) died during attempt \(meta.attempts)"
+                meta.lastStatus = "abandoned"
+                try? writeMeta(meta, name: name)
             }
             try? fd.setModificationTime(nanos: now)
             do {
@@ -126,13 +136,11 @@ extension Spool {
             guard let names = try? FS.listNames(in: dir(state)) else { continue }
             for name in names {
                 guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry \(state)/\(name)"); continue }
-                guard let st = try? FS.stat(name + "/" + Spool.payloadFile, in: dir(state)) else {
-                    if (try? FS.stat(name, in: dir(state))) != nil { report.problems.append("\(state)/\(name) has no payload") }
-                    continue
-                }
+                guard let st = try? FS.stat(name, in: dir(state)) else { continue }
+                guard st.isRegular else { report.problems.append("\(state)/\(name) is not a regular file"); continue }
                 if st.linkCount >= 2 { continue }
                 do {
-                    try FS.link(name + "/" + Spool.payloadFile, in: dir(state), to: name, in: keys)
+                    try FS.link(name, in: dir(state), to: name, in: keys)
                     report.relinkedMarkers.append(key.value)
                 } catch {
                     report.problems.append("\(state)/\(name) has no key marker and it cannot be restored: \(error)")
@@ -152,22 +160,24 @@ extension Spool {
             let names = try sys("list \(state)") { try FS.listNames(in: d) }
             for name in names {
                 guard let key = SpoolKey(fileName: name) else { continue }
-                guard let itemDir = try? openItemDir(name, in: state) else { continue }
-                defer { try? itemDir.close() }
                 let finished: Int64
-                if let m = try? readMeta(itemDir: itemDir) { finished = m.finishedAtNanos ?? m.receivedAtNanos } else {
-                    finished = (try? itemDir.stat().mtimeNanos) ?? 0
+                if let m = try? readMeta(name: name) { finished = m.finishedAtNanos ?? m.receivedAtNanos } else {
+                    finished = (try? FS.stat(name, in: d).mtimeNanos) ?? 0
                 }
                 guard finished <= cutoff else { continue }
-                guard let fd = try? FileDescriptor.open(Spool.payloadFile, in: itemDir, [.readOnly, .noFollow]) else { continue }
+                guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow]) else { continue }
                 defer { try? fd.close() }
                 guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { continue }
+                guard let cur = try? FS.stat(name, in: d), cur.sameFile(as: held) else { continue }
                 let trash = tmpName(for: name, kind: "p")
                 do { try FS.renameNoReplace(name, in: d, to: trash, in: tmp) } catch { continue }
+                // Metadata before the marker: while the marker exists no new item of this key can be accepted,
+                // so the metadata file removed here is certainly this item's.
                 if let m = try? FS.stat(name, in: keys), m.sameFile(as: held) {
+                    try? FS.unlink(name, in: metas)
                     try sys("remove key marker of \(key)") { try FS.unlink(name, in: keys) }
                 }
-                try? FS.removeFlatDirectory(trash, in: tmp)
+                try? FS.unlink(trash, in: tmp)
                 removed.append(key.value)
             }
         }
@@ -180,16 +190,15 @@ extension Spool {
     public func retry(key: SpoolKey) throws(SpoolError) {
         let name = key.fileName
         for state in [ItemState.failed, .new] {
-            guard let itemDir = try? openItemDir(name, in: state) else { continue }
-            defer { try? itemDir.close() }
-            let fd = try sys("open payload of \(key)") { try FileDescriptor.open(Spool.payloadFile, in: itemDir, [.readOnly, .noFollow]) }
+            guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow]) else { continue }
             defer { try? fd.close() }
             guard try sys("lock \(key)", { try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
-            var meta = (try? readMeta(itemDir: itemDir)) ?? ItemMeta(key: key.value, receivedAtNanos: now(), size: (try? fd.stat().size) ?? 0)
+            guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }
+            var meta = (try? readMeta(name: name)) ?? ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
             meta.attempts = 0
             meta.nextAttemptAtNanos = nil
             meta.finishedAtNanos = nil
-            try writeMeta(meta, itemDir: itemDir)
+            try writeMeta(meta, name: name)
             try sys("make \(key) due") { try fd.setModificationTime(nanos: now()) }
             if state == .failed {
                 try sys("move \(key) to new") { try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }

@@ -14,7 +14,7 @@ public enum ItemState: String, CaseIterable, Sendable, Comparable {
 
 /// Points where a test can make the spool's own system calls fail (see `FaultHooks`).
 public enum FaultPoint: String, Sendable, CaseIterable {
-    case mkdir, open, write, fsync, link, rename
+    case open, write, fsync, link, rename
 }
 
 /// Injected fault source: returns an errno to make that call fail instead of running it.
@@ -34,17 +34,17 @@ public struct FaultHooks: Sendable {
 /// and many processes at once.
 public final class Spool: Sendable {
     /// Names of the directories under the root. `tmp` holds writes in progress and purge trash;
-    /// `keys` holds one idempotency marker per key (a hard link to the item's payload, never moved).
+    /// `keys` holds one idempotency marker per key (a hard link to the item's payload, never moved);
+    /// `meta` holds one metadata file per key (rewritten in place by rename, never moved).
     public static let tmpDir = "tmp"
     public static let keysDir = "keys"
-    public static let payloadFile = "payload"
-    public static let metaFile = "meta"
-    static let metaTempFile = "meta.tmp"
+    public static let metaDir = "meta"
 
     public let path: String
     let root: FileDescriptor
     let tmp: FileDescriptor
     let keys: FileDescriptor
+    let metas: FileDescriptor
     let stateDirs: [ItemState: FileDescriptor]
     let clock: any WallClock
     let faults: FaultHooks
@@ -93,6 +93,7 @@ public final class Spool: Sendable {
         do {
             tmp = try openSub(Spool.tmpDir)
             keys = try openSub(Spool.keysDir)
+            metas = try openSub(Spool.metaDir)
             var dirs: [ItemState: FileDescriptor] = [:]
             for s in ItemState.allCases { dirs[s] = try openSub(s.rawValue) }
             stateDirs = dirs
@@ -104,7 +105,7 @@ public final class Spool: Sendable {
     }
 
     deinit {
-        for fd in [root, tmp, keys] + Array(stateDirs.values) { try? fd.close() }
+        for fd in [root, tmp, keys, metas] + Array(stateDirs.values) { try? fd.close() }
     }
 
     static func checkSafe(_ st: FileStat, what: String) throws(SpoolError) {
@@ -118,8 +119,8 @@ public final class Spool: Sendable {
 
     func dir(_ s: ItemState) -> FileDescriptor { stateDirs[s]! }
 
-    /// Absolute-or-relative path of an item's payload, for handlers (`SPOOL_FILE`).
-    public func payloadPath(state: ItemState, name: String) -> String { "\(path)/\(state.rawValue)/\(name)/\(Spool.payloadFile)" }
+    /// Path of an item's payload (relative if the spool path is), for handlers (`SPOOL_FILE`).
+    public func payloadPath(state: ItemState, name: String) -> String { "\(path)/\(state.rawValue)/\(name)" }
 
     /// A name for a new entry in `tmp/`: `<item name>.<pid>-<counter>-<random>.<kind>`.
     /// `.` never occurs in item names, so the item name is everything before the first dot.
@@ -132,32 +133,35 @@ public final class Spool: Sendable {
 
     // MARK: metadata helpers
 
-    /// Reads an item's metadata through its directory descriptor.
-    func readMeta(itemDir: FileDescriptor) throws(SpoolError) -> ItemMeta {
-        let bytes = try sys("read metadata") {
-            try FileDescriptor.open(Spool.metaFile, in: itemDir, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
+    /// Reads the metadata of the item named `name` (`meta/<name>`).
+    func readMeta(name: String) throws(SpoolError) -> ItemMeta {
+        let bytes = try sys("read metadata of \(name)") {
+            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
         }
         return try ItemMeta.parse(bytes)
     }
 
-    /// Replaces an item's metadata atomically (write `meta.tmp`, rename over `meta`). Readers see the old
-    /// or the new file, never a torn one. Not fsynced: see "Durability of later transitions" in the docs.
-    func writeMeta(_ meta: ItemMeta, itemDir: FileDescriptor, sync: Bool = false) throws(SpoolError) {
-        try sys("write metadata") {
+    /// Replaces an item's metadata atomically (write a file in `tmp/`, rename it over `meta/<name>`): readers see
+    /// the old or the new file, never a torn one. Only the holder of the item's lock calls this. Not fsynced
+    /// unless `sync`: see "Durability of later transitions" in docs/spool-format.md.
+    func writeMeta(_ meta: ItemMeta, name: String, sync: Bool = false) throws(SpoolError) {
+        let t = tmpName(for: name, kind: "m")
+        try sys("write metadata of \(name)") {
             try faults.check(.open)
-            let fd = try FileDescriptor.open(Spool.metaTempFile, in: itemDir, [.writeOnly, .create, .truncate, .noFollow], mode: 0o600)
-            try fd.closeAfter { fd in
-                try faults.check(.write)
-                try fd.writeAll(Array(meta.json.utf8))
-                if sync { try faults.check(.fsync); try fd.fsync() }
+            let fd = try FileDescriptor.open(t, in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
+            do {
+                try fd.closeAfter { fd in
+                    try faults.check(.write)
+                    try fd.writeAll(Array(meta.json.utf8))
+                    if sync { try faults.check(.fsync); try fd.fsync() }
+                }
+                try faults.check(.rename)
+                try FS.rename(t, in: tmp, to: name, in: metas)
+            } catch {
+                try? FS.unlink(t, in: tmp)
+                throw error
             }
-            try faults.check(.rename)
-            try FS.rename(Spool.metaTempFile, in: itemDir, to: Spool.metaFile, in: itemDir)
         }
-    }
-
-    func openItemDir(_ name: String, in state: ItemState) throws -> FileDescriptor {
-        try FileDescriptor.open(name, in: dir(state), [.readOnly, .directory, .noFollow])
     }
 }
 
@@ -170,6 +174,8 @@ struct ClaimScanState {
     var scannedAt: Int64 = 0
     /// mtime of `new/` when it was last listed: unchanged means no entry came or went since.
     var scannedDirMtime: Int64 = -1
+    /// Real time of that listing (the file system's clock, not an injected one).
+    var scannedWallNanos: Int64 = 0
     /// Earliest not-before time among items that were not yet due at the last scan.
     var nextDueNanos: Int64? = nil
     var invalidated = true

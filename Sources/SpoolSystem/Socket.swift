@@ -215,3 +215,84 @@ extension FileDescriptor {
         _ = try retryingSyscall { Glibc.shutdown(rawValue, Int32(SHUT_WR)) }
     }
 }
+
+// MARK: - Client helpers (outgoing connections of the bridges)
+
+extension Socket {
+    /// Resolves `host` (a numeric address, `localhost` or a DNS name) to addresses for TCP, numeric first
+    /// without DNS. Empty when the name does not resolve; blocking (getaddrinfo), so call it off any event loop.
+    public static func resolve(host: String, port: UInt16) -> [Address] {
+        if let a = Address(host: host, port: port) { return [a] }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>? = nil
+        guard getaddrinfo(host, nil, &hints, &res) == 0, let first = res else { return [] }
+        defer { freeaddrinfo(first) }
+        var out: [Address] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = p {
+            if let sa = ai.pointee.ai_addr {
+                if ai.pointee.ai_family == AF_INET {
+                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    out.append(.v4(a, port))
+                } else if ai.pointee.ai_family == AF_INET6 {
+                    let b = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                        withUnsafeBytes(of: sin.pointee.sin6_addr) { Array($0) }
+                    }
+                    out.append(.v6(b, port))
+                }
+            }
+            p = ai.pointee.ai_next
+        }
+        var seen = Set<Address>()
+        return out.filter { seen.insert($0).inserted }
+    }
+
+    /// A blocking connected TCP socket, giving up after `timeoutMillis` (nonblocking connect + poll), with
+    /// TCP_NODELAY set: a peer that drops SYNs must not hang a caller for the kernel's two minutes.
+    public static func connect(_ address: Address, timeoutMillis: Int) throws -> FileDescriptor {
+        let fd = try tcp(family: address.family, nonBlocking: true)
+        do {
+            let r = address.withSockAddr { sa, len in Glibc.connect(fd.rawValue, sa, len) }
+            if r != 0 {
+                let e = Errno.current
+                guard e == .inProgress || e == .interrupted else { throw e }
+                var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLOUT), revents: 0)
+                let deadline = monotonicNanos() + Int64(timeoutMillis) * 1_000_000
+                while true {
+                    let left = max(0, (deadline - monotonicNanos()) / 1_000_000)
+                    let n = Glibc.poll(&pfd, 1, Int32(clamping: left))
+                    if n > 0 { break }
+                    if n < 0 && Errno.current == .interrupted { continue }
+                    if n < 0 { throw Errno.current }
+                    throw Errno.timedOut
+                }
+                var err: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                _ = try retryingSyscall { getsockopt(fd.rawValue, SOL_SOCKET, SO_ERROR, &err, &len) }
+                if err != 0 { throw Errno(rawValue: err) }
+            }
+            let flags = try retryingSyscall { fcntl(fd.rawValue, F_GETFL) }
+            _ = try retryingSyscall { fcntl(fd.rawValue, F_SETFL, flags & ~O_NONBLOCK) }
+            try? fd.setNoDelay()
+            return fd
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+}
+
+extension FileDescriptor {
+    /// SO_SNDTIMEO alone, in milliseconds: a blocking send gives up (EAGAIN) when the peer stops reading.
+    public func setSendTimeout(milliseconds: Int) throws {
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        _ = try retryingSyscall { setsockopt(rawValue, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) }
+    }
+
+    /// `shutdown(SHUT_RDWR)`: wakes every thread blocked on this socket without closing the descriptor number.
+    public func shutdownBoth() {
+        _ = Glibc.shutdown(rawValue, Int32(SHUT_RDWR))
+    }
+}

@@ -21,7 +21,7 @@ import SpoolSystem
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + ".stdin")) == payload, "stdin is exactly the stored bytes")
         let env = try String(contentsOfFile: out + ".env", encoding: .utf8)
         #expect(env.contains("SPOOL_KEY=ENV1\n") && env.contains("SPOOL_ATTEMPT=1\n") && env.contains("SPOOL_CONTENT_TYPE=application/json\n"))
-        #expect(env.contains("SPOOL_FILE=\(dir)/claimed/ENV1/payload\n"))
+        #expect(env.contains("SPOOL_FILE=\(dir)/claimed/ENV1\n"))
         #expect(env.contains("SPOOL_DIR=\(dir)\n"))
         let received = try #require(env.split(separator: "\n").first { $0.hasPrefix("SPOOL_RECEIVED_AT=") })
         #expect(RFC3339.parse(String(received.dropFirst("SPOOL_RECEIVED_AT=".count))) != nil)

@@ -26,7 +26,7 @@ import SpoolSystem
         return (server, port, dir)
     }
 
-    @Test(arguments: [(FaultPoint.fsync, Errno.io), (.write, .noSpace), (.link, .noSpace), (.rename, .io), (.mkdir, .quota), (.open, .readOnlyFS)])
+    @Test(arguments: [(FaultPoint.fsync, Errno.io), (.write, .noSpace), (.link, .noSpace), (.rename, .io), (.write, .quota), (.open, .readOnlyFS)])
     func storageFailureNeverAcknowledges(point: FaultPoint, errno: Errno) throws {
         let fault = Fault()
         let (server, port, dir) = try start(fault)

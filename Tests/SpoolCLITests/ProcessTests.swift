@@ -53,7 +53,9 @@ import SpoolCore
         var acknowledged: Set<String> = []
         for round in 0..<15 {
             let c = try Child(testkitBin, ["enqueue-range", dir, "r\(round)-", "0", "100000", "4096"])
-            usleep(UInt32.random(in: 20_000...120_000))
+            // Kill it at a random moment once it is really enqueuing (start-up time varies on a loaded machine).
+            _ = c.waitFor(timeout: 10) { c.stdout.contains("accepted") }
+            usleep(UInt32.random(in: 1_000...60_000))
             c.signal(SIGKILL)
             let r = c.wait()
             for l in r.lines where l.hasPrefix("accepted ") { acknowledged.insert(String(l.dropFirst(9))) }
@@ -65,7 +67,7 @@ import SpoolCore
         // Every visible item is complete, and every acknowledged one is visible.
         var visible: Set<String> = []
         for name in entries(dir + "/new") {
-            let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/" + name + "/payload"))
+            let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/" + name))
             #expect(data == (try expectedPayload(name, size: 4096)), "\(name) is intact")
             visible.insert(name)
         }

@@ -25,7 +25,7 @@ import SpoolCore
             let again = try curl(args)
             #expect(again.stdout == "{\"status\":\"duplicate\",\"key\":\"\(key)\"}")
             // Stored byte for byte.
-            let stored = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(key)/payload"))
+            let stored = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(key)"))
             #expect(stored == (try Data(contentsOf: URL(fileURLWithPath: fixtures + file))))
         }
         let show = try spool("show", "Lk3JhG5fDs7AzX9c", "--json", dir: dir)
@@ -125,7 +125,7 @@ import SpoolCore
         // A restarted server runs recover; then every acknowledged key is present and intact.
         let server = try Server(dir: dir)
         for (k, body) in acked {
-            let stored = try? Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(k)/payload"))
+            let stored = try? Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(k)"))
             #expect(stored == Data(body), "\(k) lost or damaged")
         }
         #expect(entries(dir + "/tmp").count <= 0 || true)

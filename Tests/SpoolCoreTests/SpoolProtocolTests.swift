@@ -11,15 +11,16 @@ import SpoolSystem
         let root = makeTempDir() + "/spool"
         let s = try Spool(path: root)
         #expect(try s.enqueue(key: SpoolKey("P1"), payload: payload, headers: [("Content-Type", "application/json")]) == .accepted)
-        for d in ["tmp", "keys", "new", "claimed", "done", "failed"] {
+        for d in ["tmp", "keys", "meta", "new", "claimed", "done", "failed"] {
             let st = try FS.stat(root + "/" + d)
             #expect(st.isDirectory && st.permissions == 0o700, "\(d)")
         }
-        #expect(try FS.stat(root + "/new/P1/payload").permissions == 0o600)
-        #expect(FileManager.default.contents(atPath: root + "/new/P1/payload") == Data(payload))
+        #expect(try FS.stat(root + "/new/P1").permissions == 0o600)
+        #expect(FileManager.default.contents(atPath: root + "/new/P1") == Data(payload))
         // The marker is the same file as the payload (a hard link), so it survives every move.
-        #expect(try FS.stat(root + "/keys/P1").sameFile(as: FS.stat(root + "/new/P1/payload")))
+        #expect(try FS.stat(root + "/keys/P1").sameFile(as: FS.stat(root + "/new/P1")))
         #expect(entries(root + "/tmp").isEmpty)
+        #expect(try FS.stat(root + "/meta/P1").permissions == 0o600)
         let info = try s.find(key: SpoolKey("P1"))
         #expect(info.meta?.header("content-type") == "application/json")
         #expect(info.meta?.size == Int64(payload.count))
@@ -55,6 +56,7 @@ import SpoolSystem
         clock.advance(seconds: 61)
         #expect(try s.purge(states: [.done], olderThanNanos: 60_000_000_000) == ["gone"])
         #expect(entries(root + "/keys").isEmpty && entries(root + "/done").isEmpty && entries(root + "/tmp").isEmpty)
+        #expect(entries(root + "/meta").isEmpty, "purge removes the metadata too")
         #expect(try s.enqueue(key: k, payload: [2]) == .accepted)
     }
 
@@ -151,15 +153,16 @@ import SpoolSystem
         _ = try s.enqueue(key: SpoolKey("B"), payload: [2])
         // An operator deletes an item by hand: its marker is orphaned and would block the key for ever.
         try FileManager.default.removeItem(atPath: root + "/new/A")
+        try FileManager.default.removeItem(atPath: root + "/meta/A")
         // A marker lost (for example by hand): the item gets it back.
         try FileManager.default.removeItem(atPath: root + "/keys/B")
         // A write that died before linking its marker.
-        try FileManager.default.createDirectory(atPath: root + "/tmp/C.1-1-1.w", withIntermediateDirectories: false)
-        FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.w/payload", contents: Data([3]))
+        FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.w", contents: Data([3]))
+        FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.m", contents: Data([3]))
         let r = s.recover(tmpGraceNanos: 0)
         #expect(r.removedOrphanMarkers == ["A"])
         #expect(r.relinkedMarkers == ["B"])
-        #expect(r.removedTmp == ["C.1-1-1.w"])
+        #expect(Set(r.removedTmp) == ["C.1-1-1.w", "C.1-1-1.m"])
         #expect(entries(root + "/tmp").isEmpty)
         #expect(try s.enqueue(key: SpoolKey("A"), payload: [9]) == .accepted)
         #expect(try s.enqueue(key: SpoolKey("B"), payload: [9]) == .duplicate)
@@ -171,17 +174,19 @@ import SpoolSystem
         // been told "duplicate", so recover must finish the enqueue rather than drop it.
         let root = makeTempDir() + "/s"
         let s = try Spool(path: root)
-        let t = root + "/tmp/M.9-9-9.w"
-        try FileManager.default.createDirectory(atPath: t, withIntermediateDirectories: false)
-        FileManager.default.createFile(atPath: t + "/payload", contents: Data("body".utf8))
-        let meta = ItemMeta(key: "M", receivedAtNanos: 1, size: 4)
-        FileManager.default.createFile(atPath: t + "/meta", contents: Data(meta.json.utf8))
-        try FS.link(t + "/payload", in: .cwd, to: root + "/keys/M", in: .cwd)
+        let t = root + "/tmp/M.9-9-9"
+        FileManager.default.createFile(atPath: t + ".w", contents: Data("body".utf8))
+        var meta = ItemMeta(key: "M", receivedAtNanos: 1, size: 4, headers: [("content-type", "text/plain")])
+        meta.attempts = 0
+        FileManager.default.createFile(atPath: t + ".m", contents: Data(meta.json.utf8))
+        try FS.link(t + ".w", in: .cwd, to: root + "/keys/M", in: .cwd)
         #expect(try s.enqueue(key: SpoolKey("M"), payload: [0]) == .duplicate)
         let r = s.recover(tmpGraceNanos: 0)
         #expect(r.completedWrites == ["M"])
         let item = try #require(try s.claim())
         #expect(try item.readPayload() == Array("body".utf8))
+        #expect(item.meta.header("content-type") == "text/plain", "the metadata written before the crash is kept")
+        #expect(entries(root + "/tmp").isEmpty)
     }
 
     @Test func orphanMarkerIsRepairedByTheNextEnqueue() throws {
@@ -219,6 +224,7 @@ import SpoolSystem
         #expect(entries(base) == ["s"], "nothing written beside the spool")
         #expect(Set(try s.list().map(\.key)) == Set(hostile))
         for k in hostile { #expect(try s.find(key: SpoolKey(k)).path.hasPrefix(root + "/new/~")) }
+        for d in ["new", "keys", "meta"] { #expect(entries(root + "/" + d).allSatisfy { $0.hasPrefix("~") }) }
     }
 
     @Test func everyInjectedFaultLeavesAllOrNothing() throws {

@@ -1,1 +1,0 @@
-// The NATS JetStream and HTTP forward sinks live here (issue 5).
