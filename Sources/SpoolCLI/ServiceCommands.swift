@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSpoolShims
+import SpoolBridges
 import SpoolConsumer
 import SpoolCore
 import SpoolHTTP
@@ -19,33 +20,62 @@ extension CLI {
     }
 
     static let consumeCommand = Command(
-        name: "consume", summary: "process items with a handler command",
+        name: "consume", summary: "process items with a handler command, or bridge them to NATS JetStream or HTTP",
         usage: """
-        usage: spool consume --exec CMD [--concurrency N] [--max-attempts N] [--backoff DURATION]
-                             [--max-backoff DURATION] [--timeout DURATION] [--grace DURATION]
-                             [--poll-interval DURATION] [--drain | --once]
+        usage: spool consume (--exec CMD | --nats URL --subject SUBJECT | --post URL) [options]
 
-        Claims items and runs '/bin/sh -c CMD' for each: stdin is the stored payload; the environment has
-        SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR, SPOOL_RECEIVED_AT (and SPOOL_CONTENT_TYPE).
-        Exit 0: done. Exit 65: failed at once (poison payload). Anything else, a signal or a timeout:
-        retried after backoff, failed once --max-attempts attempts are used.
+        Claims items and hands each to exactly one sink:
+          --exec CMD            run '/bin/sh -c CMD': stdin is the stored payload; the environment has
+                                SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR, SPOOL_RECEIVED_AT (and
+                                SPOOL_CONTENT_TYPE). Exit 0: done. Exit 65: failed at once (poison payload).
+          --nats nats://HOST:PORT --subject SUBJECT
+                                publish to NATS JetStream with Nats-Msg-Id = key (stored once per key within the
+                                stream's duplicate window), Spool-Key and Spool-Received-At; done on a positive ack
+            --nats-token T        token auth (default $SPOOL_NATS_TOKEN)
+            --nats-user U         user/password auth (password default $SPOOL_NATS_PASSWORD)
+            --nats-password P
+            --nats-stream NAME    the stream that must store SUBJECT (checked before the first publish)
+            --create-stream       create --nats-stream for SUBJECT if it does not exist
+          --post http://HOST[:PORT]/PATH
+                                POST the exact bytes with their Content-Type, X-Spool-Key, X-Spool-Attempt.
+                                2xx: done. 408, 429, 5xx, timeout, connection error: retried (Retry-After is
+                                honoured). Other 4xx and 3xx (redirects are not followed): failed. https:// is
+                                not supported yet.
+            --header 'Name: value'  extra request header; repeat for several
+        Anything not done is retried after backoff and failed once --max-attempts attempts are used.
 
-          --concurrency N       handlers running at once (default 1)
-          --max-attempts N      attempts before failed/ (default 5)
+          --concurrency N       items in flight at once (default 1)
+          --max-attempts N      attempts before failed/ (default 5; raise it for bridges so that a long
+                                outage of the broker or endpoint does not dead-letter items)
           --backoff D           first retry delay, doubling with jitter (default 1s)
           --max-backoff D       longest retry delay (default 1h)
-          --timeout D           handler time limit: SIGTERM, then SIGKILL 5s later (default 5m)
-          --grace D             on SIGTERM/SIGINT, time for running handlers to finish (default 30s)
+          --timeout D           --exec: handler time limit, SIGTERM then SIGKILL 5s later (default 5m);
+                                --nats/--post: limit of one attempt: connect, send, ack or response (default 10s)
+          --grace D             on SIGTERM/SIGINT, time for running attempts to finish (default 30s)
           --poll-interval D     wake-up interval where inotify is unavailable (default 1s)
           --drain               exit 0 once no item is due and nothing runs
           --once                process at most one item; exit 3 if there was none
         Durations: 250ms, 30s, 15m, 24h, 7d. Any number of consumers may run on one spool.
         """,
-        options: [.value("--exec"), .value("--concurrency"), .value("--max-attempts"), .value("--backoff"), .value("--max-backoff"),
+        options: [.value("--exec"), .value("--nats"), .value("--subject"), .value("--nats-token"), .value("--nats-user"),
+                  .value("--nats-password"), .value("--nats-stream"), .flag("--create-stream"), .value("--post"), .repeated("--header"),
+                  .value("--concurrency"), .value("--max-attempts"), .value("--backoff"), .value("--max-backoff"),
                   .value("--timeout"), .value("--grace"), .value("--poll-interval"), .flag("--drain"), .flag("--once"), .flag("--no-inotify")],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
-            guard let exec = args.value("--exec"), !exec.isEmpty else { throw UsageError("--exec CMD is required") }
+            let exec = args.value("--exec"), nats = args.value("--nats"), post = args.value("--post")
+            let sinks = [exec, nats, post].compactMap { $0 }
+            guard sinks.count == 1 else {
+                throw UsageError(sinks.isEmpty ? "one of --exec CMD, --nats URL or --post URL is required"
+                                               : "--exec, --nats and --post exclude each other; give exactly one")
+            }
+            if exec == "" { throw UsageError("--exec CMD is required") }
+            let natsOnly = ["--subject", "--nats-token", "--nats-user", "--nats-password", "--nats-stream"]
+            if nats == nil {
+                for o in natsOnly where args.value(o) != nil { throw UsageError("\(o) needs --nats") }
+                if args.flag("--create-stream") { throw UsageError("--create-stream needs --nats") }
+            }
+            if post == nil && !args.all("--header").isEmpty { throw UsageError("--header needs --post") }
             if args.flag("--drain") && args.flag("--once") { throw UsageError("--drain and --once exclude each other") }
             var config = ConsumerConfiguration()
             if let v = args.value("--concurrency") { config.concurrency = try Parse.unsigned(v, name: "--concurrency", max: 1024) }
@@ -56,7 +86,8 @@ extension CLI {
             if let v = args.value("--backoff") { policy.baseNanos = try Parse.duration(v, name: "--backoff") }
             if let v = args.value("--max-backoff") { policy.maxNanos = try Parse.duration(v, name: "--max-backoff") }
             config.policy = policy
-            let timeout = try args.value("--timeout").map { try Parse.duration($0, name: "--timeout") } ?? 300_000_000_000
+            let defaultTimeout: Int64 = exec != nil ? 300_000_000_000 : 10_000_000_000
+            let timeout = try args.value("--timeout").map { try Parse.duration($0, name: "--timeout") } ?? defaultTimeout
             guard timeout > 0 else { throw UsageError("--timeout must be positive") }
             if let v = args.value("--grace") { config.graceNanos = try Parse.duration(v, name: "--grace") }
             if let v = args.value("--poll-interval") {
@@ -65,13 +96,57 @@ extension CLI {
             config.useInotify = !args.flag("--no-inotify")
             config.mode = args.flag("--drain") ? .drain : args.flag("--once") ? .once : .forever
 
-            let spool = try ctx.openSpool()
             let log = logger(ctx.console, component: "consume")
-            let processor = ExecProcessor(command: exec, spoolDir: ctx.dir, timeoutNanos: timeout, environment: ctx.console.environment, log: log)
+            // Sink configuration is checked before the spool is touched: a typo is a usage error (exit 64).
+            let processor: any ItemProcessor
+            var natsConnection: NATSConnection? = nil
+            var sinkName = "exec"
+            do {
+                if let nats {
+                    guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
+                    var options = NATSConnectionOptions(endpoint: try Endpoint.nats(nats))
+                    let env = ctx.console.environment
+                    options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+                    options.credentials.user = args.value("--nats-user")
+                    if options.credentials.user != nil {
+                        options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"]
+                    } else if args.value("--nats-password") != nil {
+                        throw UsageError("--nats-password needs --nats-user")
+                    }
+                    if options.credentials.token != nil && options.credentials.user != nil && args.value("--nats-token") != nil {
+                        throw UsageError("--nats-token and --nats-user exclude each other")
+                    }
+                    options.connectTimeoutNanos = min(timeout, 5_000_000_000)
+                    var js = JetStreamConfiguration(subject: subject)
+                    js.stream = args.value("--nats-stream")
+                    js.createStream = args.flag("--create-stream")
+                    if js.createStream && js.stream == nil { throw UsageError("--create-stream needs --nats-stream NAME") }
+                    js.timeoutNanos = timeout
+                    try js.validate()
+                    let connection = try NATSConnection(options: options, log: log)
+                    processor = try JetStreamPublisher(connection: connection, configuration: js)
+                    natsConnection = connection
+                    sinkName = "nats \(nats) subject \(subject)"
+                } else if let post {
+                    var fwd = try HTTPForwardConfiguration(url: post, headers: args.all("--header"))
+                    fwd.timeoutNanos = timeout
+                    processor = HTTPForwarder(configuration: fwd)
+                    sinkName = "post \(post)"
+                } else {
+                    processor = ExecProcessor(command: exec!, spoolDir: ctx.dir, timeoutNanos: timeout, environment: ctx.console.environment, log: log)
+                }
+            } catch let error as BridgeError {
+                if error.kind == .configuration { throw UsageError(error.message) }
+                throw CommandFailure(message: error.message)
+            }
+
+            let spool = try ctx.openSpool()
             let consumer = try Consumer(spool: spool, processor: processor, configuration: config, log: log)
             let stop = try Wakeup()
             guard spool_install_termination_pipe(stop.fd.rawValue) == 0 else { throw CommandFailure(message: "cannot install signal handlers") }
-            log("started on \(ctx.dir) (concurrency \(config.concurrency), pid \(FS.processID))")
+            natsConnection?.start()
+            defer { natsConnection?.close() }
+            log("started on \(ctx.dir) (\(sinkName), concurrency \(config.concurrency), pid \(FS.processID))")
             let result = consumer.run(stopFD: stop.fd)
             log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released")
             if config.mode == .once && result.processed == 0 { return 3 }
@@ -119,6 +194,7 @@ extension CLI {
                 ingress.keyPaths = args.all("--key-path")
             }
             ingress.keyHeader = args.value("--key-header")
+            if let v = ctx.console.environment["SPOOL_COMMITTERS"], let n = Int(v), (1...16).contains(n) { ingress.committers = n }
             if let f = args.value("--token-file") {
                 do {
                     let bytes = try FileDescriptor.open(f, [.readOnly]).closeAfter { try $0.readAll(limit: 4096) }

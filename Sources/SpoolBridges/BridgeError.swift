@@ -1,0 +1,61 @@
+import SpoolConsumer
+
+/// The one error type of the bridges. Each case says whether trying the same item again can help; the
+/// processors map it to a `ProcessOutcome` at their edge and nowhere else.
+public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Equatable {
+        /// Bad configuration (URL, subject, header): found before anything is sent.
+        case configuration
+        /// The host name did not resolve, or the connection was refused or could not be made in time.
+        case connect
+        /// No answer within the time limit (connect, write, acknowledgement, response).
+        case timeout
+        /// The connection broke (reset, EOF, a write failure) before the answer arrived.
+        case connectionLost
+        /// The peer sent bytes we refuse to interpret (strict parsing, limits).
+        case protocolViolation
+        /// The peer answered with an error that may clear up (5xx, JetStream API error, -ERR, no responders).
+        case serverError
+        /// The peer rejected this item for good (4xx, payload over the server's limit): retrying cannot help.
+        case rejected
+    }
+
+    public let kind: Kind
+    public let message: String
+    /// A short `last_status` for the item (`timeout`, `http 503`, `no responders`, ...).
+    public let status: String
+    /// A delay the peer asked for (HTTP `Retry-After`).
+    public let retryAfterNanos: Int64?
+
+    public init(_ kind: Kind, _ message: String, status: String? = nil, retryAfterNanos: Int64? = nil) {
+        self.kind = kind
+        self.message = message
+        self.status = status ?? kind.defaultStatus
+        self.retryAfterNanos = retryAfterNanos
+    }
+
+    public var description: String { message }
+
+    /// Everything but a rejection (and a configuration error, which no retry fixes either) is worth retrying.
+    public var isRetryable: Bool { kind != .rejected && kind != .configuration }
+
+    /// The edge mapping: retryable errors wait for the consumer's backoff, the rest go to `failed/`.
+    public var outcome: ProcessOutcome {
+        isRetryable ? .retry(error: message, status: status, retryAfterNanos: retryAfterNanos)
+                    : .failed(error: message, status: status)
+    }
+}
+
+extension BridgeError.Kind {
+    var defaultStatus: String {
+        switch self {
+        case .configuration: return "configuration"
+        case .connect: return "connect error"
+        case .timeout: return "timeout"
+        case .connectionLost: return "connection lost"
+        case .protocolViolation: return "protocol error"
+        case .serverError: return "server error"
+        case .rejected: return "rejected"
+        }
+    }
+}

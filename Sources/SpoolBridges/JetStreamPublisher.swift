@@ -1,0 +1,112 @@
+import Synchronization
+import SpoolConsumer
+import SpoolCore
+import SpoolSystem
+
+/// What to publish where.
+public struct JetStreamConfiguration: Sendable {
+    public var subject: String
+    /// The stream expected to store `subject`; checked (or created) before the first publish.
+    public var stream: String?
+    /// Create `stream` for `subject` when it does not exist.
+    public var createStream = false
+    /// The duplicate window of a stream we create: a key published twice within it is stored once.
+    public var duplicateWindowNanos: Int64 = 120_000_000_000
+    /// Per attempt: waiting for a connection, writing, and the acknowledgement.
+    public var timeoutNanos: Int64 = 10_000_000_000
+
+    public init(subject: String) { self.subject = subject }
+
+    /// Refuses subjects and stream names the server would reject, before anything runs.
+    public func validate() throws(BridgeError) {
+        guard NATSCommand.isValidSubject(subject) else {
+            throw BridgeError(.configuration, "'\(subject)' is not a NATS subject to publish to (dot-separated tokens, no wildcards or spaces)")
+        }
+        if let stream, !JetStreamAPI.isValidStreamName(stream) { throw BridgeError(.configuration, "'\(stream)' is not a valid stream name") }
+        if createStream && stream == nil { throw BridgeError(.configuration, "creating a stream needs its name") }
+    }
+}
+
+/// Publishes each item into a JetStream stream: the exact payload bytes to the subject, with `Nats-Msg-Id`
+/// set from the key so JetStream's duplicate window stores a re-published item once, and `done/` only after
+/// a positive publish acknowledgement. Every failure is a retry except a message the server can never take.
+public final class JetStreamPublisher: ItemProcessor {
+    public let configuration: JetStreamConfiguration
+    let connection: NATSConnection
+    /// Whether the stream was seen (or made); reset by "no responders" so a deleted stream is made again.
+    private let streamReady = Mutex(false)
+    private let ensureLock = Mutex(())
+
+    public init(connection: NATSConnection, configuration: JetStreamConfiguration) throws(BridgeError) {
+        try configuration.validate()
+        self.connection = connection
+        self.configuration = configuration
+    }
+
+    /// The headers of one item. `Nats-Msg-Id` is the key's spool file name: the key itself for ordinary keys,
+    /// `~hex` for the others, so any key is a safe, unique header value.
+    public static func headers(for item: ClaimedItem) -> NATSHeaders {
+        var fields = [("Nats-Msg-Id", item.key.fileName)]
+        if NATSHeaders.isValidField(name: "Spool-Key", value: item.key.value) { fields.append(("Spool-Key", item.key.value)) }
+        fields.append(("Spool-Received-At", RFC3339.format(nanos: item.meta.receivedAtNanos)))
+        if let ct = item.meta.header("content-type"), NATSHeaders.isValidField(name: "Content-Type", value: ct) {
+            fields.append(("Content-Type", ct))
+        }
+        return NATSHeaders(fields: fields)
+    }
+
+    public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
+        if cancellation.isCancelled { return .released }
+        do throws(BridgeError) {
+            try ensureStream()
+            let payload: [UInt8]
+            do { payload = try item.readPayload() } catch { throw BridgeError(.serverError, "cannot read the payload: \(error)", status: "read error") }
+            let reply = try connection.request(subject: configuration.subject, headers: JetStreamPublisher.headers(for: item),
+                                               payload: payload, timeoutNanos: configuration.timeoutNanos)
+            let ack = try JetStreamAPI.ack(reply)
+            if let s = configuration.stream, ack.stream != s {
+                // Stored, but not where the operator said: keep it (it is durable) and say so.
+                return .done(status: "stored in stream \(ack.stream) (expected \(s)) seq \(ack.sequence)")
+            }
+            return .done(status: ack.duplicate ? "duplicate of seq \(ack.sequence)" : "seq \(ack.sequence)")
+        } catch {
+            if error.status == "no responders" { streamReady.withLock { $0 = false } }
+            return error.outcome
+        }
+    }
+
+    /// Checks the configured stream exists, creating it with `createStream`; once per process, again after
+    /// "no responders".
+    func ensureStream() throws(BridgeError) {
+        guard let name = configuration.stream else { return }
+        if streamReady.withLock({ $0 }) { return }
+        try ensureLock.withLock { _ throws(BridgeError) in
+            if streamReady.withLock({ $0 }) { return }
+            let info = try connection.request(subject: "$JS.API.STREAM.INFO.\(name)", headers: nil, payload: [],
+                                              timeoutNanos: configuration.timeoutNanos)
+            switch try JetStreamAPI.reply(info, what: "stream info") {
+            case .ok:
+                break
+            case let .error(_, errCode, text) where errCode == JetStreamAPI.streamNotFound:
+                guard configuration.createStream else {
+                    throw BridgeError(.serverError, "stream \(name) does not exist (\(text)); create it or pass --create-stream", status: "no stream")
+                }
+                let body = JetStreamAPI.createStreamRequest(name: name, subject: configuration.subject,
+                                                            duplicateWindowNanos: configuration.duplicateWindowNanos)
+                let created = try connection.request(subject: "$JS.API.STREAM.CREATE.\(name)", headers: nil, payload: body,
+                                                     timeoutNanos: configuration.timeoutNanos)
+                _ = try JetStreamAPI.json(created, what: "stream create reply")
+                connection.log("nats: created stream \(name) for subject \(configuration.subject)")
+            case let .error(code, errCode, text):
+                throw BridgeError(.serverError, "stream info for \(name): JetStream error \(code)/\(errCode): \(text)", status: "jetstream \(errCode)")
+            }
+            streamReady.withLock { $0 = true }
+        }
+    }
+
+    /// The number of messages in `stream` (`state.messages` of `$JS.API.STREAM.INFO`), for tests and tools.
+    public static func streamMessageCount(_ connection: NATSConnection, stream: String, timeoutNanos: Int64 = 5_000_000_000) throws(BridgeError) -> Int64 {
+        let r = try connection.request(subject: "$JS.API.STREAM.INFO.\(stream)", headers: nil, payload: [], timeoutNanos: timeoutNanos)
+        return try JetStreamAPI.streamMessages(r)
+    }
+}

@@ -1,0 +1,47 @@
+import SpoolCore
+
+/// The fields of the server's INFO we act on, read strictly from its JSON (a wrong type is an error, not a default).
+public struct NATSServerInfo: Sendable, Equatable {
+    public var serverID = ""
+    public var version = ""
+    /// The server understands HPUB/HMSG; required (message ids travel in headers).
+    public var headers = false
+    /// Largest message (headers + payload) the server accepts.
+    public var maxPayload = 1 << 20
+    public var authRequired = false
+    public var tlsRequired = false
+    public var jetStream = false
+    /// Lame-duck mode: the server is about to shut down; reconnect soon.
+    public var lameDuck = false
+
+    public init() {}
+
+    public static func parse(_ json: ArraySlice<UInt8>) throws(NATSProtocolError) -> NATSServerInfo {
+        let v: JSONValue
+        do { v = try JSONParser.parse(Array(json)) } catch { throw NATSProtocolError("INFO is not JSON: \(error)") }
+        guard case .object = v else { throw NATSProtocolError("INFO is not a JSON object") }
+        var info = NATSServerInfo()
+        func str(_ n: String) throws(NATSProtocolError) -> String? {
+            guard let m = v[n] else { return nil }
+            guard let s = m.stringValue else { throw NATSProtocolError("INFO \(n) is not a string") }
+            return s
+        }
+        func bool(_ n: String) throws(NATSProtocolError) -> Bool? {
+            guard let m = v[n] else { return nil }
+            guard let b = m.boolValue else { throw NATSProtocolError("INFO \(n) is not a boolean") }
+            return b
+        }
+        info.serverID = try str("server_id") ?? ""
+        info.version = try str("version") ?? ""
+        info.headers = try bool("headers") ?? false
+        info.authRequired = try bool("auth_required") ?? false
+        info.tlsRequired = try bool("tls_required") ?? false
+        info.jetStream = try bool("jetstream") ?? false
+        info.lameDuck = try bool("ldm") ?? false
+        if let m = v["max_payload"] {
+            guard let n = m.intValue, n > 0, n <= 1 << 30 else { throw NATSProtocolError("INFO max_payload is not a positive integer") }
+            info.maxPayload = Int(n)
+        }
+        return info
+    }
+}
