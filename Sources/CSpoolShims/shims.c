@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 int spool_errno(void) { return errno; }
@@ -27,6 +28,10 @@ int spool_futimens_mtime(int fd, int64_t sec, int64_t nsec) {
     ts[1].tv_sec = (time_t)sec; ts[1].tv_nsec = (long)nsec;
     return futimens(fd, ts);
 }
+
+int spool_fsetxattr(int fd, const char *name, const void *value, uint64_t size) { return fsetxattr(fd, name, value, (size_t)size, 0); }
+int64_t spool_fgetxattr(int fd, const char *name, void *value, uint64_t size) { return (int64_t)fgetxattr(fd, name, value, (size_t)size); }
+const int SPOOL_ENODATA = ENODATA, SPOOL_ENOTSUP = ENOTSUP, SPOOL_E2BIG = E2BIG, SPOOL_ERANGE = ERANGE;
 
 int spool_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 int spool_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {

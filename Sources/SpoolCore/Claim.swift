@@ -140,7 +140,7 @@ extension Spool {
             throw SpoolError.system(operation: "claim \(key)", errno: e)
         } catch { throw SpoolError.corrupt("\(error)") }
         var meta: ItemMeta
-        do { meta = try readMeta(name: name) } catch {
+        do { meta = try readMeta(name: name, payload: fd) } catch {
             // Metadata lost or unreadable (a hand edit, a torn disk): keep the payload, rebuild what we can.
             meta = ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
             meta.lastError = "metadata was unreadable and has been rebuilt: \(error)"

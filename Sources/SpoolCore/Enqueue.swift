@@ -48,12 +48,12 @@ extension Spool {
             do { staged[i] = try stage(r, receivedAt: receivedAt) } catch { results[i] = .failure(error) }
         }
         // Phase 2: flush data. Start writeback for all first so the fsyncs share journal commits.
-        for s in staged.values { s.payload.startWriteback(); s.meta.startWriteback() }
+        for s in staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
         for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
             do {
                 try sys("flush item") {
                     try faults.check(.fsync); try s.payload.fsync()
-                    try faults.check(.fsync); try s.meta.fsync()
+                    if let m = s.meta { try faults.check(.fsync); try m.fsync() }
                 }
             } catch {
                 results[i] = .failure(error)
@@ -87,7 +87,9 @@ extension Spool {
             do {
                 try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
                 if newDirTouched {
-                    try sys("flush meta directory") { try faults.check(.fsync); try metas.fsync() }
+                    if staged.values.contains(where: { $0.metaDirTouched }) {
+                        try sys("flush meta directory") { try faults.check(.fsync); try metas.fsync() }
+                    }
                     try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() }
                 }
             } catch {
@@ -105,15 +107,18 @@ extension Spool {
         /// `<name>.<unique>`: the payload is `tmp/<base>.w`, the metadata `tmp/<base>.m`.
         let base: String
         let payload: FileDescriptor
-        let meta: FileDescriptor
+        /// Nil when the metadata went into the payload's extended attribute.
+        let meta: FileDescriptor?
         var published = false
         var metaMoved = false
-        init(key: SpoolKey, base: String, payload: FileDescriptor, meta: FileDescriptor) {
+        /// A file in `meta/` was replaced or removed, so `meta/` must be flushed.
+        var metaDirTouched = false
+        init(key: SpoolKey, base: String, payload: FileDescriptor, meta: FileDescriptor?) {
             self.key = key; self.base = base; self.payload = payload; self.meta = meta
         }
         var payloadName: String { base + ".w" }
         var metaName: String { base + ".m" }
-        func closeAll() { try? payload.close(); try? meta.close() }
+        func closeAll() { try? payload.close(); try? meta?.close() }
     }
 
     private func stage(_ r: EnqueueRequest, receivedAt: Int64) throws(SpoolError) -> StagedItem {
@@ -130,26 +135,41 @@ extension Spool {
             // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one.
             _ = try sys("lock payload") { try p.tryLockExclusive() }
             try sys("write payload") { try faults.check(.write); try p.writeAll(r.payload) }
-            let meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers)
+            let meta = Array(ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers).json.utf8)
+            // A fresh item's metadata rides on the payload itself (one inode, one flush); where the file system has
+            // no extended attributes, or the value is too large for it, it is a file of its own.
+            if attributesUsable.load(ordering: .relaxed) {
+                do {
+                    try faults.check(.write)
+                    try p.setAttribute(Spool.metaAttribute, meta)
+                    return StagedItem(key: r.key, base: base, payload: p, meta: nil)
+                } catch let e as Errno where e == .notSupportedXattr || e == .notSupported {
+                    attributesUsable.store(false, ordering: .relaxed)
+                } catch let e as Errno where e == .tooBig || e == .range || e == .noSpace && meta.count > 3000 {
+                    // Too large for an attribute: fall through to a file.
+                } catch let e as Errno {
+                    throw SpoolError.system(operation: "write metadata", errno: e)
+                } catch { throw SpoolError.corrupt("\(error)") }
+            }
             let m = try sys("create metadata in tmp/") {
                 try faults.check(.open)
                 return try FileDescriptor.open(base + ".m", in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
             }
             metaFD = m
-            try sys("write metadata") { try faults.check(.write); try m.writeAll(Array(meta.json.utf8)) }
+            try sys("write metadata") { try faults.check(.write); try m.writeAll(meta) }
             return StagedItem(key: r.key, base: base, payload: p, meta: m)
         } catch {
             try? metaFD?.close(); try? payloadFD?.close()
             try? FS.unlink(base + ".w", in: tmp)
             try? FS.unlink(base + ".m", in: tmp)
-            throw error
+            throw (error as? SpoolError) ?? SpoolError.corrupt("\(error)")
         }
     }
 
     private func discard(_ s: StagedItem) {
         s.closeAll()
         if !s.published { try? FS.unlink(s.payloadName, in: tmp) }
-        if !s.metaMoved { try? FS.unlink(s.metaName, in: tmp) }
+        if s.meta != nil && !s.metaMoved { try? FS.unlink(s.metaName, in: tmp) }
     }
 
     private func publish(_ s: StagedItem) throws(SpoolError) -> EnqueueOutcome {
@@ -164,10 +184,16 @@ extension Spool {
                 throw SpoolError.system(operation: "link key marker", errno: e)
             } catch { throw SpoolError.corrupt("\(error)") }
             do {
-                // The marker is ours: any metadata file under this name is a stale leftover and is replaced.
-                try faults.check(.rename)
-                try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
-                s.metaMoved = true
+                // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted
+                // by hand) and is replaced, or removed so that it cannot shadow the attribute.
+                if s.meta != nil {
+                    try faults.check(.rename)
+                    try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
+                    s.metaMoved = true
+                    s.metaDirTouched = true
+                } else {
+                    do { try FS.unlink(s.key.fileName, in: metas); s.metaDirTouched = true } catch let e as Errno where e == .noEntry {}
+                }
                 try faults.check(.rename)
                 try FS.renameNoReplace(s.payloadName, in: tmp, to: s.key.fileName, in: dir(.new))
                 // Out of tmp/, the lock has done its job (keeping recover off a live write); dropping it now lets a

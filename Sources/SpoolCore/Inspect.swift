@@ -44,7 +44,7 @@ extension Spool {
             infos.sort { $0.dueAtNanos < $1.dueAtNanos }
             if let limit { infos = Array(infos.prefix(max(0, limit - out.count))) }
             if withMeta {
-                for i in infos.indices { infos[i].meta = try? readMeta(name: infos[i].fileName) }
+                for i in infos.indices { infos[i].meta = try? readMeta(name: infos[i].fileName, state: state) }
             }
             out += infos
             if let limit, out.count >= limit { return out }
@@ -55,7 +55,7 @@ extension Spool {
     func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool) -> ItemInfo? {
         let d = dir(state)
         guard let st = try? FS.stat(name, in: d), st.isRegular else { return nil }
-        let meta: ItemMeta? = withMeta ? try? readMeta(name: name) : nil
+        let meta: ItemMeta? = withMeta ? try? readMeta(name: name, state: state) : nil
         return ItemInfo(state: state, key: key.value, fileName: name, size: st.size, dueAtNanos: st.mtimeNanos, meta: meta,
                         path: "\(path)/\(state.rawValue)/\(name)")
     }

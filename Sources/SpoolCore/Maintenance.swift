@@ -108,7 +108,7 @@ extension Spool {
             defer { try? fd.close() }
             guard (try? fd.tryLockExclusive()) == .acquired else { continue } // claimant alive
             guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: claimedDir), cur.sameFile(as: held) else { continue }
-            if var meta = try? readMeta(name: name) {
+            if var meta = try? readMeta(name: name, payload: fd) {
                 let who = meta.claimedBy ?? "unknown"
                 meta.claimedBy = nil
                 meta.lastError = "claimant \(who) died during attempt \(meta.attempts)"
@@ -161,7 +161,7 @@ extension Spool {
             for name in names {
                 guard let key = SpoolKey(fileName: name) else { continue }
                 let finished: Int64
-                if let m = try? readMeta(name: name) { finished = m.finishedAtNanos ?? m.receivedAtNanos } else {
+                if let m = try? readMeta(name: name, state: state) { finished = m.finishedAtNanos ?? m.receivedAtNanos } else {
                     finished = (try? FS.stat(name, in: d).mtimeNanos) ?? 0
                 }
                 guard finished <= cutoff else { continue }
@@ -194,7 +194,7 @@ extension Spool {
             defer { try? fd.close() }
             guard try sys("lock \(key)", { try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
             guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }
-            var meta = (try? readMeta(name: name)) ?? ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
+            var meta = (try? readMeta(name: name, payload: fd)) ?? ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
             meta.attempts = 0
             meta.nextAttemptAtNanos = nil
             meta.finishedAtNanos = nil

@@ -39,6 +39,8 @@ public final class Spool: Sendable {
     public static let tmpDir = "tmp"
     public static let keysDir = "keys"
     public static let metaDir = "meta"
+    /// The extended attribute that holds a fresh item's metadata on its payload (until `meta/<name>` exists).
+    public static let metaAttribute = "user.spool.meta"
 
     public let path: String
     let root: FileDescriptor
@@ -51,12 +53,18 @@ public final class Spool: Sendable {
     /// Who we are in `claimed_by` (host:pid).
     let identity: String
     private let counter = Atomic<UInt64>(0)
+    /// False once the file system refused extended attributes: metadata files are then written at enqueue.
+    let attributesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())
 
     /// Opens (and on first use creates) a spool directory. Refuses a root or state directory that is a
     /// symlink, not a directory, not owned by us, or writable by group or others.
-    public init(path: String, create: Bool = true, clock: any WallClock = SystemClock(), faults: FaultHooks = .none) throws(SpoolError) {
+    /// `metadataInAttributes: false` writes `meta/<name>` at enqueue instead of the payload's extended attribute
+    /// (what happens anyway on file systems without user extended attributes).
+    public init(path: String, create: Bool = true, clock: any WallClock = SystemClock(), faults: FaultHooks = .none,
+                metadataInAttributes: Bool = true) throws(SpoolError) {
         self.path = path
+        self.attributesUsable = Atomic(metadataInAttributes)
         self.clock = clock
         self.faults = faults
         var hostBuf = [CChar](repeating: 0, count: 256)
@@ -133,10 +141,24 @@ public final class Spool: Sendable {
 
     // MARK: metadata helpers
 
-    /// Reads the metadata of the item named `name` (`meta/<name>`).
-    func readMeta(name: String) throws(SpoolError) -> ItemMeta {
-        let bytes = try sys("read metadata of \(name)") {
-            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
+    /// Reads the metadata of the item named `name`: `meta/<name>` if it exists, else the extended attribute on the
+    /// payload (open `payload`, or the file in `state`).
+    func readMeta(name: String, payload: FileDescriptor? = nil, state: ItemState? = nil) throws(SpoolError) -> ItemMeta {
+        let bytes = try sys("read metadata of \(name)") { () throws -> [UInt8] in
+            do {
+                return try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
+            } catch let e as Errno where e == .noEntry {
+                let attr: [UInt8]?
+                if let payload {
+                    attr = try payload.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes)
+                } else if let state {
+                    attr = try FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow]).closeAfter {
+                        try $0.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes)
+                    }
+                } else { attr = nil }
+                guard let attr else { throw SpoolError.corrupt("no metadata for \(name)") }
+                return attr
+            }
         }
         return try ItemMeta.parse(bytes)
     }

@@ -19,6 +19,9 @@ public struct IngressConfiguration: Sendable {
     public var recordedHeaders = ["content-type", "x-request-id", "user-agent"]
     /// Seconds to put in `Retry-After` when the spool cannot write.
     public var retryAfterSeconds = 5
+    /// Threads doing durable writes. One gathers every waiting request into one batch; a second overlaps
+    /// one batch's flush with the next batch's writes.
+    public var committers = 2
     public init() {}
 }
 
@@ -40,7 +43,7 @@ public final class IngressHandler: HTTPHandler {
         self.config = configuration
         self.extractor = KeyExtractor(paths: configuration.keyPaths)
         let m = metrics
-        self.committer = try GroupCommitter(spool: spool) { n, seconds in
+        self.committer = try GroupCommitter(spool: spool, committers: configuration.committers) { n, seconds in
             m.durableWriteLatency.observe(seconds)
             m.batchSize.observe(Double(n))
         }

@@ -47,6 +47,10 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let brokenPipe = Errno(rawValue: EPIPE)
     public static let connectionReset = Errno(rawValue: ECONNRESET)
     public static let timedOut = Errno(rawValue: ETIMEDOUT)
+    public static let noData = Errno(rawValue: SPOOL_ENODATA)
+    public static let notSupportedXattr = Errno(rawValue: SPOOL_ENOTSUP)
+    public static let tooBig = Errno(rawValue: SPOOL_E2BIG)
+    public static let range = Errno(rawValue: SPOOL_ERANGE)
 
     /// True for the errors that mean "the storage cannot take writes right now" (the ingress answers 503).
     public var isStorageUnavailable: Bool {

@@ -142,6 +142,24 @@ public struct FileDescriptor: Sendable, Hashable {
         }
     }
 
+    /// Sets an extended attribute (the spool keeps a fresh item's metadata in one, on the payload itself).
+    public func setAttribute(_ name: String, _ value: [UInt8]) throws {
+        _ = try retryingSyscall { value.withUnsafeBytes { spool_fsetxattr(rawValue, name, $0.baseAddress, UInt64($0.count)) } }
+    }
+
+    /// Reads an extended attribute; nil when the file has none of that name (or the file system has none at all).
+    public func attribute(_ name: String, limit: Int) throws -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: limit)
+        while true {
+            let n = buf.withUnsafeMutableBytes { spool_fgetxattr(rawValue, name, $0.baseAddress, UInt64($0.count)) }
+            if n >= 0 { return Array(buf[0..<Int(n)]) }
+            let e = Errno.current
+            if e == .interrupted { continue }
+            if e.rawValue == SPOOL_ENODATA || e.rawValue == SPOOL_ENOTSUP { return nil }
+            throw e
+        }
+    }
+
     /// Drops a `flock` early (closing the descriptor drops it too).
     public func unlock() { _ = flock(rawValue, LOCK_UN) }
 

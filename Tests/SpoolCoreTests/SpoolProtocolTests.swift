@@ -20,10 +20,43 @@ import SpoolSystem
         // The marker is the same file as the payload (a hard link), so it survives every move.
         #expect(try FS.stat(root + "/keys/P1").sameFile(as: FS.stat(root + "/new/P1")))
         #expect(entries(root + "/tmp").isEmpty)
-        #expect(try FS.stat(root + "/meta/P1").permissions == 0o600)
+        // A fresh item's metadata is an extended attribute of the payload; meta/ gets a file at the first move.
+        #expect(entries(root + "/meta").isEmpty)
+        let attr = try FileDescriptor.open(root + "/new/P1", [.readOnly]).closeAfter { try $0.attribute(Spool.metaAttribute, limit: 65536) }
+        #expect(try ItemMeta.parse(try #require(attr)).key == "P1")
         let info = try s.find(key: SpoolKey("P1"))
         #expect(info.meta?.header("content-type") == "application/json")
         #expect(info.meta?.size == Int64(payload.count))
+        let item = try #require(try s.claim())
+        #expect(item.meta.header("content-type") == "application/json" && item.attempt == 1)
+        #expect(try FS.stat(root + "/meta/P1").permissions == 0o600)
+        try s.complete(item)
+        #expect(try s.find(key: SpoolKey("P1")).meta?.attempts == 1)
+    }
+
+    @Test func metadataFilesWhereAttributesAreNotUsed() throws {
+        let root = makeTempDir() + "/spool"
+        let s = try Spool(path: root, metadataInAttributes: false)
+        #expect(try s.enqueue(key: SpoolKey("F1"), payload: payload, headers: [("Content-Type", "text/plain")]) == .accepted)
+        #expect(entries(root + "/meta") == ["F1"])
+        let attr = try FileDescriptor.open(root + "/new/F1", [.readOnly]).closeAfter { try $0.attribute(Spool.metaAttribute, limit: 65536) }
+        #expect(attr == nil)
+        #expect(try s.find(key: SpoolKey("F1")).meta?.header("content-type") == "text/plain")
+        #expect(entries(root + "/tmp").isEmpty)
+    }
+
+    @Test func staleMetadataFileNeverShadowsANewItem() throws {
+        let root = makeTempDir() + "/spool"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("S"), payload: [1])
+        let item = try #require(try s.claim())
+        try s.fail(item, error: "old incarnation", retryable: false, policy: RetryPolicy())
+        // The operator deletes the item by hand; its metadata file stays behind.
+        try FileManager.default.removeItem(atPath: root + "/failed/S")
+        #expect(entries(root + "/meta") == ["S"])
+        #expect(try s.enqueue(key: SpoolKey("S"), payload: [2]) == .accepted)
+        let fresh = try s.find(key: SpoolKey("S"))
+        #expect(fresh.meta?.attempts == 0 && fresh.meta?.lastError == nil, "stale metadata must not describe the new item")
     }
 
     @Test func duplicateInEveryState() throws {
@@ -153,7 +186,7 @@ import SpoolSystem
         _ = try s.enqueue(key: SpoolKey("B"), payload: [2])
         // An operator deletes an item by hand: its marker is orphaned and would block the key for ever.
         try FileManager.default.removeItem(atPath: root + "/new/A")
-        try FileManager.default.removeItem(atPath: root + "/meta/A")
+        try? FileManager.default.removeItem(atPath: root + "/meta/A")
         // A marker lost (for example by hand): the item gets it back.
         try FileManager.default.removeItem(atPath: root + "/keys/B")
         // A write that died before linking its marker.

@@ -15,6 +15,11 @@ int spool_sync_file_range_write(int fd);
 /// Sets only the modification time of an open file (nanoseconds since the epoch).
 int spool_futimens_mtime(int fd, int64_t sec, int64_t nsec);
 
+/// Extended attributes of an open file (0 / byte count, or -1 with errno).
+int spool_fsetxattr(int fd, const char *name, const void *value, uint64_t size);
+int64_t spool_fgetxattr(int fd, const char *name, void *value, uint64_t size);
+extern const int SPOOL_ENODATA, SPOOL_ENOTSUP, SPOOL_E2BIG, SPOOL_ERANGE;
+
 int spool_epoll_create(void);
 int spool_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 /// Waits for events; writes up to `max` (<= 256) pairs of (events, data) into the two arrays.
