@@ -58,6 +58,10 @@ public final class JetStreamPublisher: ItemProcessor {
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
         if cancellation.isCancelled { return .released }
         do throws(BridgeError) {
+            // Wait out a short outage here, all attempts at once, rather than one by one behind the stream check.
+            guard connection.waitUntilConnected(timeoutNanos: configuration.timeoutNanos) else {
+                throw BridgeError(.connect, "not connected to \(connection.url): \(connection.lastError)")
+            }
             try ensureStream()
             let payload: [UInt8]
             do { payload = try item.readPayload() } catch { throw BridgeError(.serverError, "cannot read the payload: \(error)", status: "read error") }

@@ -76,6 +76,9 @@ public final class NATSConnection: Sendable {
     public var connectCount: Int { state.withLock { $0.connects } }
     public var serverInfo: NATSServerInfo? { state.withLock { $0.fd != nil ? $0.info : nil } }
 
+    /// Why the connection is down ("" while connected).
+    public var lastError: String { state.withLock { $0.fd != nil ? "" : $0.lastError } }
+
     /// Waits until connected, or `timeoutNanos` passes. True when connected.
     public func waitUntilConnected(timeoutNanos: Int64) -> Bool {
         let deadline = monotonicNanos() + timeoutNanos

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+import SpoolCore
+import SpoolSystem
+import SpoolBridges
+
+// `spool consume --nats` and `--post` through the real `spool` binary: usage rules, a consumer killed between
+// publish and done/, NATS authentication, and one spool forwarding into another spool's `spool serve`.
+
+/// The `spool` binary of the build these tests belong to: $SPOOL_BIN, else the one next to the running test
+/// bundle, else `.build-bridges/debug/spool` (the bridges' scratch build), else `.build/debug/spool`.
+let bridgeSpoolBin: String = {
+    if let b = ProcessInfo.processInfo.environment["SPOOL_BIN"], !b.isEmpty { return b }
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path + "/spool"
+    if FileManager.default.isExecutableFile(atPath: exe) { return exe }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    let scratch = root + "/.build-bridges/debug/spool"
+    return FileManager.default.isExecutableFile(atPath: scratch) ? scratch : root + "/.build/debug/spool"
+}()
+
+private let natsBinary: String? = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+    .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+/// Whether the NATS tests below can run; when not, says so loudly (they are then reported as skipped).
+private let natsInstalled: Bool = {
+    if natsBinary == nil {
+        FileHandle.standardError.write(Data("\n**** SKIPPED: BridgeCLITests NATS tests need nats-server (apt-get install nats-server); they did NOT run ****\n\n".utf8))
+    }
+    return natsBinary != nil
+}()
+
+/// A `nats-server -js` child on a free loopback port with a temporary store; stopped by its pid.
+private final class NATSChild {
+    let port: UInt16
+    let child: Child
+    init(extra: [String] = []) throws {
+        let l = try Socket.listen(Socket.Address(host: "127.0.0.1", port: 0)!, backlog: 1)
+        port = try l.localPort()
+        try l.close()
+        child = try Child(natsBinary!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", makeTempDir("natsjs")] + extra)
+        let up = waitUntil(timeout: 10) {
+            guard let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!, timeoutMillis: 200) else { return false }
+            try? fd.close()
+            return true
+        }
+        if !up { child.signal(SIGKILL); throw POSIXError(.ETIMEDOUT) }
+    }
+    var url: String { "nats://127.0.0.1:\(port)" }
+    deinit { child.signal(SIGTERM); child.wait(timeout: 10) }
+
+    /// `state.messages` of the stream, read with our own client.
+    func count(_ stream: String, token: String? = nil) throws -> Int64 {
+        var o = NATSConnectionOptions(endpoint: try Endpoint.nats(url))
+        o.credentials.token = token
+        let c = try NATSConnection(options: o, log: { _ in })
+        c.start()
+        defer { c.close() }
+        return try JetStreamPublisher.streamMessageCount(c, stream: stream)
+    }
+}
+
+private func bridgeSpool(_ args: [String], dir: String, env: [String: String] = [:], timeout: Double = 60) throws -> ProcessResult {
+    try run(bridgeSpoolBin, ["--dir", dir] + args, env: env, timeout: timeout)
+}
+
+/// `count` items `prefix0`... with distinct payloads, enqueued through the library in one group commit.
+private func fill(_ dir: String, prefix: String, count: Int, contentType: String = "application/json") throws {
+    let spool = try Spool(path: dir)
+    let requests = try (0..<count).map { i in
+        EnqueueRequest(key: try SpoolKey("\(prefix)\(i)"), payload: Array("{\"project\":\"\(prefix)\(i)\",\"n\":\(i),\"pad\":\"\(String(repeating: "z", count: i % 97))\"}\n".utf8),
+                       headers: [("content-type", contentType)])
+    }
+    for r in spool.enqueueBatch(requests) { _ = try r.get() }
+}
+
+@Suite(.serialized) struct BridgeCLITests {
+    @Test func exactlyOneSinkAndHonestUsageErrors() throws {
+        let dir = makeTempDir() + "/s"
+        let cases: [([String], String)] = [
+            (["consume"], "one of --exec CMD, --nats URL or --post URL is required"),
+            (["consume", "--exec", "true", "--post", "http://127.0.0.1:1/"], "exclude each other"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--post", "http://127.0.0.1:1/", "--subject", "a"], "exclude each other"),
+            (["consume", "--post", "https://example.com/hook"], "https:// is not supported yet"),
+            (["consume", "--post", "ftp://example.com/hook"], "must start with http://"),
+            (["consume", "--post", "http://h/", "--header", "Content-Length: 3"], "set by spool itself"),
+            (["consume", "--post", "http://h/", "--header", "no colon"], "is not 'Name: value'"),
+            (["consume", "--exec", "true", "--header", "A: b"], "--header needs --post"),
+            (["consume", "--nats", "nats://127.0.0.1:1"], "--nats needs --subject"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a.*"], "is not a NATS subject"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--create-stream"], "--create-stream needs --nats-stream"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-stream", "a.b"], "not a valid stream name"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-password", "p"], "--nats-password needs --nats-user"),
+            (["consume", "--nats", "http://127.0.0.1:1", "--subject", "a"], "must start with nats://"),
+            (["consume", "--exec", "true", "--subject", "a"], "--subject needs --nats"),
+        ]
+        for (args, message) in cases {
+            let r = try bridgeSpool(args, dir: dir)
+            #expect(r.status == 64, "\(args)")
+            #expect(r.stderr.contains(message), "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("usage: spool consume"), "\(args)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir), "a usage error does not create the spool")
+        let help = try bridgeSpool(["consume", "--help"], dir: dir)
+        #expect(help.status == 0 && help.stdout.contains("--nats nats://HOST:PORT --subject SUBJECT") && help.stdout.contains("--post http://"))
+    }
+
+    /// The crash the Nats-Msg-Id header exists for: a consumer SIGKILLed after publishing and before moving items
+    /// to done/. Its claims are recovered and published again; the stream still holds each key once.
+    @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
+    func consumerKilledBetweenPublishAndDoneStillStoresEachKeyOnce() throws {
+        let nats = try NATSChild()
+        let dir = makeTempDir() + "/s"
+        let n = 2000
+        try fill(dir, prefix: "crash", count: n)
+        let args = ["consume", "--nats", nats.url, "--subject", "hooks.crash", "--nats-stream", "CRASH", "--create-stream",
+                    "--concurrency", "16", "--backoff", "50ms", "--max-backoff", "200ms"]
+        var killedWithClaims = false
+        var logs = ""
+        for round in 0..<5 where entries(dir + "/done").count < n {
+            let c = try Child(bridgeSpoolBin, ["--dir", dir] + args)
+            let target = min(n - 1, (round + 1) * 300)
+            _ = waitUntil(timeout: 20) { entries(dir + "/done").count >= target }
+            if !entries(dir + "/claimed").isEmpty { killedWithClaims = true }
+            c.signal(SIGKILL)
+            logs += c.wait().stderr
+        }
+        #expect(killedWithClaims, "at least one kill left claims behind (published, not yet done)")
+        let last = try bridgeSpool(args + ["--drain"], dir: dir, timeout: 60)
+        #expect(last.status == 0, "\(last.stderr.suffix(500))")
+        #expect(entries(dir + "/done").count == n)
+        #expect(entries(dir + "/claimed").isEmpty && entries(dir + "/new").isEmpty && entries(dir + "/failed").isEmpty)
+        #expect(try nats.count("CRASH") == Int64(n), "exactly one message per key")
+        let duplicates = (logs + last.stderr).components(separatedBy: "status=duplicate of seq").count - 1
+        #expect(duplicates >= 1, "some recovered items had been published before the kill; JetStream recognised them")
+    }
+
+    @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
+    func natsAuthentication() throws {
+        let nats = try NATSChild(extra: ["--auth", "s3cret"])
+        let dir = makeTempDir() + "/s"
+        try fill(dir, prefix: "auth", count: 5)
+        let base = ["consume", "--nats", nats.url, "--subject", "hooks.auth", "--nats-stream", "AUTH", "--create-stream",
+                    "--max-attempts", "1", "--timeout", "1s", "--concurrency", "5", "--drain"]
+        let wrong = try bridgeSpool(base + ["--nats-token", "wrong"], dir: dir)
+        #expect(wrong.status == 0)
+        #expect(wrong.stderr.contains("Authorization Violation"), "\(wrong.stderr.suffix(400))")
+        #expect(entries(dir + "/failed").count == 5 && entries(dir + "/done").isEmpty, "nothing counts as delivered without a connection")
+        _ = try bridgeSpool(["retry", "--all-failed"], dir: dir)
+        // The token from the environment, as a service file would pass it.
+        let right = try bridgeSpool(base, dir: dir, env: ["SPOOL_NATS_TOKEN": "s3cret"])
+        #expect(right.status == 0 && entries(dir + "/done").count == 5, "\(right.stderr.suffix(400))")
+        #expect(try nats.count("AUTH", token: "s3cret") == 5)
+    }
+
+    /// Two spools bridged over HTTP: `consume --post` on one feeds `spool serve` of the other, which takes the key
+    /// from X-Spool-Key; every payload arrives byte for byte with its content type, each key once.
+    @Test func postForwardsIntoAnotherSpoolServe() throws {
+        let source = makeTempDir() + "/src", target = makeTempDir() + "/dst"
+        try fill(source, prefix: "fwd", count: 200, contentType: "application/vnd.example+json")
+        let serve = try Child(bridgeSpoolBin, ["--dir", target, "serve", "--listen", "127.0.0.1:0", "--path", "/in", "--key-header", "x-spool-key"])
+        defer { serve.signal(SIGTERM); serve.wait(timeout: 20) }
+        var port: String? = nil
+        _ = serve.waitFor(timeout: 20) {
+            if let r = serve.stdout.range(of: "127.0.0.1:"), let end = serve.stdout[r.upperBound...].firstIndex(of: " ") { port = String(serve.stdout[r.upperBound..<end]) }
+            return port != nil
+        }
+        let url = "http://127.0.0.1:\(try #require(port))/in"
+        let r = try bridgeSpool(["consume", "--post", url, "--header", "X-Source: spool-test", "--concurrency", "8", "--drain"], dir: source)
+        #expect(r.status == 0, "\(r.stderr.suffix(400))")
+        #expect(entries(source + "/done").count == 200)
+        let src = try Spool(path: source), dst = try Spool(path: target)
+        for i in 0..<200 {
+            let key = try SpoolKey("fwd\(i)")
+            let a = try src.find(key: key), b = try dst.find(key: key)
+            #expect(try dst.payload(of: b) == src.payload(of: a), "fwd\(i) bytes")
+            #expect(b.meta?.header("content-type") == "application/vnd.example+json")
+        }
+        // A second run has nothing to do, and forwarding the same items again would be answered "duplicate".
+        _ = try bridgeSpool(["retry", "--all-failed"], dir: source)
+        #expect(try bridgeSpool(["consume", "--post", url, "--once"], dir: source).status == 3)
+        #expect(try dst.list(states: [.new, .done]).count == 200)
+    }
+}
