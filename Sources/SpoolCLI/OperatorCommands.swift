@@ -64,7 +64,7 @@ extension CLI {
         if let e = i.meta?.lastError { parts.append("\"last_error\":" + JSONWriter.quote(e)) }
         if let s = i.meta?.lastStatus { parts.append("\"last_status\":" + JSONWriter.quote(s)) }
         if i.state == .claimed, let c = i.meta?.claimedBy { parts.append("\"claimed_by\":" + JSONWriter.quote(c)) }
-        if let f = i.meta?.finishedAtNanos { parts.append("\"finished_at\":" + JSONWriter.quote(RFC3339.format(nanos: f))) }
+        if let f = i.finishedAtNanos { parts.append("\"finished_at\":" + JSONWriter.quote(RFC3339.format(nanos: f))) }
         if let ct = i.meta?.header("content-type") { parts.append("\"content_type\":" + JSONWriter.quote(ct)) }
         if i.meta == nil { parts.append("\"meta_error\":\"metadata unreadable\"") }
         return "{" + parts.joined(separator: ",") + "}"

@@ -124,7 +124,7 @@ public struct ExecProcessor: ItemProcessor {
         }
         if spool_wifexited(status) != 0 {
             let code = spool_wexitstatus(status)
-            if code == 0 { return .done(status: "exit 0") }
+            if code == 0 { return .done(status: nil) }
             let msg = stderrText.isEmpty ? "handler exited with status \(code)" : stderrText
             if code == ExecProcessor.exDataErr { return .failed(error: msg, status: "exit \(code)") }
             return .retry(error: msg, status: "exit \(code)", retryAfterNanos: nil)

@@ -156,20 +156,23 @@ extension Spool {
         item.meta.claimedBy = identity
         item.meta.lastAttemptAtNanos = now
         item.meta.nextAttemptAtNanos = nil
-        do { try writeMeta(item.meta, name: name) } catch {
+        do { try writeMeta(item.meta, payload: fd, name: name) } catch {
             try? release(item)
             throw error
         }
         return item
     }
 
-    /// Moves a claimed item to `done/`.
+    /// Moves a claimed item to `done/`: one rename. The metadata is rewritten only when there is something to
+    /// record (`status`); otherwise the time it finished is the payload's ctime, which the rename sets.
     public func complete(_ item: ClaimedItem, status: String? = nil) throws(SpoolError) {
         precondition(!item.finished, "item already finished")
-        item.meta.claimedBy = nil
-        item.meta.finishedAtNanos = now()
-        if let status { item.meta.lastStatus = status }
-        try writeMeta(item.meta, name: item.key.fileName)
+        if let status {
+            item.meta.claimedBy = nil
+            item.meta.finishedAtNanos = now()
+            item.meta.lastStatus = status
+            try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
+        }
         try move(item, to: .done)
     }
 
@@ -190,7 +193,7 @@ extension Spool {
         item.meta.lastError = ItemMeta.clipError(error)
         item.meta.lastStatus = status
         item.meta.nextAttemptAtNanos = due
-        try writeMeta(item.meta, name: item.key.fileName)
+        try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
         try sys("set retry time") { try item.payload.setModificationTime(nanos: due) }
         try move(item, to: .new)
         noteDue(due)
@@ -202,7 +205,7 @@ extension Spool {
         precondition(!item.finished, "item already finished")
         item.meta.claimedBy = nil
         item.meta.attempts = max(0, item.meta.attempts - 1)
-        try writeMeta(item.meta, name: item.key.fileName)
+        try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
         try sys("set retry time") { try item.payload.setModificationTime(nanos: now()) }
         try move(item, to: .new)
         noteNewItems(names: [item.key.fileName])
@@ -214,7 +217,7 @@ extension Spool {
         item.meta.lastStatus = status
         item.meta.nextAttemptAtNanos = nil
         item.meta.finishedAtNanos = now()
-        try writeMeta(item.meta, name: item.key.fileName)
+        try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
         try move(item, to: .failed)
         return .failed
     }

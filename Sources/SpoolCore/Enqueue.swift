@@ -135,7 +135,7 @@ extension Spool {
             // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one.
             _ = try sys("lock payload") { try p.tryLockExclusive() }
             try sys("write payload") { try faults.check(.write); try p.writeAll(r.payload) }
-            let meta = Array(ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers).json.utf8)
+            let meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers).jsonBytes
             // A fresh item's metadata rides on the payload itself (one inode, one flush); where the file system has
             // no extended attributes, or the value is too large for it, it is a file of its own.
             if attributesUsable.load(ordering: .relaxed) {
@@ -146,7 +146,10 @@ extension Spool {
                 } catch let e as Errno where e == .notSupportedXattr || e == .notSupported {
                     attributesUsable.store(false, ordering: .relaxed)
                 } catch let e as Errno where e == .tooBig || e == .range || e == .noSpace && meta.count > 3000 {
-                    // Too large for an attribute: fall through to a file.
+                    // Too large for an attribute: a stub here, the metadata in a file.
+                    do { try p.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) } catch {
+                        throw SpoolError.system(operation: "write metadata stub", errno: (error as? Errno) ?? .io)
+                    }
                 } catch let e as Errno {
                     throw SpoolError.system(operation: "write metadata", errno: e)
                 } catch { throw SpoolError.corrupt("\(error)") }
@@ -184,15 +187,13 @@ extension Spool {
                 throw SpoolError.system(operation: "link key marker", errno: e)
             } catch { throw SpoolError.corrupt("\(error)") }
             do {
-                // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted
-                // by hand) and is replaced, or removed so that it cannot shadow the attribute.
+                // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted by
+                // hand) and is replaced. With an attribute no file is read unless the attribute points to one.
                 if s.meta != nil {
                     try faults.check(.rename)
                     try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
                     s.metaMoved = true
                     s.metaDirTouched = true
-                } else {
-                    do { try FS.unlink(s.key.fileName, in: metas); s.metaDirTouched = true } catch let e as Errno where e == .noEntry {}
                 }
                 try faults.check(.rename)
                 try FS.renameNoReplace(s.payloadName, in: tmp, to: s.key.fileName, in: dir(.new))

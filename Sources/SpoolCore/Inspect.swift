@@ -11,11 +11,18 @@ public struct ItemInfo: Sendable {
     public var size: Int64
     /// Not-before time for items in `new/` (the payload's mtime).
     public var dueAtNanos: Int64
+    /// The payload's ctime: for a finished item, when it reached `done/` or `failed/` (unless metadata says).
+    public var changedAtNanos: Int64
     /// Nil when the metadata could not be read (the item is still listed).
     public var meta: ItemMeta?
     public var path: String
 
     public var receivedAtNanos: Int64 { meta?.receivedAtNanos ?? dueAtNanos }
+    /// When a finished item finished.
+    public var finishedAtNanos: Int64? {
+        guard state == .done || state == .failed else { return nil }
+        return meta?.finishedAtNanos ?? changedAtNanos
+    }
 }
 
 public struct SpoolStats: Sendable {
@@ -56,7 +63,7 @@ extension Spool {
         let d = dir(state)
         guard let st = try? FS.stat(name, in: d), st.isRegular else { return nil }
         let meta: ItemMeta? = withMeta ? try? readMeta(name: name, state: state) : nil
-        return ItemInfo(state: state, key: key.value, fileName: name, size: st.size, dueAtNanos: st.mtimeNanos, meta: meta,
+        return ItemInfo(state: state, key: key.value, fileName: name, size: st.size, dueAtNanos: st.mtimeNanos, changedAtNanos: st.ctimeNanos, meta: meta,
                         path: "\(path)/\(state.rawValue)/\(name)")
     }
 

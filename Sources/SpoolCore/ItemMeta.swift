@@ -31,29 +31,51 @@ public struct ItemMeta: Sendable, Equatable {
         self.headers = headers
     }
 
-    public static func == (a: ItemMeta, b: ItemMeta) -> Bool { a.json == b.json }
+    public static func == (a: ItemMeta, b: ItemMeta) -> Bool { a.jsonBytes == b.jsonBytes }
+
+    /// The attribute value that says "the metadata is in meta/<name>" (it was too large for an attribute).
+    public static let spilledStub = Array("{\"v\":1,\"spilled\":true}".utf8)
+    public static func isSpilledStub(_ bytes: [UInt8]) -> Bool { bytes == spilledStub }
 
     public func header(_ name: String) -> String? {
         let n = name.lowercased()
         return headers.first { $0.0 == n }?.1
     }
 
-    public var json: String {
-        var parts: [String] = []
-        parts.append("\"v\":\(ItemMeta.formatVersion)")
-        parts.append("\"key\":" + JSONWriter.quote(key))
-        parts.append("\"received_at\":" + JSONWriter.quote(RFC3339.format(nanos: receivedAtNanos)))
-        parts.append("\"received_at_ns\":\(receivedAtNanos)")
-        parts.append("\"size\":\(size)")
-        parts.append("\"attempts\":\(attempts)")
-        parts.append("\"headers\":{" + headers.map { JSONWriter.quote($0.0) + ":" + JSONWriter.quote($0.1) }.joined(separator: ",") + "}")
-        if let n = nextAttemptAtNanos { parts.append("\"next_attempt_at\":" + JSONWriter.quote(RFC3339.format(nanos: n))); parts.append("\"next_attempt_at_ns\":\(n)") }
-        if let e = lastError { parts.append("\"last_error\":" + JSONWriter.quote(e)) }
-        if let s = lastStatus { parts.append("\"last_status\":" + JSONWriter.quote(s)) }
-        if let t = lastAttemptAtNanos { parts.append("\"last_attempt_at\":" + JSONWriter.quote(RFC3339.format(nanos: t))) }
-        if let c = claimedBy { parts.append("\"claimed_by\":" + JSONWriter.quote(c)) }
-        if let f = finishedAtNanos { parts.append("\"finished_at\":" + JSONWriter.quote(RFC3339.format(nanos: f))); parts.append("\"finished_at_ns\":\(f)") }
-        return "{" + parts.joined(separator: ",") + "}\n"
+    public var json: String { String(decoding: jsonBytes, as: UTF8.self) }
+
+    /// The serialised metadata (built byte by byte: it is written at every claim and completion).
+    public var jsonBytes: [UInt8] {
+        var o: [UInt8] = []
+        o.reserveCapacity(384 + (lastError?.utf8.count ?? 0))
+        func key(_ k: StaticString) {
+            if o.count > 1 { o.append(0x2C) }
+            o.append(0x22); k.withUTF8Buffer { o.append(contentsOf: $0) }; o.append(0x22); o.append(0x3A)
+        }
+        func int(_ v: Int64) { o.append(contentsOf: String(v).utf8) }
+        func str(_ s: String) { JSONWriter.appendQuoted(s, to: &o) }
+        func time(_ n: Int64) { o.append(0x22); RFC3339.append(nanos: n, to: &o); o.append(0x22) }
+        o.append(0x7B)
+        key("v"); int(Int64(ItemMeta.formatVersion))
+        key("key"); str(self.key)
+        key("received_at"); time(receivedAtNanos)
+        key("received_at_ns"); int(receivedAtNanos)
+        key("size"); int(size)
+        key("attempts"); int(Int64(attempts))
+        key("headers"); o.append(0x7B)
+        for (i, (n, v)) in headers.enumerated() {
+            if i > 0 { o.append(0x2C) }
+            str(n); o.append(0x3A); str(v)
+        }
+        o.append(0x7D)
+        if let n = nextAttemptAtNanos { key("next_attempt_at"); time(n); key("next_attempt_at_ns"); int(n) }
+        if let e = lastError { key("last_error"); str(e) }
+        if let s = lastStatus { key("last_status"); str(s) }
+        if let t = lastAttemptAtNanos { key("last_attempt_at"); time(t) }
+        if let c = claimedBy { key("claimed_by"); str(c) }
+        if let f = finishedAtNanos { key("finished_at"); time(f); key("finished_at_ns"); int(f) }
+        o.append(0x7D); o.append(0x0A)
+        return o
     }
 
     /// Parses a metadata file strictly; unknown members are ignored so later versions can add fields.

@@ -113,7 +113,7 @@ extension Spool {
                 meta.claimedBy = nil
                 meta.lastError = "claimant \(who) died during attempt \(meta.attempts)"
                 meta.lastStatus = "abandoned"
-                try? writeMeta(meta, name: name)
+                try? writeMeta(meta, payload: fd, name: name)
             }
             try? fd.setModificationTime(nanos: now)
             do {
@@ -160,10 +160,9 @@ extension Spool {
             let names = try sys("list \(state)") { try FS.listNames(in: d) }
             for name in names {
                 guard let key = SpoolKey(fileName: name) else { continue }
-                let finished: Int64
-                if let m = try? readMeta(name: name, state: state) { finished = m.finishedAtNanos ?? m.receivedAtNanos } else {
-                    finished = (try? FS.stat(name, in: d).mtimeNanos) ?? 0
-                }
+                // Finished at: the metadata's time if it recorded one, else the ctime the move into this state set.
+                guard let st = try? FS.stat(name, in: d) else { continue }
+                let finished = (try? readMeta(name: name, state: state))?.finishedAtNanos ?? st.ctimeNanos
                 guard finished <= cutoff else { continue }
                 guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow]) else { continue }
                 defer { try? fd.close() }
@@ -198,7 +197,7 @@ extension Spool {
             meta.attempts = 0
             meta.nextAttemptAtNanos = nil
             meta.finishedAtNanos = nil
-            try writeMeta(meta, name: name)
+            try writeMeta(meta, payload: fd, name: name)
             try sys("make \(key) due") { try fd.setModificationTime(nanos: now()) }
             if state == .failed {
                 try sys("move \(key) to new") { try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }

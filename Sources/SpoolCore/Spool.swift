@@ -141,32 +141,52 @@ public final class Spool: Sendable {
 
     // MARK: metadata helpers
 
-    /// Reads the metadata of the item named `name`: `meta/<name>` if it exists, else the extended attribute on the
-    /// payload (open `payload`, or the file in `state`).
+    /// Reads an item's metadata. The payload's `user.spool.meta` attribute is authoritative; `meta/<name>` is read
+    /// when the attribute says the metadata spilled into a file (too large), or when there is no attribute
+    /// (a file system without them). `payload` is the open payload, or it is opened from `state`.
     func readMeta(name: String, payload: FileDescriptor? = nil, state: ItemState? = nil) throws(SpoolError) -> ItemMeta {
-        let bytes = try sys("read metadata of \(name)") { () throws -> [UInt8] in
-            do {
-                return try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
-            } catch let e as Errno where e == .noEntry {
-                let attr: [UInt8]?
-                if let payload {
-                    attr = try payload.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes)
-                } else if let state {
-                    attr = try FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow]).closeAfter {
-                        try $0.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes)
-                    }
-                } else { attr = nil }
-                guard let attr else { throw SpoolError.corrupt("no metadata for \(name)") }
-                return attr
+        let attr: [UInt8]? = try sys("read metadata of \(name)") { () throws -> [UInt8]? in
+            if let payload { return try payload.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes) }
+            guard let state else { return nil }
+            return try FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow]).closeAfter {
+                try $0.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes)
             }
+        }
+        if let attr, !ItemMeta.isSpilledStub(attr) { return try ItemMeta.parse(attr) }
+        let bytes = try sys("read metadata file of \(name)") {
+            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
         }
         return try ItemMeta.parse(bytes)
     }
 
-    /// Replaces an item's metadata atomically (write a file in `tmp/`, rename it over `meta/<name>`): readers see
-    /// the old or the new file, never a torn one. Only the holder of the item's lock calls this. Not fsynced
-    /// unless `sync`: see "Durability of later transitions" in docs/spool-format.md.
-    func writeMeta(_ meta: ItemMeta, name: String, sync: Bool = false) throws(SpoolError) {
+    /// Replaces an item's metadata; only the holder of the item's lock calls this. Usually one `fsetxattr` on the
+    /// payload (atomic, no new inode); metadata too large for an attribute goes to `meta/<name>` and the attribute
+    /// becomes a stub pointing there. Not fsynced: see "Durability of later transitions" in docs/spool-format.md.
+    func writeMeta(_ meta: ItemMeta, payload: FileDescriptor, name: String) throws(SpoolError) {
+        let json = meta.jsonBytes
+        if attributesUsable.load(ordering: .relaxed) {
+            do {
+                try faults.check(.write)
+                try payload.setAttribute(Spool.metaAttribute, json)
+                return
+            } catch let e as Errno where e == .notSupportedXattr || e == .notSupported {
+                attributesUsable.store(false, ordering: .relaxed)
+                try writeMetaFile(meta, name: name)
+                return
+            } catch let e as Errno where e == .tooBig || e == .range || e == .noSpace {
+                try writeMetaFile(meta, name: name)
+                try sys("write metadata stub of \(name)") { try payload.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) }
+                return
+            } catch let e as Errno {
+                throw SpoolError.system(operation: "write metadata of \(name)", errno: e)
+            } catch { throw SpoolError.corrupt("\(error)") }
+        }
+        try writeMetaFile(meta, name: name)
+    }
+
+    /// Replaces `meta/<name>` atomically (write a file in `tmp/`, rename it over): readers see the old or the new
+    /// file, never a torn one.
+    func writeMetaFile(_ meta: ItemMeta, name: String, sync: Bool = false) throws(SpoolError) {
         let t = tmpName(for: name, kind: "m")
         try sys("write metadata of \(name)") {
             try faults.check(.open)
@@ -174,7 +194,7 @@ public final class Spool: Sendable {
             do {
                 try fd.closeAfter { fd in
                     try faults.check(.write)
-                    try fd.writeAll(Array(meta.json.utf8))
+                    try fd.writeAll(meta.jsonBytes)
                     if sync { try faults.check(.fsync); try fd.fsync() }
                 }
                 try faults.check(.rename)

@@ -27,6 +27,14 @@ public func monotonicNanos() -> Int64 {
 /// RFC 3339 timestamps in UTC with millisecond precision (`2026-11-29T04:00:00.123Z`).
 public enum RFC3339 {
     public static func format(nanos: Int64) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(24)
+        append(nanos: nanos, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the timestamp's bytes (hot path of metadata serialisation: no intermediate strings).
+    public static func append(nanos: Int64, to out: inout [UInt8]) {
         let ms = nanos >= 0 ? nanos / 1_000_000 : (nanos - 999_999) / 1_000_000
         var secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
         let milli = Int(ms - secs * 1000)
@@ -44,7 +52,19 @@ public enum RFC3339 {
         let d = Int(doy - (153 * mp + 2) / 5 + 1)
         let m = Int(mp < 10 ? mp + 3 : mp - 9)
         if m <= 2 { y += 1 }
-        return "\(pad(Int(y), 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(hh, 2)):\(pad(mm, 2)):\(pad(ss, 2)).\(pad(milli, 3))Z"
+        digits(Int(y), 4, &out); out.append(0x2D); digits(m, 2, &out); out.append(0x2D); digits(d, 2, &out)
+        out.append(0x54); digits(hh, 2, &out); out.append(0x3A); digits(mm, 2, &out); out.append(0x3A); digits(ss, 2, &out)
+        out.append(0x2E); digits(milli, 3, &out); out.append(0x5A)
+    }
+
+    private static func digits(_ v: Int, _ width: Int, _ out: inout [UInt8]) {
+        var buf: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
+        var n = max(0, v), count = 0
+        withUnsafeMutableBytes(of: &buf) { b in
+            repeat { b[count] = UInt8(0x30 + n % 10); n /= 10; count += 1 } while n > 0 && count < 8
+            while count < width { b[count] = 0x30; count += 1 }
+            for i in stride(from: count - 1, through: 0, by: -1) { out.append(b[i]) }
+        }
     }
 
     /// Parses exactly the form `format` writes (and the same without fraction); nil for anything else.
@@ -71,8 +91,4 @@ public enum RFC3339 {
         return ((days * 86400 + h * 3600 + mi * 60 + se) * 1000 + milli) * 1_000_000
     }
 
-    private static func pad(_ v: Int, _ width: Int) -> String {
-        let s = String(v)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-    }
 }

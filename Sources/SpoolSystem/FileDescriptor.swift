@@ -13,6 +13,8 @@ public struct FileStat: Sendable, Equatable {
     public var size: Int64
     /// Modification time in nanoseconds since the Unix epoch.
     public var mtimeNanos: Int64
+    /// Status-change time (a rename sets it): when a finished item arrived in `done/`.
+    public var ctimeNanos: Int64
 
     public init(_ s: stat) {
         device = UInt64(s.st_dev)
@@ -22,6 +24,7 @@ public struct FileStat: Sendable, Equatable {
         uid = UInt32(s.st_uid)
         size = Int64(s.st_size)
         mtimeNanos = Int64(s.st_mtim.tv_sec) * 1_000_000_000 + Int64(s.st_mtim.tv_nsec)
+        ctimeNanos = Int64(s.st_ctim.tv_sec) * 1_000_000_000 + Int64(s.st_ctim.tv_nsec)
     }
 
     public var isDirectory: Bool { (mode & UInt32(Glibc.S_IFMT)) == UInt32(Glibc.S_IFDIR) }
@@ -148,14 +151,21 @@ public struct FileDescriptor: Sendable, Hashable {
     }
 
     /// Reads an extended attribute; nil when the file has none of that name (or the file system has none at all).
+    /// Starts with a small buffer (metadata is usually a few hundred bytes) and grows only when told to.
     public func attribute(_ name: String, limit: Int) throws -> [UInt8]? {
-        var buf = [UInt8](repeating: 0, count: limit)
+        var size = min(limit, 4096)
         while true {
+            var buf = [UInt8](unsafeUninitializedCapacity: size) { _, n in n = size }
             let n = buf.withUnsafeMutableBytes { spool_fgetxattr(rawValue, name, $0.baseAddress, UInt64($0.count)) }
-            if n >= 0 { return Array(buf[0..<Int(n)]) }
+            if n >= 0 { buf.removeSubrange(Int(n)...); return buf }
             let e = Errno.current
             if e == .interrupted { continue }
             if e.rawValue == SPOOL_ENODATA || e.rawValue == SPOOL_ENOTSUP { return nil }
+            if e.rawValue == SPOOL_ERANGE && size < limit {
+                let needed = spool_fgetxattr(rawValue, name, nil, 0)
+                size = min(limit, max(size * 2, Int(max(needed, 0))))
+                continue
+            }
             throw e
         }
     }

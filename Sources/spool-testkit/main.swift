@@ -22,7 +22,7 @@ func fail(_ s: String) -> Never { try? FileDescriptor(rawValue: 2).writeAll(Arra
 
 let args = Array(CommandLine.arguments.dropFirst())
 guard args.count >= 2 else {
-    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | claim-loop DIR [--hold] | payload KEY SIZE")
+    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | fill DIR PREFIX COUNT [SIZE] | claim-loop DIR [--hold | --quiet [--limit N]] | payload KEY SIZE")
 }
 let dir = args[1]
 switch args[0] {
@@ -45,19 +45,46 @@ case "enqueue", "enqueue-range":
             say("\(outcome.rawValue) \(k)")
         } catch { say("error \(k) \(error)") }
     }
+case "fill":
+    // Enqueues COUNT items in group-commit batches of 256 (fast set-up for benchmarks); prints one JSON line.
+    guard args.count >= 4, let count = Int(args[3]) else { fail("fill DIR PREFIX COUNT [SIZE]") }
+    let size = args.count >= 5 ? Int(args[4]) ?? 1024 : 1024
+    let spool: Spool
+    do { spool = try Spool(path: dir) } catch { fail("\(error)") }
+    let t0 = monotonicNanos()
+    var accepted = 0
+    var i = 0
+    while i < count {
+        let n = min(256, count - i)
+        let reqs = (i..<(i + n)).map { EnqueueRequest(key: try! SpoolKey("\(args[2])\($0)"), payload: payloadFor("\(args[2])\($0)", size: size)) }
+        for r in spool.enqueueBatch(reqs) { if (try? r.get()) == .accepted { accepted += 1 } }
+        i += n
+    }
+    let secs = Double(monotonicNanos() - t0) / 1e9
+    say("{\"accepted\":\(accepted),\"seconds\":\(secs),\"per_second\":\(Double(accepted) / secs)}")
 case "claim-loop":
     // Claims and completes items in-process until none is due, printing each key; with --hold it claims one
     // item, prints it and then sleeps for ever (a claimant to kill with SIGKILL).
     let spool: Spool
     do { spool = try Spool(path: dir) } catch { fail("\(error)") }
     let hold = args.contains("--hold")
-    while true {
+    let quiet = args.contains("--quiet")
+    var limit = Int.max
+    if let i = args.firstIndex(of: "--limit"), i + 1 < args.count, let n = Int(args[i + 1]) { limit = n }
+    let t0 = monotonicNanos()
+    var processed = 0
+    while processed < limit {
         let item: ClaimedItem?
         do { item = try spool.claim() } catch { fail("\(error)") }
         guard let item else { break }
         if hold { say("claimed \(item.key.value)"); while true { sleep(1000) } }
         do { try spool.complete(item) } catch { fail("\(error)") }
-        say("done \(item.key.value)")
+        processed += 1
+        if !quiet { say("done \(item.key.value)") }
+    }
+    if quiet {
+        let secs = Double(monotonicNanos() - t0) / 1e9
+        say("{\"processed\":\(processed),\"seconds\":\(secs),\"per_second\":\(Double(processed) / max(secs, 1e-9))}")
     }
 default:
     fail("unknown subcommand \(args[0])")

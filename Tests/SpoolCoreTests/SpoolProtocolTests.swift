@@ -20,7 +20,7 @@ import SpoolSystem
         // The marker is the same file as the payload (a hard link), so it survives every move.
         #expect(try FS.stat(root + "/keys/P1").sameFile(as: FS.stat(root + "/new/P1")))
         #expect(entries(root + "/tmp").isEmpty)
-        // A fresh item's metadata is an extended attribute of the payload; meta/ gets a file at the first move.
+        // The metadata is an extended attribute of the payload: it moves with it, and meta/ stays empty.
         #expect(entries(root + "/meta").isEmpty)
         let attr = try FileDescriptor.open(root + "/new/P1", [.readOnly]).closeAfter { try $0.attribute(Spool.metaAttribute, limit: 65536) }
         #expect(try ItemMeta.parse(try #require(attr)).key == "P1")
@@ -29,9 +29,28 @@ import SpoolSystem
         #expect(info.meta?.size == Int64(payload.count))
         let item = try #require(try s.claim())
         #expect(item.meta.header("content-type") == "application/json" && item.attempt == 1)
-        #expect(try FS.stat(root + "/meta/P1").permissions == 0o600)
         try s.complete(item)
         #expect(try s.find(key: SpoolKey("P1")).meta?.attempts == 1)
+        #expect(entries(root + "/meta").isEmpty)
+    }
+
+    @Test func metadataTooLargeForAnAttributeSpillsIntoAFile() throws {
+        let root = makeTempDir() + "/spool"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("BIG"), payload: [1])
+        let item = try #require(try s.claim())
+        let longError = String(repeating: "stderr line with detail\n", count: 170) // about 4 KiB
+        try s.fail(item, error: longError, retryable: false, policy: RetryPolicy())
+        #expect(entries(root + "/meta") == ["BIG"], "spilled into meta/")
+        let info = try s.find(key: SpoolKey("BIG"))
+        #expect(info.meta?.lastError == ItemMeta.clipError(longError))
+        try s.retry(key: SpoolKey("BIG"))
+        let again = try #require(try s.claim())
+        #expect(again.attempt == 1 && again.meta.lastError == ItemMeta.clipError(longError))
+        try s.complete(again)
+        #expect(try s.find(key: SpoolKey("BIG")).state == .done)
+        #expect(try s.purge(states: [.done], olderThanNanos: 0) == ["BIG"])
+        #expect(entries(root + "/meta").isEmpty, "purge removes a spilled file too")
     }
 
     @Test func metadataFilesWhereAttributesAreNotUsed() throws {
@@ -50,7 +69,8 @@ import SpoolSystem
         let s = try Spool(path: root)
         _ = try s.enqueue(key: SpoolKey("S"), payload: [1])
         let item = try #require(try s.claim())
-        try s.fail(item, error: "old incarnation", retryable: false, policy: RetryPolicy())
+        // A long error spills the metadata into meta/S.
+        try s.fail(item, error: String(repeating: "old incarnation\n", count: 300), retryable: false, policy: RetryPolicy())
         // The operator deletes the item by hand; its metadata file stays behind.
         try FileManager.default.removeItem(atPath: root + "/failed/S")
         #expect(entries(root + "/meta") == ["S"])
@@ -59,9 +79,10 @@ import SpoolSystem
         #expect(fresh.meta?.attempts == 0 && fresh.meta?.lastError == nil, "stale metadata must not describe the new item")
     }
 
-    @Test func duplicateInEveryState() throws {
+    @Test(arguments: [true, false])
+    func duplicateInEveryState(attributes: Bool) throws {
         let clock = ManualClock()
-        let s = try Spool(path: makeTempDir() + "/s", clock: clock)
+        let s = try Spool(path: makeTempDir() + "/s", clock: clock, metadataInAttributes: attributes)
         let k = try SpoolKey("K")
         #expect(try s.enqueue(key: k, payload: [1]) == .accepted)
         #expect(try s.enqueue(key: k, payload: [2]) == .duplicate)
@@ -93,9 +114,10 @@ import SpoolSystem
         #expect(try s.enqueue(key: k, payload: [2]) == .accepted)
     }
 
-    @Test func backoffWithInjectedClock() throws {
+    @Test(arguments: [true, false])
+    func backoffWithInjectedClock(attributes: Bool) throws {
         let clock = ManualClock()
-        let s = try Spool(path: makeTempDir() + "/s", clock: clock)
+        let s = try Spool(path: makeTempDir() + "/s", clock: clock, metadataInAttributes: attributes)
         _ = try s.enqueue(key: SpoolKey("B"), payload: [1])
         let policy = RetryPolicy(maxAttempts: 3, baseNanos: 10_000_000_000, maxNanos: 100_000_000_000, random: { $0 })
         let item = try #require(try s.claim(policy: policy))

@@ -12,7 +12,9 @@ func makeTempDir(_ tag: String = "t") -> String {
 
 /// A clock tests move by hand.
 final class ManualClock: WallClock {
-    let nanos = Box<Int64>(1_800_000_000_000_000_000)
+    // Starts a second after the real time: timestamps the kernel sets (a fresh payload's mtime, a move's ctime)
+    // must compare with it as with a real clock, which is never behind the file system's coarse clock.
+    let nanos = Box<Int64>(SystemClock().nowNanos() + 1_000_000_000)
     func nowNanos() -> Int64 { nanos.value }
     func advance(seconds: Double) { nanos.update { $0 += Int64(seconds * 1e9) } }
 }
