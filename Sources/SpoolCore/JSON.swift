@@ -196,7 +196,21 @@ public struct JSONParser {
 
     private mutating func string() throws(JSONError) -> String {
         i += 1
-        var out: [UInt8] = []
+        // Fast path: no escapes (most strings). Scan to the closing quote and validate the run once.
+        let start = i
+        var j = i
+        while j < b.count {
+            let c = b[j]
+            if c == UInt8(ascii: "\"") {
+                guard let s = String(validating: b[start..<j], as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
+                i = j + 1
+                return s
+            }
+            if c == UInt8(ascii: "\\") || c < 0x20 { break }
+            j += 1
+        }
+        var out: [UInt8] = Array(b[start..<j])
+        i = j
         while true {
             guard i < b.count else { throw fail("unterminated string") }
             let c = b[i]
