@@ -7,7 +7,11 @@ import SpoolSystem
 @testable import SpoolBridges
 
 /// The `nats-server` binary, if installed (Debian package `nats-server`; `.ci/run` installs it).
+/// `$NATS_SERVER` overrides the search (`NATS_SERVER=none` shows what happens without it).
 let natsServerPath: String? = {
+    if let e = ProcessInfo.processInfo.environment["NATS_SERVER"], !e.isEmpty {
+        return FileManager.default.isExecutableFile(atPath: e) ? e : nil
+    }
     for p in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"] where FileManager.default.isExecutableFile(atPath: p) {
         return p
     }

@@ -18,8 +18,13 @@ let bridgeSpoolBin: String = {
     return FileManager.default.isExecutableFile(atPath: scratch) ? scratch : root + "/.build/debug/spool"
 }()
 
-private let natsBinary: String? = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-    .first { FileManager.default.isExecutableFile(atPath: $0) }
+/// `$NATS_SERVER` overrides the search (`NATS_SERVER=none` shows what happens without it).
+private let natsBinary: String? = {
+    if let e = ProcessInfo.processInfo.environment["NATS_SERVER"], !e.isEmpty {
+        return FileManager.default.isExecutableFile(atPath: e) ? e : nil
+    }
+    return ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
+}()
 
 /// Whether the NATS tests below can run; when not, says so loudly (they are then reported as skipped).
 private let natsInstalled: Bool = {
