@@ -106,15 +106,17 @@ extension CLI {
                     guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
                     var options = NATSConnectionOptions(endpoint: try Endpoint.nats(nats))
                     let env = ctx.console.environment
-                    options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-                    options.credentials.user = args.value("--nats-user")
-                    if options.credentials.user != nil {
+                    // Token or user/password, never both; the environment only fills in what the flags leave open.
+                    if args.value("--nats-token") != nil && args.value("--nats-user") != nil {
+                        throw UsageError("--nats-token and --nats-user exclude each other")
+                    }
+                    if let user = args.value("--nats-user") {
+                        options.credentials.user = user
                         options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"]
                     } else if args.value("--nats-password") != nil {
                         throw UsageError("--nats-password needs --nats-user")
-                    }
-                    if options.credentials.token != nil && options.credentials.user != nil && args.value("--nats-token") != nil {
-                        throw UsageError("--nats-token and --nats-user exclude each other")
+                    } else {
+                        options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
                     }
                     options.connectTimeoutNanos = min(timeout, 5_000_000_000)
                     var js = JetStreamConfiguration(subject: subject)

@@ -95,6 +95,7 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--create-stream"], "--create-stream needs --nats-stream"),
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-stream", "a.b"], "not a valid stream name"),
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-password", "p"], "--nats-password needs --nats-user"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-token", "t", "--nats-user", "u"], "exclude each other"),
             (["consume", "--nats", "http://127.0.0.1:1", "--subject", "a"], "must start with nats://"),
             (["consume", "--exec", "true", "--subject", "a"], "--subject needs --nats"),
         ]
@@ -155,6 +156,24 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         let right = try bridgeSpool(base, dir: dir, env: ["SPOOL_NATS_TOKEN": "s3cret"])
         #expect(right.status == 0 && entries(dir + "/done").count == 5, "\(right.stderr.suffix(400))")
         #expect(try nats.count("AUTH", token: "s3cret") == 5)
+    }
+
+    @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
+    func natsUserAndPassword() throws {
+        let nats = try NATSChild(extra: ["--user", "bridge", "--pass", "pw"])
+        let dir = makeTempDir() + "/s"
+        try fill(dir, prefix: "user", count: 3)
+        let base = ["consume", "--nats", nats.url, "--subject", "hooks.user", "--nats-user", "bridge", "--max-attempts", "1",
+                    "--timeout", "1s", "--concurrency", "3", "--drain"]
+        let wrong = try bridgeSpool(base + ["--nats-password", "nope"], dir: dir)
+        #expect(wrong.stderr.contains("Authorization Violation") && entries(dir + "/failed").count == 3)
+        _ = try bridgeSpool(["retry", "--all-failed"], dir: dir)
+        // Without a stream on the subject the server answers "no responders": retried, never done.
+        let noStream = try bridgeSpool(base, dir: dir, env: ["SPOOL_NATS_PASSWORD": "pw", "SPOOL_NATS_TOKEN": "ignored"])
+        #expect(noStream.stderr.contains("status=no responders") && entries(dir + "/done").isEmpty, "\(noStream.stderr.suffix(400))")
+        _ = try bridgeSpool(["retry", "--all-failed"], dir: dir)
+        let right = try bridgeSpool(base + ["--nats-stream", "USER", "--create-stream"], dir: dir, env: ["SPOOL_NATS_PASSWORD": "pw"])
+        #expect(right.status == 0 && entries(dir + "/done").count == 3, "\(right.stderr.suffix(400))")
     }
 
     /// Two spools bridged over HTTP: `consume --post` on one feeds `spool serve` of the other, which takes the key
