@@ -1,3 +1,5 @@
+import SpoolSystem
+
 /// A JSON value as parsed by `JSONParser`. Objects keep member order and duplicates, so that callers
 /// can refuse ambiguous documents instead of silently picking one of two values.
 public enum JSONValue: Sendable, Equatable {
@@ -255,28 +257,7 @@ public struct JSONParser {
 
 /// Writes JSON text. Output is ASCII-safe for control characters and always valid UTF-8.
 public enum JSONWriter {
-    public static func quote(_ s: String) -> String {
-        var out = "\""
-        out.reserveCapacity(s.utf8.count + 2)
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || u.value == 0x2028 || u.value == 0x2029 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
-        return out
-    }
+    public static func quote(_ s: String) -> String { "\"" + jsonEscaped(s) + "\"" }
 
     /// Appends `s` as a JSON string literal (the same escaping as `quote`), without intermediate strings.
     public static func appendQuoted(_ s: String, to out: inout [UInt8]) {

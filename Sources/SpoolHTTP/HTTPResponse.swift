@@ -1,3 +1,5 @@
+import SpoolSystem
+
 /// A response from a handler. The server adds `Content-Length`, `Connection` and `Date`; any such fields given here are dropped.
 public struct HTTPResponse: Sendable, Hashable {
     public var status: Int
@@ -31,22 +33,5 @@ public struct HTTPResponse: Sendable, Hashable {
     }
 
     /// Escapes a string for a JSON string literal (quotes, backslash, control characters).
-    public static func jsonEscape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out
-    }
+    public static func jsonEscape(_ s: String) -> String { jsonEscaped(s) }
 }
