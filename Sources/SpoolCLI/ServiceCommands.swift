@@ -45,10 +45,10 @@ extension CLI {
         Anything not done is retried after backoff and failed once --max-attempts attempts are used.
 
           --concurrency N       items in flight at once (default 1)
-          --max-attempts N      attempts before failed/ (default 5; raise it for bridges so that a long
-                                outage of the broker or endpoint does not dead-letter items)
+          --max-attempts N      attempts before failed/ (default 5 with --exec; 100 with --nats/--post, so
+                                that hours of broker or endpoint outage do not dead-letter items)
           --backoff D           first retry delay, doubling with jitter (default 1s)
-          --max-backoff D       longest retry delay (default 1h)
+          --max-backoff D       longest retry delay (default 1h with --exec; 5m with --nats/--post)
           --timeout D           --exec: handler time limit, SIGTERM then SIGKILL 5s later (default 5m);
                                 --nats/--post: limit of one attempt: connect, send, ack or response (default 10s)
           --grace D             on SIGTERM/SIGINT, time for running attempts to finish (default 30s)
@@ -81,6 +81,11 @@ extension CLI {
             if let v = args.value("--concurrency") { config.concurrency = try Parse.unsigned(v, name: "--concurrency", max: 1024) }
             guard config.concurrency >= 1 else { throw UsageError("--concurrency must be at least 1") }
             var policy = RetryPolicy()
+            if exec == nil {
+                // A bridge's failures are mostly outages of the far side: keep retrying for hours, not seconds.
+                policy.maxAttempts = 100
+                policy.maxNanos = 300_000_000_000
+            }
             if let v = args.value("--max-attempts") { policy.maxAttempts = try Parse.unsigned(v, name: "--max-attempts", max: 1_000_000) }
             guard policy.maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
             if let v = args.value("--backoff") { policy.baseNanos = try Parse.duration(v, name: "--backoff") }
