@@ -21,6 +21,7 @@ void spool_set_errno(int e) { errno = e; }
 int spool_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
     return renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
 }
+int spool_syncfs(int fd) { return syncfs(fd); }
 int spool_sync_file_range_write(int fd) { return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
 int spool_futimens_mtime(int fd, int64_t sec, int64_t nsec) {
     struct timespec ts[2];

@@ -21,8 +21,8 @@ struct Context: Sendable {
     let console: Console
     let dir: String
 
-    func openSpool() throws -> Spool {
-        do { return try Spool(path: dir) } catch { throw CommandFailure(message: "\(error)") }
+    func openSpool(flush: FlushMode = .fsync) throws -> Spool {
+        do { return try Spool(path: dir, flush: flush) } catch { throw CommandFailure(message: "\(error)") }
     }
 }
 

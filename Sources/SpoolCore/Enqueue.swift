@@ -43,28 +43,44 @@ extension Spool {
         var staged: [Int: StagedItem] = [:]
         let receivedAt = now()
 
-        // Phase 1: write every item into tmp/.
+        // Phase 0: a key whose marker already has an item is a duplicate; nothing needs writing for it.
+        // (The marker only ever goes away through purge, so what this sees stays true until we answer.)
+        var knownDuplicates: [Int] = []
         for (i, r) in requests.enumerated() {
+            if let st = try? FS.stat(r.key.fileName, in: keys), st.linkCount >= 2 { knownDuplicates.append(i) }
+        }
+        let skip = Set(knownDuplicates)
+        // Phase 1: write every other item into tmp/.
+        for (i, r) in requests.enumerated() where !skip.contains(i) {
             do { staged[i] = try stage(r, receivedAt: receivedAt) } catch { results[i] = .failure(error) }
         }
-        // Phase 2: flush data. Start writeback for all first so the fsyncs share journal commits.
-        for s in staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
-        for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
-            do {
-                try sys("flush item") {
-                    try faults.check(.fsync); try s.payload.fsync()
-                    if let m = s.meta { try faults.check(.fsync); try m.fsync() }
-                }
-            } catch {
-                results[i] = .failure(error)
-                discard(s)
-                staged[i] = nil
-            }
-        }
-        if !staged.isEmpty {
-            do { try sys("flush tmp directory") { try faults.check(.fsync); try tmp.fsync() } } catch {
+        // Phase 2: flush data. With `.syncfs` one file-system flush covers the whole batch; otherwise writeback of
+        // all files starts first so that the per-file fsyncs overlap.
+        let wholeFS = flushMode == .syncfs && staged.count > 1
+        if wholeFS {
+            do { try sys("flush file system") { try faults.check(.fsync); try tmp.syncFileSystem() } } catch {
                 for (i, s) in staged { results[i] = .failure(error); discard(s) }
                 staged = [:]
+            }
+        } else {
+            for s in staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
+            for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
+                do {
+                    try sys("flush item") {
+                        try faults.check(.fsync); try s.payload.fsync()
+                        if let m = s.meta { try faults.check(.fsync); try m.fsync() }
+                    }
+                } catch {
+                    results[i] = .failure(error)
+                    discard(s)
+                    staged[i] = nil
+                }
+            }
+            if !staged.isEmpty {
+                do { try sys("flush tmp directory") { try faults.check(.fsync); try tmp.fsync() } } catch {
+                    for (i, s) in staged { results[i] = .failure(error); discard(s) }
+                    staged = [:]
+                }
             }
         }
         // Phase 3: publish. The link decides accepted vs duplicate atomically.
@@ -82,15 +98,22 @@ extension Spool {
                 results[i] = .failure(error)
             }
         }
-        // Phase 4: make the names durable, once for the whole batch.
+        // Phase 4: make the names durable, once for the whole batch. Duplicates need this too: the marker that made
+        // them duplicates may belong to a write still in flight in another process.
+        for i in knownDuplicates { results[i] = .success(.duplicate); published.append(i) }
+        if !knownDuplicates.isEmpty { newDirTouched = true }
         if !published.isEmpty {
             do {
-                try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
-                if newDirTouched {
-                    if staged.values.contains(where: { $0.metaDirTouched }) {
-                        try sys("flush meta directory") { try faults.check(.fsync); try metas.fsync() }
+                if wholeFS {
+                    try sys("flush file system") { try faults.check(.fsync); try keys.syncFileSystem() }
+                } else {
+                    try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
+                    if newDirTouched {
+                        if staged.values.contains(where: { $0.metaDirTouched }) {
+                            try sys("flush meta directory") { try faults.check(.fsync); try metas.fsync() }
+                        }
+                        try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() }
                     }
-                    try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() }
                 }
             } catch {
                 for i in published { results[i] = .failure(error) }

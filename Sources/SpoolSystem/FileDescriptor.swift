@@ -126,6 +126,9 @@ public struct FileDescriptor: Sendable, Hashable {
 
     public func fsync() throws { _ = try retryingSyscall { Glibc.fsync(rawValue) } }
 
+    /// `syncfs(2)`: makes everything on this descriptor's file system durable, in one pass and one device flush.
+    public func syncFileSystem() throws { _ = try retryingSyscall { spool_syncfs(rawValue) } }
+
     public func stat() throws -> FileStat {
         var s = Glibc.stat()
         _ = try retryingSyscall { fstat(rawValue, &s) }

@@ -319,10 +319,11 @@ import SpoolSystem
         }
     }
 
-    @Test func fsyncFailureInABatchAcksNothing() throws {
+    @Test(arguments: FlushMode.allCases)
+    func fsyncFailureInABatchAcksNothing(mode: FlushMode) throws {
         let root = makeTempDir() + "/s"
         let fail = Box(false)
-        let s = try Spool(path: root, faults: FaultHooks { p in p == .fsync && fail.value ? Errno.io : nil })
+        let s = try Spool(path: root, faults: FaultHooks { p in p == .fsync && fail.value ? Errno.io : nil }, flush: mode)
         fail.value = true
         let reqs = try (0..<8).map { EnqueueRequest(key: try SpoolKey("k\($0)"), payload: [UInt8($0)]) }
         let results = s.enqueueBatch(reqs)
@@ -330,6 +331,12 @@ import SpoolSystem
         #expect(entries(root + "/new").isEmpty && entries(root + "/keys").isEmpty && entries(root + "/tmp").isEmpty)
         fail.value = false
         #expect(s.enqueueBatch(reqs).allSatisfy { (try? $0.get()) == .accepted })
+        // Known duplicates are answered without writing, but still only after a flush succeeded.
+        fail.value = true
+        #expect(s.enqueueBatch(reqs).allSatisfy { if case .failure = $0 { return true } else { return false } })
+        fail.value = false
+        #expect(s.enqueueBatch(reqs).allSatisfy { (try? $0.get()) == .duplicate })
+        #expect(entries(root + "/tmp").isEmpty, "duplicates write nothing")
     }
 
     @Test func concurrentEnqueuesOfOneKeyAcceptExactlyOnce() async throws {

@@ -10,6 +10,8 @@ void spool_set_errno(int e);
 
 /// rename that fails with EEXIST instead of replacing the target.
 int spool_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+/// Flushes the whole file system holding `fd` (data, metadata, device cache); reports writeback errors (Linux >= 5.8).
+int spool_syncfs(int fd);
 /// Starts writeback of a file's dirty pages without waiting.
 int spool_sync_file_range_write(int fd);
 /// Sets only the modification time of an open file (nanoseconds since the epoch).
