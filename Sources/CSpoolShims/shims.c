@@ -34,6 +34,8 @@ int spool_fsetxattr(int fd, const char *name, const void *value, uint64_t size) 
 int64_t spool_fgetxattr(int fd, const char *name, void *value, uint64_t size) { return (int64_t)fgetxattr(fd, name, value, (size_t)size); }
 const int SPOOL_ENODATA = ENODATA, SPOOL_ENOTSUP = ENOTSUP, SPOOL_E2BIG = E2BIG, SPOOL_ERANGE = ERANGE;
 
+int64_t spool_lgetxattr(const char *path, const char *name, void *value, uint64_t size) { return (int64_t)lgetxattr(path, name, value, (size_t)size); }
+
 int spool_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 int spool_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     struct epoll_event ev; ev.events = events; ev.data.u64 = data;

@@ -51,23 +51,37 @@ extension CLI {
         }
     }
 
-    static func infoJSON(_ i: ItemInfo, now: Int64) -> String {
-        var parts = [
-            "\"state\":" + JSONWriter.quote(i.state.rawValue),
-            "\"key\":" + JSONWriter.quote(i.key),
-            "\"size\":\(i.size)",
-            "\"received_at\":" + JSONWriter.quote(RFC3339.format(nanos: i.receivedAtNanos)),
-            "\"attempts\":\(i.meta?.attempts ?? 0)",
-            "\"path\":" + JSONWriter.quote(i.path),
-        ]
-        if i.state == .new, i.dueAtNanos > now { parts.append("\"next_attempt_at\":" + JSONWriter.quote(RFC3339.format(nanos: i.dueAtNanos))) }
-        if let e = i.meta?.lastError { parts.append("\"last_error\":" + JSONWriter.quote(e)) }
-        if let s = i.meta?.lastStatus { parts.append("\"last_status\":" + JSONWriter.quote(s)) }
-        if i.state == .claimed, let c = i.meta?.claimedBy { parts.append("\"claimed_by\":" + JSONWriter.quote(c)) }
-        if let f = i.finishedAtNanos { parts.append("\"finished_at\":" + JSONWriter.quote(RFC3339.format(nanos: f))) }
-        if let ct = i.meta?.header("content-type") { parts.append("\"content_type\":" + JSONWriter.quote(ct)) }
-        if i.meta == nil { parts.append("\"meta_error\":\"metadata unreadable\"") }
-        return "{" + parts.joined(separator: ",") + "}"
+    static func infoJSON(_ i: ItemInfo, now: Int64) -> String { String(decoding: infoJSONBytes(i, now: now), as: UTF8.self) }
+
+    /// One `ls --json` line, built byte by byte (listings can hold 100,000 items).
+    static func infoJSONBytes(_ i: ItemInfo, now: Int64, into o: inout [UInt8]) {
+        func key(_ k: StaticString) {
+            if o.last != 0x7B { o.append(0x2C) }
+            o.append(0x22); k.withUTF8Buffer { o.append(contentsOf: $0) }; o.append(0x22); o.append(0x3A)
+        }
+        func str(_ s: String) { JSONWriter.appendQuoted(s, to: &o) }
+        func time(_ n: Int64) { o.append(0x22); RFC3339.append(nanos: n, to: &o); o.append(0x22) }
+        o.append(0x7B)
+        key("state"); str(i.state.rawValue)
+        key("key"); str(i.key)
+        key("size"); o.append(contentsOf: String(i.size).utf8)
+        key("received_at"); time(i.receivedAtNanos)
+        key("attempts"); o.append(contentsOf: String(i.meta?.attempts ?? 0).utf8)
+        key("path"); str(i.path)
+        if i.state == .new, i.dueAtNanos > now { key("next_attempt_at"); time(i.dueAtNanos) }
+        if let e = i.meta?.lastError { key("last_error"); str(e) }
+        if let s = i.meta?.lastStatus { key("last_status"); str(s) }
+        if i.state == .claimed, let c = i.meta?.claimedBy { key("claimed_by"); str(c) }
+        if let f = i.finishedAtNanos { key("finished_at"); time(f) }
+        if let ct = i.meta?.header("content-type") { key("content_type"); str(ct) }
+        if i.meta == nil { key("meta_error"); str("metadata unreadable") }
+        o.append(0x7D)
+    }
+
+    static func infoJSONBytes(_ i: ItemInfo, now: Int64) -> [UInt8] {
+        var o: [UInt8] = []
+        infoJSONBytes(i, now: now, into: &o)
+        return o
     }
 
     static func shortInfo(_ i: ItemInfo, now: Int64) -> String {
@@ -101,10 +115,14 @@ extension CLI {
             do { items = try spool.list(states: states, limit: limit) } catch { throw CommandFailure(message: "\(error)") }
             let now = spool.now()
             if args.flag("--json") {
-                var out = ""
-                out.reserveCapacity(items.count * 200)
-                for i in items { out += infoJSON(i, now: now); out += "\n" }
-                ctx.console.writeOut(Array(out.utf8))
+                var out: [UInt8] = []
+                out.reserveCapacity(min(items.count, 1 << 20) * 200)
+                for i in items {
+                    infoJSONBytes(i, now: now, into: &out)
+                    out.append(0x0A)
+                    if out.count > 1 << 20 { ctx.console.writeOut(out); out.removeAll(keepingCapacity: true) }
+                }
+                ctx.console.writeOut(out)
                 return 0
             }
             var rows = [["STATE", "KEY", "AGE", "SIZE", "ATTEMPTS", "INFO"]]

@@ -159,9 +159,7 @@ public final class Spool: Sendable {
         let attr: [UInt8]? = try sys("read metadata of \(name)") { () throws -> [UInt8]? in
             if let payload { return try payload.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes) }
             guard let state else { return nil }
-            return try FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow]).closeAfter {
-                try $0.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes)
-            }
+            return try FS.attribute(atPath: payloadPath(state: state, name: name), Spool.metaAttribute, limit: ItemMeta.maxBytes)
         }
         if let attr, !ItemMeta.isSpilledStub(attr) { return try ItemMeta.parse(attr) }
         let bytes = try sys("read metadata file of \(name)") {

@@ -20,6 +20,7 @@ int spool_futimens_mtime(int fd, int64_t sec, int64_t nsec);
 /// Extended attributes of an open file (0 / byte count, or -1 with errno).
 int spool_fsetxattr(int fd, const char *name, const void *value, uint64_t size);
 int64_t spool_fgetxattr(int fd, const char *name, void *value, uint64_t size);
+int64_t spool_lgetxattr(const char *path, const char *name, void *value, uint64_t size);
 extern const int SPOOL_ENODATA, SPOOL_ENOTSUP, SPOOL_E2BIG, SPOOL_ERANGE;
 
 int spool_epoll_create(void);
