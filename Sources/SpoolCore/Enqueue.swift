@@ -33,11 +33,10 @@ extension Spool {
     /// A result is `.success` only when that item (or the existing item of its key) is durable.
     ///
     /// Steps for one item (crash analysis in docs/spool-format.md):
-    /// 1. `tmp/<name>.<unique>.w` (the payload, locked) and `tmp/<name>.<unique>.m` (its metadata), written and
-    ///    fsynced, then `tmp/` fsynced;
+    /// 1. `tmp/<name>.<unique>.w` (the payload, locked, its metadata in an attribute), written and fsynced;
     /// 2. `link(tmp/….w, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
     /// 3. `rename(tmp/….m, meta/<name>)`, then `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
-    /// 4. fsync `keys/`, `meta/` and `new/`.
+    /// 4. fsync `keys/` and `new/` (and `tmp/` first when the batch answers a duplicate).
     public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
         var results = [Result<EnqueueOutcome, SpoolError>?](repeating: nil, count: requests.count)
         var staged: [Int: StagedItem] = [:]
@@ -76,12 +75,6 @@ extension Spool {
                     staged[i] = nil
                 }
             }
-            if !staged.isEmpty {
-                do { try sys("flush tmp directory") { try faults.check(.fsync); try tmp.fsync() } } catch {
-                    for (i, s) in staged { results[i] = .failure(error); discard(s) }
-                    staged = [:]
-                }
-            }
         }
         // Phase 3: publish. The link decides accepted vs duplicate atomically.
         var published: [Int] = []
@@ -102,11 +95,15 @@ extension Spool {
         // them duplicates may belong to a write still in flight in another process.
         for i in knownDuplicates { results[i] = .success(.duplicate); published.append(i) }
         if !knownDuplicates.isEmpty { newDirTouched = true }
+        let anyDuplicate = published.contains { (try? results[$0]?.get()) == .duplicate }
         if !published.isEmpty {
             do {
                 if wholeFS {
                     try sys("flush file system") { try faults.check(.fsync); try keys.syncFileSystem() }
                 } else {
+                    // A duplicate may stand on a write still in flight elsewhere, its payload only in tmp/: flushing
+                    // tmp/ (and new/, where it may have moved meanwhile) keeps what the answer promises on disk.
+                    if anyDuplicate { try sys("flush tmp directory") { try faults.check(.fsync); try tmp.fsync() } }
                     try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
                     if newDirTouched {
                         if staged.values.contains(where: { $0.metaDirTouched }) {
