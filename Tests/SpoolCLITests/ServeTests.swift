@@ -201,3 +201,41 @@ final class Results: @unchecked Sendable {
         #expect(server.stop().status == 0)
     }
 }
+
+@Suite(.serialized) struct ServeOptionTests {
+    @Test func keyFromHeaderAndCustomKeyPathsAndPath() throws {
+        let dir = makeTempDir() + "/s"
+        let byHeader = try Server(dir: dir, extra: ["--key-header", "webhook-id", "--path", "/hooks/in"])
+        let u = byHeader.url + "/hooks/in"
+        func post(_ args: [String]) throws -> String { try curl(["-H", "Content-Type: application/json"] + args + [u]).stdout }
+        #expect(try post(["-H", "webhook-id: msg_2Lh9", "--data-binary", #"{"no":"key here"}"#]) == #"{"status":"accepted","key":"msg_2Lh9"}"#)
+        #expect(try post(["-H", "webhook-id: msg_2Lh9", "--data-binary", "not even json"]) == #"{"status":"duplicate","key":"msg_2Lh9"}"#)
+        #expect(try post(["--data-binary", "{}"]).contains("header webhook-id is missing"))
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "{}", byHeader.url + "/json2video/done"]).stdout == "404")
+        #expect(byHeader.stop().status == 0)
+
+        let dir2 = makeTempDir() + "/s"
+        let byPath = try Server(dir: dir2, extra: ["--key-path", "data.id", "--key-path", "event.id"])
+        let u2 = byPath.url + "/json2video/done"
+        #expect(try curl(["--data-binary", #"{"event":{"id":42}}"#, u2]).stdout == #"{"status":"accepted","key":"42"}"#)
+        #expect(try curl(["--data-binary", #"{"data":{"id":"d-1"},"event":{"id":43}}"#, u2]).stdout == #"{"status":"accepted","key":"d-1"}"#)
+        let miss = try curl(["-w", " %{http_code}", "--data-binary", #"{"project":"P"}"#, u2]).stdout
+        #expect(miss.hasSuffix(" 422") && miss.contains("data.id, event.id"), "422 names the paths tried: \(miss)")
+        #expect(byPath.stop().status == 0)
+    }
+
+    @Test func accessLogEscapesAndCarriesRequestId() throws {
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir)
+        _ = try curl(["-H", "X-Request-Id: abc-123", "-H", "Content-Type: application/json",
+                      "--data-binary", #"{"project":"order 7/ü","secret":"s3"}"#, server.url + "/json2video/done"])
+        // A key with a control character is refused (422) and logged without it.
+        _ = try curl(["-H", "Content-Type: application/json", "--data-binary", #"{"project":"a\nb"}"#, server.url + "/json2video/done"])
+        let log = server.stop().stderr
+        let line = try #require(log.split(separator: "\n").first { $0.contains("rid=abc-123") })
+        #expect(line.contains("POST /json2video/done 200 key=order 7/ü "), "\(line)")
+        #expect(log.contains("POST /json2video/done 422 key=-"))
+        #expect(!log.contains("s3"), "the body is never logged")
+        #expect(log.split(separator: "\n").allSatisfy { !$0.contains("\r") })
+    }
+}
