@@ -106,6 +106,7 @@ extension String {
 /// Human-readable durations for tables: `45s`, `12m`, `3h`, `2d`.
 func humanDuration(nanos: Int64) -> String {
     let s = max(0, nanos / 1_000_000_000)
+    if s > 999 * 86400 { return ">999d" }
     if s < 120 { return "\(s)s" }
     if s < 7200 { return "\(s / 60)m" }
     if s < 172_800 { return "\(s / 3600)h" }

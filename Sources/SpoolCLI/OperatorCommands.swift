@@ -86,7 +86,7 @@ extension CLI {
 
     static func shortInfo(_ i: ItemInfo, now: Int64) -> String {
         var bits: [String] = []
-        if i.state == .new, i.dueAtNanos > now { bits.append("retry in \(humanDuration(nanos: i.dueAtNanos - now))") }
+        if i.state == .new, i.dueAtNanos > now { bits.append("retry in \(humanDuration(nanos: i.dueAtNanos.subtractingReportingOverflow(now).overflow ? Int64.max : i.dueAtNanos - now))") }
         if i.state == .claimed, let c = i.meta?.claimedBy { bits.append("by \(c)") }
         if let s = i.meta?.lastStatus { bits.append(s) }
         if let e = i.meta?.lastError {
@@ -127,7 +127,7 @@ extension CLI {
             }
             var rows = [["STATE", "KEY", "AGE", "SIZE", "ATTEMPTS", "INFO"]]
             for i in items {
-                rows.append([i.state.rawValue, i.key, humanDuration(nanos: now - i.receivedAtNanos), "\(i.size)", "\(i.meta?.attempts ?? 0)", shortInfo(i, now: now)])
+                rows.append([i.state.rawValue, i.key, humanDuration(nanos: now.subtractingReportingOverflow(i.receivedAtNanos).overflow ? Int64.max : now - i.receivedAtNanos), "\(i.size)", "\(i.meta?.attempts ?? 0)", shortInfo(i, now: now)])
             }
             let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
             var out = ""

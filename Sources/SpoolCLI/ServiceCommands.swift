@@ -246,7 +246,10 @@ extension CLI {
             let stop = try Wakeup()
             guard spool_install_termination_pipe(stop.fd.rawValue) == 0 else { throw CommandFailure(message: "cannot install signal handlers") }
             startThread {
-                while (try? pollReadable([stop.fd], timeoutMillis: -1))?.first != true {}
+                // Every 30 s, finish enqueues that were linked but not moved into new/ (a publish that failed).
+                while (try? pollReadable([stop.fd], timeoutMillis: 30_000))?.first != true {
+                    for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
+                }
                 log("stop requested: finishing requests in flight (at most 10s)")
                 server.shutdown(grace: .seconds(10))
             }

@@ -84,6 +84,7 @@ public final class Consumer: Sendable {
         let inotify = config.useInotify ? openInotify() : nil
         defer { try? inotify?.close() }
         var lastClaimCheck = monotonicNanos()
+        var lastTmpCheck = monotonicNanos()
         var cancelled = false
         while true {
             let (stopping, stopAt) = state.withLock { ($0.stopRequested, $0.stopRequestedAt) }
@@ -129,6 +130,12 @@ public final class Consumer: Sendable {
                 lastClaimCheck = monotonicNanos()
                 let requeued = spool.recoverDeadClaims()
                 for k in requeued { log("key=\(k) requeued: its claimant died") }
+                if lastClaimCheck - lastTmpCheck >= 30_000_000_000 {
+                    // Enqueues whose writer died after linking the marker are finished here, so their keys (already
+                    // answered "duplicate" to later deliveries) do not wait for the next restart.
+                    lastTmpCheck = lastClaimCheck
+                    for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
+                }
                 if inotify == nil || !requeued.isEmpty { spool.noteNewItems() }
             } else if inotify == nil {
                 spool.noteNewItems()

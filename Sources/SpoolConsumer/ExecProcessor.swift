@@ -114,6 +114,9 @@ public struct ExecProcessor: ItemProcessor {
             // A handler that exited but left a background child holding the pipes: stop reading after a while.
             if exited, monotonicNanos() - start > timeoutNanos + killAfterNanos { break }
         }
+        // Whatever the handler left running in its process group goes with it: those processes hold the claim's
+        // lock through the inherited stdin and would keep the item from being retried or finished.
+        kill(-pid, SIGKILL)
         if let l = outLine.rest() { log(prefix + "stdout: " + logSafe(l)) }
         if let l = errLine.rest() { log(prefix + "stderr: " + logSafe(l)) }
         let stderrText = tail.text

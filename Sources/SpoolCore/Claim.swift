@@ -26,7 +26,8 @@ public final class ClaimedItem: @unchecked Sendable {
     public func readPayload() throws(SpoolError) -> [UInt8] {
         try sys("read payload") {
             _ = lseek(payload.rawValue, 0, SEEK_SET)
-            return try payload.readAll(limit: Int(max(meta.size, 0)) + 64 * 1024 * 1024)
+            // Bounded by the file's real size (never by metadata, which could be anything).
+            return try payload.readAll(limit: Int(try payload.stat().size) + 1)
         }
     }
 
@@ -120,7 +121,7 @@ extension Spool {
         guard let key = SpoolKey(fileName: name) else { return nil }
         let newDir = dir(.new)
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow]) } catch { return nil }
+        do { fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow, .nonBlocking]) } catch { return nil }
         var keep = false
         defer { if !keep { try? fd.close() } }
         guard (try? fd.tryLockExclusive()) == .acquired else {
@@ -188,7 +189,8 @@ extension Spool {
         let now = self.now()
         var delay = policy.delay(afterAttempt: item.meta.attempts)
         if let ra = retryAfterNanos { delay = max(delay, min(ra, policy.maxNanos)) }
-        let due = now + delay
+        let (sum, overflow) = now.addingReportingOverflow(delay)
+        let due = overflow ? 4_400_000_000_000_000_000 : min(sum, 4_400_000_000_000_000_000)
         item.meta.claimedBy = nil
         item.meta.lastError = ItemMeta.clipError(error)
         item.meta.lastStatus = status

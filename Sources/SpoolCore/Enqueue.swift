@@ -130,6 +130,8 @@ extension Spool {
         /// Nil when the metadata went into the payload's extended attribute.
         let meta: FileDescriptor?
         var published = false
+        /// The marker was linked but the item could not be moved into new/: keep the files for `recover`.
+        var linked = false
         var metaMoved = false
         /// A file in `meta/` was replaced or removed, so `meta/` must be flushed.
         var metaDirTouched = false
@@ -152,8 +154,9 @@ extension Spool {
                 return try FileDescriptor.open(base + ".w", in: tmp, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
             }
             payloadFD = p
-            // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one.
-            _ = try sys("lock payload") { try p.tryLockExclusive() }
+            // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one. A recover may hold
+            // it for a moment (it looks at every unlocked tmp/ file): wait for it rather than go on unlocked.
+            try sys("lock payload") { try p.lockExclusive() }
             try sys("write payload") { try faults.check(.write); try p.writeAll(r.payload) }
             let meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers).jsonBytes
             // A fresh item's metadata rides on the payload itself (one inode, one flush); where the file system has
@@ -191,6 +194,7 @@ extension Spool {
 
     private func discard(_ s: StagedItem) {
         s.closeAll()
+        if s.linked { return }
         if !s.published { try? FS.unlink(s.payloadName, in: tmp) }
         if s.meta != nil && !s.metaMoved { try? FS.unlink(s.metaName, in: tmp) }
     }
@@ -222,10 +226,12 @@ extension Spool {
                 s.payload.unlock()
                 return .accepted
             } catch {
-                // Undo the marker so the key is not blocked by an item that never became visible.
-                try? FS.unlink(s.key.fileName, in: keys)
+                // The marker is linked: a racing request may already have answered "duplicate" on the strength of it,
+                // so the write must not be undone. It stays in tmp/ (durable, its lock dropped when we close it) and
+                // `recover`, which consumers and the ingress run periodically, finishes it. This request gets an error.
+                s.linked = true
                 if let e = error as? Errno {
-                    if e == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists without a key marker; run spool recover") }
+                    if e == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists; the write is kept in tmp/ for recover") }
                     throw SpoolError.system(operation: "publish item", errno: e)
                 }
                 throw SpoolError.corrupt("\(error)")
@@ -247,7 +253,7 @@ extension Spool {
         // name still refers to the same file, so two repairers cannot both act on it.
         return try sys("repair orphan key marker") { () throws -> Bool in
             let fd: FileDescriptor
-            do { fd = try FileDescriptor.open(key.fileName, in: keys, [.readOnly, .noFollow]) } catch let e as Errno where e == .noEntry { return false }
+            do { fd = try FileDescriptor.open(key.fileName, in: keys, [.readOnly, .noFollow, .nonBlocking]) } catch let e as Errno where e == .noEntry { return false }
             return try fd.closeAfter { fd throws -> Bool in
                 var locked = false
                 for _ in 0..<2000 where !locked {

@@ -115,7 +115,7 @@ extension Spool {
     /// The exact stored bytes of an item.
     public func payload(of info: ItemInfo, limit: Int = 1 << 30) throws(SpoolError) -> [UInt8] {
         try sys("read payload of \(info.key)") {
-            try FileDescriptor.open(info.fileName, in: dir(info.state), [.readOnly, .noFollow]).closeAfter {
+            try FileDescriptor.open(info.fileName, in: dir(info.state), [.readOnly, .noFollow, .nonBlocking]).closeAfter {
                 try $0.readAll(limit: limit)
             }
         }
@@ -152,6 +152,8 @@ extension Spool {
             defer { try? fd.close(); try? FS.unlink(name, in: tmp) }
             try faults.check(.write)
             try fd.writeAll([0x31])
+            try faults.check(.fsync)
+            try fd.fsync()
             return true
         } catch { return false }
     }

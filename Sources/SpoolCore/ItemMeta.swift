@@ -1,7 +1,7 @@
 import SpoolSystem
 
-/// Per-item metadata, stored as a small JSON object in the item directory's `meta` file.
-/// It moves with the payload (both live in one directory that is renamed as a whole).
+/// Per-item metadata: a small JSON object in the payload's `user.spool.meta` attribute (so it moves with the
+/// payload), or in `meta/<name>` when too large for an attribute or on file systems without them.
 public struct ItemMeta: Sendable, Equatable {
     public static let formatVersion = 1
     /// Metadata files larger than this are refused as corrupt (hostile-disk bound).
@@ -89,6 +89,12 @@ public struct ItemMeta: Sendable, Equatable {
               let size = v["size"]?.intValue, let att = v["attempts"]?.intValue, att >= 0, att < 1_000_000 else {
             throw .corrupt("metadata lacks key, received_at_ns, size or attempts")
         }
+        // Times within about ±142 years of 1970 and sane sizes: anything else is corrupt (and rebuilt by a claim),
+        // so that later arithmetic on them cannot overflow.
+        let timeLimit: Int64 = 4_500_000_000_000_000_000
+        func saneTime(_ t: Int64?) -> Bool { t.map { abs($0) < timeLimit } ?? true }
+        guard saneTime(rec), saneTime(v["next_attempt_at_ns"]?.intValue), saneTime(v["finished_at_ns"]?.intValue),
+              size >= 0, size < 1 << 50 else { throw .corrupt("metadata time or size out of range") }
         var m = ItemMeta(key: key, receivedAtNanos: rec, size: size)
         m.attempts = Int(att)
         if case .object(let hs)? = v["headers"] {

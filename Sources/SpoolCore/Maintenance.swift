@@ -42,6 +42,15 @@ extension Spool {
         return report
     }
 
+    /// The `tmp/` part of `recover`: finishes enqueues whose writer died after linking the marker, removes
+    /// abandoned writes. Cheap (tmp/ is small); the ingress and consumers run it periodically.
+    public func recoverInterruptedWrites(tmpGraceNanos: Int64 = 2_000_000_000) -> RecoveryReport {
+        var r = RecoveryReport()
+        recoverTmp(now: now(), grace: tmpGraceNanos, into: &r)
+        if !r.completedWrites.isEmpty { invalidateScan() }
+        return r
+    }
+
     /// Only the cheap part of `recover`: returns items of dead claimants (free kernel lock) to `new/`.
     /// Consumers run it every second, so a killed consumer's items are picked up within seconds.
     public func recoverDeadClaims() -> [String] {
@@ -62,9 +71,10 @@ extension Spool {
             switch kind {
             case "w", "p":
                 // A payload being written (w) or purged (p): its writer holds the lock while alive.
-                guard let fd = try? FileDescriptor.open(entry, in: tmp, [.readOnly, .noFollow]) else { continue }
+                guard let fd = try? FileDescriptor.open(entry, in: tmp, [.readOnly, .noFollow, .nonBlocking]) else { continue }
                 defer { try? fd.close() }
-                guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { continue }
+                guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat(), held.isRegular,
+                      let cur = try? FS.stat(entry, in: tmp), cur.sameFile(as: held) else { continue }
                 if now - st.mtimeNanos < grace && held.linkCount < 2 && kind == "w" { continue } // may be unlocked for a moment at creation
                 let markerIsThis = (try? FS.stat(itemName, in: keys))?.sameFile(as: held) ?? false
                 if kind == "w" && markerIsThis {
@@ -104,7 +114,7 @@ extension Spool {
         guard let names = try? FS.listNames(in: claimedDir) else { report.problems.append("cannot list claimed/"); return }
         for name in names {
             guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry claimed/\(name)"); continue }
-            guard let fd = try? FileDescriptor.open(name, in: claimedDir, [.readOnly, .noFollow]) else { continue }
+            guard let fd = try? FileDescriptor.open(name, in: claimedDir, [.readOnly, .noFollow, .nonBlocking]) else { continue }
             defer { try? fd.close() }
             guard (try? fd.tryLockExclusive()) == .acquired else { continue } // claimant alive
             guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: claimedDir), cur.sameFile(as: held) else { continue }
@@ -164,7 +174,7 @@ extension Spool {
                 guard let st = try? FS.stat(name, in: d) else { continue }
                 let finished = (try? readMeta(name: name, state: state))?.finishedAtNanos ?? st.ctimeNanos
                 guard finished <= cutoff else { continue }
-                guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow]) else { continue }
+                guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow, .nonBlocking]) else { continue }
                 defer { try? fd.close() }
                 guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { continue }
                 guard let cur = try? FS.stat(name, in: d), cur.sameFile(as: held) else { continue }
@@ -189,7 +199,7 @@ extension Spool {
     public func retry(key: SpoolKey) throws(SpoolError) {
         let name = key.fileName
         for state in [ItemState.failed, .new] {
-            guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow]) else { continue }
+            guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow, .nonBlocking]) else { continue }
             defer { try? fd.close() }
             guard try sys("lock \(key)", { try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
             guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }

@@ -44,7 +44,7 @@ public struct FaultHooks: Sendable {
 public final class Spool: Sendable {
     /// Names of the directories under the root. `tmp` holds writes in progress and purge trash;
     /// `keys` holds one idempotency marker per key (a hard link to the item's payload, never moved);
-    /// `meta` holds one metadata file per key (rewritten in place by rename, never moved).
+    /// `meta` holds metadata files for items whose metadata does not fit an attribute (replaced by rename).
     public static let tmpDir = "tmp"
     public static let keysDir = "keys"
     public static let metaDir = "meta"
@@ -94,6 +94,15 @@ public final class Spool: Sendable {
         } catch { throw SpoolError.corrupt("\(error)") }
         try Spool.checkSafe(st, what: "spool directory \(path)")
         let rootFD = try sys("open spool directory \(path)") { try FileDescriptor.open(path, [.readOnly, .directory, .noFollow]) }
+        // Check what was opened, not only what the path named a moment before.
+        do {
+            let opened = try sys("stat spool directory \(path)") { try rootFD.stat() }
+            guard opened.sameFile(as: st) else { throw SpoolError.unsafeDirectory("spool directory \(path) changed while it was opened") }
+            try Spool.checkSafe(opened, what: "spool directory \(path)")
+        } catch {
+            try? rootFD.close()
+            throw (error as? SpoolError) ?? SpoolError.corrupt("\(error)")
+        }
         var opened: [FileDescriptor] = [rootFD]
         func openSub(_ name: String) throws(SpoolError) -> FileDescriptor {
             do {
@@ -163,7 +172,7 @@ public final class Spool: Sendable {
         }
         if let attr, !ItemMeta.isSpilledStub(attr) { return try ItemMeta.parse(attr) }
         let bytes = try sys("read metadata file of \(name)") {
-            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
+            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow, .nonBlocking]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
         }
         return try ItemMeta.parse(bytes)
     }
@@ -191,6 +200,8 @@ public final class Spool: Sendable {
             } catch { throw SpoolError.corrupt("\(error)") }
         }
         try writeMetaFile(meta, name: name)
+        // An attribute left from a time attributes were used would shadow the file: point it at the file.
+        try? payload.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub)
     }
 
     /// Replaces `meta/<name>` atomically (write a file in `tmp/`, rename it over): readers see the old or the new

@@ -2,13 +2,14 @@
 ///
 /// The encoding is injective and can never name anything outside its state directory:
 /// - a key of 1 to 128 characters from `[A-Za-z0-9_-]` is its own name (`ls spool/done` shows project IDs);
-/// - any other key of 1 to 127 bytes is `~` followed by the lowercase hex of its UTF-8 bytes;
+/// - any other key of 1 to 100 bytes is `~` followed by the lowercase hex of its UTF-8 bytes (so that the name
+///   plus the suffix of a `tmp/` name stays under the 255-byte limit of file names);
 /// - empty keys, keys with control characters (C0, DEL), invalid UTF-8 and longer keys are rejected.
 /// Plain names never start with `~` and encoded names always do, so the two forms cannot collide, and
 /// neither form can contain `/`, `.`, NUL or start with a dot.
 public struct SpoolKey: Sendable, Hashable, CustomStringConvertible {
     public static let maxPlainLength = 128
-    public static let maxEncodedBytes = 127
+    public static let maxEncodedBytes = 100
 
     /// The key as the sender gave it.
     public let value: String

@@ -84,7 +84,28 @@ public final class IngressHandler: HTTPHandler {
         }
     }
 
+    /// /healthz and /metrics run off the loop, at most this many at once (they touch the disk); beyond it, 503.
+    static let maxProbes = 4
+    let probes = Atomic<Int>(0)
+
     public func handle(_ request: HTTPRequest, remote: String, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        if request.head.path == "/healthz" || request.head.path == "/metrics" {
+            guard probes.add(1, ordering: .relaxed).newValue <= IngressHandler.maxProbes else {
+                probes.subtract(1, ordering: .relaxed)
+                var r = HTTPResponse.error(status: 503, "too many health or metrics requests at once")
+                r.headers.add(name: "Retry-After", value: "1")
+                respond(r)
+                return
+            }
+            let inner = respond
+            let done: @Sendable (HTTPResponse) -> Void = { [self] r in probes.subtract(1, ordering: .relaxed); inner(r) }
+            handleProbe(request, respond: done)
+            return
+        }
+        handleWebhook(request, respond: respond)
+    }
+
+    private func handleProbe(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         switch request.head.path {
         case "/healthz":
             startThread { [spool] in
@@ -101,7 +122,7 @@ public final class IngressHandler: HTTPHandler {
                 respond(HTTPResponse(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8)))
             }
         default:
-            handleWebhook(request, respond: respond)
+            respond(.error(status: 404, "not found"))
         }
     }
 

@@ -34,7 +34,9 @@ public enum RFC3339 {
     }
 
     /// Appends the timestamp's bytes (hot path of metadata serialisation: no intermediate strings).
-    public static func append(nanos: Int64, to out: inout [UInt8]) {
+    public static func append(nanos rawNanos: Int64, to out: inout [UInt8]) {
+        // Clamped away from Int64's ends (years 1685 to 2255): hostile metadata must not trap the arithmetic.
+        let nanos = min(max(rawNanos, -9_000_000_000_000_000_000), 9_000_000_000_000_000_000)
         let ms = nanos >= 0 ? nanos / 1_000_000 : (nanos - 999_999) / 1_000_000
         var secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
         let milli = Int(ms - secs * 1000)

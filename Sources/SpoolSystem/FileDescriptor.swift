@@ -23,8 +23,14 @@ public struct FileStat: Sendable, Equatable {
         linkCount = UInt64(s.st_nlink)
         uid = UInt32(s.st_uid)
         size = Int64(s.st_size)
-        mtimeNanos = Int64(s.st_mtim.tv_sec) * 1_000_000_000 + Int64(s.st_mtim.tv_nsec)
-        ctimeNanos = Int64(s.st_ctim.tv_sec) * 1_000_000_000 + Int64(s.st_ctim.tv_nsec)
+        mtimeNanos = FileStat.nanos(Int64(s.st_mtim.tv_sec), Int64(s.st_mtim.tv_nsec))
+        ctimeNanos = FileStat.nanos(Int64(s.st_ctim.tv_sec), Int64(s.st_ctim.tv_nsec))
+    }
+
+    /// Seconds and nanoseconds to nanoseconds, clamped: a timestamp set to year 100000 must not trap.
+    static func nanos(_ sec: Int64, _ nsec: Int64) -> Int64 {
+        let limit: Int64 = 4_500_000_000 // years 1827 to 2112: differences of two stay inside Int64
+        return min(max(sec, -limit), limit) * 1_000_000_000 + nsec
     }
 
     public var isDirectory: Bool { (mode & UInt32(Glibc.S_IFMT)) == UInt32(Glibc.S_IFDIR) }
@@ -172,6 +178,9 @@ public struct FileDescriptor: Sendable, Hashable {
             throw e
         }
     }
+
+    /// `flock(LOCK_EX)`, waiting for another holder to let go.
+    public func lockExclusive() throws { _ = try retryingSyscall { flock(rawValue, LOCK_EX) } }
 
     /// Drops a `flock` early (closing the descriptor drops it too).
     public func unlock() { _ = flock(rawValue, LOCK_UN) }

@@ -224,6 +224,40 @@ import SpoolSystem
         #expect(s.recover().isEmpty, "a second recover finds nothing")
     }
 
+    @Test func publishFailureAfterTheMarkerKeepsTheWriteForRecover() throws {
+        // A request links the marker, then its rename into new/ fails. A racing request for the key has been
+        // answered "duplicate" meanwhile, so the write must survive and be finished by recover.
+        let root = makeTempDir() + "/s"
+        let renames = Box(0)
+        let failing = try Spool(path: root, faults: FaultHooks { p in
+            p == .rename && renames.update({ $0 += 1; return $0 }) == 1 ? Errno.noSpace : nil
+        })
+        #expect(throws: SpoolError.self) { try failing.enqueue(key: SpoolKey("R"), payload: Array("kept".utf8)) }
+        let other = try Spool(path: root)
+        #expect(try other.enqueue(key: SpoolKey("R"), payload: Array("second".utf8)) == .duplicate)
+        #expect(entries(root + "/new").isEmpty && entries(root + "/tmp").count == 1)
+        #expect(other.recoverInterruptedWrites(tmpGraceNanos: 0).completedWrites == ["R"])
+        #expect(try other.payload(of: other.find(key: SpoolKey("R"))) == Array("kept".utf8))
+    }
+
+    @Test func hostileMetadataNeverTraps() throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        _ = try s.enqueue(key: SpoolKey("H"), payload: [1])
+        let evil = Array(#"{"v":1,"key":"H","received_at_ns":-9223372036854775807,"size":9223372036854775807,"attempts":0,"headers":{}}"#.utf8)
+        try FileDescriptor.open(root + "/new/H", [.readOnly]).closeAfter { try $0.setAttribute(Spool.metaAttribute, evil) }
+        #expect(try s.list().first?.meta == nil, "out-of-range metadata is reported as unreadable")
+        let item = try #require(try s.claim())
+        #expect(item.meta.lastError?.contains("rebuilt") == true)
+        #expect(try item.readPayload() == [1])
+        try s.complete(item)
+        // A payload timestamp far in the future is clamped, not trapped on.
+        _ = try s.enqueue(key: SpoolKey("T"), payload: [2])
+        try FileDescriptor.open(root + "/new/T", [.readOnly]).closeAfter { try $0.setModificationTime(nanos: Int64.max / 2) }
+        _ = try s.stats()
+        _ = try s.list()
+    }
+
     @Test func interruptedEnqueueAfterMarkerIsCompleted() throws {
         // A writer died between link(marker) and the rename into new/: a racing request may already have
         // been told "duplicate", so recover must finish the enqueue rather than drop it.
@@ -303,6 +337,11 @@ import SpoolSystem
                     #expect(try clean.payload(of: clean.find(key: SpoolKey("F"))) == payload)
                 case .failure(let e):
                     #expect((e as? SpoolError)?.isStorageUnavailable == true, "\(point)#\(position): \(e)")
+                    // A write whose marker was linked is kept in tmp/ (another request may have been told
+                    // "duplicate") and finished by recover; anything else is gone already.
+                    let linkedBeforeFailure = !entries(root + "/keys").isEmpty && entries(root + "/new").isEmpty
+                    let r = clean.recover(tmpGraceNanos: 0)
+                    if linkedBeforeFailure { #expect(r.completedWrites == ["F"], "\(point)#\(position): \(r.lines)") }
                     #expect(entries(root + "/tmp").isEmpty, "\(point)#\(position) left tmp files")
                     if entries(root + "/new").isEmpty {
                         #expect(entries(root + "/keys").isEmpty, "\(point)#\(position) left a marker without an item")
