@@ -85,6 +85,13 @@ int spool_install_termination_pipe(int fd) {
 }
 void spool_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
+int spool_exited_nowait(int pid) {
+    siginfo_t info;
+    info.si_pid = 0;
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    return info.si_pid == pid ? 1 : 0;
+}
+
 int spool_wifexited(int s) { return WIFEXITED(s); }
 int spool_wexitstatus(int s) { return WEXITSTATUS(s); }
 int spool_wifsignaled(int s) { return WIFSIGNALED(s); }

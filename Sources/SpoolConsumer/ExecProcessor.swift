@@ -75,9 +75,12 @@ public struct ExecProcessor: ItemProcessor {
         var exited = false
         var buf = [UInt8](repeating: 0, count: 16384)
         while true {
-            if !exited {
-                let r = waitpid(pid, &status, WNOHANG)
-                if r == pid { exited = true }
+            if !exited, spool_exited_nowait(pid) == 1 {
+                // The handler has exited but is not reaped yet, so its process group id cannot have been reused:
+                // kill what it left running in its group (those hold the claim's lock through stdin), then reap.
+                kill(-pid, SIGKILL)
+                while waitpid(pid, &status, 0) == -1 && Errno.current == .interrupted {}
+                exited = true
             }
             if exited && openFDs.isEmpty { break }
             let now = monotonicNanos()
@@ -114,9 +117,6 @@ public struct ExecProcessor: ItemProcessor {
             // A handler that exited but left a background child holding the pipes: stop reading after a while.
             if exited, monotonicNanos() - start > timeoutNanos + killAfterNanos { break }
         }
-        // Whatever the handler left running in its process group goes with it: those processes hold the claim's
-        // lock through the inherited stdin and would keep the item from being retried or finished.
-        kill(-pid, SIGKILL)
         if let l = outLine.rest() { log(prefix + "stdout: " + logSafe(l)) }
         if let l = errLine.rest() { log(prefix + "stderr: " + logSafe(l)) }
         let stderrText = tail.text

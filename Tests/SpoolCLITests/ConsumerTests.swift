@@ -69,6 +69,19 @@ import SpoolSystem
         #expect(try meta(dir, "flaky")["state"]?.stringValue == "done")
     }
 
+    @Test func whatTheHandlerLeavesRunningIsKilledWithIt() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "bg"])
+        let pidFile = dir + ".pid"
+        let t0 = Date()
+        let r = try spool("consume", "--exec", "sleep 30 < /dev/stdin & echo $! > \(pidFile)", "--once", dir: dir)
+        #expect(r.status == 0)
+        #expect(Date().timeIntervalSince(t0) < 10, "the consumer did not wait for the background process")
+        let pid = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(waitUntil(timeout: 5) { kill(pid, 0) != 0 }, "the background process holding the claim's lock was killed")
+        #expect(try meta(dir, "bg")["state"]?.stringValue == "done")
+    }
+
     @Test func handlerPastTimeoutIsKilledAndRetried() throws {
         let dir = makeTempDir() + "/s"
         _ = try run(testkitBin, ["enqueue", dir, "slow"])
@@ -86,14 +99,15 @@ import SpoolSystem
         let dir = makeTempDir() + "/s"
         let log = dir + ".log"
         _ = try run(testkitBin, ["enqueue", dir, "victim"])
-        let handler = "sleep 1; echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
+        // The handler outlives the kill by a wide margin even on a loaded machine.
+        let handler = "sleep 3; echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
         let a = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
         #expect(a.waitFor { entries(dir + "/claimed") == ["victim"] })
-        let b = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
         a.signal(SIGKILL)
         a.wait()
+        let b = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
         // B notices the dead claim (its kernel lock is released once the orphaned handler exits) and finishes it.
-        #expect(waitUntil(timeout: 8) { entries(dir + "/done") == ["victim"] }, "\(b.stderr)")
+        #expect(waitUntil(timeout: 20) { entries(dir + "/done") == ["victim"] }, "\(b.stderr)")
         b.signal(SIGTERM)
         #expect(b.wait().status == 0)
         let m = try meta(dir, "victim")

@@ -44,6 +44,10 @@ extern const uint32_t SPOOL_IN_MOVED_TO, SPOOL_IN_CREATE, SPOOL_IN_ATTRIB;
 int spool_install_termination_pipe(int fd);
 void spool_ignore_sigpipe(void);
 
+/// 1 if child `pid` has exited (left as a zombie: not reaped, so its pid and process group id cannot be
+/// reused yet), 0 if it is still running, -1 on error.
+int spool_exited_nowait(int pid);
+
 /// Wait-status decoding (the macros are not visible to Swift).
 int spool_wifexited(int s);
 int spool_wexitstatus(int s);
