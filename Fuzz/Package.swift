@@ -15,5 +15,15 @@ let package = Package(
             dependencies: [.product(name: "SpoolHTTP", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
+        .executableTarget(
+            name: "KeyFuzzer",
+            dependencies: [.product(name: "SpoolCore", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "ExtractFuzzer",
+            dependencies: [.product(name: "SpoolCore", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
     ]
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the HTTP parser fuzzer with libFuzzer + AddressSanitizer and runs it for SECONDS (default 60).
-# Usage: Fuzz/run.sh [SECONDS]   (from anywhere; paths are resolved from this script)
-# Output goes to Fuzz/.build/fuzz.log; a crashing input is kept in Fuzz/crashes/ and the script exits nonzero.
+# Builds the fuzzers with libFuzzer + AddressSanitizer and runs each for SECONDS (default 60).
+# Usage: Fuzz/run.sh [SECONDS] [TARGET...]   TARGET: http (the HTTP parser), keys (key encoding),
+#        extract (key extraction and JSON); default all three. From anywhere; paths resolve from this script.
+# Output goes to Fuzz/.build/fuzz-TARGET.log; a crashing input is kept in Fuzz/crashes/ and the script exits nonzero.
 set -euo pipefail
 SECONDS_TO_RUN="${1:-60}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,27 +17,38 @@ export SWIFT_BACKTRACE=enable=no
 BUILD=(swift build -c debug --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
        --package-path "$HERE" --scratch-path "$HERE/.build")
 mkdir -p "$HERE/.build"
-if ! timeout 1800 "${BUILD[@]}" --product HTTPParserFuzzer >"$HERE/.build/build.log" 2>&1; then
+TARGETS=("${@:2}")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http keys extract)
+for T in "${TARGETS[@]}"; do
+case "$T" in
+    http) PRODUCT=HTTPParserFuzzer; MAXLEN=4096 ;;
+    keys) PRODUCT=KeyFuzzer; MAXLEN=300 ;;
+    extract) PRODUCT=ExtractFuzzer; MAXLEN=4096 ;;
+    *) echo "unknown fuzz target $T (http, keys, extract)" >&2; exit 64 ;;
+esac
+if ! timeout 1800 "${BUILD[@]}" --product "$PRODUCT" >"$HERE/.build/build.log" 2>&1; then
     grep -v 'ld.gold: warning' "$HERE/.build/build.log" | tail -n 40 >&2
     echo "build failed; see $HERE/.build/build.log" >&2
     exit 2
 fi
-BIN="$("${BUILD[@]}" --show-bin-path)/HTTPParserFuzzer"
-WORK="$HERE/.build/corpus-work"
+BIN="$("${BUILD[@]}" --show-bin-path)/$PRODUCT"
+WORK="$HERE/.build/corpus-work-$T"
 CRASHES="$HERE/crashes"
-LOG="$HERE/.build/fuzz.log"
+LOG="$HERE/.build/fuzz-$T.log"
 mkdir -p "$WORK" "$CRASHES"
 
 set +e
-timeout $((SECONDS_TO_RUN + 120)) "$BIN" -max_total_time="$SECONDS_TO_RUN" -max_len=4096 -print_final_stats=1 \
-    -artifact_prefix="$CRASHES/" "$WORK" "$HERE/corpus/http" >"$LOG" 2>&1
+timeout $((SECONDS_TO_RUN + 120)) "$BIN" -max_total_time="$SECONDS_TO_RUN" -max_len="$MAXLEN" -print_final_stats=1 \
+    -artifact_prefix="$CRASHES/$T-" "$WORK" "$HERE/corpus/$T" >"$LOG" 2>&1
 RC=$?
 set -e
 
-grep -E '^INFO: Loaded 1 modules|^#[0-9]+.*DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$LOG" || tail -n 5 "$LOG"
+echo "== $T"
+grep -E '^#[0-9]+.*DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$LOG" || tail -n 5 "$LOG"
 if [[ $RC -ne 0 ]]; then
-    echo "fuzzer failed (exit $RC); see $LOG" >&2
+    echo "fuzzer $T failed (exit $RC); see $LOG" >&2
     ls -1 "$CRASHES" >&2 || true
     exit 1
 fi
-echo "no crash in ${SECONDS_TO_RUN}s; log: $LOG"
+echo "no crash in ${SECONDS_TO_RUN}s ($T); log: $LOG"
+done

@@ -1,0 +1,21 @@
+import SpoolCore
+
+/// Key extraction and the JSON parser on arbitrary bodies. The first byte picks the Content-Type (JSON, form,
+/// none). Invariants: no crash; an extracted key is a valid key; a document the parser accepts is written back
+/// by JSONWriter into text that parses to the same value.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    guard size > 0 else { return 0 }
+    let bytes = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
+    let contentType: String? = [nil, "application/json", "application/x-www-form-urlencoded"][Int(data[0] % 3)]
+    let extractor = KeyExtractor(paths: ["movie.project", "project", "a.b.c"])
+    if let key = try? extractor.extract(body: bytes, contentType: contentType) {
+        precondition((try? SpoolKey(key.value)) != nil, "extracted an invalid key")
+    }
+    if let v = try? JSONParser.parse(bytes) {
+        let text = JSONWriter.write(v)
+        guard let again = try? JSONParser.parse(text) else { preconditionFailure("writer produced invalid JSON") }
+        precondition(again == v, "JSON round trip changed the value")
+    }
+    return 0
+}
