@@ -160,23 +160,8 @@ public struct FileDescriptor: Sendable, Hashable {
     }
 
     /// Reads an extended attribute; nil when the file has none of that name (or the file system has none at all).
-    /// Starts with a small buffer (metadata is usually a few hundred bytes) and grows only when told to.
     public func attribute(_ name: String, limit: Int) throws -> [UInt8]? {
-        var size = min(limit, 4096)
-        while true {
-            var buf = [UInt8](unsafeUninitializedCapacity: size) { _, n in n = size }
-            let n = buf.withUnsafeMutableBytes { spool_fgetxattr(rawValue, name, $0.baseAddress, UInt64($0.count)) }
-            if n >= 0 { buf.removeSubrange(Int(n)...); return buf }
-            let e = Errno.current
-            if e == .interrupted { continue }
-            if e.rawValue == SPOOL_ENODATA || e.rawValue == SPOOL_ENOTSUP { return nil }
-            if e.rawValue == SPOOL_ERANGE && size < limit {
-                let needed = spool_fgetxattr(rawValue, name, nil, 0)
-                size = min(limit, max(size * 2, Int(max(needed, 0))))
-                continue
-            }
-            throw e
-        }
+        try readAttribute(limit: limit) { spool_fgetxattr(rawValue, name, $0, $1) }
     }
 
     /// `flock(LOCK_EX)`, waiting for another holder to let go.
@@ -196,5 +181,25 @@ public struct FileDescriptor: Sendable, Hashable {
     public func setNonBlocking() throws {
         let flags = try retryingSyscall { fcntl(rawValue, F_GETFL) }
         _ = try retryingSyscall { fcntl(rawValue, F_SETFL, flags | O_NONBLOCK) }
+    }
+}
+
+/// The shared loop of attribute reads (by descriptor or by path): starts with a small buffer (metadata is usually a
+/// few hundred bytes) and grows only when the call says the value is larger; ENODATA/ENOTSUP mean "no attribute".
+func readAttribute(limit: Int, _ call: (UnsafeMutableRawPointer?, UInt64) -> Int64) throws -> [UInt8]? {
+    var size = min(limit, 4096)
+    while true {
+        var buf = [UInt8](unsafeUninitializedCapacity: size) { _, n in n = size }
+        let n = buf.withUnsafeMutableBytes { call($0.baseAddress, UInt64($0.count)) }
+        if n >= 0 { buf.removeSubrange(Int(n)...); return buf }
+        let e = Errno.current
+        if e == .interrupted { continue }
+        if e.rawValue == SPOOL_ENODATA || e.rawValue == SPOOL_ENOTSUP { return nil }
+        if e.rawValue == SPOOL_ERANGE && size < limit {
+            let needed = call(nil, 0)
+            size = min(limit, max(size * 2, Int(max(needed, 0))))
+            continue
+        }
+        throw e
     }
 }

@@ -83,17 +83,7 @@ public enum FS {
     /// Reads an extended attribute by path without following a final symlink (one system call where opening
     /// the file would take three); nil when absent.
     public static func attribute(atPath path: String, _ name: String, limit: Int) throws -> [UInt8]? {
-        var size = min(limit, 4096)
-        while true {
-            var buf = [UInt8](unsafeUninitializedCapacity: size) { _, n in n = size }
-            let n = buf.withUnsafeMutableBytes { spool_lgetxattr(path, name, $0.baseAddress, UInt64($0.count)) }
-            if n >= 0 { buf.removeSubrange(Int(n)...); return buf }
-            let e = Errno.current
-            if e == .interrupted { continue }
-            if e.rawValue == SPOOL_ENODATA || e.rawValue == SPOOL_ENOTSUP { return nil }
-            if e.rawValue == SPOOL_ERANGE && size < limit { size = min(limit, size * 16); continue }
-            throw e
-        }
+        try readAttribute(limit: limit) { spool_lgetxattr(path, name, $0, $1) }
     }
 
     /// The process's real user id (spool directories must belong to it).
