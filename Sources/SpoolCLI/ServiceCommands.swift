@@ -247,7 +247,9 @@ extension CLI {
             guard spool_install_termination_pipe(stop.fd.rawValue) == 0 else { throw CommandFailure(message: "cannot install signal handlers") }
             startThread {
                 // Every 30 s, finish enqueues that were linked but not moved into new/ (a publish that failed).
-                while (try? pollReadable([stop.fd], timeoutMillis: 30_000))?.first != true {
+                while true {
+                    guard let ready = try? pollReadable([stop.fd], timeoutMillis: 30_000) else { usleep(1_000_000); continue }
+                    if ready[0] { break }
                     for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
                 }
                 log("stop requested: finishing requests in flight (at most 10s)")
