@@ -72,6 +72,11 @@ final class Child: @unchecked Sendable {
         try? inPipe.fileHandleForWriting.close()
     }
 
+    /// A child a test forgot (or lost track of after a failed expectation) must not outlive the test run.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     var pid: Int32 { process.processIdentifier }
     var stdout: String { out.withLock { String(decoding: $0, as: UTF8.self) } }
     var stderr: String { err.withLock { String(decoding: $0, as: UTF8.self) } }
