@@ -12,6 +12,8 @@ Exit status: 0 as described, 1 otherwise, 77 skipped (mounting not permitted).
 import argparse, http.client, json, os, shutil, signal, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import loop_mount_permitted, start_serve  # noqa: E402
 failures = []
 
 
@@ -73,9 +75,7 @@ def scenario(args, work, name, mkfs_extra, filler, freer):
     run("mount", "-o", "loop", img, mnt)
     try:
         spool_dir = os.path.join(mnt, "spool")
-        srv = subprocess.Popen([args.spool, "--dir", spool_dir, "serve", "--listen", "127.0.0.1:0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        port = int(srv.stdout.readline().split("127.0.0.1:")[1].split()[0])
+        srv, port = start_serve(args.spool, spool_dir)
         before = [post(port, f"before{i}") for i in range(20)]
         check(all(s == 200 for s, _ in before), f"{name}: 20 webhooks accepted before the disk is full")
         filler(mnt)
@@ -104,11 +104,8 @@ def main():
     ap.add_argument("--spool", default=os.path.join(ROOT, ".build/debug/spool"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="spool-fulldisk-")
-    probe = os.path.join(work, "probe.img"); pm = os.path.join(work, "probe"); os.makedirs(pm)
-    run("truncate", "-s", "16M", probe); run("mkfs.ext4", "-q", "-F", probe)
-    if run("mount", "-o", "loop", probe, pm, check_rc=False).returncode != 0:
+    if not loop_mount_permitted(work):
         print("SKIPPED fulldisk: mounting a loop device is not permitted here"); shutil.rmtree(work); sys.exit(77)
-    run("umount", pm)
     try:
         def free_blocks(mnt):
             for n in os.listdir(mnt):

@@ -11,6 +11,8 @@ Content-Length, obs-fold, bare LF). Usage:
 import argparse, os, socket, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import loop_mount_permitted, start_serve  # noqa: E402
 P = "POST /json2video/done HTTP/1.1\r\n"
 H = "Host: x\r\n"
 J = '{"project":"k1"}'
@@ -146,9 +148,7 @@ def main():
     ap.add_argument("--spool", default=os.path.join(ROOT, ".build/debug/spool"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="spool-hostile-")
-    srv = subprocess.Popen([args.spool, "--dir", os.path.join(work, "s"), "serve", "--listen", "127.0.0.1:0", "--max-body", "1048576"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    port = int(srv.stdout.readline().split("127.0.0.1:")[1].split()[0])
+    srv, port = start_serve(args.spool, os.path.join(work, "s"), "--max-body", "1048576")
     failures = 0
     try:
         for name, data, want in CASES:

@@ -16,6 +16,8 @@ Exit status: 0 nothing lost (with --control: losses found), 1 otherwise, 77 skip
 import argparse, http.client, json, os, random, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import loop_mount_permitted, start_serve  # noqa: E402
 
 
 def run(*cmd, check=True):
@@ -80,10 +82,7 @@ def one_round(n, args, work):
     run("mount", "-o", "loop", img, mnt)
     spool_dir = os.path.join(mnt, "spool")
     env = dict(os.environ, LD_PRELOAD=args.preload) if args.preload else None
-    srv = subprocess.Popen([args.spool, "--dir", spool_dir, "serve", "--listen", "127.0.0.1:0"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    line = srv.stdout.readline()
-    port = int(line.split("127.0.0.1:")[1].split()[0])
+    srv, port = start_serve(args.spool, spool_dir, env=env)
     load = Load(port, n)
     load.start()
     time.sleep(random.uniform(0.3, 1.5))
@@ -125,12 +124,8 @@ def main():
         if not shutil.which(tool):
             print(f"SKIPPED powercut: {tool} not found (apt-get install e2fsprogs xfsprogs)"); sys.exit(77)
     work = tempfile.mkdtemp(prefix="spool-powercut-")
-    probe = os.path.join(work, "probe.img"); pm = os.path.join(work, "probe")
-    os.makedirs(pm)
-    run("truncate", "-s", "16M", probe); run("mkfs.ext4", "-q", "-F", probe)
-    if run("mount", "-o", "loop", probe, pm, check=False).returncode != 0:
+    if not loop_mount_permitted(work):
         print("SKIPPED powercut: mounting a loop device is not permitted here"); shutil.rmtree(work); sys.exit(77)
-    run("umount", pm)
     if args.control:
         args.preload = os.path.join(work, "nofsync.so")
         run("gcc", "-shared", "-fPIC", "-O2", "-o", args.preload, os.path.join(ROOT, "Reliability/nofsync.c"))

@@ -8,6 +8,8 @@ request must be answered 200 in under a second, and the server must survive and 
 import argparse, http.client, json, os, resource, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import loop_mount_permitted, start_serve  # noqa: E402
 failures = []
 
 
@@ -54,9 +56,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = tempfile.mkdtemp(prefix="spool-slow-")
-    srv = subprocess.Popen([args.spool, "--dir", os.path.join(work, "s"), "serve", "--listen", "127.0.0.1:0", "--max-connections", "20000"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    port = int(srv.stdout.readline().split("127.0.0.1:")[1].split()[0])
+    srv, port = start_serve(args.spool, os.path.join(work, "s"), "--max-connections", "20000")
     try:
         if shutil.which("slowhttptest"):
             for mode, extra in [("-H", []), ("-B", ["-t", "POST", "-s", "8192"]), ("-X", ["-k", "3", "-w", "1", "-y", "2", "-n", "2", "-z", "1"])]:

@@ -13,6 +13,8 @@ For each of write (error and short write), fsync, link, rename, open(O_CREAT) an
 import argparse, http.client, json, os, shutil, signal, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import loop_mount_permitted, start_serve  # noqa: E402
 CALLS = [("write", {}), ("write", {"FAULT_SHORT": "1"}), ("fsync", {}), ("link", {}), ("rename", {}), ("open", {"FAULT_ERRNO": "28"}),
          ("setxattr", {"FAULT_ERRNO": "28"})]
 
@@ -31,10 +33,7 @@ def post(port, key):
 
 
 def serve(spool, d, env=None):
-    p = subprocess.Popen([spool, "--dir", d, "serve", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True, env=env)
-    line = p.stdout.readline()
-    return p, int(line.split("127.0.0.1:")[1].split()[0])
+    return start_serve(spool, d, env=env)
 
 
 def states(d):

@@ -1,0 +1,26 @@
+"""Shared by the reliability scripts: starting `spool serve` and probing whether loop mounts are allowed."""
+import os, subprocess
+
+
+def start_serve(spool, spool_dir, *extra, env=None):
+    """Starts `spool serve` on a free loopback port; returns (process, port) once it printed its listening line."""
+    p = subprocess.Popen([spool, "--dir", spool_dir, "serve", "--listen", "127.0.0.1:0", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = p.stdout.readline()
+    if "127.0.0.1:" not in line:
+        p.kill(); p.wait()
+        raise RuntimeError(f"spool serve did not start: {line!r}")
+    return p, int(line.split("127.0.0.1:")[1].split()[0])
+
+
+def loop_mount_permitted(work):
+    """True when this machine lets us mount a loop-device ext4 image (root, no container restriction)."""
+    img, mnt = os.path.join(work, "probe.img"), os.path.join(work, "probe")
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run(["truncate", "-s", "16M", img], check=True, capture_output=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True, capture_output=True)
+    if subprocess.run(["mount", "-o", "loop", img, mnt], capture_output=True).returncode != 0:
+        return False
+    subprocess.run(["umount", mnt], capture_output=True)
+    os.remove(img)
+    return True
