@@ -13,8 +13,9 @@ export SWIFT_BACKTRACE=enable=no
 
 # swift-driver keeps only the LAST -sanitize= flag, and SwiftPM emits `-sanitize=fuzzer -sanitize=address`: Swift code
 # would get ASan but no coverage counters (libFuzzer then reports ~30 counters and learns nothing). The combined
-# flag, appended last, restores both.
-BUILD=(swift build -c debug --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
+# flag, appended last, restores both. Release (-O) keeps every precondition and runs about 8x more executions per
+# second than -Onone under ASan (11,700 vs 1,450/s for the HTTP parser).
+BUILD=(swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
        --package-path "$HERE" --scratch-path "$HERE/.build")
 mkdir -p "$HERE/.build"
 TARGETS=("${@:2}")

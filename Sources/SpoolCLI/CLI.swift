@@ -21,7 +21,7 @@ struct Context: Sendable {
     let console: Console
     let dir: String
 
-    func openSpool(flush: FlushMode = .fsync) throws -> Spool {
+    func openSpool(flush: FlushMode = .auto) throws -> Spool {
         do { return try Spool(path: dir, flush: flush) } catch { throw CommandFailure(message: "\(error)") }
     }
 }

@@ -164,7 +164,7 @@ extension CLI {
         name: "serve", summary: "receive webhooks over HTTP into the spool",
         usage: """
         usage: spool serve [--listen HOST:PORT] [--path PATH] [--key-path DOTTED.PATH]... [--key-header NAME]
-                           [--token-file FILE] [--max-body BYTES] [--max-connections N] [--flush fsync|syncfs]
+                           [--token-file FILE] [--max-body BYTES] [--max-connections N] [--flush auto|fsync|syncfs]
 
         Accepts POST PATH, takes the key from the body (JSON at movie.project, then project; form data by
         field name) or from --key-header, stores the exact bytes durably and only then answers
@@ -177,10 +177,11 @@ extension CLI {
           --token-file FILE     require this token (?token= or Authorization: Bearer); default $SPOOL_TOKEN
           --max-body BYTES      largest body accepted (default 1048576)
           --max-connections N   connections held at once (default 10000)
-          --flush MODE          fsync (default): flush each file and directory of a batch; syncfs: one
-                                flush of the whole file system per batch (far faster on most disks, but it
-                                also flushes everything else on that file system: use it when the spool
-                                has a file system of its own)
+          --flush MODE          how a batch is made durable. fsync: flush each file, then each directory;
+                                syncfs: one flush of the whole file system after the data and one after the
+                                names (far faster on most disks, but it also flushes everything else on that
+                                file system); auto (default): per batch, whichever has measured cheaper
+                                lately (syncfs only on Linux 5.8+, where it reports write errors)
         Prints one line 'listening on http://HOST:PORT spool DIR' once ready. SIGTERM/SIGINT: stop
         accepting, finish requests in flight (at most 10s), exit 0.
         """,
@@ -221,9 +222,9 @@ extension CLI {
             if let v = args.value("--max-body") { http.maxBody = try Parse.unsigned(v, name: "--max-body", max: 1 << 30) }
             if let v = args.value("--max-connections") { http.maxConnections = max(1, try Parse.unsigned(v, name: "--max-connections", max: 1_000_000)) }
 
-            var flush = FlushMode.fsync
+            var flush = FlushMode.auto
             if let f = args.value("--flush") {
-                guard let m = FlushMode(rawValue: f) else { throw UsageError("--flush takes fsync or syncfs") }
+                guard let m = FlushMode(rawValue: f) else { throw UsageError("--flush takes auto, fsync or syncfs") }
                 flush = m
             }
             let spool = try ctx.openSpool(flush: flush)

@@ -169,8 +169,31 @@ public final class Consumer: Sendable {
             guard let item else { return startedAny }
             state.withLock { $0.inFlight += 1; $0.started += 1 }
             startedAny = true
-            startThread { [self] in self.attempt(item) }
+            startThread { [self] in self.work(first: item) }
         }
+    }
+
+    /// One attempt thread: runs `first`, then keeps its slot and claims the next due item itself, so a busy
+    /// consumer neither starts a thread nor wakes the loop per item. It hands the slot back when nothing is due.
+    private func work(first: ClaimedItem) {
+        var item = first
+        while true {
+            attempt(item)
+            guard let next = claimNextInSlot() else { break }
+            item = next
+        }
+        state.withLock { $0.inFlight -= 1 }
+        wake.signal()
+    }
+
+    private func claimNextInSlot() -> ClaimedItem? {
+        let go = state.withLock { st -> Bool in
+            if st.stopRequested || config.mode == .once { return false }
+            return true
+        }
+        guard go, let item = try? spool.claim(policy: config.policy) else { return nil }
+        state.withLock { $0.started += 1 }
+        return item
     }
 
     private func attempt(_ item: ClaimedItem) {
@@ -213,11 +236,9 @@ public final class Consumer: Sendable {
         line += " duration=\(ms)ms"
         log(line)
         state.withLock { st in
-            st.inFlight -= 1
             st.result.processed += 1
             counted(&st.result)
         }
-        wake.signal()
     }
 
     private func openInotify() -> FileDescriptor? {

@@ -37,10 +37,21 @@ extension Spool {
     /// 2. `link(tmp/….w, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
     /// 3. `rename(tmp/….m, meta/<name>)`, then `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
     /// 4. fsync `keys/` and `new/` (and `tmp/` first when the batch answers a duplicate).
+    /// With `syncfs` (see `FlushMode`), one `syncfs` replaces the file flushes of step 1 and another the
+    /// directory flushes of step 4.
     public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
         var results = [Result<EnqueueOutcome, SpoolError>?](repeating: nil, count: requests.count)
         var staged: [Int: StagedItem] = [:]
         let receivedAt = now()
+
+        // Descriptors for the flushes, opened before this batch changes anything. `fsync` and `syncfs` report a
+        // writeback error to each open description once, and only if it was opened before the error: the long-lived
+        // directory descriptors are shared with a concurrent batch, which could take this batch's error away.
+        let handles: FlushHandles
+        do { handles = try openFlushHandles() } catch {
+            return requests.map { _ in .failure(error) }
+        }
+        defer { handles.close() }
 
         // Phase 0: a key whose marker already has an item is a duplicate; nothing needs writing for it.
         // (The marker only ever goes away through purge, so what this sees stays true until we answer.)
@@ -53,11 +64,22 @@ extension Spool {
         for (i, r) in requests.enumerated() where !skip.contains(i) {
             do { staged[i] = try stage(r, receivedAt: receivedAt) } catch { results[i] = .failure(error) }
         }
-        // Phase 2: flush data. With `.syncfs` one file-system flush covers the whole batch; otherwise writeback of
-        // all files starts first so that the per-file fsyncs overlap.
-        let wholeFS = flushMode == .syncfs && staged.count > 1
+        // Phase 2: flush data, either one `syncfs` for the whole batch or every file (with writeback of all of them
+        // started first, so that the per-file flushes overlap).
+        let files = staged.values.reduce(0) { $0 + ($1.meta == nil ? 1 : 2) }
+        let wholeFS = useSyncfs(files: files)
+        var syncfsCalls = 0, syncfsNanos: Int64 = 0
+        var fileNanos: Int64 = 0, dirFlushes = 0, dirNanos: Int64 = 0
+        func timed(_ body: () throws -> Void) rethrows -> Int64 {
+            let t0 = monotonicNanos()
+            try body()
+            return monotonicNanos() - t0
+        }
         if wholeFS {
-            do { try sys("flush file system") { try faults.check(.fsync); try tmp.syncFileSystem() } } catch {
+            do {
+                try sys("flush file system") { syncfsNanos += try timed { try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
+                syncfsCalls += 1
+            } catch {
                 for (i, s) in staged { results[i] = .failure(error); discard(s) }
                 staged = [:]
             }
@@ -66,8 +88,10 @@ extension Spool {
             for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
                 do {
                     try sys("flush item") {
-                        try faults.check(.fsync); try s.payload.fsync()
-                        if let m = s.meta { try faults.check(.fsync); try m.fsync() }
+                        fileNanos += try timed {
+                            try faults.check(.fsync); try s.payload.fsync()
+                            if let m = s.meta { try faults.check(.fsync); try m.fsync() }
+                        }
                     }
                 } catch {
                     results[i] = .failure(error)
@@ -99,19 +123,24 @@ extension Spool {
         if !published.isEmpty {
             do {
                 if wholeFS {
-                    try sys("flush file system") { try faults.check(.fsync); try keys.syncFileSystem() }
+                    try sys("flush file system") { syncfsNanos += try timed { try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
+                    syncfsCalls += 1
                 } else {
+                    func flushDir(_ what: String, _ fd: FileDescriptor) throws(SpoolError) {
+                        try sys("flush \(what) directory") { dirNanos += try timed { try faults.check(.fsync); try fd.fsync() } }
+                        dirFlushes += 1
+                    }
                     // A duplicate may stand on a write still in flight elsewhere, its payload only in tmp/: flushing
                     // tmp/ (and new/, where it may have moved meanwhile) keeps what the answer promises on disk.
-                    if anyDuplicate { try sys("flush tmp directory") { try faults.check(.fsync); try tmp.fsync() } }
-                    try sys("flush keys directory") { try faults.check(.fsync); try keys.fsync() }
+                    if anyDuplicate { try flushDir("tmp", handles.tmp) }
+                    try flushDir("keys", handles.keys)
                     if newDirTouched {
-                        if staged.values.contains(where: { $0.metaDirTouched }) {
-                            try sys("flush meta directory") { try faults.check(.fsync); try metas.fsync() }
-                        }
-                        try sys("flush new directory") { try faults.check(.fsync); try dir(.new).fsync() }
+                        if staged.values.contains(where: { $0.metaDirTouched }) { try flushDir("meta", handles.meta) }
+                        try flushDir("new", handles.new)
                     }
                 }
+                recordFlushCosts(files: files, fileNanos: fileNanos, dirFlushes: dirFlushes, dirNanos: dirNanos,
+                                 syncfsCalls: syncfsCalls, syncfsNanos: syncfsNanos)
             } catch {
                 for i in published { results[i] = .failure(error) }
             }
@@ -120,6 +149,51 @@ extension Spool {
         let acceptedNames = published.filter { (try? results[$0]?.get()) == .accepted }.map { requests[$0].key.fileName }
         if !acceptedNames.isEmpty { noteNewItems(names: acceptedNames) }
         return results.map { $0! }
+    }
+
+    /// Fresh descriptors of the directories a batch flushes (`.` opened through the spool's own descriptors, so
+    /// no path is resolved again).
+    struct FlushHandles {
+        let tmp: FileDescriptor, keys: FileDescriptor, new: FileDescriptor, meta: FileDescriptor
+        func close() { for fd in [tmp, keys, new, meta] { try? fd.close() } }
+    }
+
+    private func openFlushHandles() throws(SpoolError) -> FlushHandles {
+        var opened: [FileDescriptor] = []
+        do {
+            for d in [tmp, keys, dir(.new), metas] {
+                opened.append(try FileDescriptor.open(".", in: d, [.readOnly, .directory]))
+            }
+        } catch {
+            for fd in opened { try? fd.close() }
+            throw SpoolError.system(operation: "open directories to flush", errno: (error as? Errno) ?? .io)
+        }
+        return FlushHandles(tmp: opened[0], keys: opened[1], new: opened[2], meta: opened[3])
+    }
+
+    /// Whether this batch is flushed with `syncfs` (see `FlushMode`, `FlushCostModel`).
+    private func useSyncfs(files: Int) -> Bool {
+        switch flushMode {
+        case .fsync: return false
+        case .syncfs: return files > 1
+        case .auto:
+            guard syncfsReportsErrors else { return false }
+            let now = monotonicNanos()
+            return flushCosts.withLock { $0.prefersSyncfs(files: files, directories: 2, now: now) }
+        }
+    }
+
+    private func recordFlushCosts(files: Int, fileNanos: Int64, dirFlushes: Int, dirNanos: Int64, syncfsCalls: Int, syncfsNanos: Int64) {
+        guard flushMode == .auto else { return }
+        let now = monotonicNanos()
+        flushCosts.withLock { m in
+            if syncfsCalls > 0 {
+                m.recordSyncfs(calls: syncfsCalls, seconds: Double(syncfsNanos) / 1e9, now: now)
+            } else if files > 0 || dirFlushes > 0 {
+                m.recordFsync(files: files, fileSeconds: Double(fileNanos) / 1e9, directories: dirFlushes,
+                              directorySeconds: Double(dirNanos) / 1e9, now: now)
+            }
+        }
     }
 
     final class StagedItem {

@@ -5,14 +5,33 @@ import Dispatch
 import Synchronization
 import SpoolSystem
 
-/// Slots filled by concurrent readers, each writing its own range.
-final class MetaSlots: Sendable {
-    private let slots: Mutex<[ItemMeta?]>
-    init(count: Int) { slots = Mutex([ItemMeta?](repeating: nil, count: count)) }
-    func store(_ metas: [ItemMeta?], at offset: Int) {
-        slots.withLock { s in for (i, m) in metas.enumerated() { s[offset + i] = m } }
+/// Slots filled by concurrent workers, each writing its own range.
+final class Slots<T: Sendable>: Sendable {
+    private let slots: Mutex<[T?]>
+    init(count: Int) { slots = Mutex([T?](repeating: nil, count: count)) }
+    func store(_ values: [T?], at offset: Int) {
+        slots.withLock { s in for (i, v) in values.enumerated() { s[offset + i] = v } }
     }
-    var values: [ItemMeta?] { slots.withLock { $0 } }
+    var values: [T?] { slots.withLock { $0 } }
+}
+
+/// `transform` over `inputs` on every core when there are enough of them (stat and attribute reads of a
+/// 100,000-item listing are system calls that parallelise well); results keep the input order.
+func parallelMap<T: Sendable, R: Sendable>(_ inputs: [T], minimumForThreads: Int = 2048,
+                                          _ transform: @Sendable (T) -> R?) -> [R?] {
+    let chunks = inputs.count < minimumForThreads ? 1 : min(8, ProcessInfoLite.activeProcessors * 2)
+    if chunks == 1 { return inputs.map(transform) }
+    let results = Slots<R>(count: inputs.count)
+    let per = (inputs.count + chunks - 1) / chunks
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let lo = c * per, hi = min(inputs.count, lo + per)
+        guard lo < hi else { return }
+        var local: [R?] = []
+        local.reserveCapacity(hi - lo)
+        for x in inputs[lo..<hi] { local.append(transform(x)) }
+        results.store(local, at: lo)
+    }
+    return results.values
 }
 
 /// Online processor count without Foundation.
@@ -57,41 +76,30 @@ extension Spool {
         for state in states {
             let d = dir(state)
             let names = try sys("list \(state)") { try FS.listNames(in: d) }
-            var infos: [ItemInfo] = []
-            infos.reserveCapacity(names.count)
-            for name in names {
-                guard let key = SpoolKey(fileName: name) else { continue }
-                guard let info = itemInfo(name: name, key: key, state: state, withMeta: false) else { continue }
-                infos.append(info)
-            }
-            // Oldest first (payload mtime: arrival, or the not-before time of a waiting retry).
-            infos.sort { $0.dueAtNanos < $1.dueAtNanos }
-            if let limit { infos = Array(infos.prefix(max(0, limit - out.count))) }
-            if withMeta {
-                // Reading and parsing metadata is most of a listing's time: spread it over the cores.
-                let metas = readMetas(names: infos.map(\.fileName), state: state)
-                for i in infos.indices { infos[i].meta = metas[i] }
+            var infos: [ItemInfo]
+            if limit == nil && withMeta {
+                // Everything is read anyway: stat and metadata in one pass over all cores.
+                infos = parallelMap(names) { name in
+                    SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: true) }
+                }.compactMap { $0 }
+                infos.sort { $0.dueAtNanos < $1.dueAtNanos }
+            } else {
+                // Oldest first (payload mtime: arrival, or the not-before time of a waiting retry), then only the
+                // metadata of the items that are shown.
+                infos = parallelMap(names) { name in
+                    SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: false) }
+                }.compactMap { $0 }
+                infos.sort { $0.dueAtNanos < $1.dueAtNanos }
+                if let limit { infos = Array(infos.prefix(max(0, limit - out.count))) }
+                if withMeta {
+                    let metas = parallelMap(infos.map(\.fileName)) { try? self.readMeta(name: $0, state: state) }
+                    for i in infos.indices { infos[i].meta = metas[i] }
+                }
             }
             out += infos
             if let limit, out.count >= limit { return out }
         }
         return out
-    }
-
-    func readMetas(names: [String], state: ItemState) -> [ItemMeta?] {
-        let chunks = names.count < 2048 ? 1 : min(8, ProcessInfoLite.activeProcessors * 2)
-        if chunks == 1 { return names.map { try? readMeta(name: $0, state: state) } }
-        let results = MetaSlots(count: names.count)
-        let per = (names.count + chunks - 1) / chunks
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            let lo = c * per, hi = min(names.count, lo + per)
-            guard lo < hi else { return }
-            var local: [ItemMeta?] = []
-            local.reserveCapacity(hi - lo)
-            for n in names[lo..<hi] { local.append(try? readMeta(name: n, state: state)) }
-            results.store(local, at: lo)
-        }
-        return results.values
     }
 
     func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool) -> ItemInfo? {

@@ -19,7 +19,10 @@ public enum FaultPoint: String, Sendable, CaseIterable {
 
 /// How a batch of enqueues is made durable.
 public enum FlushMode: String, Sendable, CaseIterable {
-    /// `fsync` each file and each directory: touches only the spool's own files (the default).
+    /// Per batch, whichever of `fsync` and `syncfs` has measured cheaper lately (`FlushCostModel`); `syncfs`
+    /// only where it reports writeback errors (Linux 5.8+). The default.
+    case auto
+    /// `fsync` each file and each directory: touches only the spool's own files.
     case fsync
     /// One `syncfs` for a whole batch instead of one `fsync` per file: far fewer device flushes, but it also
     /// flushes everything else dirty on that file system. For a spool on a file system of its own.
@@ -60,6 +63,8 @@ public final class Spool: Sendable {
     let clock: any WallClock
     let faults: FaultHooks
     let flushMode: FlushMode
+    /// What each way of flushing has cost lately (for `FlushMode.auto`).
+    let flushCosts = Mutex(FlushCostModel())
     /// Who we are in `claimed_by` (host:pid).
     let identity: String
     private let counter = Atomic<UInt64>(0)
@@ -72,7 +77,7 @@ public final class Spool: Sendable {
     /// `metadataInAttributes: false` writes `meta/<name>` at enqueue instead of the payload's extended attribute
     /// (what happens anyway on file systems without user extended attributes).
     public init(path: String, create: Bool = true, clock: any WallClock = SystemClock(), faults: FaultHooks = .none,
-                metadataInAttributes: Bool = true, flush: FlushMode = .fsync) throws(SpoolError) {
+                metadataInAttributes: Bool = true, flush: FlushMode = .auto) throws(SpoolError) {
         self.path = path
         self.flushMode = flush
         self.attributesUsable = Atomic(metadataInAttributes)

@@ -378,6 +378,52 @@ import SpoolSystem
         #expect(entries(root + "/tmp").isEmpty, "duplicates write nothing")
     }
 
+    @Test(arguments: [1, 2])
+    func eitherSyncfsOfABatchFailingAcksNothing(position: Int) throws {
+        // With syncfs, one flush covers the data of the whole batch and a second its names: whichever fails,
+        // no request of the batch is answered, and the senders' retries find the spool consistent.
+        let root = makeTempDir() + "/s"
+        let calls = Box(0)
+        let s = try Spool(path: root, faults: FaultHooks { p in
+            guard p == .fsync else { return nil }
+            return calls.update { $0 += 1; return $0 } == position ? Errno.io : nil
+        }, flush: .syncfs)
+        let reqs = try (0..<8).map { EnqueueRequest(key: try SpoolKey("k\($0)"), payload: [UInt8($0), 7]) }
+        #expect(s.enqueueBatch(reqs).allSatisfy { if case .failure = $0 { return true } else { return false } })
+        #expect(calls.value == position, "a failed flush stops the batch")
+        let retry = s.enqueueBatch(reqs)
+        // Data flush failed: nothing was published. Names flush failed: the items are complete but were never
+        // acknowledged, so the retries are duplicates.
+        let expected: EnqueueOutcome = position == 1 ? .accepted : .duplicate
+        #expect(retry.allSatisfy { (try? $0.get()) == expected }, "\(retry)")
+        for (i, r) in reqs.enumerated() { #expect(try s.payload(of: s.find(key: r.key)) == [UInt8(i), 7]) }
+        #expect(entries(root + "/tmp").isEmpty)
+    }
+
+    @Test func autoFlushMeasuresBothWaysAndBatchesOfOneUseFsync() throws {
+        let root = makeTempDir() + "/s"
+        let flushes = Box(0)
+        let s = try Spool(path: root, faults: FaultHooks { p in
+            if p == .fsync { flushes.update { $0 += 1 } }
+            return nil
+        }, flush: .auto)
+        func batch(_ prefix: String, _ n: Int) throws -> Int {
+            flushes.value = 0
+            let reqs = try (0..<n).map { EnqueueRequest(key: try SpoolKey("\(prefix)\($0)"), payload: [1]) }
+            #expect(s.enqueueBatch(reqs).allSatisfy { (try? $0.get()) == .accepted })
+            return flushes.value
+        }
+        // Nothing measured yet: file by file (8 files, keys/, new/).
+        #expect(try batch("a", 8) == 10)
+        // syncfs not measured yet: tried once (data, names), where the kernel reports its errors.
+        #expect(try batch("b", 8) == (syncfsReportsErrors ? 2 : 10))
+        // A lone item never pays for the whole file system.
+        #expect(try batch("c", 1) == 3)
+        let m = s.flushCosts.withLock { $0 }
+        #expect(m.perFile != nil && m.perDirectory != nil)
+        #expect((m.perSyncfs != nil) == syncfsReportsErrors)
+    }
+
     @Test func concurrentEnqueuesOfOneKeyAcceptExactlyOnce() async throws {
         let root = makeTempDir() + "/s"
         let s = try Spool(path: root)
