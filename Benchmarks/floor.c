@@ -1,13 +1,18 @@
 // The durability floor: per item, write 1 KiB to a new file, fsync it, rename it into place, fsync the
 // directory; N threads at once. Prints items/second and per-item latency percentiles (microseconds).
-// Usage: floor DIR THREADS SECONDS [FILES_PER_ITEM]  (2: also a small metadata file, as spool writes)
+// Usage: floor DIR THREADS SECONDS [FILES_PER_ITEM]  (2: also a small metadata file, as spool writes;
+//        0: no flush at all, but spool's own per-item file operations: create in tmp/, flock, write, a
+//        177-byte user.spool.meta attribute, link into keys/, rename into new/, unlock, close. That is the
+//        ceiling the on-disk format puts on one thread, whatever the flushing.)
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +33,19 @@ static void *run(void *arg) {
         double t0 = now();
         snprintf(tmp, sizeof tmp, "%s/tmp/%d-%ld", dir, w->id, w->count);
         snprintf(dst, sizeof dst, "%s/new/%d-%ld", dir, w->id, w->count);
+        if (files_per_item == 0) {
+            static const char meta[] = "{\"v\":1,\"key\":\"ux32069-1-10\",\"received_at\":\"2026-11-29T07:16:31.014Z\","
+                "\"received_at_ns\":1795936591014372037,\"size\":976,\"attempts\":0,\"headers\":{\"content-type\":\"application/json\"}}\n";
+            char key[4096];
+            snprintf(key, sizeof key, "%s/keys/%d-%ld", dir, w->id, w->count);
+            int fd = open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+            if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(fd, buf, sizeof buf) != sizeof buf
+                || fsetxattr(fd, "user.spool.meta", meta, sizeof meta - 1, 0) != 0
+                || link(tmp, key) != 0 || rename(tmp, dst) != 0 || flock(fd, LOCK_UN) != 0 || close(fd) != 0) { perror("ops"); exit(1); }
+            if (w->count < w->cap) w->lat[w->count] = (now() - t0) * 1e6;
+            w->count++;
+            continue;
+        }
         int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
         if (fd < 0 || write(fd, buf, sizeof buf) != sizeof buf || fsync(fd) != 0 || close(fd) != 0) { perror("write"); exit(1); }
         if (files_per_item > 1) {
@@ -52,6 +70,7 @@ int main(int argc, char **argv) {
     if (argc == 5) files_per_item = atoi(argv[4]);
     char p[4096];
     snprintf(p, sizeof p, "%s/tmp", dir); mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/keys", dir); mkdir(p, 0700);
     snprintf(p, sizeof p, "%s/new", dir); mkdir(p, 0700);
     dirfd_new = open(p, O_RDONLY | O_DIRECTORY);
     pthread_t th[256]; worker ws[256];

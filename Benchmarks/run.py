@@ -26,8 +26,15 @@ def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
+_fresh_count = [0]
+
+
 def fresh(path):
-    shutil.rmtree(path, ignore_errors=True)
+    """A new, empty directory for one measurement. Nothing is deleted until the run ends: on ext4 without a journal,
+    inode allocation scans past every inode freed in the last minutes (`recently_deleted`), so deleting the previous
+    measurement's files would slow down the next one, and differently for each thing compared."""
+    _fresh_count[0] += 1
+    path = f"{path}.{_fresh_count[0]}"
     os.makedirs(path, mode=0o700)
     return path
 
@@ -84,8 +91,8 @@ class Server:
         except subprocess.TimeoutExpired: self.p.kill(); self.p.wait()
 
 
-def floor(work, threads, seconds):
-    return json.loads(sh([os.path.join(OUT, "floor"), fresh(work), str(threads), str(seconds)]))
+def floor(work, threads, seconds, files_per_item=1):
+    return json.loads(sh([os.path.join(OUT, "floor"), fresh(work), str(threads), str(seconds), str(files_per_item)]))
 
 
 def median(xs):
@@ -105,7 +112,7 @@ def build():
 def ingress(args, work):
     loads = [("1", 1, 0), ("16", 16, 0), ("64", 64, 0), ("64, 90% duplicates", 64, 90)]
     have_node = shutil.which("node") is not None
-    res = {"floor1": [], "floor16": []}
+    res = {"floor1": [], "floor16": [], "ops1": []}
     for name, _, _ in loads:
         res["spool " + name] = []
         if have_node and "dup" not in name: res["node " + name] = []
@@ -113,6 +120,7 @@ def ingress(args, work):
         print(f"ingress round {r + 1}/{args.rounds}", file=sys.stderr)
         res["floor1"].append(floor(os.path.join(work, "floor"), 1, args.seconds))
         res["floor16"].append(floor(os.path.join(work, "floor"), 16, args.seconds))
+        res["ops1"].append(floor(os.path.join(work, "ops"), 1, args.seconds, 0))
         for name, conns, dup in loads:
             kinds = ["spool"] + (["node"] if have_node and dup == 0 else [])
             for kind in kinds:
@@ -261,6 +269,9 @@ def report(res, args):
     lines.append("| ingress (1 KiB JSON webhooks) | acked/s | p50 ms | p99 ms | peak RSS MiB | vs 1-thread floor | vs Node |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     lines.append(f"| floor, 1 thread (C: write, fsync, rename, fsync dir) | {fmt(floor1)} | {fmt(floor1_p50, 2)} | {fmt(median([x['p99_us'] for x in ing['floor1']]) / 1000, 2)} | | 1.00 | |")
+    ops1 = median([x["per_second"] for x in ing["ops1"]])
+    lines.append(f"| ceiling: spool's own file operations per item, no flush at all (C, 1 thread) | {fmt(ops1)} | "
+                 f"{fmt(median([x['p50_us'] for x in ing['ops1']]) / 1000, 2)} | {fmt(median([x['p99_us'] for x in ing['ops1']]) / 1000, 2)} | | {ops1 / floor1:.2f} | |")
     lines.append(f"| floor, 16 threads | {fmt(floor16)} | {fmt(median([x['p50_us'] for x in ing['floor16']]) / 1000, 2)} | {fmt(median([x['p99_us'] for x in ing['floor16']]) / 1000, 2)} | | {floor16 / floor1:.2f} | |")
     for name in ["1", "16", "64", "64, 90% duplicates"]:
         s = ing["spool " + name]; n = ing.get("node " + name)
@@ -310,7 +321,13 @@ def main():
     args = ap.parse_args()
     if not shutil.which("wrk"): sys.exit("wrk is required: apt-get install wrk")
     if not args.no_build: build()
-    work = fresh(args.dir)
+    old = None
+    if os.path.exists(args.dir):
+        # A previous run's files are deleted at the end of this one (see `fresh`).
+        old = f"{args.dir}.old-{time.time_ns()}"
+        os.rename(args.dir, old)
+    os.makedirs(args.dir, mode=0o700)
+    work = os.path.join(args.dir, "w")
     res = {"ingress": ingress(args, work), "redis": redis_peer(work), "consumers": consumers(args, work),
            "latency": ack_to_handler(work), "scale": scale(work), "memory": memory(work)}
     with open(os.path.join(OUT, "results.json"), "w") as f: json.dump(res, f, indent=1)
@@ -324,7 +341,8 @@ def main():
         cmd = "Benchmarks/run.py " + " ".join(a for a in sys.argv[1:])
         doc = doc[:i] + f"\n\nCommand: `{cmd.strip()}`\n\n" + table + "\n\n" + doc[j:]
         open(path, "w").write(doc)
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(args.dir, ignore_errors=True)
+    if old: shutil.rmtree(old, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,9 @@ public final class Spool: Sendable {
     /// Who we are in `claimed_by` (host:pid).
     let identity: String
     private let counter = Atomic<UInt64>(0)
+    /// `<pid>-<random>`, drawn once: with the counter it keeps tmp/ names unique even against leftovers of a dead
+    /// process that had the same pid (no `getpid`/`getrandom` per item).
+    private let tmpSalt = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     /// False once the file system refused extended attributes: metadata files are then written at enqueue.
     let attributesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())
@@ -159,7 +162,7 @@ public final class Spool: Sendable {
     /// `.` never occurs in item names, so the item name is everything before the first dot.
     func tmpName(for name: String, kind: Character) -> String {
         let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
-        return "\(name).\(getpid())-\(n)-\(UInt32.random(in: 0...UInt32.max)).\(kind)"
+        return "\(name).\(tmpSalt)-\(n).\(kind)"
     }
 
     public func now() -> Int64 { clock.nowNanos() }

@@ -39,12 +39,13 @@ public final class GroupCommitter: Sendable {
 
     /// Queues one enqueue; `completion` runs on a committer thread once the result is durable (or failed).
     public func submit(_ request: EnqueueRequest, completion: @escaping Completion) {
-        let accepted = state.withLock { st -> Bool in
-            if st.stopped { return false }
+        // Only a request that finds the queue empty wakes a committer: the others join the batch being gathered.
+        let (accepted, wasEmpty) = state.withLock { st -> (Bool, Bool) in
+            if st.stopped { return (false, false) }
             st.queue.append(Pending(request: request, completion: completion))
-            return true
+            return (true, st.queue.count == 1)
         }
-        if accepted { wake.signal() } else {
+        if accepted { if wasEmpty { wake.signal() } } else {
             completion(.failure(.system(operation: "shutting down", errno: .io)))
         }
     }
@@ -57,14 +58,16 @@ public final class GroupCommitter: Sendable {
 
     private func loop() {
         while true {
-            let batch = state.withLock { st -> [Pending]? in
-                if st.queue.isEmpty { return st.stopped ? nil : [] }
+            let (batch, more) = state.withLock { st -> ([Pending]?, Bool) in
+                if st.queue.isEmpty { return (st.stopped ? nil : [], false) }
                 let n = min(maxBatch, st.queue.count)
                 let b = Array(st.queue.prefix(n))
                 st.queue.removeFirst(n)
-                return b
+                return (b, !st.queue.isEmpty)
             }
             guard let batch else { wake.signal(); return }
+            // Requests left over (more than one batch holds): let the other committer start on them.
+            if more { wake.signal() }
             if batch.isEmpty {
                 _ = try? pollReadable([wake.fd], timeoutMillis: 1000)
                 wake.drain()

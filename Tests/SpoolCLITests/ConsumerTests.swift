@@ -100,9 +100,11 @@ import SpoolSystem
         let log = dir + ".log"
         _ = try run(testkitBin, ["enqueue", dir, "victim"])
         // The handler outlives the kill by a wide margin even on a loaded machine.
-        let handler = "sleep 3; echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
+        let handler = "echo \"$SPOOL_ATTEMPT\" >> \(log).started; sleep 3; echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
         let a = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
-        #expect(a.waitFor { entries(dir + "/claimed") == ["victim"] })
+        // Kill once the handler runs: a consumer killed between its claim's rename and its metadata write has not
+        // made an attempt, and the next claim is (rightly) attempt 1 again.
+        #expect(a.waitFor { (try? String(contentsOfFile: log + ".started", encoding: .utf8)) == "1\n" })
         a.signal(SIGKILL)
         a.wait()
         let b = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
