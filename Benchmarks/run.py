@@ -121,6 +121,7 @@ def ingress(args, work):
         res["floor1"].append(floor(os.path.join(work, "floor"), 1, args.seconds))
         res["floor16"].append(floor(os.path.join(work, "floor"), 16, args.seconds))
         res["ops1"].append(floor(os.path.join(work, "ops"), 1, args.seconds, 0))
+        os.sync()  # the ceiling run flushes nothing: its dirty data must not land on the next measurement
         for name, conns, dup in loads:
             kinds = ["spool"] + (["node"] if have_node and dup == 0 else [])
             for kind in kinds:

@@ -74,6 +74,7 @@ public struct ExecProcessor: ItemProcessor {
         var status: Int32 = 0
         var exited = false
         var buf = [UInt8](repeating: 0, count: 16384)
+        var idleSleep: UInt32 = 20
         while true {
             if !exited, spool_exited_nowait(pid) == 1 {
                 // The handler has exited but is not reaped yet, so its process group id cannot have been reused:
@@ -94,7 +95,10 @@ public struct ExecProcessor: ItemProcessor {
                 }
             }
             if openFDs.isEmpty {
-                usleep(2000)
+                // Both pipes closed: the handler is exiting (its pipes close a moment before it becomes reapable) or
+                // closed them and runs on. Look again soon, backing off to 2 ms (a fixed 2 ms doubled `--exec true`).
+                usleep(idleSleep)
+                idleSleep = min(idleSleep * 2, 2000)
                 continue
             }
             let ready = (try? pollReadable(openFDs, timeoutMillis: exited ? 100 : 20)) ?? []
