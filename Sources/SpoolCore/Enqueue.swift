@@ -184,6 +184,7 @@ extension Spool {
     }
 
     private func recordFlushCosts(files: Int, fileNanos: Int64, dirFlushes: Int, dirNanos: Int64, syncfsCalls: Int, syncfsNanos: Int64) {
+        if syncfsCalls > 0 { syncfsBatches.wrappingAdd(1, ordering: .relaxed) } else { fsyncBatches.wrappingAdd(1, ordering: .relaxed) }
         guard flushMode == .auto else { return }
         let now = monotonicNanos()
         flushCosts.withLock { m in

@@ -65,6 +65,13 @@ public final class Spool: Sendable {
     let flushMode: FlushMode
     /// What each way of flushing has cost lately (for `FlushMode.auto`).
     let flushCosts = Mutex(FlushCostModel())
+    let fsyncBatches = Atomic<Int>(0)
+    let syncfsBatches = Atomic<Int>(0)
+    /// Enqueue batches made durable file by file and with `syncfs`, since this `Spool` was opened (for `/metrics`:
+    /// what `--flush auto` chose).
+    public var flushedBatches: (fsync: Int, syncfs: Int) {
+        (fsyncBatches.load(ordering: .relaxed), syncfsBatches.load(ordering: .relaxed))
+    }
     /// Who we are in `claimed_by` (host:pid).
     let identity: String
     private let counter = Atomic<UInt64>(0)

@@ -118,7 +118,7 @@ public final class IngressHandler: HTTPHandler {
             startThread { [self] in
                 let stats = try? spool.stats()
                 let states = ItemState.allCases.map { ($0.rawValue, stats?.counts[$0] ?? 0) }
-                let text = metrics.render(itemsPerState: states, openConnections: openConnections)
+                let text = metrics.render(itemsPerState: states, openConnections: openConnections, flushedBatches: spool.flushedBatches)
                 respond(HTTPResponse(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8)))
             }
         default:

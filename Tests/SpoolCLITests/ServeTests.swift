@@ -203,6 +203,24 @@ final class Results: @unchecked Sendable {
 }
 
 @Suite(.serialized) struct ServeOptionTests {
+    @Test func flushModeIsHonouredAndCountedInMetrics() throws {
+        func metric(_ text: String, _ name: String) -> Int? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int(Double($0.split(separator: " ")[1]) ?? -1) }
+        }
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir, extra: ["--flush", "fsync"])
+        for i in 0..<5 {
+            #expect(try curl(["--data-binary", "{\"project\":\"fl\(i)\"}", server.url + "/json2video/done"]).stdout.contains("accepted"))
+        }
+        let text = try curl([server.url + "/metrics"]).stdout
+        #expect(metric(text, "spool_flush_batches_total{method=\"fsync\"}") == 5, "\(text)")
+        #expect(metric(text, "spool_flush_batches_total{method=\"syncfs\"}") == 0)
+        #expect(metric(text, "spool_commit_batch_size_count") == 5)
+        #expect(server.stop().status == 0)
+        let bad = try spool("serve", "--flush", "sometimes", dir: dir)
+        #expect(bad.status == 64 && bad.stderr.contains("auto, fsync or syncfs"))
+    }
+
     @Test func keyFromHeaderAndCustomKeyPathsAndPath() throws {
         let dir = makeTempDir() + "/s"
         let byHeader = try Server(dir: dir, extra: ["--key-header", "webhook-id", "--path", "/hooks/in"])
