@@ -83,29 +83,34 @@ public struct ItemMeta: Sendable, Equatable {
         guard bytes.count <= maxBytes else { throw .corrupt("metadata larger than \(maxBytes) bytes") }
         let v: JSONValue
         do { v = try JSONParser.parse(bytes) } catch { throw .corrupt("metadata is not JSON: \(error)") }
-        guard case .object = v else { throw .corrupt("metadata is not a JSON object") }
-        guard v["v"]?.intValue == Int64(formatVersion) else { throw .corrupt("unknown metadata version") }
-        guard let key = v["key"]?.stringValue, let rec = v["received_at_ns"]?.intValue,
-              let size = v["size"]?.intValue, let att = v["attempts"]?.intValue, att >= 0, att < 1_000_000 else {
+        guard case .object(let members) = v else { throw .corrupt("metadata is not a JSON object") }
+        // One pass into a dictionary (a listing parses 100,000 of these); a repeated member counts as absent.
+        var fields: [String: JSONValue] = Dictionary(minimumCapacity: members.count)
+        var repeated: [String] = []
+        for (k, value) in members where fields.updateValue(value, forKey: k) != nil { repeated.append(k) }
+        for k in repeated { fields[k] = nil }
+        guard fields["v"]?.intValue == Int64(formatVersion) else { throw .corrupt("unknown metadata version") }
+        guard let key = fields["key"]?.stringValue, let rec = fields["received_at_ns"]?.intValue,
+              let size = fields["size"]?.intValue, let att = fields["attempts"]?.intValue, att >= 0, att < 1_000_000 else {
             throw .corrupt("metadata lacks key, received_at_ns, size or attempts")
         }
         // Times within about ±142 years of 1970 and sane sizes: anything else is corrupt (and rebuilt by a claim),
         // so that later arithmetic on them cannot overflow.
         let timeLimit: Int64 = 4_500_000_000_000_000_000
         func saneTime(_ t: Int64?) -> Bool { t.map { abs($0) < timeLimit } ?? true }
-        guard saneTime(rec), saneTime(v["next_attempt_at_ns"]?.intValue), saneTime(v["finished_at_ns"]?.intValue),
+        guard saneTime(rec), saneTime(fields["next_attempt_at_ns"]?.intValue), saneTime(fields["finished_at_ns"]?.intValue),
               size >= 0, size < 1 << 50 else { throw .corrupt("metadata time or size out of range") }
         var m = ItemMeta(key: key, receivedAtNanos: rec, size: size)
         m.attempts = Int(att)
-        if case .object(let hs)? = v["headers"] {
+        if case .object(let hs)? = fields["headers"] {
             for (n, hv) in hs { if let s = hv.stringValue { m.headers.append((n, s)) } }
         }
-        m.nextAttemptAtNanos = v["next_attempt_at_ns"]?.intValue
-        m.lastError = v["last_error"]?.stringValue
-        m.lastStatus = v["last_status"]?.stringValue
-        if let t = v["last_attempt_at"]?.stringValue { m.lastAttemptAtNanos = RFC3339.parse(t) }
-        m.claimedBy = v["claimed_by"]?.stringValue
-        m.finishedAtNanos = v["finished_at_ns"]?.intValue
+        m.nextAttemptAtNanos = fields["next_attempt_at_ns"]?.intValue
+        m.lastError = fields["last_error"]?.stringValue
+        m.lastStatus = fields["last_status"]?.stringValue
+        if let t = fields["last_attempt_at"]?.stringValue { m.lastAttemptAtNanos = RFC3339.parse(t) }
+        m.claimedBy = fields["claimed_by"]?.stringValue
+        m.finishedAtNanos = fields["finished_at_ns"]?.intValue
         return m
     }
 

@@ -64,3 +64,24 @@ import Testing
         #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=a&project=b".utf8)) }
     }
 }
+
+@Suite struct ItemMetaParseTests {
+    let good = #"{"v":1,"key":"k1","received_at_ns":5,"size":3,"attempts":2,"headers":{"content-type":"text/plain"},"last_error":"boom"}"#
+
+    @Test func readsEveryField() throws {
+        let m = try ItemMeta.parse(Array(good.utf8))
+        #expect(m.key == "k1" && m.receivedAtNanos == 5 && m.size == 3 && m.attempts == 2 && m.lastError == "boom")
+        #expect(m.header("content-type") == "text/plain")
+        // What it writes, it reads back.
+        #expect(try ItemMeta.parse(m.jsonBytes).jsonBytes == m.jsonBytes)
+    }
+
+    @Test func aRepeatedMemberCountsAsAbsent() throws {
+        // Two "attempts": neither is trusted, so the required field is missing and the metadata is corrupt.
+        let twice = good.replacingOccurrences(of: #""attempts":2"#, with: #""attempts":2,"attempts":0"#)
+        #expect(throws: SpoolError.self) { try ItemMeta.parse(Array(twice.utf8)) }
+        // A repeated optional member is dropped, the rest still read.
+        let errTwice = good.replacingOccurrences(of: #""last_error":"boom""#, with: #""last_error":"a","last_error":"b""#)
+        #expect(try ItemMeta.parse(Array(errTwice.utf8)).lastError == nil)
+    }
+}
