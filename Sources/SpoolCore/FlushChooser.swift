@@ -61,10 +61,10 @@ public struct FlushCostModel: Sendable, Equatable {
 public let syncfsReportsErrors: Bool = {
     var u = utsname()
     guard uname(&u) == 0 else { return false }
-    let release = withUnsafeBytes(of: &u.release) { raw in
-        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    func field<T>(_ v: inout T) -> String {
+        withUnsafeBytes(of: &v) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
     }
-    return kernelAtLeast(release, major: 5, minor: 8)
+    return field(&u.sysname) == "Linux" && kernelAtLeast(field(&u.release), major: 5, minor: 8)
 }()
 
 /// Parses the leading `major.minor` of a kernel release string such as `6.18.44-fc` (nil parts: false).

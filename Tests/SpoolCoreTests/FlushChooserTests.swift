@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import SpoolCore
 
@@ -58,6 +59,13 @@ import Testing
             if t >= 10 { break }
         }
         #expect(!m.prefersSyncfs(files: 8, directories: 2, now: t))
+    }
+
+    @Test func gateMatchesThisKernel() throws {
+        // On Linux the gate is the running kernel's version; anywhere else syncfs is never chosen.
+        let release = (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(syncfsReportsErrors == (release.map { kernelAtLeast($0, major: 5, minor: 8) } ?? false))
     }
 
     @Test(arguments: [("6.18.44-fc-v782", true), ("5.8.0", true), ("5.10", true), ("5.7.19-generic", false),
