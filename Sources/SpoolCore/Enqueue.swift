@@ -175,7 +175,7 @@ extension Spool {
     private func useSyncfs(files: Int) -> Bool {
         switch flushMode {
         case .fsync: return false
-        case .syncfs: return files > 1
+        case .syncfs: return files > 0
         case .auto:
             guard syncfsReportsErrors else { return false }
             let now = monotonicNanos()
