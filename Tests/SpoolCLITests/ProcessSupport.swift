@@ -133,5 +133,14 @@ func cli(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = []) -> 
 /// The payload spool-testkit writes for a key (must match its `payloadFor`).
 func expectedPayload(_ key: String, size: Int = 256) throws -> Data {
     let r = try run(testkitBin, ["payload", key, "\(size)"])
+    // A helper that did not deliver its bytes must not look like a damaged item.
+    guard r.status == 0, r.stdout.utf8.count == size else {
+        throw HelperFailure(what: "spool-testkit payload \(key) \(size): status \(r.status), \(r.stdout.utf8.count) bytes, stderr \(r.stderr.prefix(200))")
+    }
     return Data(r.stdout.utf8)
+}
+
+struct HelperFailure: Error, CustomStringConvertible {
+    let what: String
+    var description: String { what }
 }

@@ -68,7 +68,11 @@ import SpoolCore
         var visible: Set<String> = []
         for name in entries(dir + "/new") {
             let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/" + name))
-            #expect(data == (try expectedPayload(name, size: 4096)), "\(name) is intact")
+            let expected = try expectedPayload(name, size: 4096)
+            #expect(data == expected, """
+                \(name) is intact: \(data.count) bytes, begins \(String(decoding: data.prefix(40), as: UTF8.self)), \
+                ends \(String(decoding: data.suffix(10), as: UTF8.self)), links \(linkCount(dir + "/new/" + name))
+                """)
             visible.insert(name)
         }
         #expect(acknowledged.isSubset(of: visible), "lost: \(acknowledged.subtracting(visible).prefix(5))")
@@ -91,4 +95,10 @@ import SpoolCore
         #expect(Date().timeIntervalSince(t0) < 2, "no timeout wait")
         #expect(entries(dir + "/new") == ["held"])
     }
+}
+
+/// The number of hard links of a file (-1 if it cannot be read): a payload in new/ has 2 (itself and its marker).
+func linkCount(_ path: String) -> Int {
+    var st = stat()
+    return stat(path, &st) == 0 ? Int(st.st_nlink) : -1
 }
