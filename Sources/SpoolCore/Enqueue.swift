@@ -45,8 +45,8 @@ extension Spool {
         let receivedAt = now()
 
         // Descriptors for the flushes, opened before this batch changes anything. `fsync` and `syncfs` report a
-        // writeback error to each open description once, and only if it was opened before the error: the long-lived
-        // directory descriptors are shared with a concurrent batch, which could take this batch's error away.
+        // writeback error once to each open file description: on the long-lived directory descriptors, shared with a
+        // concurrent batch, that batch could take this batch's error away.
         let handles: FlushHandles
         do { handles = try openFlushHandles() } catch {
             return requests.map { _ in .failure(error) }
