@@ -1,5 +1,15 @@
-"""Shared by the reliability scripts: starting `spool serve` and probing whether loop mounts are allowed."""
+"""Shared by the reliability scripts: starting `spool serve`, probing whether loop mounts are allowed, and
+recording checks."""
 import os, subprocess
+
+# What failed, in the order it was checked; a script exits 1 when this is not empty.
+failures = []
+
+
+def check(cond, what):
+    """Prints `ok` or `FAIL` with `what`, and records a failure."""
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond: failures.append(what)
 
 
 def start_serve(spool, spool_dir, *extra, env=None):

@@ -9,13 +9,7 @@ import argparse, http.client, json, os, resource, shutil, signal, socket, subpro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import loop_mount_permitted, start_serve  # noqa: E402
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond: failures.append(what)
+from common import check, failures, loop_mount_permitted, start_serve  # noqa: E402
 
 
 class Prober:
