@@ -32,9 +32,11 @@ let package = Package(
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
+        // Child processes for the tests (posix_spawn and waitpid on known pids; not Foundation's Process).
+        .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem"]),
-        .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem"]),
-        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "spool", "spool-testkit"]),
+        .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )

@@ -120,3 +120,28 @@ int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_
     posix_spawnattr_destroy(&at);
     return rc;
 }
+
+int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+                int in_fd, int out_fd, int err_fd) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    // Descriptors the parent opened without O_CLOEXEC (sockets, other children's pipes) stay with the parent.
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    sigset_t empty; sigemptyset(&empty);
+    sigset_t all; sigfillset(&all);
+    posix_spawnattr_setsigmask(&at, &empty);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t p = 0;
+    int rc = posix_spawn(&p, path, &fa, &at, argv, envp);
+    *pid = (int)p;
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return rc;
+}

@@ -4,6 +4,7 @@ import Testing
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
+import SpoolTestSupport
 @testable import SpoolBridges
 
 /// The `nats-server` binary, if installed (Debian package `nats-server`; `.ci/run` installs it).
@@ -46,7 +47,7 @@ final class NATSServerProcess: @unchecked Sendable {
     let port: UInt16
     let storeDir: String
     let logPath: String
-    private var process: Process?
+    private var process: Child?
 
     init() throws {
         port = try freePort()
@@ -58,17 +59,11 @@ final class NATSServerProcess: @unchecked Sendable {
 
     var url: String { "nats://127.0.0.1:\(port)" }
     var endpoint: Endpoint { Endpoint(host: "127.0.0.1", port: port, target: "") }
-    var pid: Int32 { process?.processIdentifier ?? -1 }
+    var pid: Int32 { process?.pid ?? -1 }
 
     /// Starts the server (again, on the same port and store) and waits until it accepts connections.
     func start() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: natsServerPath!)
-        p.arguments = ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
+        process = try Child(natsServerPath!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath])
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!, timeoutMillis: 200) {
@@ -82,9 +77,9 @@ final class NATSServerProcess: @unchecked Sendable {
 
     /// SIGTERM (graceful) or SIGKILL, then reaps the process.
     func stop(signal: Int32 = SIGTERM) {
-        guard let p = process, p.isRunning else { return }
-        kill(p.processIdentifier, signal)
-        p.waitUntilExit()
+        guard let p = process else { return }
+        p.signal(signal)
+        p.wait()
         process = nil
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SpoolTestSupport
 import Glibc
 
 /// A minimal blocking HTTP/1.1 client on a raw socket, for load and crash tests (curl is used elsewhere).

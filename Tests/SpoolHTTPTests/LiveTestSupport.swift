@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SpoolSystem
+import SpoolTestSupport
 @testable import SpoolHTTP
 
 /// A test handler: echoes the request, with a few special paths.
@@ -144,17 +145,8 @@ final class RawClient {
 
 /// Runs curl and returns (exit status, stdout, stderr).
 func curl(_ args: [String]) throws -> (Int32, String, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    p.arguments = ["-sS", "--max-time", "10"] + args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    let r = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10"] + args, timeout: 30)
+    return (r.status, r.stdout, r.stderr)
 }
 
 func elapsed(_ body: () throws -> Void) rethrows -> Double {

@@ -58,4 +58,9 @@ int spool_wtermsig(int s);
 /// signal mask and default dispositions, so the handler runs in a normal environment. Returns 0 or an errno.
 int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]);
 
+/// Spawns `path` with `argv`/`envp`, stdin/stdout/stderr on the given fds, in `cwd` if not NULL, with every
+/// other descriptor closed, an empty signal mask and default dispositions. Returns 0 or an errno.
+int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+                int in_fd, int out_fd, int err_fd);
+
 #endif

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpoolShims
+
+/// How a child process ended.
+public enum ProcessExit: Equatable, Sendable {
+    case exited(Int32)
+    case signaled(Int32)
+
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    public var shellCode: Int32 {
+        switch self {
+        case .exited(let c): return c
+        case .signaled(let s): return 128 + s
+        }
+    }
+
+    init(waitStatus s: Int32) {
+        self = spool_wifsignaled(s) != 0 ? .signaled(spool_wtermsig(s)) : .exited(spool_wexitstatus(s))
+    }
+}
+
+/// Starting and reaping child processes with `posix_spawn` and `waitpid` on a known pid only, so nothing
+/// else in the process (a library's SIGCHLD handler, another thread's child) is disturbed.
+public enum Spawn {
+    /// Starts `path` (not searched in PATH) with `arguments` (argv[1...]) and `environment` ("K=V" entries).
+    /// The child gets `stdin`/`stdout`/`stderr` as 0/1/2 and no other descriptor of ours.
+    public static func start(_ path: String, _ arguments: [String], environment: [String], directory: String? = nil,
+                             stdin: FileDescriptor, stdout: FileDescriptor, stderr: FileDescriptor) throws(Errno) -> pid_t {
+        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { for p in envp { free(p) } }
+        var pid: Int32 = 0
+        let rc: Int32
+        if let directory {
+            rc = directory.withCString { spool_spawn(&pid, path, &argv, &envp, $0, stdin.rawValue, stdout.rawValue, stderr.rawValue) }
+        } else {
+            rc = spool_spawn(&pid, path, &argv, &envp, nil, stdin.rawValue, stdout.rawValue, stderr.rawValue)
+        }
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return pid
+    }
+
+    /// `waitpid` on `pid`: its status once it has ended (and is reaped), or nil if `block` is false and it
+    /// is still running. A pid may be reaped once; callers that share one must serialise.
+    public static func reap(_ pid: pid_t, block: Bool) throws(Errno) -> ProcessExit? {
+        var status: Int32 = 0
+        let r = try retryingSyscall { waitpid(pid, &status, block ? 0 : WNOHANG) }
+        return r == 0 ? nil : ProcessExit(waitStatus: status)
+    }
+
+    /// A pipe whose both ends are close-on-exec (a child gets an end only through `start`'s dup2).
+    public static func pipe() throws(Errno) -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [-1, -1]
+        _ = try retryingSyscall { spool_pipe_cloexec(&fds) }
+        return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+
+    /// The environment of this process as "K=V" entries.
+    public static var currentEnvironment: [String] {
+        var out: [String] = []
+        var p = environ
+        while let e = p.pointee { out.append(String(cString: e)); p += 1 }
+        return out
+    }
+}
