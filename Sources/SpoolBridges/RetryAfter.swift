@@ -11,7 +11,10 @@ public enum RetryAfter {
         if let secs = Digits.decimal(v, max: Int(maxNanos / 1_000_000_000)) { return Int64(secs) * 1_000_000_000 }
         if v.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) && !v.isEmpty { return maxNanos }
         guard let at = imfFixdate(v) else { return nil }
-        return min(max(0, at - nowNanos), maxNanos)
+        // A date centuries away (from a hostile server) must not overflow the subtraction.
+        let (delay, overflow) = at.subtractingReportingOverflow(nowNanos)
+        if overflow { return at < nowNanos ? 0 : maxNanos }
+        return min(max(0, delay), maxNanos)
     }
 
     /// `Sun, 06 Nov 1994 08:49:37 GMT` to nanoseconds since the epoch (through RFC3339.parse, one calendar).

@@ -66,9 +66,72 @@ public struct JSONParser {
 
     public static func parse(_ text: String) throws(JSONError) -> JSONValue { try parse(Array(text.utf8)) }
 
+    /// Reads a document whose top level should be an object member by member, without building it (a listing
+    /// reads 100,000 metadata objects). `member` gets each name and must read its value with exactly one of
+    /// `memberValue`, `memberInteger`, `memberString`. The same code as `parse` checks every byte, so this accepts
+    /// exactly the documents `parse` accepts. Returns false for a valid document that is not an object.
+    public static func visitObject(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth,
+                                   _ member: (String, inout JSONParser) throws(JSONError) -> Void) throws(JSONError) -> Bool {
+        var p = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        p.skipWS()
+        guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "{") else {
+            _ = try p.value(depth: 0)
+            p.skipWS()
+            if p.i != bytes.count { throw JSONError(message: "trailing data after JSON value", offset: p.i) }
+            return false
+        }
+        // As object(depth: 1), with the members handed out instead of collected.
+        guard 1 <= maxDepth else { throw p.fail("nesting deeper than \(maxDepth)") }
+        p.i += 1
+        p.skipWS()
+        if p.i < bytes.count, bytes[p.i] == UInt8(ascii: "}") {
+            p.i += 1
+        } else {
+            while true {
+                p.skipWS()
+                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected member name") }
+                let name = try p.string()
+                p.skipWS()
+                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: ":") else { throw p.fail("expected ':'") }
+                p.i += 1
+                p.skipWS()
+                let start = p.i
+                try member(name, &p)
+                precondition(p.i > start, "visitObject: a member's value was not read")
+                p.skipWS()
+                guard p.i < bytes.count else { throw p.fail("unterminated object") }
+                if bytes[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
+                if bytes[p.i] == UInt8(ascii: "}") { p.i += 1; break }
+                throw p.fail("expected ',' or '}'")
+            }
+        }
+        p.skipWS()
+        if p.i != bytes.count { throw JSONError(message: "trailing data after JSON value", offset: p.i) }
+        return true
+    }
+
+    /// The current member's value (inside `visitObject`).
+    public mutating func memberValue() throws(JSONError) -> JSONValue { try value(depth: 1) }
+
+    /// The current member's value as `JSONValue.intValue` would give it, without building a string for a number.
+    public mutating func memberInteger() throws(JSONError) -> Int64? {
+        guard i < b.count, b[i] == UInt8(ascii: "-") || isDigit(b[i]) else { return try value(depth: 1).intValue }
+        let start = i
+        try scanNumber()
+        return JSONParser.strictInteger(utf8: b[start..<i])
+    }
+
+    /// The current member's value as `JSONValue.stringValue` would give it.
+    public mutating func memberString() throws(JSONError) -> String? {
+        guard i < b.count, b[i] == UInt8(ascii: "\"") else { return try value(depth: 1).stringValue }
+        return try string()
+    }
+
     /// An integer in plain decimal form (`-?[0-9]+`, no fraction or exponent) that fits in Int64.
-    public static func strictInteger(_ t: String) -> Int64? {
-        var u = Substring(t).utf8[...]
+    public static func strictInteger(_ t: String) -> Int64? { strictInteger(utf8: Substring(t).utf8[...]) }
+
+    static func strictInteger<C: Collection<UInt8>>(utf8 digits: C) -> Int64? where C.SubSequence == C {
+        var u = digits
         var neg = false
         if u.first == 0x2D { neg = true; u = u.dropFirst() }
         guard !u.isEmpty else { return nil }
@@ -159,6 +222,12 @@ public struct JSONParser {
 
     private mutating func number() throws(JSONError) -> String {
         let start = i
+        try scanNumber()
+        return String(decoding: b[start..<i], as: UTF8.self)
+    }
+
+    /// Checks the RFC 8259 number grammar from `i` and moves past the number.
+    private mutating func scanNumber() throws(JSONError) {
         if b[i] == UInt8(ascii: "-") { i += 1 }
         guard i < b.count, isDigit(b[i]) else { throw fail("invalid number") }
         if b[i] == UInt8(ascii: "0") { i += 1 } else { while i < b.count, isDigit(b[i]) { i += 1 } }
@@ -173,7 +242,6 @@ public struct JSONParser {
             guard i < b.count, isDigit(b[i]) else { throw fail("invalid number exponent") }
             while i < b.count, isDigit(b[i]) { i += 1 }
         }
-        return String(decoding: b[start..<i], as: UTF8.self)
     }
 
     private func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }

@@ -90,7 +90,10 @@ public enum RFC3339 {
         let doy = (153 * mp + 2) / 5 + d - 1
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
         let days = era * 146_097 + doe - 719_468
-        return ((days * 86400 + h * 3600 + mi * 60 + se) * 1000 + milli) * 1_000_000
+        let millis = (days * 86400 + h * 3600 + mi * 60 + se) * 1000 + milli
+        // Int64 nanoseconds reach from 1677 to 2262: a year outside that (a hostile metadata file) is nil, not a trap.
+        let (nanos, overflow) = millis.multipliedReportingOverflow(by: 1_000_000)
+        return overflow ? nil : nanos
     }
 
 }

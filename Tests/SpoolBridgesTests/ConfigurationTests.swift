@@ -47,6 +47,12 @@ import SpoolSystem
         #expect(RetryAfter.parse("Sun, 29 Nov 2026 04:05:00 GMT", nowNanos: now) == 300_000_000_000)
         #expect(RetryAfter.parse("Sun, 29 Nov 2026 03:00:00 GMT", nowNanos: now) == 0, "a date in the past: no extra wait")
         #expect(RetryAfter.parse("99999999999999999999", nowNanos: now) == RetryAfter.maxNanos, "clamped, not wrapped")
+        // Dates a hostile server may send that Int64 nanoseconds cannot hold, or whose distance from now overflows:
+        // (these trapped before; the fuzzer found the calendar half through a metadata file).
+        #expect(RetryAfter.parse("Mon, 01 Jan 1000 00:00:00 GMT", nowNanos: now) == nil)
+        #expect(RetryAfter.parse("Fri, 31 Dec 9999 23:59:59 GMT", nowNanos: now) == nil)
+        #expect(RetryAfter.parse("Sat, 01 Jan 1678 00:00:00 GMT", nowNanos: now) == 0)
+        #expect(RetryAfter.parse("Thu, 01 Jan 2262 00:00:00 GMT", nowNanos: -now) == RetryAfter.maxNanos)
         for bad in ["", "-1", "1.5", " 12", "soon", "Sun, 29 Nov 2026 04:05:00 UTC", "Xyz, 29 Nov 2026 04:05:00 GMT", "Sun, 29 Foo 2026 04:05:00 GMT"] {
             #expect(RetryAfter.parse(bad, nowNanos: now) == nil, "\(bad)")
         }

@@ -1,4 +1,5 @@
 import Testing
+import SpoolSystem
 @testable import SpoolCore
 
 @Suite struct JSONTests {
@@ -83,5 +84,52 @@ import Testing
         // A repeated optional member is dropped, the rest still read.
         let errTwice = good.replacingOccurrences(of: #""last_error":"boom""#, with: #""last_error":"a","last_error":"b""#)
         #expect(try ItemMeta.parse(Array(errTwice.utf8)).lastError == nil)
+    }
+
+    /// Documents where reading members as they come could differ from parsing the whole tree: both must accept
+    /// the same ones and read the same metadata from them.
+    @Test func readingMembersAsTheyComeAgreesWithTheTree() throws {
+        let cases = [
+            good,
+            good + " \n",
+            good + "x",                                                     // trailing garbage
+            good.replacingOccurrences(of: "}", with: ",}"),                 // trailing comma
+            good.replacingOccurrences(of: #""v":1"#, with: #""v":1.0"#),   // not a plain integer
+            good.replacingOccurrences(of: #""v":1"#, with: #""v":"1""#),   // a string where a number belongs
+            good.replacingOccurrences(of: #""size":3"#, with: #""size":03"#),
+            good.replacingOccurrences(of: #""size":3"#, with: #""size":-0"#),
+            good.replacingOccurrences(of: #""size":3"#, with: #""size":9223372036854775808"#),
+            good.replacingOccurrences(of: #""key":"k1""#, with: #""k\u0065y":"k1""#),            // escaped member name
+            good.replacingOccurrences(of: #""key":"k1""#, with: #""key":"k1","k\u0065y":"k2""#), // repeated, once escaped
+            good.replacingOccurrences(of: #""last_error":"boom""#, with: #""last_error":["boom"]"#),
+            good.replacingOccurrences(of: #""last_error":"boom""#, with: #""extra":{"a":[1,{"b":null}]},"last_error":"b\u00e9""#),
+            good.replacingOccurrences(of: #""last_error":"boom""#, with: #""last_error":"\ud800""#), // lone surrogate
+            good.replacingOccurrences(of: #""headers":{"content-type":"text/plain"}"#, with: #""headers":[1]"#),
+            good.replacingOccurrences(of: #""headers":{"content-type":"text/plain"}"#, with: #""headers":{"a":1,"b":"c"}"#),
+            #"[1,2]"#, #""v""#, "", "{", "{}", #"{"v":1}"#, " {\"v\":1,\"key\":\"k\",\"received_at_ns\":1,\"size\":0,\"attempts\":0} ",
+        ]
+        for c in cases {
+            let bytes = Array(c.utf8)
+            let fast = try? ItemMeta.parse(bytes)
+            let tree = try? ItemMeta._parseReference(bytes)
+            #expect(fast?.json == tree?.json, "\(c)")
+        }
+        // Nesting limits are the same too: 64 levels under a member are refused by both.
+        let deep = #"{"v":1,"x":"# + String(repeating: "[", count: 64) + String(repeating: "]", count: 64) + "}"
+        #expect((try? JSONParser.parse(Array(deep.utf8))) == nil)
+        #expect(throws: JSONError.self) { _ = try JSONParser.visitObject(Array(deep.utf8)) { _, p throws(JSONError) in _ = try p.memberValue() } }
+        #expect(try ItemMeta.parse(Array(good.utf8)).key == "k1" && (try? ItemMeta.parse(Array((good + "x").utf8))) == nil)
+    }
+
+    /// Found by the fuzzer: a `last_attempt_at` in a year Int64 nanoseconds cannot hold trapped (overflow) in every
+    /// reader of the item, `spool ls` and the consumers alike. Now the time is unknown and the rest is read.
+    @Test func aTimeOutsideInt64NanosecondsIsUnknownNotACrash() throws {
+        for time in ["1013-11-29T09:03:03.000Z", "1677-01-01T00:00:00.000Z", "2263-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"] {
+            let doc = good.replacingOccurrences(of: #""last_error":"boom""#, with: #""last_attempt_at":"\#(time)""#)
+            let m = try ItemMeta.parse(Array(doc.utf8))
+            #expect(m.lastAttemptAtNanos == nil && m.key == "k1", "\(time)")
+        }
+        #expect(RFC3339.parse("1678-01-01T00:00:00Z") != nil && RFC3339.parse("2262-04-11T23:47:16.854Z") != nil)
+        #expect(RFC3339.parse("2262-04-11T23:47:16.855Z") == nil)
     }
 }

@@ -2,7 +2,8 @@ import SpoolCore
 
 /// Key extraction and the JSON parser on arbitrary bodies. The first byte picks the Content-Type (JSON, form,
 /// none). Invariants: no crash; an extracted key is a valid key; a document the parser accepts is written back
-/// by JSONWriter into text that parses to the same value.
+/// by JSONWriter into text that parses to the same value; item metadata read member by member (`ItemMeta.parse`)
+/// is exactly what the whole-tree reference reads (both refuse, or both give the same metadata).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 0 else { return 0 }
@@ -17,5 +18,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         guard let again = try? JSONParser.parse(text) else { preconditionFailure("writer produced invalid JSON") }
         precondition(again == v, "JSON round trip changed the value")
     }
+    let fast = try? ItemMeta.parse(bytes)
+    let tree = try? ItemMeta._parseReference(bytes)
+    precondition(fast?.jsonBytes == tree?.jsonBytes, "ItemMeta.parse disagrees with the tree reference")
     return 0
 }
