@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -91,6 +92,11 @@ int spool_exited_nowait(int pid) {
     if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
     return info.si_pid == pid ? 1 : 0;
 }
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+int spool_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int spool_wifexited(int s) { return WIFEXITED(s); }
 int spool_wexitstatus(int s) { return WEXITSTATUS(s); }

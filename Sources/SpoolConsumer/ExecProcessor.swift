@@ -63,6 +63,9 @@ public struct ExecProcessor: ItemProcessor {
         guard rc == 0 else { throw Errno(rawValue: rc) }
         Glibc.close(outPipe[1]); outPipe[1] = -1
         Glibc.close(errPipe[1]); errPipe[1] = -1
+        // Readable once the handler has exited: waiting on it replaces sleeping between "pipes closed" and "reapable".
+        let exitFD = spool_pidfd_open(pid)
+        defer { if exitFD >= 0 { Glibc.close(exitFD) } }
 
         let prefix = "key=\(logSafe(item.key.value)) "
         var outLine = LineBuffer(), errLine = LineBuffer()
@@ -96,9 +99,14 @@ public struct ExecProcessor: ItemProcessor {
             }
             if openFDs.isEmpty {
                 // Both pipes closed: the handler is exiting (its pipes close a moment before it becomes reapable) or
-                // closed them and runs on. Look again soon, backing off to 2 ms (a fixed 2 ms doubled `--exec true`).
-                usleep(idleSleep)
-                idleSleep = min(idleSleep * 2, 2000)
+                // closed them and runs on. Wait for its exit for up to 2 ms, then look again (timeouts, cancellation).
+                // Without pidfd (Linux < 5.3), sleep instead, backing off from 20 µs to 2 ms.
+                if exitFD >= 0 {
+                    _ = try? pollReadable([FileDescriptor(rawValue: exitFD)], timeoutMillis: 2)
+                } else {
+                    usleep(idleSleep)
+                    idleSleep = min(idleSleep * 2, 2000)
+                }
                 continue
             }
             let ready = (try? pollReadable(openFDs, timeoutMillis: exited ? 100 : 20)) ?? []

@@ -83,6 +83,24 @@ import SpoolSystem
         #expect(try meta(dir, "bg")["state"]?.stringValue == "done")
     }
 
+    /// A handler that closes its stdout and stderr and runs on: its exit status still decides (it is waited for,
+    /// not taken as done when its pipes close), and the timeout still applies while nothing is left to read.
+    @Test func handlerThatClosesItsOutputIsStillWaitedForAndTimed() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "quiet"])
+        let r = try spool("consume", "--exec", "exec >&- 2>&-; sleep 0.3; exit 65", "--once", dir: dir)
+        #expect(r.status == 0)
+        let m = try meta(dir, "quiet")
+        #expect(m["state"]?.stringValue == "failed" && m["last_status"]?.stringValue == "exit 65", "\(m)")
+
+        _ = try run(testkitBin, ["enqueue", dir, "mute"])
+        let t0 = Date()
+        let t = try spool("consume", "--exec", "exec >&- 2>&-; sleep 30", "--timeout", "300ms", "--once", dir: dir)
+        #expect(t.status == 0 && Date().timeIntervalSince(t0) < 10)
+        let mm = try meta(dir, "mute")
+        #expect(mm["state"]?.stringValue == "new" && mm["last_status"]?.stringValue == "timeout", "\(mm)")
+    }
+
     @Test func handlerPastTimeoutIsKilledAndRetried() throws {
         let dir = makeTempDir() + "/s"
         _ = try run(testkitBin, ["enqueue", dir, "slow"])

@@ -47,6 +47,8 @@ void spool_ignore_sigpipe(void);
 /// 1 if child `pid` has exited (left as a zombie: not reaped, so its pid and process group id cannot be
 /// reused yet), 0 if it is still running, -1 on error.
 int spool_exited_nowait(int pid);
+/// `pidfd_open(2)` (Linux 5.3+): a close-on-exec descriptor that becomes readable when `pid` exits; -1 if unavailable.
+int spool_pidfd_open(int pid);
 
 /// Wait-status decoding (the macros are not visible to Swift).
 int spool_wifexited(int s);
