@@ -76,9 +76,12 @@ final class Server: @unchecked Sendable {
     let port: UInt16
     let dir: String
 
-    init(dir: String, extra: [String] = [], env: [String: String] = [:]) throws {
+    /// `fdLimit`: run under `ulimit -n` (soft and hard, so the server cannot raise it) to exhaust descriptors.
+    init(dir: String, extra: [String] = [], env: [String: String] = [:], fdLimit: Int? = nil) throws {
         self.dir = dir
-        let c = try Child(spoolBin, ["--dir", dir, "serve", "--listen", "127.0.0.1:0"] + extra, env: env)
+        let args = ["--dir", dir, "serve", "--listen", "127.0.0.1:0"] + extra
+        let c = try fdLimit.map { try Child("/bin/sh", ["-c", "ulimit -n \($0) && exec \"$0\" \"$@\"", spoolBin] + args, env: env) }
+            ?? Child(spoolBin, args, env: env)
         var found: UInt16? = nil
         _ = c.waitFor(timeout: 20) {
             if let r = c.stdout.range(of: "127.0.0.1:"), let end = c.stdout[r.upperBound...].firstIndex(of: " ") {

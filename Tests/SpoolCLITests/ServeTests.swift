@@ -203,6 +203,54 @@ final class Results: @unchecked Sendable {
     }
 }
 
+/// A full descriptor table (EMFILE): the server must not spin on its listener, must answer what it cannot store
+/// with 503 and Retry-After (never 2xx), and must serve normally once descriptors are free again.
+@Suite(.serialized) struct DescriptorExhaustionTests {
+    func cpuSeconds(_ pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let f = stat[stat.index(after: close)...].split(separator: " ")
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+        return (Double(f[11]) ?? 0) / 100 + (Double(f[12]) ?? 0) / 100
+    }
+
+    @Test func fullDescriptorTableIs503WithoutSpinningAndRecovers() throws {
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir, fdLimit: 64)
+        let first = try RawClient(port: server.port)
+        #expect(try first.post(body: Array(#"{"project":"before"}"#.utf8)).status == 200)
+
+        // More connections than descriptors: the kernel completes them, the server accepts until EMFILE.
+        var idle: [RawClient] = []
+        for _ in 0..<120 { idle.append(try RawClient(port: server.port)) }
+        usleep(300_000)
+        let pid = server.child.pid
+        let cpu0 = cpuSeconds(pid)
+        usleep(1_000_000)
+        let cpu = cpuSeconds(pid) - cpu0
+        #expect(cpu < 0.5, "the server spent \(cpu) s of CPU in 1 s with a full descriptor table (spinning on accept?)")
+
+        // The committer cannot open a file now: the webhook is refused as temporary, never acknowledged.
+        let refused = try first.post(body: Array(#"{"project":"during"}"#.utf8))
+        #expect(refused.status == 503 && refused.headers["retry-after"] != nil, "\(refused)")
+
+        idle.removeAll()
+        var after = 0
+        let recovered = waitUntil(timeout: 10) {
+            guard let c = try? RawClient(port: server.port), let r = try? c.post(body: Array(#"{"project":"after"}"#.utf8)) else { return false }
+            after = r.status
+            return r.status == 200
+        }
+        #expect(recovered, "no 200 after descriptors were freed (last status \(after))")
+        // What was refused left nothing behind: sent again, it is accepted, not a duplicate.
+        let again = try RawClient(port: server.port).post(body: Array(#"{"project":"during"}"#.utf8))
+        #expect(again.status == 200 && again.body.contains("accepted"), "\(again)")
+        #expect(entries(dir + "/tmp").isEmpty)
+        #expect(Set(entries(dir + "/new")) == ["after", "before", "during"])
+        #expect(server.stop().status == 0)
+    }
+}
+
 @Suite(.serialized) struct ServeOptionTests {
     @Test func flushModeIsHonouredAndCountedInMetrics() throws {
         func metric(_ text: String, _ name: String) -> Int? {
