@@ -103,7 +103,10 @@ int spool_wexitstatus(int s) { return WEXITSTATUS(s); }
 int spool_wifsignaled(int s) { return WIFSIGNALED(s); }
 int spool_wtermsig(int s) { return WTERMSIG(s); }
 
-int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]) {
+/// The one posix_spawn of the project: stdin/stdout/stderr from the given fds, every other descriptor closed, an
+/// empty signal mask, the signals in `defaults` back to their default action, optionally a new process group.
+static int spawn_child(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+                       int in_fd, int out_fd, int err_fd, const sigset_t *defaults, int new_group) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
@@ -111,43 +114,34 @@ int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_
     posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
     posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
     posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-    sigset_t empty; sigemptyset(&empty);
-    sigset_t def; sigemptyset(&def);
-    sigaddset(&def, SIGPIPE); sigaddset(&def, SIGTERM); sigaddset(&def, SIGINT);
-    posix_spawnattr_setsigmask(&at, &empty);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    char *const argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
-    pid_t p = 0;
-    int rc = posix_spawn(&p, "/bin/sh", &fa, &at, argv, envp);
-    *pid = (int)p;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    return rc;
-}
-
-int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
-                int in_fd, int out_fd, int err_fd) {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-    // Descriptors the parent opened without O_CLOEXEC (sockets, other children's pipes) stay with the parent.
+    // Descriptors our own parent left open without O_CLOEXEC stay with us, not with the child.
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
     sigset_t empty; sigemptyset(&empty);
-    sigset_t all; sigfillset(&all);
     posix_spawnattr_setsigmask(&at, &empty);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigdefault(&at, defaults);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_group) { posix_spawnattr_setpgroup(&at, 0); flags |= POSIX_SPAWN_SETPGROUP; }
+    posix_spawnattr_setflags(&at, flags);
     pid_t p = 0;
     int rc = posix_spawn(&p, path, &fa, &at, argv, envp);
     *pid = (int)p;
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     return rc;
+}
+
+int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]) {
+    // Only what spool itself handles goes back to default: a disposition spool inherited (SIGHUP ignored under
+    // nohup, say) is the handler's too.
+    sigset_t def; sigemptyset(&def);
+    sigaddset(&def, SIGPIPE); sigaddset(&def, SIGTERM); sigaddset(&def, SIGINT);
+    char *const argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+    return spawn_child(pid, "/bin/sh", argv, envp, NULL, in_fd, out_fd, err_fd, &def, 1);
+}
+
+int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+                int in_fd, int out_fd, int err_fd) {
+    sigset_t all; sigfillset(&all);
+    return spawn_child(pid, path, argv, envp, cwd, in_fd, out_fd, err_fd, &all, 0);
 }

@@ -31,6 +31,19 @@ import SpoolSystem
         #expect(try spool("consume", "--exec", "true", "--once", dir: dir).status == 3)
     }
 
+    /// A descriptor `spool consume` was started with (here fd 7, opened by the shell that starts it) is not the
+    /// handler's: the handler has 0, 1 and 2 only (and `ls` its own directory handle).
+    @Test func handlerGetsNoDescriptorBeyondItsStandardThree() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "fds"])
+        let out = dir + ".fds"
+        let c = try Child("/bin/sh", ["-c", "exec 7</dev/null; exec \"$0\" \"$@\"", spoolBin, "--dir", dir, "consume",
+                                      "--exec", "ls /proc/self/fd > \(out)", "--once"])
+        #expect(c.wait(timeout: 30).status == 0)
+        let fds = Set(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(fds == ["0", "1", "2", "3"], "the handler had \(fds.sorted())")
+    }
+
     @Test func exitStatusesLeadToTheRightState() throws {
         let dir = makeTempDir() + "/s"
         for k in ["ok", "poison", "flaky", "crash"] { _ = try run(testkitBin, ["enqueue", dir, k]) }

@@ -56,8 +56,9 @@ int spool_wexitstatus(int s);
 int spool_wifsignaled(int s);
 int spool_wtermsig(int s);
 
-/// Spawns `/bin/sh -c cmd` with stdin/stdout/stderr on the given fds, in a new process group, with an empty
-/// signal mask and default dispositions, so the handler runs in a normal environment. Returns 0 or an errno.
+/// Spawns `/bin/sh -c cmd` with stdin/stdout/stderr on the given fds and no other descriptor, in a new process
+/// group, with an empty signal mask and SIGPIPE/SIGTERM/SIGINT at their defaults, so the handler runs in a
+/// normal environment. Returns 0 or an errno.
 int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]);
 
 /// Spawns `path` with `argv`/`envp`, stdin/stdout/stderr on the given fds, in `cwd` if not NULL, with every
