@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
         .library(name: "SpoolConsumer", targets: ["SpoolConsumer"]),
         .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),
+        .library(name: "SpoolBridges", targets: ["SpoolBridges"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).

@@ -21,6 +21,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
+            name: "PeerFuzzer",
+            dependencies: [.product(name: "SpoolBridges", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
             name: "ExtractFuzzer",
             dependencies: [.product(name: "SpoolCore", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

@@ -241,6 +241,7 @@ public final class NATSConnection: Sendable {
     private func readEvents(_ fd: FileDescriptor, _ parser: inout NATSParser, deadline: Int64) throws(BridgeError) -> [NATSEvent] {
         var buf = [UInt8](repeating: 0, count: 16384)
         while true {
+            if let f = parser.failure { throw BridgeError(.protocolViolation, "protocol error: \(f.message)") }
             let left = deadline - monotonicNanos()
             if left <= 0 { throw BridgeError(.timeout, "handshake with \(url) timed out") }
             let ready = (try? pollReadable([fd, stopWake.fd], timeoutMillis: Int32(clamping: (left + 999_999) / 1_000_000))) ?? [false, false]
@@ -249,10 +250,8 @@ public final class NATSConnection: Sendable {
             let n: Int
             do { n = try buf.withUnsafeMutableBytes { try fd.recv(into: $0) } } catch { throw BridgeError(.connectionLost, "read failed: \(error)") }
             if n == 0 { throw BridgeError(.connectionLost, "the server closed the connection") }
-            do {
-                let events = try parser.feed(buf[0..<n])
-                if !events.isEmpty { return events }
-            } catch { throw BridgeError(.protocolViolation, "protocol error: \(error.message)") }
+            let events = parser.feed(buf[0..<n])
+            if !events.isEmpty { return events }
         }
     }
 
@@ -278,8 +277,8 @@ public final class NATSConnection: Sendable {
             let n: Int
             do { n = try buf.withUnsafeMutableBytes { try fd.recv(into: $0) } } catch { return "read failed: \(error)" }
             if n == 0 { return "the server closed the connection" }
-            let events: [NATSEvent]
-            do { events = try parser.feed(buf[0..<n]) } catch { return "protocol error: \(error.message)" }
+            // Events completed before a violation are handled; then the connection ends.
+            let events = parser.feed(buf[0..<n])
             for e in events {
                 switch e {
                 case .ping:
@@ -295,6 +294,7 @@ public final class NATSConnection: Sendable {
                     deliver(m)
                 }
             }
+            if let f = parser.failure { return "protocol error: \(f.message)" }
         }
     }
 

@@ -34,6 +34,8 @@ public enum NATSEvent: Sendable, Equatable {
 /// The server-to-client side of the NATS protocol as a pure state machine over bytes: feed it whatever `recv`
 /// returned, in any split, and get the complete events. Strict: CRLF line ends, known operations only, sizes
 /// overflow-checked and bounded, header blocks validated. After an error the parser stays failed.
+/// The events completed before an error are returned whatever the split (the fuzzer checks this): a reply that
+/// arrived just before garbage is still delivered.
 public struct NATSParser: Sendable {
     public struct Limits: Sendable {
         /// Longest control line (an INFO of a large cluster lists many URLs).
@@ -49,13 +51,14 @@ public struct NATSParser: Sendable {
     private var state = State.line
     private var line: [UInt8] = []
     private var body: [UInt8] = []
-    private var failure: NATSProtocolError?
+    /// Set at the first protocol violation; from then on `feed` returns nothing.
+    public private(set) var failure: NATSProtocolError?
 
     public init(limits: Limits = Limits()) { self.limits = limits }
 
-    /// Consumes all of `bytes` and returns the events they complete.
-    public mutating func feed<C: Collection>(_ bytes: C) throws(NATSProtocolError) -> [NATSEvent] where C.Element == UInt8 {
-        if let failure { throw failure }
+    /// Consumes `bytes` and returns the events they complete, up to the first violation (then `failure` is set).
+    public mutating func feed<C: Collection>(_ bytes: C) -> [NATSEvent] where C.Element == UInt8 {
+        if failure != nil { return [] }
         var events: [NATSEvent] = []
         do throws(NATSProtocolError) {
             var i = bytes.startIndex
@@ -90,7 +93,6 @@ public struct NATSParser: Sendable {
             }
         } catch {
             failure = error
-            throw error
         }
         return events
     }
