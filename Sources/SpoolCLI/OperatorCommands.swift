@@ -38,7 +38,7 @@ extension CLI {
             let spool = try ctx.openSpool()
             do {
                 let outcome = try spool.enqueue(key: key, payload: body, headers: headers)
-                ctx.console.out("\(outcome.rawValue) \(key.value)")
+                ctx.console.out("\(outcome.rawValue) \(logSafe(key.value))")
                 return 0
             } catch { throw CommandFailure(message: "\(error)") }
         })
@@ -93,7 +93,7 @@ extension CLI {
             let oneLine = e.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last.map(String.init) ?? ""
             bits.append(oneLine.count > 60 ? String(oneLine.prefix(57)) + "..." : oneLine)
         }
-        return bits.joined(separator: "; ")
+        return logSafe(bits.joined(separator: "; "))
     }
 
     static let lsCommand = Command(
@@ -127,7 +127,7 @@ extension CLI {
             }
             var rows = [["STATE", "KEY", "AGE", "SIZE", "ATTEMPTS", "INFO"]]
             for i in items {
-                rows.append([i.state.rawValue, i.key, humanDuration(nanos: now.subtractingReportingOverflow(i.receivedAtNanos).overflow ? Int64.max : now - i.receivedAtNanos), "\(i.size)", "\(i.meta?.attempts ?? 0)", shortInfo(i, now: now)])
+                rows.append([i.state.rawValue, logSafe(i.key), humanDuration(nanos: now.subtractingReportingOverflow(i.receivedAtNanos).overflow ? Int64.max : now - i.receivedAtNanos), "\(i.size)", "\(i.meta?.attempts ?? 0)", shortInfo(i, now: now)])
             }
             let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
             var out = ""
@@ -168,7 +168,7 @@ extension CLI {
                 return 0
             }
             var lines = [
-                "key:         \(info.key)",
+                "key:         \(logSafe(info.key))",
                 "state:       \(info.state.rawValue)",
                 "path:        \(info.path)",
                 "size:        \(info.size)",
@@ -177,14 +177,16 @@ extension CLI {
             ]
             if info.state == .new, info.dueAtNanos > now { lines.append("next_attempt_at: \(RFC3339.format(nanos: info.dueAtNanos))") }
             if let m = info.meta {
-                if let c = m.claimedBy, info.state == .claimed { lines.append("claimed_by:  \(c)") }
-                if let s = m.lastStatus { lines.append("last_status: \(s)") }
-                for (n, v) in m.headers { lines.append("header:      \(n): \(v)") }
-                if let e = m.lastError { lines.append("last_error:\n" + e.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")) }
+                // Metadata comes from the disk, headers from the network, last_error from a handler: escaped.
+                if let c = m.claimedBy, info.state == .claimed { lines.append("claimed_by:  \(logSafe(c))") }
+                if let s = m.lastStatus { lines.append("last_status: \(logSafe(s))") }
+                for (n, v) in m.headers { lines.append("header:      \(logSafe(n)): \(logSafe(v))") }
+                if let e = m.lastError { lines.append("last_error:\n" + e.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + logSafe(String($0)) }.joined(separator: "\n")) }
             } else { lines.append("metadata:    unreadable") }
             ctx.console.out(lines.joined(separator: "\n"))
             ctx.console.out("")
-            if let text = String(validating: body, as: UTF8.self), !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r" }) {
+            if let text = String(validating: body, as: UTF8.self),
+               !text.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r") || (0x7F...0x9F).contains($0.value) }) {
                 ctx.console.out(text)
             } else {
                 ctx.console.out("(\(body.count) bytes of binary payload; use --body)")
@@ -236,7 +238,7 @@ extension CLI {
             if all {
                 do {
                     let keys = try spool.retryAllFailed()
-                    for k in keys { ctx.console.out("retried \(k)") }
+                    for k in keys { ctx.console.out("retried \(logSafe(k))") }
                     ctx.console.out("\(keys.count) item(s) retried")
                 } catch { throw CommandFailure(message: "\(error)") }
                 return 0
@@ -245,9 +247,9 @@ extension CLI {
             for k in args.positionals {
                 do {
                     try spool.retry(key: try SpoolKey(k))
-                    ctx.console.out("retried \(k)")
+                    ctx.console.out("retried \(logSafe(k))")
                 } catch {
-                    ctx.console.err("error: \(k): \(error)")
+                    ctx.console.err("error: \(logSafe(k)): \(error)")
                     failures += 1
                 }
             }
@@ -299,7 +301,8 @@ extension CLI {
                 func arr(_ a: [String]) -> String { "[" + a.map(JSONWriter.quote).joined(separator: ",") + "]" }
                 ctx.console.out("{\"requeued\":\(arr(r.requeuedClaims)),\"completed_writes\":\(arr(r.completedWrites)),\"removed_tmp\":\(arr(r.removedTmp)),\"removed_orphan_markers\":\(arr(r.removedOrphanMarkers)),\"relinked_markers\":\(arr(r.relinkedMarkers)),\"problems\":\(arr(r.problems))}")
             } else {
-                ctx.console.out(r.isEmpty ? "nothing to recover" : r.lines.joined(separator: "\n"))
+                // Names found in tmp/ and elsewhere come from the disk: escaped like everything else shown.
+                ctx.console.out(r.isEmpty ? "nothing to recover" : r.lines.map(logSafe).joined(separator: "\n"))
             }
             return r.problems.isEmpty ? 0 : 1
         })

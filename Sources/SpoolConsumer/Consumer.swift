@@ -277,17 +277,3 @@ public final class Consumer: Sendable {
     }
 }
 
-/// Escapes CR, LF and other control characters so one log line stays one line.
-public func logSafe(_ s: String) -> String {
-    var out = ""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 || u.value == 0x7F { out += "\\x" + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out
-}

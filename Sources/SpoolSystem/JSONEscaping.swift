@@ -21,3 +21,22 @@ public func jsonEscaped(_ s: String) -> String {
     }
     return out
 }
+
+/// Escapes CR, LF and other control characters so one log line stays one line, and so that text from the
+/// network, a handler or the disk cannot drive the terminal of whoever reads it (`spool ls`, `show`, logs).
+public func logSafe(_ s: String) -> String {
+    // Most text has nothing to escape (C1 characters are encoded as C2 80 to C2 9F).
+    if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 }) { return s }
+    var out = ""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            // C0, DEL and C1 (U+0080-U+009F, which some terminals take as escape sequences, e.g. U+009B as CSI).
+            if u.value < 0x20 || (0x7F...0x9F).contains(u.value) { out += "\\x" + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out
+}

@@ -44,6 +44,24 @@ import SpoolSystem
         #expect(fds == ["0", "1", "2", "3"], "the handler had \(fds.sorted())")
     }
 
+    /// What a handler printed (kept as last_error) and what came from the network (the key) may hold terminal
+    /// escape sequences: `ls` and `show` print them escaped, never raw (ESC, and C1 such as U+009B, CSI).
+    @Test func lsAndShowNeverPrintRawControlCharacters() throws {
+        let dir = makeTempDir() + "/s"
+        let key = "k\u{9b}31m"
+        _ = try spool("enqueue", "--key", key, "-", dir: dir, stdin: Data("{}".utf8))
+        let r = try spool("consume", "--exec", "printf '\\033[2J\\302\\233red\\n' >&2; exit 65", "--once", dir: dir)
+        #expect(r.status == 0)
+        for out in [try spool("ls", dir: dir).stdout, try spool("show", key, dir: dir).stdout] {
+            let bytes = Array(out.utf8)
+            #expect(!bytes.contains(0x1B), "raw ESC in \(out.debugDescription)")
+            #expect(!zip(bytes, bytes.dropFirst()).contains { $0 == 0xC2 && (0x80...0x9F).contains($1) }, "raw C1 in \(out.debugDescription)")
+            #expect(out.contains("\\x1b[2J") && out.contains("\\x9bred") && out.contains("k\\x9b31m"), "\(out)")
+        }
+        // The stored text itself is unchanged: escaping is for display.
+        #expect(try meta(dir, key)["last_error"]?.stringValue?.contains("\u{1b}[2J") == true)
+    }
+
     @Test func exitStatusesLeadToTheRightState() throws {
         let dir = makeTempDir() + "/s"
         for k in ["ok", "poison", "flaky", "crash"] { _ = try run(testkitBin, ["enqueue", dir, k]) }
