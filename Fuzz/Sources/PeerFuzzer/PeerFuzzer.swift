@@ -1,7 +1,7 @@
 import SpoolBridges
 
 /// What downstream peers send to consumers: HTTP responses from forward targets (with their Retry-After) and
-/// the NATS server's protocol stream. Byte 0 picks the parser, byte 1 a split point. Invariants: no crash
+/// the NATS server's protocol stream, its messages also read as JetStream replies. Byte 0 picks the parser, byte 1 a split point. Invariants: no crash
 /// (bounded sizes, no overflow); the same outcome whether the bytes arrive at once or in two pieces; limits hold.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
@@ -64,6 +64,11 @@ func nats(_ bytes: [UInt8], cut: Int) {
     let split = parseNATS([bytes[..<cut], bytes[cut...]])
     precondition(whole.0 == split.0 && whole.1 == split.1, "NATS parse depends on the split")
     for e in whole.0 {
-        if case .message(let m) = e { precondition(m.payload.count <= NATSParser.Limits().maxPayload) }
+        guard case .message(let m) = e else { continue }
+        precondition(m.payload.count <= NATSParser.Limits().maxPayload)
+        // Every message as each JetStream reply we read: refused or read, never a trap.
+        if let ack = try? JetStreamAPI.ack(m) { precondition(!ack.stream.isEmpty && ack.sequence >= 1) }
+        _ = try? JetStreamAPI.reply(m, what: "fuzz")
+        _ = try? JetStreamAPI.streamMessages(m)
     }
 }
