@@ -80,31 +80,8 @@ public struct JSONParser {
             if p.i != bytes.count { throw JSONError(message: "trailing data after JSON value", offset: p.i) }
             return false
         }
-        // As object(depth: 1), with the members handed out instead of collected.
-        guard 1 <= maxDepth else { throw p.fail("nesting deeper than \(maxDepth)") }
-        p.i += 1
-        p.skipWS()
-        if p.i < bytes.count, bytes[p.i] == UInt8(ascii: "}") {
-            p.i += 1
-        } else {
-            while true {
-                p.skipWS()
-                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected member name") }
-                let name = try p.string()
-                p.skipWS()
-                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: ":") else { throw p.fail("expected ':'") }
-                p.i += 1
-                p.skipWS()
-                let start = p.i
-                try member(name, &p)
-                precondition(p.i > start, "visitObject: a member's value was not read")
-                p.skipWS()
-                guard p.i < bytes.count else { throw p.fail("unterminated object") }
-                if bytes[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
-                if bytes[p.i] == UInt8(ascii: "}") { p.i += 1; break }
-                throw p.fail("expected ',' or '}'")
-            }
-        }
+        // The members at depth 1, as `parse` would read them, handed out instead of collected.
+        try p.forEachMember(depth: 1, member)
         p.skipWS()
         if p.i != bytes.count { throw JSONError(message: "trailing data after JSON value", offset: p.i) }
         return true
@@ -180,11 +157,18 @@ public struct JSONParser {
     }
 
     private mutating func object(depth: Int) throws(JSONError) -> JSONValue {
+        var members: [(String, JSONValue)] = []
+        try forEachMember(depth: depth) { (name, p) throws(JSONError) in members.append((name, try p.value(depth: depth))) }
+        return .object(members)
+    }
+
+    /// Reads the object whose `{` is at `i`, handing each member's name to `member` with `i` at its value, which
+    /// `member` must read. `object` and `visitObject` both go through here, so they accept the same documents.
+    private mutating func forEachMember(depth: Int, _ member: (String, inout JSONParser) throws(JSONError) -> Void) throws(JSONError) {
         guard depth <= maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
         i += 1
-        var members: [(String, JSONValue)] = []
         skipWS()
-        if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return }
         while true {
             skipWS()
             guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw fail("expected member name") }
@@ -193,12 +177,13 @@ public struct JSONParser {
             guard i < b.count, b[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             i += 1
             skipWS()
-            let v = try value(depth: depth)
-            members.append((name, v))
+            let start = i
+            try member(name, &self)
+            precondition(i > start, "a member's value was not read")
             skipWS()
             guard i < b.count else { throw fail("unterminated object") }
             if b[i] == UInt8(ascii: ",") { i += 1; continue }
-            if b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            if b[i] == UInt8(ascii: "}") { i += 1; return }
             throw fail("expected ',' or '}'")
         }
     }
