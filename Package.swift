@@ -10,34 +10,43 @@ let package = Package(
         .executable(name: "spool", targets: ["spool"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
         .library(name: "SpoolConsumer", targets: ["SpoolConsumer"]),
+        .library(name: "SpoolWire", targets: ["SpoolWire"]),
         .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),
         .library(name: "SpoolBridges", targets: ["SpoolBridges"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).
         .target(name: "CSpoolShims"),
-        // Thin, typed syscall wrappers (Errno, FileDescriptor, directory handles).
+        // The only door to the kernel: thin, typed syscall wrappers (Errno, FileDescriptor, directory handles,
+        // sockets and byte streams, epoll, inotify, spawn, signals). The only module that imports CSpoolShims.
         .target(name: "SpoolSystem", dependencies: ["CSpoolShims"]),
+        // Pure wire formats, no I/O: byte classes, digits, header fields, log-safe text, the HTTP request and
+        // response parsers and status codes. Shared by the server and the bridges.
+        .target(name: "SpoolWire"),
         // The spool directory protocol: key encoding, metadata, enqueue/claim/complete/fail/recover.
-        .target(name: "SpoolCore", dependencies: ["SpoolSystem"]),
+        .target(name: "SpoolCore", dependencies: ["SpoolSystem", "SpoolWire"]),
         // Consumers: the claim loop (inotify, retries, dead-claim recovery) and the `--exec` handler runner.
-        .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "CSpoolShims"]),
-        // Sinks for consumers: NATS JetStream publisher and HTTP forwarder, on our own sockets.
-        .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "CSpoolShims"]),
-        // Our own strict HTTP/1.1 parser and epoll server.
-        .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "CSpoolShims"]),
+        .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire"]),
+        // Sinks for consumers: NATS JetStream publisher and HTTP forwarder, over byte streams.
+        .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolWire"]),
+        // Our own epoll HTTP/1.1 server (the parser is SpoolWire's).
+        .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
         // The webhook ingress: key extraction, token check, group commit, metrics, on the HTTP server.
-        .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem"]),
+        .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
         // Child processes for the tests (posix_spawn and waitpid on known pids; not Foundation's Process).
         .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
-        .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem"]),
-        .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolTestSupport", "spool", "spool-testkit"]),
+        .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
+        .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )

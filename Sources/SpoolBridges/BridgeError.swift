@@ -1,4 +1,5 @@
 import SpoolConsumer
+import SpoolWire
 
 /// The one error type of the bridges. Each case says whether trying the same item again can help; the
 /// processors map it to a `ProcessOutcome` at their edge and nowhere else.

@@ -1,3 +1,4 @@
+import SpoolWire
 /// A host and port from a URL, plus the path for HTTP; parsed strictly because it comes from the command line
 /// and ends up in request lines and Host headers.
 public struct Endpoint: Sendable, Equatable {

@@ -1,9 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
+import SpoolWire
 
 /// Where to POST, with which extra headers, and the time limit of one attempt.
 public struct HTTPForwardConfiguration: Sendable {
@@ -26,7 +24,7 @@ public struct HTTPForwardConfiguration: Sendable {
             guard let colon = h.firstIndex(of: ":") else { throw BridgeError(.configuration, "--header '\(h)' is not 'Name: value'") }
             let name = String(h[..<colon])
             let value = String(String.UnicodeScalarView(h[h.index(after: colon)...].unicodeScalars.drop { $0 == " " || $0 == "\t" }))
-            guard NATSHeaders.isValidField(name: name, value: value), !value.hasSuffix(" "), !value.hasSuffix("\t") else {
+            guard HTTPField.isValid(name: name, value: value), !value.hasSuffix(" "), !value.hasSuffix("\t") else {
                 throw BridgeError(.configuration, "--header '\(h)': the name must be a token and the value free of control characters")
             }
             guard !HTTPForwardConfiguration.reserved.contains(name.lowercased()) else {
@@ -66,10 +64,10 @@ public struct HTTPForwarder: ItemProcessor {
     public func request(for item: ClaimedItem, payload: [UInt8]) -> [UInt8] {
         let ep = configuration.endpoint
         var contentType = item.meta.header("content-type") ?? "application/octet-stream"
-        if !NATSHeaders.isValidField(name: "Content-Type", value: contentType) { contentType = "application/octet-stream" }
+        if !HTTPField.isValid(name: "Content-Type", value: contentType) { contentType = "application/octet-stream" }
         var head = "POST \(ep.target) HTTP/1.1\r\nHost: \(ep.authority(defaultPort: 80))\r\n"
         head += "Content-Type: \(contentType)\r\nContent-Length: \(payload.count)\r\n"
-        if NATSHeaders.isValidField(name: "X-Spool-Key", value: item.key.value) { head += "X-Spool-Key: \(item.key.value)\r\n" }
+        if HTTPField.isValid(name: "X-Spool-Key", value: item.key.value) { head += "X-Spool-Key: \(item.key.value)\r\n" }
         head += "X-Spool-Attempt: \(item.attempt)\r\n"
         head += "X-Spool-Received-At: \(RFC3339.format(nanos: item.meta.receivedAtNanos))\r\n"
         head += "User-Agent: spool\r\nConnection: close\r\n"
@@ -80,11 +78,11 @@ public struct HTTPForwarder: ItemProcessor {
 
     /// The edge mapping from a response to what becomes of the item.
     public static func outcome(head: HTTPResponseHead, body: [UInt8], nowNanos: Int64) -> ProcessOutcome {
-        let code = head.status
+        let code = head.status.code
         let status = "http \(code)"
         var text = "HTTP \(code)"
-        if !head.reason.isEmpty { text += " " + logSafeText(head.reason) }
-        let excerpt = logSafeText(String(decoding: body.prefix(1024), as: UTF8.self))
+        if !head.reason.isEmpty { text += " " + logSafe(head.reason, maxScalars: 512) }
+        let excerpt = logSafe(String(decoding: body.prefix(1024), as: UTF8.self), maxScalars: 512)
         switch code {
         case 200...299:
             return .done(status: status)
@@ -92,7 +90,7 @@ public struct HTTPForwarder: ItemProcessor {
             let after = head.value("retry-after").flatMap { RetryAfter.parse($0, nowNanos: nowNanos) }
             return .retry(error: excerpt.isEmpty ? text : text + ": " + excerpt, status: status, retryAfterNanos: after)
         case 300...399:
-            let location = head.value("location").map { " to " + logSafeText($0) } ?? ""
+            let location = head.value("location").map { " to " + logSafe($0, maxScalars: 512) } ?? ""
             return .failed(error: "\(text): redirect\(location) not followed; fix the --post URL", status: status)
         case 400...499:
             return .failed(error: excerpt.isEmpty ? text : text + ": " + excerpt, status: status)
@@ -102,52 +100,52 @@ public struct HTTPForwarder: ItemProcessor {
     }
 
     /// Connects, sends, and reads the response until it is complete (or enough of its body is kept), all
-    /// before one deadline.
+    /// before one deadline, through a byte stream (TLS will be one more kind of stream, not a change here).
     func exchange(_ request: [UInt8]) throws(BridgeError) -> HTTPResponseParser {
         let ep = configuration.endpoint
         let deadline = monotonicNanos() + configuration.timeoutNanos
-        let limitMs = configuration.timeoutNanos / 1_000_000
-        let addresses = Socket.resolve(host: ep.host, port: ep.port)
-        guard !addresses.isEmpty else { throw BridgeError(.connect, "cannot resolve \(ep.host)") }
-        var fd: FileDescriptor? = nil
-        var lastError = ""
-        for a in addresses {
-            let left = (deadline - monotonicNanos()) / 1_000_000
-            guard left > 0 else { break }
-            do { fd = try Socket.connect(a, timeoutMillis: Int(left)); break } catch { lastError = "\(error)" }
-        }
-        guard let fd else {
-            if lastError == "\(Errno.timedOut)" || lastError.isEmpty { throw BridgeError(.timeout, "connecting to \(ep.authority(defaultPort: 80)) timed out after \(limitMs)ms") }
-            throw BridgeError(.connect, "cannot connect to \(ep.authority(defaultPort: 80)): \(lastError)")
-        }
-        defer { try? fd.close() }
-        do {
-            try fd.setSendTimeout(milliseconds: Int(max(1, (deadline - monotonicNanos()) / 1_000_000)))
-            try fd.sendAll(request)
-        } catch let e as Errno where e == .wouldBlock {
-            throw BridgeError(.timeout, "sending to \(ep.authority(defaultPort: 80)) timed out after \(limitMs)ms")
-        } catch {
-            throw BridgeError(.connectionLost, "sending to \(ep.authority(defaultPort: 80)) failed: \(error)")
+        let stream = try BridgeConnect.stream(to: ep, defaultPort: 80, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
+        defer { stream.close() }
+        let peer = ep.authority(defaultPort: 80), limitMs = configuration.timeoutNanos / 1_000_000
+        do throws(StreamError) { try stream.writeAll(request, deadline: deadline) } catch {
+            if error == .timedOut { throw BridgeError(.timeout, "sending to \(peer) timed out after \(limitMs)ms") }
+            throw BridgeError(.connectionLost, "sending to \(peer) failed: \(error)")
         }
         var parser = HTTPResponseParser(limits: configuration.responseLimits)
         var buf = [UInt8](repeating: 0, count: 16384)
         while !(parser.isComplete || (parser.head != nil && parser.bodyTruncated)) {
-            let left = deadline - monotonicNanos()
-            guard left > 0 else {
-                throw BridgeError(.timeout, "no \(parser.head == nil ? "response" : "complete response") from \(ep.authority(defaultPort: 80)) within \(limitMs)ms")
-            }
-            let ready = (try? pollReadable([fd], timeoutMillis: Int32(clamping: (left + 999_999) / 1_000_000))) ?? [false]
-            guard ready[0] else { continue }
             let n: Int
-            do { n = try buf.withUnsafeMutableBytes { try fd.recv(into: $0) } } catch {
+            do throws(StreamError) {
+                n = try buf.withUnsafeMutableBytes { p in Result { () throws(StreamError) in try stream.read(into: p, deadline: deadline) } }.get()
+            } catch {
+                if error == .timedOut {
+                    throw BridgeError(.timeout, "no \(parser.head == nil ? "response" : "complete response") from \(peer) within \(limitMs)ms")
+                }
                 throw BridgeError(.connectionLost, "reading the response failed: \(error)")
             }
             do throws(HTTPResponseError) {
                 if n == 0 { try parser.finish() } else { try parser.feed(buf[0..<n]) }
             } catch {
-                throw BridgeError(.protocolViolation, "bad response from \(ep.authority(defaultPort: 80)): \(error.message)", status: "bad response")
+                throw BridgeError(.protocolViolation, "bad response from \(peer): \(error.message)", status: "bad response")
             }
         }
         return parser
+    }
+}
+
+/// The bridges' one way to open a connection: resolve, connect before the deadline, wrap as a byte stream, and
+/// say what went wrong in the bridges' own terms.
+enum BridgeConnect {
+    static func stream(to ep: Endpoint, defaultPort: UInt16, deadline: Int64, timeoutNanos: Int64) throws(BridgeError) -> any ByteStream {
+        do throws(Socket.ConnectFailure) {
+            return SocketStream(try Socket.connect(host: ep.host, port: ep.port, deadline: deadline))
+        } catch {
+            let peer = ep.authority(defaultPort: defaultPort)
+            switch error {
+            case .cannotResolve(let host): throw BridgeError(.connect, "cannot resolve \(host)")
+            case .timedOut: throw BridgeError(.timeout, "connecting to \(peer) timed out after \(timeoutNanos / 1_000_000)ms")
+            case .failed(let e): throw BridgeError(.connect, "cannot connect to \(peer): \(e)")
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
 import SpoolCore
+import SpoolWire
 
 /// A positive JetStream publish acknowledgement: the message is stored (or was already, within the window).
 public struct JetStreamAck: Sendable, Equatable {
@@ -45,7 +46,7 @@ public enum JetStreamAPI {
                                   status: "no responders")
             }
             let d = reply.headers?.statusDescription ?? ""
-            throw BridgeError(.serverError, "NATS status \(status)\(d.isEmpty ? "" : " " + logSafeText(d)) instead of a \(what)", status: "nats \(status)")
+            throw BridgeError(.serverError, "NATS status \(status)\(d.isEmpty ? "" : " " + logSafe(d, maxScalars: 512)) instead of a \(what)", status: "nats \(status)")
         }
         let v: JSONValue
         do { v = try JSONParser.parse(reply.payload, maxDepth: 16) } catch {
@@ -54,7 +55,7 @@ public enum JetStreamAPI {
         guard case .object = v else { throw BridgeError(.protocolViolation, "\(what) is not a JSON object") }
         if let e = v["error"] {
             return .error(code: e["code"]?.intValue ?? 0, errCode: e["err_code"]?.intValue ?? 0,
-                          description: logSafeText(e["description"]?.stringValue ?? "unknown error"))
+                          description: logSafe(e["description"]?.stringValue ?? "unknown error", maxScalars: 512))
         }
         return .ok(v)
     }

@@ -2,6 +2,7 @@ import Synchronization
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
+import SpoolWire
 
 /// What to publish where.
 public struct JetStreamConfiguration: Sendable {
@@ -47,12 +48,12 @@ public final class JetStreamPublisher: ItemProcessor {
     /// `~hex` for the others, so any key is a safe, unique header value.
     public static func headers(for item: ClaimedItem) -> NATSHeaders {
         var fields = [("Nats-Msg-Id", item.key.fileName)]
-        if NATSHeaders.isValidField(name: "Spool-Key", value: item.key.value) { fields.append(("Spool-Key", item.key.value)) }
+        if HTTPField.isValid(name: "Spool-Key", value: item.key.value) { fields.append(("Spool-Key", item.key.value)) }
         fields.append(("Spool-Received-At", RFC3339.format(nanos: item.meta.receivedAtNanos)))
-        if let ct = item.meta.header("content-type"), NATSHeaders.isValidField(name: "Content-Type", value: ct) {
+        if let ct = item.meta.header("content-type"), HTTPField.isValid(name: "Content-Type", value: ct) {
             fields.append(("Content-Type", ct))
         }
-        return NATSHeaders(fields: fields)
+        return NATSHeaders(fields: HTTPHeaders(fields))
     }
 
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {

@@ -1,8 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import SpoolSystem
+import SpoolWire
 
 /// Where and how to connect, and the time limits of the connection itself.
 public struct NATSConnectionOptions: Sendable {
@@ -34,7 +32,9 @@ public final class NATSConnection: Sendable {
     private let stopWake: Wakeup
 
     struct State {
-        var fd: FileDescriptor?
+        var stream: (any ByteStream)?
+        /// The stream of a handshake in progress (so `close` can interrupt it).
+        var connecting: (any ByteStream)?
         var info: NATSServerInfo?
         var waiters: [UInt64: ReplySlot] = [:]
         var nextToken: UInt64 = 1
@@ -65,28 +65,28 @@ public final class NATSConnection: Sendable {
 
     /// Stops reconnecting, drops the socket and fails requests still waiting.
     public func close() {
-        let fd = state.withLock { st -> FileDescriptor? in st.closed = true; return st.fd }
+        let streams = state.withLock { st -> [any ByteStream] in st.closed = true; return [st.stream, st.connecting].compactMap { $0 } }
         stopWake.signal()
-        fd?.shutdownBoth()
+        for s in streams { s.interrupt() }
         if !state.withLock({ $0.started }) { failWaiters("connection closed") }
     }
 
-    public var isConnected: Bool { state.withLock { $0.fd != nil } }
+    public var isConnected: Bool { state.withLock { $0.stream != nil } }
     /// Completed handshakes so far (tests use it to see a reconnect happen).
     public var connectCount: Int { state.withLock { $0.connects } }
-    public var serverInfo: NATSServerInfo? { state.withLock { $0.fd != nil ? $0.info : nil } }
+    public var serverInfo: NATSServerInfo? { state.withLock { $0.stream != nil ? $0.info : nil } }
 
     /// Why the connection is down ("" while connected).
-    public var lastError: String { state.withLock { $0.fd != nil ? "" : $0.lastError } }
+    public var lastError: String { state.withLock { $0.stream != nil ? "" : $0.lastError } }
 
     /// Waits until connected, or `timeoutNanos` passes. True when connected.
     public func waitUntilConnected(timeoutNanos: Int64) -> Bool {
         let deadline = monotonicNanos() + timeoutNanos
         while true {
-            let (connected, closed) = state.withLock { ($0.fd != nil, $0.closed) }
+            let (connected, closed) = state.withLock { ($0.stream != nil, $0.closed) }
             if connected { return true }
             if closed || monotonicNanos() >= deadline { return false }
-            usleep(5000)
+            sleep(nanoseconds: 5_000_000)
         }
     }
 
@@ -97,11 +97,11 @@ public final class NATSConnection: Sendable {
         let deadline = monotonicNanos() + timeoutNanos
         var info: NATSServerInfo
         while true {
-            let (i, closed, last) = state.withLock { ($0.fd != nil ? $0.info : nil, $0.closed, $0.lastError) }
+            let (i, closed, last) = state.withLock { ($0.stream != nil ? $0.info : nil, $0.closed, $0.lastError) }
             if closed { throw BridgeError(.connectionLost, "the NATS connection is closed") }
             if let i { info = i; break }
             if monotonicNanos() >= deadline { throw BridgeError(.connect, "not connected to \(url): \(last)") }
-            usleep(5000)
+            sleep(nanoseconds: 5_000_000)
         }
         let h = headers?.encoded() ?? []
         guard h.count + payload.count <= info.maxPayload else {
@@ -127,9 +127,9 @@ public final class NATSConnection: Sendable {
     /// connection is shut down (the reader thread then reconnects).
     private func write(_ bytes: [UInt8]) throws(BridgeError) {
         try writeLock.withLock { _ throws(BridgeError) in
-            guard let fd = state.withLock({ $0.fd }) else { throw BridgeError(.connectionLost, "not connected to \(url)") }
-            do { try fd.sendAll(bytes) } catch {
-                fd.shutdownBoth()
+            guard let stream = state.withLock({ $0.stream }) else { throw BridgeError(.connectionLost, "not connected to \(url)") }
+            do throws(StreamError) { try stream.writeAll(bytes, deadline: monotonicNanos() + options.writeTimeoutNanos) } catch {
+                stream.interrupt()
                 throw BridgeError(.connectionLost, "write to \(url) failed: \(error)")
             }
         }
@@ -141,9 +141,9 @@ public final class NATSConnection: Sendable {
         var delay = options.reconnectMinNanos
         var failuresInARow = 0
         while !state.withLock({ $0.closed }) {
-            let fd: FileDescriptor, info: NATSServerInfo
+            let stream: any ByteStream, info: NATSServerInfo
             var parser = NATSParser()
-            do { (fd, info) = try handshake(&parser) } catch {
+            do throws(BridgeError) { (stream, info) = try handshake(&parser) } catch {
                 state.withLock { $0.lastError = error.message }
                 if failuresInARow == 0 { log("nats: cannot connect to \(url): \(error.message); retrying") }
                 failuresInARow += 1
@@ -153,19 +153,20 @@ public final class NATSConnection: Sendable {
                 continue
             }
             let closedMeanwhile = state.withLock { st -> Bool in
+                st.connecting = nil
                 if st.closed { return true }
-                st.fd = fd; st.info = info; st.connects += 1; st.lastError = ""
+                st.stream = stream; st.info = info; st.connects += 1; st.lastError = ""
                 return false
             }
-            if closedMeanwhile { try? fd.close(); break }
+            if closedMeanwhile { stream.close(); break }
             log("nats: connected to \(url) (server \(info.version)\(failuresInARow > 0 ? ", after \(failuresInARow) failed attempts" : ""))")
             delay = options.reconnectMinNanos
             failuresInARow = 0
-            let reason = readLoop(fd, &parser)
-            fd.shutdownBoth()
+            let reason = readLoop(stream, &parser)
+            stream.interrupt()
             writeLock.withLock { _ in
-                state.withLock { $0.fd = nil; $0.lastError = reason }
-                try? fd.close()
+                state.withLock { $0.stream = nil; $0.lastError = reason }
+                stream.close()
             }
             failWaiters(reason)
             if !state.withLock({ $0.closed }) { log("nats: connection to \(url) lost: \(reason); reconnecting") }
@@ -183,40 +184,27 @@ public final class NATSConnection: Sendable {
     }
 
     /// TCP connect, INFO, CONNECT + PING, PONG, SUB on our inbox: all within the connect timeout.
-    private func handshake(_ parser: inout NATSParser) throws(BridgeError) -> (FileDescriptor, NATSServerInfo) {
-        let ep = options.endpoint
+    private func handshake(_ parser: inout NATSParser) throws(BridgeError) -> (any ByteStream, NATSServerInfo) {
         let deadline = monotonicNanos() + options.connectTimeoutNanos
-        let addresses = Socket.resolve(host: ep.host, port: ep.port)
-        guard !addresses.isEmpty else { throw BridgeError(.connect, "cannot resolve \(ep.host)") }
-        var fd: FileDescriptor? = nil
-        var lastError = ""
-        for a in addresses {
-            let left = max(1, (deadline - monotonicNanos()) / 1_000_000)
-            do { fd = try Socket.connect(a, timeoutMillis: Int(left)); break } catch { lastError = "\(error)" }
+        let stream = try BridgeConnect.stream(to: options.endpoint, defaultPort: 4222, deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
+        let closed = state.withLock { st -> Bool in
+            if !st.closed { st.connecting = stream }
+            return st.closed
         }
-        guard let fd else { throw BridgeError(.connect, lastError) }
         do throws(BridgeError) {
-            try? fd.setSendTimeout(milliseconds: Int(options.writeTimeoutNanos / 1_000_000))
-            var info: NATSServerInfo? = nil
+            if closed { throw BridgeError(.connectionLost, "closed") }
             var pending: [NATSEvent] = []
-            while info == nil {
-                pending += try readEvents(fd, &parser, deadline: deadline)
-                while !pending.isEmpty, info == nil {
-                    guard case .info(let i) = pending.removeFirst() else { throw BridgeError(.protocolViolation, "the server did not start with INFO") }
-                    info = i
-                }
-            }
-            guard var info else { throw BridgeError(.protocolViolation, "no INFO") }
+            var info = try awaitInfo(stream, &parser, &pending, deadline: deadline)
             if info.tlsRequired { throw BridgeError(.connect, "the server requires TLS, which is not supported yet") }
             if !info.headers { throw BridgeError(.connect, "the server does not support headers (NATS 2.2 or later is needed)") }
-            try send(fd, NATSCommand.connect(options.credentials) + NATSCommand.ping)
+            try send(stream, NATSCommand.connect(options.credentials) + NATSCommand.ping, deadline: deadline)
             var ponged = false
             while !ponged {
-                if pending.isEmpty { pending = try readEvents(fd, &parser, deadline: deadline) }
+                if pending.isEmpty { pending = try readEvents(stream, &parser, deadline: deadline) }
                 while !pending.isEmpty, !ponged {
                     switch pending.removeFirst() {
                     case .pong: ponged = true
-                    case .ping: try send(fd, NATSCommand.pong)
+                    case .ping: try send(stream, NATSCommand.pong, deadline: deadline)
                     case .info(let i): info = i
                     case .ok: break
                     case .err(let text): throw BridgeError(.connect, "the server refused the connection: \(text)")
@@ -224,39 +212,55 @@ public final class NATSConnection: Sendable {
                     }
                 }
             }
-            try send(fd, NATSCommand.sub(inboxPrefix + "*", sid: "1"))
+            try send(stream, NATSCommand.sub(inboxPrefix + "*", sid: "1"), deadline: deadline)
             if !pending.isEmpty { throw BridgeError(.protocolViolation, "unexpected data after PONG") }
-            return (fd, info)
+            return (stream, info)
         } catch {
-            try? fd.close()
+            state.withLock { $0.connecting = nil }
+            stream.close()
             throw error
         }
     }
 
-    private func send(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(BridgeError) {
-        do { try fd.sendAll(bytes) } catch { throw BridgeError(.connectionLost, "write failed: \(error)") }
+    /// The server speaks first: its INFO, before anything else.
+    private func awaitInfo(_ stream: any ByteStream, _ parser: inout NATSParser, _ pending: inout [NATSEvent],
+                           deadline: Int64) throws(BridgeError) -> NATSServerInfo {
+        while true {
+            pending += try readEvents(stream, &parser, deadline: deadline)
+            if !pending.isEmpty {
+                guard case .info(let i) = pending.removeFirst() else { throw BridgeError(.protocolViolation, "the server did not start with INFO") }
+                return i
+            }
+        }
+    }
+
+    private func send(_ stream: any ByteStream, _ bytes: [UInt8], deadline: Int64) throws(BridgeError) {
+        do throws(StreamError) { try stream.writeAll(bytes, deadline: deadline) } catch {
+            throw BridgeError(.connectionLost, "write failed: \(error)")
+        }
     }
 
     /// Reads until at least one event completes or the deadline passes.
-    private func readEvents(_ fd: FileDescriptor, _ parser: inout NATSParser, deadline: Int64) throws(BridgeError) -> [NATSEvent] {
+    private func readEvents(_ stream: any ByteStream, _ parser: inout NATSParser, deadline: Int64) throws(BridgeError) -> [NATSEvent] {
         var buf = [UInt8](repeating: 0, count: 16384)
         while true {
             if let f = parser.failure { throw BridgeError(.protocolViolation, "protocol error: \(f.message)") }
-            let left = deadline - monotonicNanos()
-            if left <= 0 { throw BridgeError(.timeout, "handshake with \(url) timed out") }
-            let ready = (try? pollReadable([fd, stopWake.fd], timeoutMillis: Int32(clamping: (left + 999_999) / 1_000_000))) ?? [false, false]
-            if ready[1] && state.withLock({ $0.closed }) { throw BridgeError(.connectionLost, "closed") }
-            if !ready[0] { continue }
             let n: Int
-            do { n = try buf.withUnsafeMutableBytes { try fd.recv(into: $0) } } catch { throw BridgeError(.connectionLost, "read failed: \(error)") }
-            if n == 0 { throw BridgeError(.connectionLost, "the server closed the connection") }
+            do throws(StreamError) {
+                n = try buf.withUnsafeMutableBytes { p in Result { () throws(StreamError) in try stream.read(into: p, deadline: deadline) } }.get()
+            } catch {
+                if error == .timedOut { throw BridgeError(.timeout, "handshake with \(url) timed out") }
+                throw BridgeError(.connectionLost, "read failed: \(error)")
+            }
+            if n == 0 { throw BridgeError(.connectionLost, state.withLock({ $0.closed }) ? "closed" : "the server closed the connection") }
             let events = parser.feed(buf[0..<n])
             if !events.isEmpty { return events }
         }
     }
 
-    /// Reads and dispatches until the connection fails; returns why.
-    private func readLoop(_ fd: FileDescriptor, _ parser: inout NATSParser) -> String {
+    /// Reads and dispatches until the connection fails; returns why. Wakes for the server's bytes and for its own
+    /// PING timer; `close` interrupts the stream.
+    private func readLoop(_ stream: any ByteStream, _ parser: inout NATSParser) -> String {
         var buf = [UInt8](repeating: 0, count: 65536)
         var lastPing = monotonicNanos()
         var outstanding = 0
@@ -270,16 +274,17 @@ public final class NATSConnection: Sendable {
                 lastPing = monotonicNanos()
                 continue
             }
-            let wait = Int32(clamping: (options.pingIntervalNanos - sinceP + 999_999) / 1_000_000)
-            let ready = (try? pollReadable([fd, stopWake.fd], timeoutMillis: wait)) ?? [false, false]
-            if ready[1] { stopWake.drain(); continue }
-            if !ready[0] { continue }
             let n: Int
-            do { n = try buf.withUnsafeMutableBytes { try fd.recv(into: $0) } } catch { return "read failed: \(error)" }
-            if n == 0 { return "the server closed the connection" }
+            do throws(StreamError) {
+                let until = lastPing + options.pingIntervalNanos
+                n = try buf.withUnsafeMutableBytes { p in Result { () throws(StreamError) in try stream.read(into: p, deadline: until) } }.get()
+            } catch {
+                if error == .timedOut { continue }
+                return "read failed: \(error)"
+            }
+            if n == 0 { return state.withLock({ $0.closed }) ? "connection closed" : "the server closed the connection" }
             // Events completed before a violation are handled; then the connection ends.
-            let events = parser.feed(buf[0..<n])
-            for e in events {
+            for e in parser.feed(buf[0..<n]) {
                 switch e {
                 case .ping:
                     do { try write(NATSCommand.pong) } catch { return error.message }
@@ -289,7 +294,7 @@ public final class NATSConnection: Sendable {
                     state.withLock { $0.info = i }
                     if i.lameDuck { log("nats: \(url) is entering lame duck mode (shutting down)") }
                 case .err(let text):
-                    log("nats: server error: \(logSafeText(text))")
+                    log("nats: server error: \(logSafe(text, maxScalars: 512))")
                 case .message(let m):
                     deliver(m)
                 }
@@ -303,9 +308,4 @@ public final class NATSConnection: Sendable {
         let slot = state.withLock { $0.waiters.removeValue(forKey: UInt64(token)) }
         slot?.fulfill(.success(m))
     }
-}
-
-/// Server text in our log: printable, one line, bounded.
-func logSafeText(_ s: String) -> String {
-    String(String.UnicodeScalarView(s.unicodeScalars.prefix(512).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
 }

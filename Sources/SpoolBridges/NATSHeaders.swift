@@ -1,44 +1,32 @@
+import SpoolWire
+
 /// A NATS header block (`NATS/1.0[ status[ description]]` CRLF, `Name: value` CRLF lines, CRLF): encoded for
 /// HPUB and parsed strictly from HMSG, where the status line carries "no responders" (503).
-public struct NATSHeaders: Sendable, Equatable {
+public struct NATSHeaders: Sendable, Hashable {
     /// The inline status (503 for no responders); nil when the status line is just `NATS/1.0`.
     public var status: Int?
     public var statusDescription: String
-    public var fields: [(String, String)]
+    public var fields: HTTPHeaders
 
-    public init(status: Int? = nil, statusDescription: String = "", fields: [(String, String)] = []) {
+    public init(status: Int? = nil, statusDescription: String = "", fields: HTTPHeaders = HTTPHeaders()) {
         self.status = status
         self.statusDescription = statusDescription
         self.fields = fields
     }
 
-    public static func == (a: NATSHeaders, b: NATSHeaders) -> Bool {
-        a.status == b.status && a.statusDescription == b.statusDescription
-            && a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-    }
-
     /// The first value of `name` (case-insensitive).
-    public func value(_ name: String) -> String? {
-        let n = name.lowercased()
-        return fields.first { $0.0.lowercased() == n }?.1
-    }
+    public func value(_ name: String) -> String? { fields[name] }
 
-    /// True when `name` is a token and `value` has no CR, LF or other control bytes (checked before encoding:
-    /// a key must never be able to inject a header line).
-    public static func isValidField(name: String, value: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy(Bytes.isToken) && value.utf8.allSatisfy(Bytes.isFieldValue)
-    }
-
-    /// The wire form. Callers validate fields first (`isValidField`); invalid ones are a programming error.
+    /// The wire form. Callers validate fields first (`HTTPField.isValid`); invalid ones are a programming error.
     public func encoded() -> [UInt8] {
         var out = Array("NATS/1.0".utf8)
         if let status { out += Array(" \(status)".utf8); if !statusDescription.isEmpty { out += Array(" \(statusDescription)".utf8) } }
-        out += [Bytes.cr, Bytes.lf]
-        for (n, v) in fields {
-            precondition(NATSHeaders.isValidField(name: n, value: v), "invalid NATS header field")
-            out += Array(n.utf8) + [Bytes.colon, Bytes.sp] + Array(v.utf8) + [Bytes.cr, Bytes.lf]
+        out += [ByteClass.cr, ByteClass.lf]
+        for f in fields {
+            precondition(HTTPField.isValid(name: f.name, value: f.value), "invalid NATS header field")
+            out += Array(f.name.utf8) + [ByteClass.colon, ByteClass.sp] + Array(f.value.utf8) + [ByteClass.cr, ByteClass.lf]
         }
-        out += [Bytes.cr, Bytes.lf]
+        out += [ByteClass.cr, ByteClass.lf]
         return out
     }
 
@@ -48,8 +36,8 @@ public struct NATSHeaders: Sendable, Equatable {
         var start = bytes.startIndex
         var i = bytes.startIndex
         while i < bytes.endIndex {
-            if bytes[i] == Bytes.lf {
-                guard i > start, bytes[i - 1] == Bytes.cr else { throw NATSProtocolError("header line without CRLF") }
+            if bytes[i] == ByteClass.lf {
+                guard i > start, bytes[i - 1] == ByteClass.cr else { throw NATSProtocolError("header line without CRLF") }
                 lines.append(bytes[start..<(i - 1)])
                 start = i + 1
             }
@@ -63,24 +51,24 @@ public struct NATSHeaders: Sendable, Equatable {
         var h = NATSHeaders()
         let rest = statusLine.dropFirst(version.count)
         if !rest.isEmpty {
-            guard rest.first == Bytes.sp else { throw NATSProtocolError("bad header status line") }
+            guard rest.first == ByteClass.sp else { throw NATSProtocolError("bad header status line") }
             let afterSpace = rest.dropFirst()
             let code = afterSpace.prefix(3)
             guard code.count == 3, let c = Digits.decimal(code), c >= 100 else { throw NATSProtocolError("bad header status code") }
             h.status = c
             let tail = afterSpace.dropFirst(3)
             if !tail.isEmpty {
-                guard tail.first == Bytes.sp, tail.allSatisfy(Bytes.isFieldValue) else { throw NATSProtocolError("bad header status description") }
-                h.statusDescription = String(decoding: Bytes.trimmed(tail.dropFirst()), as: UTF8.self)
+                guard tail.first == ByteClass.sp, tail.allSatisfy(ByteClass.isFieldValueByte) else { throw NATSProtocolError("bad header status description") }
+                h.statusDescription = String(decoding: ByteClass.trimOWS(tail.dropFirst()), as: UTF8.self)
             }
         }
         for line in lines[1..<(lines.count - 1)] {
-            guard let colon = line.firstIndex(of: Bytes.colon) else { throw NATSProtocolError("header line without a colon") }
-            let name = line[line.startIndex..<colon]
-            let value = Bytes.trimmed(line[(colon + 1)...])
-            guard !name.isEmpty, name.allSatisfy(Bytes.isToken) else { throw NATSProtocolError("bad header name") }
-            guard value.allSatisfy(Bytes.isFieldValue) else { throw NATSProtocolError("bad header value") }
-            h.fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            switch HTTPField.parse(line) {
+            case .success(let f): h.fields.add(name: f.name, value: f.value)
+            case .failure(.noColon): throw NATSProtocolError("header line without a colon")
+            case .failure(.controlCharacterInValue): throw NATSProtocolError("bad header value")
+            case .failure: throw NATSProtocolError("bad header name")
+            }
         }
         return h
     }

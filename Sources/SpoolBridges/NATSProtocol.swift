@@ -1,4 +1,5 @@
 import SpoolCore
+import SpoolWire
 
 /// A protocol violation by the NATS server (or a byte stream claiming to be one): the connection is dropped.
 public struct NATSProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -67,8 +68,8 @@ public struct NATSParser: Sendable {
                 case .line:
                     let b = bytes[i]
                     i = bytes.index(after: i)
-                    if b == Bytes.lf {
-                        guard line.last == Bytes.cr else { throw NATSProtocolError("control line ends in a bare LF") }
+                    if b == ByteClass.lf {
+                        guard line.last == ByteClass.cr else { throw NATSProtocolError("control line ends in a bare LF") }
                         line.removeLast()
                         if let e = try controlLine() { events.append(e) }
                         line.removeAll(keepingCapacity: true)
@@ -82,7 +83,7 @@ public struct NATSParser: Sendable {
                     body.append(contentsOf: bytes[i..<end])
                     i = end
                     if body.count == head.total + 2 {
-                        guard body[head.total] == Bytes.cr, body[head.total + 1] == Bytes.lf else {
+                        guard body[head.total] == ByteClass.cr, body[head.total + 1] == ByteClass.lf else {
                             throw NATSProtocolError("message body not followed by CRLF")
                         }
                         events.append(.message(try message(head)))
@@ -107,7 +108,7 @@ public struct NATSParser: Sendable {
 
     /// Splits on runs of spaces and tabs (the server pads some sizes with two spaces).
     private static func fields(_ s: ArraySlice<UInt8>) -> [ArraySlice<UInt8>] {
-        s.split(whereSeparator: { $0 == Bytes.sp || $0 == Bytes.tab })
+        s.split(whereSeparator: { $0 == ByteClass.sp || $0 == ByteClass.htab })
     }
 
     private static func isSubjectByte(_ b: UInt8) -> Bool { b > 0x20 && b != 0x7F }
@@ -116,24 +117,24 @@ public struct NATSParser: Sendable {
         let all = line[...]
         let parts = NATSParser.fields(all)
         guard let op = parts.first else { throw NATSProtocolError("empty control line") }
-        if Bytes.equalsIgnoringCase(op, "PING") || Bytes.equalsIgnoringCase(op, "PONG") || Bytes.equalsIgnoringCase(op, "+OK") {
+        if ByteClass.equalsIgnoringCase(op, "PING") || ByteClass.equalsIgnoringCase(op, "PONG") || ByteClass.equalsIgnoringCase(op, "+OK") {
             guard parts.count == 1 else { throw NATSProtocolError("unexpected arguments after \(String(decoding: op, as: UTF8.self))") }
-            if Bytes.equalsIgnoringCase(op, "PING") { return .ping }
-            return Bytes.equalsIgnoringCase(op, "PONG") ? .pong : .ok
+            if ByteClass.equalsIgnoringCase(op, "PING") { return .ping }
+            return ByteClass.equalsIgnoringCase(op, "PONG") ? .pong : .ok
         }
-        if Bytes.equalsIgnoringCase(op, "-ERR") {
-            var text = Bytes.trimmed(all[op.endIndex...])
+        if ByteClass.equalsIgnoringCase(op, "-ERR") {
+            var text = ByteClass.trimOWS(all[op.endIndex...])
             if text.count >= 2, text.first == 0x27, text.last == 0x27 { text = text.dropFirst().dropLast() }
-            guard text.allSatisfy(Bytes.isFieldValue) else { throw NATSProtocolError("-ERR text has control bytes") }
+            guard text.allSatisfy(ByteClass.isFieldValueByte) else { throw NATSProtocolError("-ERR text has control bytes") }
             return .err(String(decoding: text, as: UTF8.self))
         }
-        if Bytes.equalsIgnoringCase(op, "INFO") {
-            let json = Bytes.trimmed(all[op.endIndex...])
+        if ByteClass.equalsIgnoringCase(op, "INFO") {
+            let json = ByteClass.trimOWS(all[op.endIndex...])
             let info = try NATSServerInfo.parse(json)
             return .info(info)
         }
-        let isMsg = Bytes.equalsIgnoringCase(op, "MSG")
-        let isHMsg = Bytes.equalsIgnoringCase(op, "HMSG")
+        let isMsg = ByteClass.equalsIgnoringCase(op, "MSG")
+        let isHMsg = ByteClass.equalsIgnoringCase(op, "HMSG")
         guard isMsg || isHMsg else { throw NATSProtocolError("unknown operation '\(String(decoding: op.prefix(16), as: UTF8.self))'") }
         // MSG <subject> <sid> [reply-to] <#bytes> ; HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>
         let sizes = isHMsg ? 2 : 1
@@ -213,7 +214,7 @@ public enum NATSCommand {
             out.reserveCapacity(out.count + payload.count + 2)
         }
         out += payload
-        out += [Bytes.cr, Bytes.lf]
+        out += [ByteClass.cr, ByteClass.lf]
         return out
     }
 }

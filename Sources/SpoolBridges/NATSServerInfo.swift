@@ -1,4 +1,5 @@
 import SpoolCore
+import SpoolWire
 
 /// The fields of the server's INFO we act on, read strictly from its JSON (a wrong type is an error, not a default).
 public struct NATSServerInfo: Sendable, Equatable {

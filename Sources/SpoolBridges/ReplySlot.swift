@@ -1,5 +1,6 @@
 import Synchronization
 import SpoolSystem
+import SpoolWire
 
 /// A one-shot answer handed from the connection's reader thread to the publisher thread waiting for it.
 /// The first `fulfill` wins; the waiter sleeps in poll(2) on an eventfd, so it needs no condition variable.
@@ -8,7 +9,7 @@ final class ReplySlot: Sendable {
     private let wake: Wakeup
 
     init() throws(Errno) {
-        do { wake = try Wakeup() } catch let e as Errno { throw e } catch { throw Errno.io }
+        wake = try Wakeup()
     }
 
     func fulfill(_ r: Result<NATSMessage, BridgeError>) {

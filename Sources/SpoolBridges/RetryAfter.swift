@@ -1,4 +1,5 @@
 import SpoolSystem
+import SpoolWire
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an IMF-fixdate; how long the server asks us to wait.
 public enum RetryAfter {
@@ -17,16 +18,10 @@ public enum RetryAfter {
         return min(max(0, delay), maxNanos)
     }
 
-    /// `Sun, 06 Nov 1994 08:49:37 GMT` to nanoseconds since the epoch (through RFC3339.parse, one calendar).
+    /// `Sun, 06 Nov 1994 08:49:37 GMT` to nanoseconds since the epoch.
     static func imfFixdate(_ v: [UInt8]) -> Int64? {
-        guard v.count == 29, v[3] == 0x2C, v[4] == Bytes.sp, v[7] == Bytes.sp, v[11] == Bytes.sp, v[16] == Bytes.sp,
-              v[25] == Bytes.sp, String(decoding: v[26...], as: UTF8.self) == "GMT" else { return nil }
-        let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-        guard days.contains(String(decoding: v[0..<3], as: UTF8.self)) else { return nil }
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        guard let m = months.firstIndex(of: String(decoding: v[8..<11], as: UTF8.self)) else { return nil }
-        let mm = m + 1 < 10 ? "0\(m + 1)" : "\(m + 1)"
-        let text = "\(String(decoding: v[12..<16], as: UTF8.self))-\(mm)-\(String(decoding: v[5..<7], as: UTF8.self))T\(String(decoding: v[17..<25], as: UTF8.self))Z"
-        return RFC3339.parse(text)
+        guard let secs = HTTPDate.parse(v) else { return nil }
+        let (n, o) = secs.multipliedReportingOverflow(by: 1_000_000_000)
+        return o ? nil : n
     }
 }

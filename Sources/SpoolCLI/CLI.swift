@@ -1,5 +1,6 @@
 import SpoolCore
 import SpoolSystem
+import SpoolWire
 
 /// A runtime failure: printed as `error: ...` on stderr, exit 1 (or the given code).
 struct CommandFailure: Error {

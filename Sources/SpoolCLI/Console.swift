@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import SpoolSystem
+import SpoolWire
 
 /// Where a command writes. The real one goes to fds 1 and 2; tests capture into buffers.
 public struct Console: Sendable {

@@ -1,5 +1,7 @@
 import SpoolCore
+import SpoolIngress
 import SpoolSystem
+import SpoolWire
 
 extension CLI {
     static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand]
@@ -28,7 +30,7 @@ extension CLI {
                 do { key = try SpoolKey(k) } catch { throw CommandFailure(message: "\(error)") }
             } else {
                 let paths = args.all("--key-path")
-                let extractor = KeyExtractor(paths: paths.isEmpty ? KeyExtractor.defaultPaths : paths)
+                let extractor = KeyExtractor(paths: paths.isEmpty ? IngressConfiguration.json2videoKeyPaths : paths)
                 do { key = try extractor.extract(body: body, contentType: args.value("--content-type")) } catch {
                     throw CommandFailure(message: "\(error)")
                 }
@@ -302,7 +304,7 @@ extension CLI {
                 ctx.console.out("{\"requeued\":\(arr(r.requeuedClaims)),\"completed_writes\":\(arr(r.completedWrites)),\"removed_tmp\":\(arr(r.removedTmp)),\"removed_orphan_markers\":\(arr(r.removedOrphanMarkers)),\"relinked_markers\":\(arr(r.relinkedMarkers)),\"problems\":\(arr(r.problems))}")
             } else {
                 // Names found in tmp/ and elsewhere come from the disk: escaped like everything else shown.
-                ctx.console.out(r.isEmpty ? "nothing to recover" : r.lines.map(logSafe).joined(separator: "\n"))
+                ctx.console.out(r.isEmpty ? "nothing to recover" : r.lines.map { logSafe($0) }.joined(separator: "\n"))
             }
             return r.problems.isEmpty ? 0 : 1
         })

@@ -8,6 +8,7 @@ import SpoolCore
 import SpoolHTTP
 import SpoolIngress
 import SpoolSystem
+import SpoolWire
 
 extension CLI {
     /// Long-running commands (`serve`, `consume`).
@@ -236,7 +237,7 @@ extension CLI {
             let console = ctx.console
             let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
                 handler.record(e)
-                let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map(logSafe) ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map(logSafe) ?? "-")\n"
+                let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map { logSafe($0) } ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map { logSafe($0) } ?? "-")\n"
                 console.writeErr(Array(line.utf8))
             })
             handler.setConnectionGauge { server.openConnections }

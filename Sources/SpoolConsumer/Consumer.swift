@@ -1,10 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
-import CSpoolShims
 import SpoolCore
 import SpoolSystem
+import SpoolWire
 
 /// How long a consumer runs.
 public enum ConsumerMode: Sendable, Equatable {
@@ -76,13 +73,13 @@ public final class Consumer: Sendable {
         wake.signal()
     }
 
-    /// Runs until the mode says to stop. Returns what was done. `extraWakeFD` (for example a signal pipe) stops
+    /// Runs until the mode says to stop. Returns what was done. `stopFD` (for example a signal eventfd) stops
     /// the loop when readable.
     public func run(stopFD: FileDescriptor? = nil) -> ConsumerResult {
         let report = spool.recover()
         for line in report.lines { log("recover: \(line)") }
-        let inotify = config.useInotify ? openInotify() : nil
-        defer { try? inotify?.close() }
+        let watch = config.useInotify ? watchNew() : nil
+        defer { watch?.close() }
         var lastClaimCheck = monotonicNanos()
         var lastTmpCheck = monotonicNanos()
         var cancelled = false
@@ -112,16 +109,16 @@ public final class Consumer: Sendable {
             // falling due, the next claim check.
             let now = monotonicNanos()
             var timeout = config.claimCheckIntervalNanos - (now - lastClaimCheck)
-            if inotify == nil { timeout = min(timeout, config.pollIntervalNanos) }
+            if watch == nil { timeout = min(timeout, config.pollIntervalNanos) }
             if let due = spool.nextDueTime() { timeout = min(timeout, due - spool.now()) }
             if stopping && !cancelled { timeout = min(timeout, config.graceNanos) }
             timeout = max(0, min(timeout, 5_000_000_000))
             var fds = [wake.fd]
-            if let inotify { fds.append(inotify) }
+            if let watch { fds.append(watch.descriptor) }
             if let stopFD { fds.append(stopFD) }
             let ready = (try? pollReadable(fds, timeoutMillis: Int32((timeout + 999_999) / 1_000_000))) ?? fds.map { _ in false }
             if ready[0] { wake.drain() }
-            if let inotify, ready[1] { spool.noteNewItems(names: readInotifyNames(inotify)) }
+            if let watch, ready[1] { spool.noteNewItems(names: watch.readNames()) }
             if stopFD != nil, ready.last == true, !stopping {
                 log("stop requested: finishing running attempts (grace \(config.graceNanos / 1_000_000_000)s)")
                 stop()
@@ -136,8 +133,8 @@ public final class Consumer: Sendable {
                     lastTmpCheck = lastClaimCheck
                     for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
                 }
-                if inotify == nil || !requeued.isEmpty { spool.noteNewItems() }
-            } else if inotify == nil {
+                if watch == nil || !requeued.isEmpty { spool.noteNewItems() }
+            } else if watch == nil {
                 spool.noteNewItems()
             }
         }
@@ -241,39 +238,10 @@ public final class Consumer: Sendable {
         }
     }
 
-    private func openInotify() -> FileDescriptor? {
-        let fd = spool_inotify_init()
-        guard fd >= 0 else { log("inotify unavailable; polling every \(config.pollIntervalNanos / 1_000_000)ms"); return nil }
-        let path = spool.path + "/" + ItemState.new.rawValue
-        guard spool_inotify_add_watch(fd, path, SPOOL_IN_MOVED_TO | SPOOL_IN_CREATE | SPOOL_IN_ATTRIB) >= 0 else {
-            Glibc.close(fd)
-            log("inotify watch failed; polling every \(config.pollIntervalNanos / 1_000_000)ms")
+    private func watchNew() -> DirectoryWatch? {
+        do throws(Errno) { return try DirectoryWatch(path: spool.path + "/" + ItemState.new.rawValue) } catch {
+            log("inotify unavailable (\(error)); polling every \(config.pollIntervalNanos / 1_000_000)ms")
             return nil
         }
-        return FileDescriptor(rawValue: fd)
-    }
-
-    /// Reads pending inotify events and returns the names they mention (item directories in `new/`).
-    private func readInotifyNames(_ fd: FileDescriptor) -> [String]? {
-        var names: [String] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            var off = 0
-            // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[]; }
-            while off + 16 <= n {
-                let mask = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self) }
-                let len = Int(buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: off + 12, as: UInt32.self) })
-                if mask & 0x4000 != 0 { return nil } // IN_Q_OVERFLOW: events were lost, rescan
-                if len > 0, off + 16 + len <= n {
-                    let nameBytes = buf[(off + 16)..<(off + 16 + len)].prefix { $0 != 0 }
-                    names.append(String(decoding: nameBytes, as: UTF8.self))
-                }
-                off += 16 + len
-            }
-        }
-        return names
     }
 }
-

@@ -1,9 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CSpoolShims
 import SpoolCore
 import SpoolSystem
+import SpoolWire
 
 /// Runs `/bin/sh -c COMMAND` once per item (the `--exec` handler contract, docs/consumers.md):
 /// stdin is the stored payload, the environment carries SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR and
@@ -37,123 +34,164 @@ public struct ExecProcessor: ItemProcessor {
         }
     }
 
-    private func run(_ item: ClaimedItem, cancellation: CancellationFlag) throws -> ProcessOutcome {
+    private func run(_ item: ClaimedItem, cancellation: CancellationFlag) throws(Errno) -> ProcessOutcome {
         // stdin is the claimed payload descriptor itself: the handler inherits the claim's lock, so if this
         // consumer is killed the item is not handed to another consumer while its handler is still running.
         let stdinFD = item.payloadDescriptor
-        _ = lseek(stdinFD.rawValue, 0, SEEK_SET)
-        var outPipe: [Int32] = [-1, -1]
-        var errPipe: [Int32] = [-1, -1]
-        _ = try retryingSyscall { spool_pipe_cloexec(&outPipe) }
-        defer { for fd in outPipe where fd >= 0 { Glibc.close(fd) } }
-        _ = try retryingSyscall { spool_pipe_cloexec(&errPipe) }
-        defer { for fd in errPipe where fd >= 0 { Glibc.close(fd) } }
+        try stdinFD.rewind()
+        let out = try Spawn.pipe()
+        defer { try? out.read.close() }
+        let err: (read: FileDescriptor, write: FileDescriptor)
+        do throws(Errno) { err = try Spawn.pipe() } catch { try? out.write.close(); throw error }
+        defer { try? err.read.close() }
+        let pid: Int32
+        do throws(Errno) {
+            pid = try Spawn.shell(command, environment: environment(for: item), stdin: stdinFD, stdout: out.write, stderr: err.write)
+        } catch {
+            try? out.write.close(); try? err.write.close()
+            throw error
+        }
+        try? out.write.close()
+        try? err.write.close()
+        var run = HandlerRun(pid: pid, stdout: out.read, stderr: err.read, start: monotonicNanos(),
+                             prefix: "key=\(logSafe(item.key.value)) ", tail: TailBuffer(limit: ExecProcessor.stderrTailBytes))
+        defer { if let fd = run.exitFD { try? fd.close() } }
+        supervise(&run, cancellation: cancellation)
+        return outcome(of: run, cancellation: cancellation)
+    }
 
-        let env = baseEnvironment + [
+    /// The handler's environment: ours without SPOOL_*, plus the item's.
+    private func environment(for item: ClaimedItem) -> [String] {
+        baseEnvironment + [
             "SPOOL_KEY=\(item.key.value)",
             "SPOOL_ATTEMPT=\(item.attempt)",
             "SPOOL_FILE=\(absolute(item.payloadPath))",
             "SPOOL_DIR=\(absolute(spoolDir))",
             "SPOOL_RECEIVED_AT=\(RFC3339.format(nanos: item.meta.receivedAtNanos))",
         ] + (item.meta.header("content-type").map { ["SPOOL_CONTENT_TYPE=\($0)"] } ?? [])
-        var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-        defer { for p in cEnv { free(p) } }
-        var pid: Int32 = 0
-        let rc = spool_spawn_shell(&pid, command, stdinFD.rawValue, outPipe[1], errPipe[1], &cEnv)
-        guard rc == 0 else { throw Errno(rawValue: rc) }
-        Glibc.close(outPipe[1]); outPipe[1] = -1
-        Glibc.close(errPipe[1]); errPipe[1] = -1
-        // Readable once the handler has exited: waiting on it replaces sleeping between "pipes closed" and "reapable".
-        let exitFD = spool_pidfd_open(pid)
-        defer { if exitFD >= 0 { Glibc.close(exitFD) } }
+    }
 
-        let prefix = "key=\(logSafe(item.key.value)) "
+    /// One running handler: its pid, its output pipes still open, and what has been seen of it.
+    struct HandlerRun {
+        let pid: Int32
+        var open: [FileDescriptor]
+        let stdoutFD: FileDescriptor
+        /// Readable once the handler has exited: waiting on it replaces sleeping between "pipes closed" and "reapable".
+        let exitFD: FileDescriptor?
+        let start: Int64
+        let prefix: String
         var outLine = LineBuffer(), errLine = LineBuffer()
-        var tail = TailBuffer(limit: ExecProcessor.stderrTailBytes)
-        let start = monotonicNanos()
+        var tail: TailBuffer
         var termSentAt: Int64? = nil
         var timedOut = false
-        var openFDs = [FileDescriptor(rawValue: outPipe[0]), FileDescriptor(rawValue: errPipe[0])]
-        var status: Int32 = 0
-        var exited = false
+        var exit: ProcessExit? = nil
+        var idleSleep: Int64 = 20_000
+
+        init(pid: Int32, stdout: FileDescriptor, stderr: FileDescriptor, start: Int64, prefix: String, tail: TailBuffer) {
+            self.pid = pid
+            open = [stdout, stderr]
+            stdoutFD = stdout
+            exitFD = Spawn.exitDescriptor(pid)
+            self.start = start
+            self.prefix = prefix
+            self.tail = tail
+        }
+    }
+
+    /// Runs until the handler has exited and its pipes are drained: reaps it, enforces the timeout and
+    /// cancellation (SIGTERM to its group, SIGKILL after `killAfterNanos`), relays its output to the log.
+    private func supervise(_ run: inout HandlerRun, cancellation: CancellationFlag) {
         var buf = [UInt8](repeating: 0, count: 16384)
-        var idleSleep: UInt32 = 20
         while true {
-            if !exited, spool_exited_nowait(pid) == 1 {
-                // The handler has exited but is not reaped yet, so its process group id cannot have been reused:
-                // kill what it left running in its group (those hold the claim's lock through stdin), then reap.
-                kill(-pid, SIGKILL)
-                while waitpid(pid, &status, 0) == -1 && Errno.current == .interrupted {}
-                exited = true
-            }
-            if exited && openFDs.isEmpty { break }
-            let now = monotonicNanos()
-            if !exited {
-                if termSentAt == nil && (now - start >= timeoutNanos || cancellation.isCancelled) {
-                    timedOut = !cancellation.isCancelled
-                    kill(-pid, SIGTERM)
-                    termSentAt = now
-                } else if let t = termSentAt, now - t >= killAfterNanos {
-                    kill(-pid, SIGKILL)
-                }
-            }
-            if openFDs.isEmpty {
-                // Both pipes closed: the handler is exiting (its pipes close a moment before it becomes reapable) or
-                // closed them and runs on. Wait for its exit for up to 2 ms, then look again (timeouts, cancellation).
-                // Without pidfd (Linux < 5.3), sleep instead, backing off from 20 µs to 2 ms.
-                if exitFD >= 0 {
-                    _ = try? pollReadable([FileDescriptor(rawValue: exitFD)], timeoutMillis: 2)
-                } else {
-                    usleep(idleSleep)
-                    idleSleep = min(idleSleep * 2, 2000)
-                }
+            reapIfExited(&run)
+            if run.exit != nil && run.open.isEmpty { break }
+            if run.exit == nil { enforceDeadlines(&run, cancellation: cancellation) }
+            if run.open.isEmpty {
+                waitForExit(&run)
                 continue
             }
-            let ready = (try? pollReadable(openFDs, timeoutMillis: exited ? 100 : 20)) ?? []
-            for (i, isReady) in ready.enumerated().reversed() where isReady {
-                let fd = openFDs[i]
-                let n = buf.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
-                if n <= 0 {
-                    if n < 0 && Errno.current == .interrupted { continue }
-                    openFDs.remove(at: i)
-                    continue
-                }
-                let chunk = Array(buf[0..<n])
-                if fd.rawValue == outPipe[0] {
-                    for line in outLine.feed(chunk) { log(prefix + "stdout: " + logSafe(line)) }
-                } else {
-                    tail.append(chunk)
-                    for line in errLine.feed(chunk) { log(prefix + "stderr: " + logSafe(line)) }
-                }
-            }
+            relayOutput(&run, &buf)
             // A handler that exited but left a background child holding the pipes: stop reading after a while.
-            if exited, monotonicNanos() - start > timeoutNanos + killAfterNanos { break }
+            if run.exit != nil, monotonicNanos() - run.start > timeoutNanos + killAfterNanos { break }
         }
-        if let l = outLine.rest() { log(prefix + "stdout: " + logSafe(l)) }
-        if let l = errLine.rest() { log(prefix + "stderr: " + logSafe(l)) }
-        let stderrText = tail.text
-        if cancellation.isCancelled && !timedOut { return .released }
-        if timedOut {
+        if let l = run.outLine.rest() { log(run.prefix + "stdout: " + logSafe(l)) }
+        if let l = run.errLine.rest() { log(run.prefix + "stderr: " + logSafe(l)) }
+    }
+
+    /// The handler has exited but is not reaped yet, so its process group id cannot have been reused: kill what it
+    /// left running in its group (those hold the claim's lock through stdin), then reap it.
+    private func reapIfExited(_ run: inout HandlerRun) {
+        guard run.exit == nil, Spawn.hasExited(run.pid) else { return }
+        Spawn.signalGroup(run.pid, .kill)
+        run.exit = (try? Spawn.reap(run.pid, block: true)) ?? .exited(-1)
+    }
+
+    private func enforceDeadlines(_ run: inout HandlerRun, cancellation: CancellationFlag) {
+        let now = monotonicNanos()
+        if run.termSentAt == nil && (now - run.start >= timeoutNanos || cancellation.isCancelled) {
+            run.timedOut = !cancellation.isCancelled
+            Spawn.signalGroup(run.pid, .terminate)
+            run.termSentAt = now
+        } else if let t = run.termSentAt, now - t >= killAfterNanos {
+            Spawn.signalGroup(run.pid, .kill)
+        }
+    }
+
+    /// Both pipes closed: the handler is exiting (its pipes close a moment before it becomes reapable) or closed
+    /// them and runs on. Wait for its exit for up to 2 ms, then look again (timeouts, cancellation). Without pidfd
+    /// (Linux < 5.3), sleep instead, backing off from 20 µs to 2 ms.
+    private func waitForExit(_ run: inout HandlerRun) {
+        if let fd = run.exitFD {
+            _ = try? pollReadable([fd], timeoutMillis: 2)
+        } else {
+            sleep(nanoseconds: run.idleSleep)
+            run.idleSleep = min(run.idleSleep * 2, 2_000_000)
+        }
+    }
+
+    private func relayOutput(_ run: inout HandlerRun, _ buf: inout [UInt8]) {
+        let ready = (try? pollReadable(run.open, timeoutMillis: run.exit != nil ? 100 : 20)) ?? []
+        for (i, isReady) in ready.enumerated().reversed() where isReady {
+            let fd = run.open[i]
+            let n = buf.withUnsafeMutableBytes { p in (try? fd.read(into: p)) ?? 0 }
+            if n <= 0 {
+                run.open.remove(at: i)
+                continue
+            }
+            let chunk = Array(buf[0..<n])
+            if fd == run.stdoutFD {
+                for line in run.outLine.feed(chunk) { log(run.prefix + "stdout: " + logSafe(line)) }
+            } else {
+                run.tail.append(chunk)
+                for line in run.errLine.feed(chunk) { log(run.prefix + "stderr: " + logSafe(line)) }
+            }
+        }
+    }
+
+    /// The edge mapping from how the handler ended to what becomes of the item (the handler contract).
+    private func outcome(of run: HandlerRun, cancellation: CancellationFlag) -> ProcessOutcome {
+        let stderrText = run.tail.text
+        if cancellation.isCancelled && !run.timedOut { return .released }
+        if run.timedOut {
             return .retry(error: "handler timed out after \(timeoutNanos / 1_000_000)ms" + (stderrText.isEmpty ? "" : "\n" + stderrText),
                           status: "timeout", retryAfterNanos: nil)
         }
-        if spool_wifexited(status) != 0 {
-            let code = spool_wexitstatus(status)
-            if code == 0 { return .done(status: nil) }
+        switch run.exit ?? .exited(-1) {
+        case .exited(0):
+            return .done(status: nil)
+        case .exited(let code):
             let msg = stderrText.isEmpty ? "handler exited with status \(code)" : stderrText
             if code == ExecProcessor.exDataErr { return .failed(error: msg, status: "exit \(code)") }
             return .retry(error: msg, status: "exit \(code)", retryAfterNanos: nil)
+        case .signaled(let sig):
+            let msg = "handler killed by signal \(sig)" + (stderrText.isEmpty ? "" : "\n" + stderrText)
+            return .retry(error: msg, status: "signal \(sig)", retryAfterNanos: nil)
         }
-        let sig = spool_wifsignaled(status) != 0 ? spool_wtermsig(status) : -1
-        let msg = "handler killed by signal \(sig)" + (stderrText.isEmpty ? "" : "\n" + stderrText)
-        return .retry(error: msg, status: "signal \(sig)", retryAfterNanos: nil)
     }
 
     private func absolute(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
-        var buf = [CChar](repeating: 0, count: 4096)
-        guard getcwd(&buf, 4096) != nil else { return p }
-        let cwd = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let cwd = FS.currentDirectory else { return p }
         return cwd + "/" + (p.hasPrefix("./") ? String(p.dropFirst(2)) : p)
     }
 }

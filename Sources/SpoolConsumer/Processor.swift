@@ -1,4 +1,5 @@
 import SpoolCore
+import SpoolWire
 
 /// What became of one attempt.
 public enum ProcessOutcome: Sendable, Equatable {

@@ -24,7 +24,7 @@ public final class ClaimedItem: @unchecked Sendable {
 
     /// The stored bytes, exactly as received.
     public func readPayload() throws(SpoolError) -> [UInt8] {
-        try sys("read payload") {
+        try sys("read payload") { () throws(Errno) in
             _ = lseek(payload.rawValue, 0, SEEK_SET)
             // Bounded by the file's real size (never by metadata, which could be anything).
             return try payload.readAll(limit: Int(try payload.stat().size) + 1)
@@ -132,14 +132,14 @@ extension Spool {
         guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: newDir),
               cur.sameFile(as: held) else { return nil }
         guard held.mtimeNanos <= now else { noteDue(held.mtimeNanos); return nil }
-        do {
+        do throws(Errno) {
             try faults.check(.rename)
             try FS.renameNoReplace(name, in: newDir, to: name, in: dir(.claimed))
-        } catch let e as Errno where e == .noEntry || e == .exists {
+        } catch where error == .noEntry || error == .exists {
             return nil
-        } catch let e as Errno {
-            throw SpoolError.system(operation: "claim \(key)", errno: e)
-        } catch { throw SpoolError.corrupt("\(error)") }
+        } catch {
+            throw SpoolError.system(operation: "claim \(key)", errno: error)
+        }
         var meta: ItemMeta
         do { meta = try readMeta(name: name, payload: fd) } catch {
             // Metadata lost or unreadable (a hand edit, a torn disk): keep the payload, rebuild what we can.
@@ -196,7 +196,7 @@ extension Spool {
         item.meta.lastStatus = status
         item.meta.nextAttemptAtNanos = due
         try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
-        try sys("set retry time") { try item.payload.setModificationTime(nanos: due) }
+        try sys("set retry time") { () throws(Errno) in try item.payload.setModificationTime(nanos: due) }
         try move(item, to: .new)
         noteDue(due)
         return .retry(atNanos: due)
@@ -208,7 +208,7 @@ extension Spool {
         item.meta.claimedBy = nil
         item.meta.attempts = max(0, item.meta.attempts - 1)
         try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
-        try sys("set retry time") { try item.payload.setModificationTime(nanos: now()) }
+        try sys("set retry time") { () throws(Errno) in try item.payload.setModificationTime(nanos: now()) }
         try move(item, to: .new)
         noteNewItems(names: [item.key.fileName])
     }
@@ -227,15 +227,15 @@ extension Spool {
     /// Renames `claimed/<name>` into `state/<name>` while the lock is still held, then drops the lock.
     private func move(_ item: ClaimedItem, to state: ItemState) throws(SpoolError) {
         let name = item.key.fileName
-        do {
+        do throws(Errno) {
             try faults.check(.rename)
             try FS.renameNoReplace(name, in: dir(.claimed), to: name, in: dir(state))
-        } catch let e as Errno where e == .exists {
+        } catch where error == .exists {
             // One item per key: another file under this name contradicts the protocol. Keep both; say so.
             throw SpoolError.conflict("\(state)/\(name) exists while \(item.key) is claimed; run spool recover and inspect")
-        } catch let e as Errno {
-            throw SpoolError.system(operation: "move \(item.key) to \(state)", errno: e)
-        } catch { throw SpoolError.corrupt("\(error)") }
+        } catch {
+            throw SpoolError.system(operation: "move \(item.key) to \(state)", errno: error)
+        }
         item.finished = true
         item.close()
     }

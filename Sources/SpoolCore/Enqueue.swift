@@ -70,14 +70,14 @@ extension Spool {
         let wholeFS = useSyncfs(files: files)
         var syncfsCalls = 0, syncfsNanos: Int64 = 0
         var fileNanos: Int64 = 0, dirFlushes = 0, dirNanos: Int64 = 0
-        func timed(_ body: () throws -> Void) rethrows -> Int64 {
+        func timed(_ body: () throws(Errno) -> Void) throws(Errno) -> Int64 {
             let t0 = monotonicNanos()
             try body()
             return monotonicNanos() - t0
         }
         if wholeFS {
-            do {
-                try sys("flush file system") { syncfsNanos += try timed { try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
+            do throws(SpoolError) {
+                try sys("flush file system") { () throws(Errno) in syncfsNanos += try timed { () throws(Errno) in try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
                 syncfsCalls += 1
             } catch {
                 for (i, s) in staged { results[i] = .failure(error); discard(s) }
@@ -86,9 +86,9 @@ extension Spool {
         } else {
             for s in staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
             for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
-                do {
-                    try sys("flush item") {
-                        fileNanos += try timed {
+                do throws(SpoolError) {
+                    try sys("flush item") { () throws(Errno) in
+                        fileNanos += try timed { () throws(Errno) in
                             try faults.check(.fsync); try s.payload.fsync()
                             if let m = s.meta { try faults.check(.fsync); try m.fsync() }
                         }
@@ -123,11 +123,11 @@ extension Spool {
         if !published.isEmpty {
             do {
                 if wholeFS {
-                    try sys("flush file system") { syncfsNanos += try timed { try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
+                    try sys("flush file system") { () throws(Errno) in syncfsNanos += try timed { () throws(Errno) in try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
                     syncfsCalls += 1
                 } else {
                     func flushDir(_ what: String, _ fd: FileDescriptor) throws(SpoolError) {
-                        try sys("flush \(what) directory") { dirNanos += try timed { try faults.check(.fsync); try fd.fsync() } }
+                        try sys("flush \(what) directory") { () throws(Errno) in dirNanos += try timed { () throws(Errno) in try faults.check(.fsync); try fd.fsync() } }
                         dirFlushes += 1
                     }
                     // A duplicate may stand on a write still in flight elsewhere, its payload only in tmp/: flushing
@@ -160,13 +160,13 @@ extension Spool {
 
     private func openFlushHandles() throws(SpoolError) -> FlushHandles {
         var opened: [FileDescriptor] = []
-        do {
+        do throws(Errno) {
             for d in [tmp, keys, dir(.new), metas] {
                 opened.append(try FileDescriptor.open(".", in: d, [.readOnly, .directory]))
             }
         } catch {
             for fd in opened { try? fd.close() }
-            throw SpoolError.system(operation: "open directories to flush", errno: (error as? Errno) ?? .io)
+            throw SpoolError.system(operation: "open directories to flush", errno: error)
         }
         return FlushHandles(tmp: opened[0], keys: opened[1], new: opened[2], meta: opened[3])
     }
@@ -223,47 +223,45 @@ extension Spool {
         let base = String(w.dropLast(2))
         var payloadFD: FileDescriptor?
         var metaFD: FileDescriptor?
-        do {
-            let p = try sys("create payload in tmp/") {
+        do throws(SpoolError) {
+            let p = try sys("create payload in tmp/") { () throws(Errno) in
                 try faults.check(.open)
                 return try FileDescriptor.open(base + ".w", in: tmp, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
             }
             payloadFD = p
             // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one. A recover may hold
             // it for a moment (it looks at every unlocked tmp/ file): wait for it rather than go on unlocked.
-            try sys("lock payload") { try p.lockExclusive() }
-            try sys("write payload") { try faults.check(.write); try p.writeAll(r.payload) }
+            try sys("lock payload") { () throws(Errno) in try p.lockExclusive() }
+            try sys("write payload") { () throws(Errno) in try faults.check(.write); try p.writeAll(r.payload) }
             let meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers).jsonBytes
             // A fresh item's metadata rides on the payload itself (one inode, one flush); where the file system has
             // no extended attributes, or the value is too large for it, it is a file of its own.
             if attributesUsable.load(ordering: .relaxed) {
-                do {
+                do throws(Errno) {
                     try faults.check(.write)
                     try p.setAttribute(Spool.metaAttribute, meta)
                     return StagedItem(key: r.key, base: base, payload: p, meta: nil)
-                } catch let e as Errno where e == .notSupportedXattr || e == .notSupported {
+                } catch where error == .notSupported {
                     attributesUsable.store(false, ordering: .relaxed)
-                } catch let e as Errno where e == .tooBig || e == .range || e == .noSpace && meta.count > 3000 {
+                } catch where error == .attributeTooLarge || error == .resultOutOfRange || error == .noSpace && meta.count > 3000 {
                     // Too large for an attribute: a stub here, the metadata in a file.
-                    do { try p.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) } catch {
-                        throw SpoolError.system(operation: "write metadata stub", errno: (error as? Errno) ?? .io)
-                    }
-                } catch let e as Errno {
-                    throw SpoolError.system(operation: "write metadata", errno: e)
-                } catch { throw SpoolError.corrupt("\(error)") }
+                    try sys("write metadata stub") { () throws(Errno) in try p.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) }
+                } catch {
+                    throw SpoolError.system(operation: "write metadata", errno: error)
+                }
             }
-            let m = try sys("create metadata in tmp/") {
+            let m = try sys("create metadata in tmp/") { () throws(Errno) in
                 try faults.check(.open)
                 return try FileDescriptor.open(base + ".m", in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
             }
             metaFD = m
-            try sys("write metadata") { try faults.check(.write); try m.writeAll(meta) }
+            try sys("write metadata") { () throws(Errno) in try faults.check(.write); try m.writeAll(meta) }
             return StagedItem(key: r.key, base: base, payload: p, meta: m)
         } catch {
             try? metaFD?.close(); try? payloadFD?.close()
             try? FS.unlink(base + ".w", in: tmp)
             try? FS.unlink(base + ".m", in: tmp)
-            throw (error as? SpoolError) ?? SpoolError.corrupt("\(error)")
+            throw error
         }
     }
 
@@ -276,16 +274,16 @@ extension Spool {
 
     private func publish(_ s: StagedItem) throws(SpoolError) -> EnqueueOutcome {
         for _ in 0..<8 {
-            do {
+            do throws(Errno) {
                 try faults.check(.link)
                 try FS.link(s.payloadName, in: tmp, to: s.key.fileName, in: keys)
-            } catch let e as Errno where e == .exists {
+            } catch where error == .exists {
                 if try resolveExistingMarker(s.key) { return .duplicate }
                 continue
-            } catch let e as Errno {
-                throw SpoolError.system(operation: "link key marker", errno: e)
-            } catch { throw SpoolError.corrupt("\(error)") }
-            do {
+            } catch {
+                throw SpoolError.system(operation: "link key marker", errno: error)
+            }
+            do throws(Errno) {
                 // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted by
                 // hand) and is replaced. With an attribute no file is read unless the attribute points to one.
                 if s.meta != nil {
@@ -305,11 +303,8 @@ extension Spool {
                 // so the write must not be undone. It stays in tmp/ (durable, its lock dropped when we close it) and
                 // `recover`, which consumers and the ingress run periodically, finishes it. This request gets an error.
                 s.linked = true
-                if let e = error as? Errno {
-                    if e == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists; the write is kept in tmp/ for recover") }
-                    throw SpoolError.system(operation: "publish item", errno: e)
-                }
-                throw SpoolError.corrupt("\(error)")
+                if error == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists; the write is kept in tmp/ for recover") }
+                throw SpoolError.system(operation: "publish item", errno: error)
             }
         }
         throw SpoolError.busy(key: s.key.value)
@@ -319,23 +314,25 @@ extension Spool {
     /// marker was an orphan (no item links to it any more) and has been removed, so the caller links again.
     func resolveExistingMarker(_ key: SpoolKey) throws(SpoolError) -> Bool {
         let st: FileStat
-        do { st = try FS.stat(key.fileName, in: keys) } catch let e as Errno where e == .noEntry { return false } catch {
-            throw SpoolError.system(operation: "stat key marker", errno: (error as? Errno) ?? .io)
+        do throws(Errno) { st = try FS.stat(key.fileName, in: keys) } catch where error == .noEntry { return false } catch {
+            throw SpoolError.system(operation: "stat key marker", errno: error)
         }
         // The marker is a hard link to the payload: a second link means an item (or a write in progress) holds it.
         if st.linkCount >= 2 { return true }
         // An orphan marker: its item was deleted by hand or lost. Remove it under its lock, after checking the
         // name still refers to the same file, so two repairers cannot both act on it.
-        return try sys("repair orphan key marker") { () throws -> Bool in
-            let fd: FileDescriptor
-            do { fd = try FileDescriptor.open(key.fileName, in: keys, [.readOnly, .noFollow, .nonBlocking]) } catch let e as Errno where e == .noEntry { return false }
-            return try fd.closeAfter { fd throws -> Bool in
-                var locked = false
-                for _ in 0..<2000 where !locked {
-                    locked = try fd.tryLockExclusive() == .acquired
-                    if !locked { usleep(500) }
-                }
-                if !locked { throw SpoolError.busy(key: key.value) }
+        let fd: FileDescriptor
+        do throws(Errno) { fd = try FileDescriptor.open(key.fileName, in: keys, [.readOnly, .noFollow, .nonBlocking]) } catch where error == .noEntry {
+            return false
+        } catch { throw SpoolError.system(operation: "repair orphan key marker", errno: error) }
+        return try fd.closeAfter { (fd) throws(SpoolError) -> Bool in
+            var locked = false
+            for _ in 0..<2000 where !locked {
+                locked = try sys("lock orphan key marker") { () throws(Errno) in try fd.tryLockExclusive() == .acquired }
+                if !locked { sleep(nanoseconds: 500_000) }
+            }
+            if !locked { throw SpoolError.busy(key: key.value) }
+            return try sys("repair orphan key marker") { () throws(Errno) -> Bool in
                 let held = try fd.stat()
                 guard let cur = try? FS.stat(key.fileName, in: keys), cur.sameFile(as: held) else { return false }
                 if held.linkCount >= 2 { return true }

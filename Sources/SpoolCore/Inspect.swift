@@ -4,6 +4,7 @@ import Glibc
 import Dispatch
 import Synchronization
 import SpoolSystem
+import SpoolWire
 
 /// Slots filled by concurrent workers, each writing its own range.
 final class Slots<T: Sendable>: Sendable {
@@ -75,7 +76,7 @@ extension Spool {
         var out: [ItemInfo] = []
         for state in states {
             let d = dir(state)
-            let names = try sys("list \(state)") { try FS.listNames(in: d) }
+            let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
             var infos: [ItemInfo]
             if limit == nil && withMeta {
                 // Everything is read anyway: stat and metadata in one pass over all cores.
@@ -122,9 +123,9 @@ extension Spool {
 
     /// The exact stored bytes of an item.
     public func payload(of info: ItemInfo, limit: Int = 1 << 30) throws(SpoolError) -> [UInt8] {
-        try sys("read payload of \(info.key)") {
-            try FileDescriptor.open(info.fileName, in: dir(info.state), [.readOnly, .noFollow, .nonBlocking]).closeAfter {
-                try $0.readAll(limit: limit)
+        try sys("read payload of \(info.key)") { () throws(Errno) in
+            try FileDescriptor.open(info.fileName, in: dir(info.state), [.readOnly, .noFollow, .nonBlocking]).closeAfter { (fd) throws(Errno) in
+                try fd.readAll(limit: limit)
             }
         }
     }
@@ -134,7 +135,7 @@ extension Spool {
         var s = SpoolStats()
         for state in ItemState.allCases {
             let d = dir(state)
-            let names = try sys("list \(state)") { try FS.listNames(in: d) }
+            let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
             var count = 0
             var bytes: Int64 = 0
             for n in names {

@@ -1,4 +1,5 @@
 import SpoolSystem
+import SpoolWire
 
 /// A JSON value as parsed by `JSONParser`. Objects keep member order and duplicates, so that callers
 /// can refuse ambiguous documents instead of silently picking one of two values.

@@ -1,9 +1,7 @@
-/// Finds the idempotency key in a webhook body: the first of several dotted paths (default `movie.project`,
-/// then `project`: JSON2Video sends an envelope shape and a flat shape). Form-encoded bodies are searched for
-/// the field named by the last component of each path.
+/// Finds the idempotency key in a webhook body: the first of several dotted paths (which ones is the ingress's
+/// configuration: JSON2Video's are `movie.project`, then `project`). Form-encoded bodies are searched for the
+/// field named by the last component of each path.
 public struct KeyExtractor: Sendable {
-    public static let defaultPaths = ["movie.project", "project"]
-
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
         /// The body is not valid JSON (or form data); the ingress answers 400.
         case malformedBody(String)
@@ -24,7 +22,7 @@ public struct KeyExtractor: Sendable {
     public let paths: [[String]]
     public let pathNames: [String]
 
-    public init(paths: [String] = KeyExtractor.defaultPaths) {
+    public init(paths: [String]) {
         pathNames = paths
         self.paths = paths.map { $0.split(separator: ".", omittingEmptySubsequences: false).map(String.init) }
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SpoolSystem
+import SpoolWire
 
 /// What `recover` did, one line per action, for the operator.
 public struct RecoveryReport: Sendable, Equatable {
@@ -167,7 +168,7 @@ extension Spool {
         for state in states {
             precondition(state == .done || state == .failed, "purge only takes done or failed")
             let d = dir(state)
-            let names = try sys("list \(state)") { try FS.listNames(in: d) }
+            let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
             for name in names {
                 guard let key = SpoolKey(fileName: name) else { continue }
                 // Finished at: the metadata's time if it recorded one, else the ctime the move into this state set.
@@ -184,7 +185,7 @@ extension Spool {
                 // so the metadata file removed here is certainly this item's.
                 if let m = try? FS.stat(name, in: keys), m.sameFile(as: held) {
                     try? FS.unlink(name, in: metas)
-                    try sys("remove key marker of \(key)") { try FS.unlink(name, in: keys) }
+                    try sys("remove key marker of \(key)") { () throws(Errno) in try FS.unlink(name, in: keys) }
                 }
                 try? FS.unlink(trash, in: tmp)
                 removed.append(key.value)
@@ -201,16 +202,16 @@ extension Spool {
         for state in [ItemState.failed, .new] {
             guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow, .nonBlocking]) else { continue }
             defer { try? fd.close() }
-            guard try sys("lock \(key)", { try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
+            guard try sys("lock \(key)", { () throws(Errno) in try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
             guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }
             var meta = (try? readMeta(name: name, payload: fd)) ?? ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
             meta.attempts = 0
             meta.nextAttemptAtNanos = nil
             meta.finishedAtNanos = nil
             try writeMeta(meta, payload: fd, name: name)
-            try sys("make \(key) due") { try fd.setModificationTime(nanos: now()) }
+            try sys("make \(key) due") { () throws(Errno) in try fd.setModificationTime(nanos: now()) }
             if state == .failed {
-                try sys("move \(key) to new") { try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }
+                try sys("move \(key) to new") { () throws(Errno) in try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }
             }
             invalidateScan()
             return
@@ -221,7 +222,7 @@ extension Spool {
 
     /// Retries every item in `failed/`; returns their keys.
     public func retryAllFailed() throws(SpoolError) -> [String] {
-        let names = try sys("list failed") { try FS.listNames(in: dir(.failed)) }
+        let names = try sys("list failed") { () throws(Errno) in try FS.listNames(in: dir(.failed)) }
         var out: [String] = []
         for n in names {
             guard let k = SpoolKey(fileName: n) else { continue }

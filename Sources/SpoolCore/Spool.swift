@@ -36,7 +36,7 @@ public struct FaultHooks: Sendable {
     public static let none = FaultHooks()
 
     @inline(__always)
-    func check(_ p: FaultPoint) throws {
+    func check(_ p: FaultPoint) throws(Errno) {
         if let inject, let e = inject(p) { throw e }
     }
 }
@@ -93,45 +93,32 @@ public final class Spool: Sendable {
         self.attributesUsable = Atomic(metadataInAttributes)
         self.clock = clock
         self.faults = faults
-        var hostBuf = [CChar](repeating: 0, count: 256)
-        gethostname(&hostBuf, 255)
-        let host = String(decoding: hostBuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        identity = "\(host):\(getpid())"
+        identity = "\(FS.hostName):\(FS.processID)"
 
-        let st: FileStat
-        do { st = try FS.stat(path) } catch let e as Errno where e == .noEntry && create {
-            do { try FS.mkdir(path, in: .cwd, mode: 0o700) } catch let e2 as Errno where e2 == .exists {} catch let e2 as Errno {
-                throw SpoolError.system(operation: "create spool directory \(path)", errno: e2)
-            } catch { throw SpoolError.corrupt("\(error)") }
-            st = try sys("stat \(path)") { try FS.stat(path) }
-        } catch let e as Errno {
-            throw SpoolError.system(operation: "open spool directory \(path)", errno: e)
-        } catch { throw SpoolError.corrupt("\(error)") }
+        let st = try Spool.statOrCreate(path, create: create)
         try Spool.checkSafe(st, what: "spool directory \(path)")
-        let rootFD = try sys("open spool directory \(path)") { try FileDescriptor.open(path, [.readOnly, .directory, .noFollow]) }
+        let rootFD = try sys("open spool directory \(path)") { () throws(Errno) in try FileDescriptor.open(path, [.readOnly, .directory, .noFollow]) }
         // Check what was opened, not only what the path named a moment before.
-        do {
-            let opened = try sys("stat spool directory \(path)") { try rootFD.stat() }
+        do throws(SpoolError) {
+            let opened = try sys("stat spool directory \(path)") { () throws(Errno) in try rootFD.stat() }
             guard opened.sameFile(as: st) else { throw SpoolError.unsafeDirectory("spool directory \(path) changed while it was opened") }
             try Spool.checkSafe(opened, what: "spool directory \(path)")
         } catch {
             try? rootFD.close()
-            throw (error as? SpoolError) ?? SpoolError.corrupt("\(error)")
+            throw error
         }
         var opened: [FileDescriptor] = [rootFD]
         func openSub(_ name: String) throws(SpoolError) -> FileDescriptor {
-            do {
-                do { try FS.mkdir(name, in: rootFD, mode: 0o700) } catch let e as Errno where e == .exists {}
-                let sst = try FS.stat(name, in: rootFD)
-                try Spool.checkSafe(sst, what: "\(path)/\(name)")
-                let fd = try FileDescriptor.open(name, in: rootFD, [.readOnly, .directory, .noFollow])
-                opened.append(fd)
-                return fd
-            } catch let e as SpoolError {
-                throw e
-            } catch let e as Errno {
-                throw SpoolError.system(operation: "open \(path)/\(name)", errno: e)
-            } catch { throw SpoolError.corrupt("\(error)") }
+            try sys("open \(path)/\(name)") { () throws(Errno) in
+                do throws(Errno) { try FS.mkdir(name, in: rootFD, mode: 0o700) } catch where error == .exists {}
+            }
+            let sst = try sys("open \(path)/\(name)") { () throws(Errno) in try FS.stat(name, in: rootFD) }
+            try Spool.checkSafe(sst, what: "\(path)/\(name)")
+            let fd = try sys("open \(path)/\(name)") { () throws(Errno) in
+                try FileDescriptor.open(name, in: rootFD, [.readOnly, .directory, .noFollow])
+            }
+            opened.append(fd)
+            return fd
         }
         do {
             tmp = try openSub(Spool.tmpDir)
@@ -149,6 +136,18 @@ public final class Spool: Sendable {
 
     deinit {
         for fd in [root, tmp, keys, metas] + Array(stateDirs.values) { try? fd.close() }
+    }
+
+    /// The root's status, creating the directory first when it is missing and `create` is set.
+    static func statOrCreate(_ path: String, create: Bool) throws(SpoolError) -> FileStat {
+        do throws(Errno) { return try FS.stat(path) } catch where error == .noEntry && create {
+            try sys("create spool directory \(path)") { () throws(Errno) in
+                do throws(Errno) { try FS.mkdir(path, in: .cwd, mode: 0o700) } catch where error == .exists {}
+            }
+            return try sys("stat \(path)") { () throws(Errno) in try FS.stat(path) }
+        } catch {
+            throw SpoolError.system(operation: "open spool directory \(path)", errno: error)
+        }
     }
 
     static func checkSafe(_ st: FileStat, what: String) throws(SpoolError) {
@@ -180,14 +179,14 @@ public final class Spool: Sendable {
     /// when the attribute says the metadata spilled into a file (too large), or when there is no attribute
     /// (a file system without them). `payload` is the open payload, or it is opened from `state`.
     func readMeta(name: String, payload: FileDescriptor? = nil, state: ItemState? = nil) throws(SpoolError) -> ItemMeta {
-        let attr: [UInt8]? = try sys("read metadata of \(name)") { () throws -> [UInt8]? in
+        let attr: [UInt8]? = try sys("read metadata of \(name)") { () throws(Errno) -> [UInt8]? in
             if let payload { return try payload.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes) }
             guard let state else { return nil }
             return try FS.attribute(atPath: payloadPath(state: state, name: name), Spool.metaAttribute, limit: ItemMeta.maxBytes)
         }
         if let attr, !ItemMeta.isSpilledStub(attr) { return try ItemMeta.parse(attr) }
-        let bytes = try sys("read metadata file of \(name)") {
-            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow, .nonBlocking]).closeAfter { try $0.readAll(limit: ItemMeta.maxBytes + 1) }
+        let bytes = try sys("read metadata file of \(name)") { () throws(Errno) in
+            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow, .nonBlocking]).closeAfter { (fd) throws(Errno) in try fd.readAll(limit: ItemMeta.maxBytes + 1) }
         }
         return try ItemMeta.parse(bytes)
     }
@@ -198,21 +197,21 @@ public final class Spool: Sendable {
     func writeMeta(_ meta: ItemMeta, payload: FileDescriptor, name: String) throws(SpoolError) {
         let json = meta.jsonBytes
         if attributesUsable.load(ordering: .relaxed) {
-            do {
+            do throws(Errno) {
                 try faults.check(.write)
                 try payload.setAttribute(Spool.metaAttribute, json)
                 return
-            } catch let e as Errno where e == .notSupportedXattr || e == .notSupported {
+            } catch where error == .notSupported {
                 attributesUsable.store(false, ordering: .relaxed)
                 try writeMetaFile(meta, name: name)
                 return
-            } catch let e as Errno where e == .tooBig || e == .range || e == .noSpace {
+            } catch where error == .attributeTooLarge || error == .resultOutOfRange || error == .noSpace {
                 try writeMetaFile(meta, name: name)
-                try sys("write metadata stub of \(name)") { try payload.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) }
+                try sys("write metadata stub of \(name)") { () throws(Errno) in try payload.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) }
                 return
-            } catch let e as Errno {
-                throw SpoolError.system(operation: "write metadata of \(name)", errno: e)
-            } catch { throw SpoolError.corrupt("\(error)") }
+            } catch {
+                throw SpoolError.system(operation: "write metadata of \(name)", errno: error)
+            }
         }
         try writeMetaFile(meta, name: name)
         // An attribute left from a time attributes were used would shadow the file: point it at the file.
@@ -223,11 +222,11 @@ public final class Spool: Sendable {
     /// file, never a torn one.
     func writeMetaFile(_ meta: ItemMeta, name: String, sync: Bool = false) throws(SpoolError) {
         let t = tmpName(for: name, kind: "m")
-        try sys("write metadata of \(name)") {
+        try sys("write metadata of \(name)") { () throws(Errno) in
             try faults.check(.open)
             let fd = try FileDescriptor.open(t, in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
-            do {
-                try fd.closeAfter { fd in
+            do throws(Errno) {
+                try fd.closeAfter { (fd) throws(Errno) in
                     try faults.check(.write)
                     try fd.writeAll(meta.jsonBytes)
                     if sync { try faults.check(.fsync); try fd.fsync() }

@@ -37,14 +37,10 @@ public enum SpoolError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Runs a system call wrapper, turning its `Errno` into a `SpoolError` that says what was being done.
+/// Runs system calls, turning their `Errno` into a `SpoolError` that says what the spool was doing.
 @inline(__always)
-func sys<T>(_ operation: @autoclosure () -> String, _ body: () throws -> T) throws(SpoolError) -> T {
-    do { return try body() } catch let e as Errno {
-        throw SpoolError.system(operation: operation(), errno: e)
-    } catch let e as SpoolError {
-        throw e
-    } catch {
-        throw SpoolError.corrupt("\(error)")
+func sys<T>(_ operation: @autoclosure () -> String, _ body: () throws(Errno) -> T) throws(SpoolError) -> T {
+    do throws(Errno) { return try body() } catch {
+        throw SpoolError.system(operation: operation(), errno: error)
     }
 }

@@ -1,4 +1,5 @@
 import SpoolSystem
+import SpoolWire
 
 /// Per-connection state, owned by the loop thread only. Kept small (no buffers while idle) so thousands of
 /// idle or slow clients cost little memory.
@@ -18,7 +19,8 @@ final class Connection {
 
     enum ReadDeadline { case none, idle, header, body, linger }
 
-    let fd: FileDescriptor
+    /// The bytes of this connection: a plain socket, or (later) TLS over it. The loop never touches the socket.
+    let stream: any ByteStream
     let id: UInt64
     let remote: String
     var parser: HTTPParser
@@ -40,15 +42,15 @@ final class Connection {
     /// After `output` drains, finish the exchange (log done, reset for the next request).
     var exchangeInFlight = false
     /// The epoll interest currently registered.
-    var interest: UInt32
+    var interest: Epoll.Events
     var requestStartMono: Int64 = 0
     var requestStartWall: Int64 = 0
     var closed = false
     /// Queued on the loop's resume list (pipelined bytes to parse after a response went out).
     var resumeQueued = false
 
-    init(fd: FileDescriptor, id: UInt64, remote: String, limits: HTTPParserLimits, now: Int64, headerTimeout: Int64, interest: UInt32) {
-        self.fd = fd
+    init(stream: any ByteStream, id: UInt64, remote: String, limits: HTTPParserLimits, now: Int64, headerTimeout: Int64, interest: Epoll.Events) {
+        self.stream = stream
         self.id = id
         self.remote = remote
         self.parser = HTTPParser(limits: limits)

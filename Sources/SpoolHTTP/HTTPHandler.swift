@@ -1,3 +1,4 @@
+import SpoolWire
 /// The application side of the server.
 public protocol HTTPHandler: Sendable {
     /// On the loop thread, right after the head parses and before any body byte is read: return a response to
@@ -22,13 +23,13 @@ public struct AccessLogEntry: Sendable, Hashable {
     /// `-` when the request failed before its request line parsed.
     public var method: String
     public var path: String
-    public var status: Int
+    public var status: HTTPStatus
     public var logKey: String?
     public var durationMilliseconds: Double
     /// The `X-Request-Id` field, if the request had one.
     public var requestID: String?
 
-    public init(timeNanos: Int64, remote: String, method: String, path: String, status: Int, logKey: String?,
+    public init(timeNanos: Int64, remote: String, method: String, path: String, status: HTTPStatus, logKey: String?,
                 durationMilliseconds: Double, requestID: String?) {
         self.timeNanos = timeNanos
         self.remote = remote

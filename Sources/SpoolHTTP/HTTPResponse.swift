@@ -1,8 +1,9 @@
 import SpoolSystem
+import SpoolWire
 
 /// A response from a handler. The server adds `Content-Length`, `Connection` and `Date`; any such fields given here are dropped.
 public struct HTTPResponse: Sendable, Hashable {
-    public var status: Int
+    public var status: HTTPStatus
     public var headers: HTTPHeaders
     public var body: [UInt8]
     /// Close the connection after this response, whatever the client asked.
@@ -10,7 +11,7 @@ public struct HTTPResponse: Sendable, Hashable {
     /// A short key for the access log (for example the spool item it created).
     public var logKey: String?
 
-    public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], close: Bool = false, logKey: String? = nil) {
+    public init(status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], close: Bool = false, logKey: String? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -18,20 +19,17 @@ public struct HTTPResponse: Sendable, Hashable {
         self.logKey = logKey
     }
 
-    public init(status: Int, headers: [(String, String)], body: [UInt8] = [], close: Bool = false, logKey: String? = nil) {
+    public init(status: HTTPStatus, headers: [(String, String)], body: [UInt8] = [], close: Bool = false, logKey: String? = nil) {
         self.init(status: status, headers: HTTPHeaders(headers), body: body, close: close, logKey: logKey)
     }
 
     /// A JSON body with `Content-Type: application/json`.
-    public static func json(status: Int, _ json: String, close: Bool = false, logKey: String? = nil) -> HTTPResponse {
+    public static func json(status: HTTPStatus, _ json: String, close: Bool = false, logKey: String? = nil) -> HTTPResponse {
         HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: Array(json.utf8), close: close, logKey: logKey)
     }
 
     /// `{"error":"message"}`, the shape of every error the server itself produces.
-    public static func error(status: Int, _ message: String, close: Bool = false) -> HTTPResponse {
-        json(status: status, "{\"error\":\"\(jsonEscape(message))\"}", close: close)
+    public static func error(status: HTTPStatus, _ message: String, close: Bool = false) -> HTTPResponse {
+        json(status: status, "{\"error\":\"\(jsonEscaped(message))\"}", close: close)
     }
-
-    /// Escapes a string for a JSON string literal (quotes, backslash, control characters).
-    public static func jsonEscape(_ s: String) -> String { jsonEscaped(s) }
 }

@@ -1,9 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CSpoolShims
 import Synchronization
 import SpoolSystem
+import SpoolWire
 
 /// An HTTP/1.1 server on one epoll event-loop thread (the thread that calls `run`).
 ///
@@ -33,29 +30,33 @@ public final class HTTPServer: Sendable {
     /// Coalesces wake-ups: only the first completion after a drain writes to the eventfd.
     let wakePending = Atomic<Bool>(false)
     let openCount = Atomic<Int>(0)
-    /// The eventfd that wakes the loop (-1 if it could not be created; `run` then throws).
-    let wakeFD: Int32
+    /// Wakes the loop (nil if it could not be created; `run` then throws).
+    let wakeupOrNil: Wakeup?
+    var wakeup: Wakeup { wakeupOrNil! }
+    /// Wraps each accepted socket; the seam where TLS will sit.
+    let makeStream: @Sendable (FileDescriptor) -> any ByteStream
 
     public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: any HTTPHandler,
-                accessLog: (@Sendable (AccessLogEntry) -> Void)? = nil) {
+                accessLog: (@Sendable (AccessLogEntry) -> Void)? = nil,
+                makeStream: @escaping @Sendable (FileDescriptor) -> any ByteStream = { SocketStream($0) }) {
         self.configuration = configuration
         self.handler = handler
         self.accessLog = accessLog
-        self.wakeFD = spool_eventfd()
+        self.makeStream = makeStream
+        self.wakeupOrNil = try? Wakeup()
     }
 
     deinit {
-        if wakeFD >= 0 { _ = Glibc.close(wakeFD) }
         for l in shared.withLock({ $0.listeners }) { try? l.close() }
     }
 
     /// Listens on `host:port` (numeric address or `localhost`; port 0 picks a free port) and returns the bound port.
     @discardableResult
-    public func bind(host: String, port: UInt16) throws -> UInt16 {
-        guard let address = Socket.Address(host: host, port: port) else { throw Errno.invalid }
+    public func bind(host: String, port: UInt16) throws(Errno) -> UInt16 {
+        guard let address = Socket.Address(host: host, port: port) else { throw Errno.invalidArgument }
         let fd = try Socket.listen(address, backlog: configuration.listenBacklog)
         let actual: UInt16
-        do { actual = try fd.localPort() } catch {
+        do throws(Errno) { actual = try fd.localPort() } catch {
             try? fd.close()
             throw error
         }
@@ -66,16 +67,16 @@ public final class HTTPServer: Sendable {
         }
         guard accepted else {
             try? fd.close()
-            throw Errno.invalid
+            throw Errno.invalidArgument
         }
         return actual
     }
 
     /// Serves until `shutdown` (blocks the calling thread, which becomes the event loop). Call once.
-    public func run() throws {
-        guard wakeFD >= 0 else { throw Errno.tooManyFiles }
+    public func run() throws(Errno) {
+        guard wakeupOrNil != nil else { throw Errno.tooManyOpenFiles }
         let listeners = try shared.withLock { s throws(Errno) -> [FileDescriptor] in
-            guard !s.running && !s.finished else { throw Errno.invalid }
+            guard !s.running && !s.finished else { throw Errno.invalidArgument }
             s.running = true
             return s.listeners
         }
@@ -87,7 +88,7 @@ public final class HTTPServer: Sendable {
                 s.finished = true
             }
         }
-        spool_ignore_sigpipe()
+        TerminationSignals.ignoreBrokenPipe()
         _ = try? Socket.raiseOpenFileLimit()
         let loop = try ServerLoop(server: self, listeners: listeners)
         defer { loop.close() }
@@ -114,7 +115,6 @@ public final class HTTPServer: Sendable {
     func wake(force: Bool) {
         let already = wakePending.exchange(true, ordering: .acquiringAndReleasing)
         if already && !force { return }
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { Glibc.write(wakeFD, $0.baseAddress, 8) }
+        wakeup.signal()
     }
 }

@@ -1,3 +1,4 @@
+import SpoolWire
 /// Server limits and timeouts. Every timeout is an absolute deadline, so trickling bytes never extends it.
 public struct HTTPServerConfiguration: Sendable {
     public var maxRequestLine = 8192

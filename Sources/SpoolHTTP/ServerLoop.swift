@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CSpoolShims
 import SpoolSystem
+import SpoolWire
 
 /// The event loop behind `HTTPServer.run`: one thread, level-triggered epoll, a periodic deadline sweep.
 /// Confined to the thread that runs it; other threads reach it only through `HTTPServer.shared` and the eventfd.
@@ -13,7 +10,7 @@ final class ServerLoop {
     let server: HTTPServer
     let config: HTTPServerConfiguration
     let limits: HTTPParserLimits
-    let epfd: Int32
+    let epoll: Epoll
     var listeners: [FileDescriptor]
     /// Nonzero while accepting is paused after EMFILE/ENFILE (so a full fd table cannot make us spin).
     var listenersPausedUntil: Int64 = 0
@@ -28,7 +25,7 @@ final class ServerLoop {
     var lastSweep: Int64 = 0
     let headerTimeout, bodyTimeout, idleTimeout, writeTimeout, lingerTimeout, sweepInterval: Int64
 
-    init(server: HTTPServer, listeners: [FileDescriptor]) throws {
+    init(server: HTTPServer, listeners: [FileDescriptor]) throws(Errno) {
         self.server = server
         self.config = server.configuration
         self.limits = server.configuration.parserLimits
@@ -39,15 +36,15 @@ final class ServerLoop {
         writeTimeout = config.writeTimeout.nanoseconds
         lingerTimeout = config.lingerTimeout.nanoseconds
         sweepInterval = max(1_000_000, config.sweepInterval.nanoseconds)
-        epfd = try retryingSyscall { spool_epoll_create() }
+        epoll = try Epoll()
         readBuffer = .allocate(byteCount: max(512, config.readChunkSize), alignment: 16)
-        do {
-            _ = try retryingSyscall { spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_ADD, server.wakeFD, SPOOL_EPOLLIN, Self.wakeToken) }
+        do throws(Errno) {
+            try epoll.add(server.wakeup.fd, .readable, token: Self.wakeToken)
             for (i, l) in listeners.enumerated() {
-                _ = try retryingSyscall { spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_ADD, l.rawValue, SPOOL_EPOLLIN, Self.listenerBase + UInt64(i)) }
+                try epoll.add(l, .readable, token: Self.listenerBase + UInt64(i))
             }
         } catch {
-            _ = Glibc.close(epfd)
+            epoll.close()
             readBuffer.deallocate()
             throw error
         }
@@ -55,24 +52,16 @@ final class ServerLoop {
 
     func close() {
         for c in Array(connections.values) { closeConnection(c) }
-        _ = Glibc.close(epfd)
+        epoll.close()
         readBuffer.deallocate()
     }
 
-    func run() throws {
-        var events = [UInt32](repeating: 0, count: 256)
-        var datas = [UInt64](repeating: 0, count: 256)
+    func run() throws(Errno) {
         lastSweep = monotonicNanos()
         let waitMs = Int32(max(1, sweepInterval / 1_000_000))
         while true {
             if checkShutdown() { return }
-            let n = spool_epoll_wait(epfd, &events, &datas, 256, waitMs)
-            if n < 0 {
-                let e = Errno.current
-                if e == .interrupted { continue }
-                throw e
-            }
-            for i in 0..<Int(n) { handleEvent(events[i], datas[i]) }
+            try epoll.wait(timeoutMillis: waitMs) { events, token in handleEvent(events, token) }
             drainCompletions()
             runResumeList()
             let now = monotonicNanos()
@@ -85,10 +74,9 @@ final class ServerLoop {
 
     // MARK: Events
 
-    func handleEvent(_ ev: UInt32, _ token: UInt64) {
+    func handleEvent(_ ev: Epoll.Events, _ token: UInt64) {
         if token == Self.wakeToken {
-            var v: UInt64 = 0
-            _ = withUnsafeMutableBytes(of: &v) { Glibc.read(server.wakeFD, $0.baseAddress, 8) }
+            server.wakeup.drain()
             server.wakePending.store(false, ordering: .sequentiallyConsistent)
             return
         }
@@ -98,10 +86,10 @@ final class ServerLoop {
             return
         }
         guard let c = connections[token] else { return }
-        if ev & SPOOL_EPOLLOUT != 0 { flush(c) }
-        if !c.closed, ev & SPOOL_EPOLLIN != 0 { onReadable(c) }
+        if ev.contains(.writable) { flush(c) }
+        if !c.closed, ev.contains(.readable) { onReadable(c) }
         // ERR/HUP are reported even without interest: a dead peer while we are not reading must not spin the loop.
-        if !c.closed, ev & (SPOOL_EPOLLERR | SPOOL_EPOLLHUP) != 0, !c.wantsRead || ev & SPOOL_EPOLLIN == 0 {
+        if !c.closed, !ev.isDisjoint(with: [.error, .hangUp]), !c.wantsRead || !ev.contains(.readable) {
             closeConnection(c)
         }
     }
@@ -124,10 +112,10 @@ final class ServerLoop {
             try? fd.setNoDelay()
             let id = nextID
             nextID += 1
-            let c = Connection(fd: fd, id: id, remote: fd.peerName(), limits: limits, now: monotonicNanos(),
-                               headerTimeout: headerTimeout, interest: SPOOL_EPOLLIN)
-            if spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_ADD, fd.rawValue, SPOOL_EPOLLIN, id) != 0 {
-                try? fd.close()
+            let c = Connection(stream: server.makeStream(fd), id: id, remote: fd.peerName(), limits: limits, now: monotonicNanos(),
+                               headerTimeout: headerTimeout, interest: .readable)
+            do throws(Errno) { try epoll.add(fd, .readable, token: id) } catch {
+                c.stream.close()
                 continue
             }
             connections[id] = c
@@ -138,14 +126,14 @@ final class ServerLoop {
     func pauseListeners() {
         listenersPausedUntil = monotonicNanos() + 100_000_000
         for (i, l) in listeners.enumerated() {
-            _ = spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_MOD, l.rawValue, 0, Self.listenerBase + UInt64(i))
+            try? epoll.modify(l, [], token: Self.listenerBase + UInt64(i))
         }
     }
 
     func resumeListeners() {
         listenersPausedUntil = 0
         for (i, l) in listeners.enumerated() {
-            _ = spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_MOD, l.rawValue, SPOOL_EPOLLIN, Self.listenerBase + UInt64(i))
+            try? epoll.modify(l, .readable, token: Self.listenerBase + UInt64(i))
         }
     }
 
@@ -157,16 +145,16 @@ final class ServerLoop {
         while !c.closed && c.wantsRead && reads < 4 {
             reads += 1
             let n: Int
-            do {
-                n = try c.fd.recv(into: readBuffer)
-            } catch let e as Errno where e == .wouldBlock {
-                return
+            do throws(StreamError) {
+                switch try c.stream.read(into: readBuffer) {
+                case .bytes(let k): n = k
+                case .wouldBlock: return
+                case .closed:
+                    // EOF: an idle client left, or one that stopped mid-request cannot read an answer anyway.
+                    closeConnection(c)
+                    return
+                }
             } catch {
-                closeConnection(c)
-                return
-            }
-            if n == 0 {
-                // EOF: an idle client left, or one that stopped mid-request cannot read an answer anyway.
                 closeConnection(c)
                 return
             }
@@ -301,14 +289,17 @@ final class ServerLoop {
 
     func flush(_ c: Connection) {
         while c.hasOutput {
-            do {
-                let n = try c.output.withUnsafeBytes { p in try c.fd.send(UnsafeRawBufferPointer(rebasing: p[c.outputOffset...])) }
+            let step = c.output.withUnsafeBytes { p in
+                Result { () throws(StreamError) in try c.stream.write(UnsafeRawBufferPointer(rebasing: p[c.outputOffset...])) }
+            }
+            switch step {
+            case .success(.bytes(let n)):
                 c.outputOffset += n
-            } catch let e as Errno where e == .wouldBlock {
+            case .success(.wouldBlock):
                 if c.writeDeadline == 0 { c.writeDeadline = monotonicNanos() &+ writeTimeout }
                 updateInterest(c)
                 return
-            } catch {
+            case .success(.closed), .failure:
                 closeConnection(c)
                 return
             }
@@ -348,7 +339,7 @@ final class ServerLoop {
         c.head = nil
         c.body = []
         c.parser = HTTPParser(limits: limits)
-        try? c.fd.shutdownWrite()
+        c.stream.shutdownWrite()
         c.readDeadlineKind = .linger
         c.readDeadline = monotonicNanos() &+ lingerTimeout
         updateInterest(c)
@@ -356,9 +347,11 @@ final class ServerLoop {
 
     func updateInterest(_ c: Connection) {
         guard !c.closed else { return }
-        let want = (c.wantsRead ? SPOOL_EPOLLIN : 0) | (c.hasOutput ? SPOOL_EPOLLOUT : 0)
+        var want: Epoll.Events = []
+        if c.wantsRead { want.insert(.readable) }
+        if c.hasOutput { want.insert(.writable) }
         if want != c.interest {
-            _ = spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_MOD, c.fd.rawValue, want, c.id)
+            try? epoll.modify(c.stream.descriptor, want, token: c.id)
             c.interest = want
         }
     }
@@ -366,13 +359,13 @@ final class ServerLoop {
     func closeConnection(_ c: Connection) {
         guard !c.closed else { return }
         c.closed = true
-        _ = spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_DEL, c.fd.rawValue, 0, 0)
-        try? c.fd.close()
+        epoll.remove(c.stream.descriptor)
+        c.stream.close()
         connections[c.id] = nil
         server.openCount.subtract(1, ordering: .relaxed)
     }
 
-    func log(_ c: Connection, status: Int, logKey: String?) {
+    func log(_ c: Connection, status: HTTPStatus, logKey: String?) {
         guard let sink = server.accessLog else { return }
         let now = monotonicNanos()
         let start = c.requestStartMono == 0 ? now : c.requestStartMono
@@ -425,7 +418,7 @@ final class ServerLoop {
                 return s.listeners
             }
             for l in ls {
-                _ = spool_epoll_ctl(epfd, SPOOL_EPOLL_CTL_DEL, l.rawValue, 0, 0)
+                epoll.remove(l)
                 try? l.close()
             }
             listeners = []

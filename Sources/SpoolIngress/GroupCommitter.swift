@@ -1,9 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import SpoolCore
 import SpoolSystem
+import SpoolWire
 
 /// Batches durable enqueues (group commit). Requests that arrive while a batch is being flushed wait and go
 /// into the next one, so one set of flushes covers every request waiting at that moment; at low load a
@@ -46,7 +44,7 @@ public final class GroupCommitter: Sendable {
             return (true, st.queue.count == 1)
         }
         if accepted { if wasEmpty { wake.signal() } } else {
-            completion(.failure(.system(operation: "shutting down", errno: .io)))
+            completion(.failure(.system(operation: "shutting down", errno: .ioError)))
         }
     }
 

@@ -1,16 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import SpoolCore
 import SpoolHTTP
 import SpoolSystem
+import SpoolWire
 
 public struct IngressConfiguration: Sendable {
     /// The webhook path (`POST` only).
     public var path = "/json2video/done"
+    /// Where JSON2Video puts the render's project id: `movie.project` in the envelope, `project` in the flat shape.
+    public static let json2videoKeyPaths = ["movie.project", "project"]
     /// Dotted JSON paths tried in order for the key (form bodies: the last component as field name).
-    public var keyPaths = KeyExtractor.defaultPaths
+    public var keyPaths = IngressConfiguration.json2videoKeyPaths
     /// Take the key from this request header instead of the body (for example `webhook-id`).
     public var keyHeader: String? = nil
     /// If set, required as `?token=` or `Authorization: Bearer`.
@@ -53,7 +53,7 @@ public final class IngressHandler: HTTPHandler {
 
     /// Records one finished request (called from the server's access log hook).
     public func record(_ entry: AccessLogEntry) {
-        metrics.countResponse(status: entry.status)
+        metrics.countResponse(status: entry.status.code)
         if entry.path == config.path && entry.method == "POST" && entry.status == 200 {
             metrics.ackLatency.observe(entry.durationMilliseconds / 1000)
         }
@@ -129,9 +129,9 @@ public final class IngressHandler: HTTPHandler {
     private func handleWebhook(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         metrics.bytesReceived.add(UInt64(request.body.count), ordering: .relaxed)
         let key: SpoolKey
-        do { key = try extractKey(request) } catch {
+        do throws(IngressError) { key = try extractKey(request) } catch {
             metrics.rejected.add(1, ordering: .relaxed)
-            respond(error)
+            respond(error.response)
             return
         }
         var headers: [(String, String)] = []
@@ -161,23 +161,18 @@ public final class IngressHandler: HTTPHandler {
         }
     }
 
-    /// The key, from the configured header or the body. Errors are ready-made responses (400, 422).
-    func extractKey(_ request: HTTPRequest) throws(HTTPResponse) -> SpoolKey {
+    /// The key, from the configured header or the body.
+    func extractKey(_ request: HTTPRequest) throws(IngressError) -> SpoolKey {
         if let name = config.keyHeader {
             let values = request.head.headers.values(for: name)
             guard values.count == 1 else {
-                throw HTTPResponse.error(status: values.isEmpty ? 422 : 400, values.isEmpty ? "no key: header \(name) is missing" : "header \(name) appears more than once")
+                throw values.isEmpty ? .missingKeyHeader(name) : .repeatedKeyHeader(name)
             }
-            do { return try SpoolKey(values[0]) } catch { throw HTTPResponse.error(status: 422, "header \(name): \(error)") }
+            do { return try SpoolKey(values[0]) } catch { throw .badKeyHeader(name, "\(error)") }
         }
         do {
             return try extractor.extract(body: request.body, contentType: request.head.headers["content-type"])
-        } catch {
-            switch error {
-            case .malformedBody(let m): throw HTTPResponse.error(status: 400, m)
-            case .noKey, .badKey: throw HTTPResponse.error(status: 422, error.description)
-            }
-        }
+        } catch { throw .key(error) }
     }
 
     private func authorized(_ head: HTTPRequestHead, token: String) -> Bool {
@@ -207,4 +202,20 @@ public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
     return diff == 0
 }
 
-extension HTTPResponse: Error {}
+/// Why the ingress refused a webhook before storing it: the ingress's one error type, mapped to a response here.
+enum IngressError: Error {
+    case missingKeyHeader(String)
+    case repeatedKeyHeader(String)
+    case badKeyHeader(String, String)
+    case key(KeyExtractor.Failure)
+
+    var response: HTTPResponse {
+        switch self {
+        case .missingKeyHeader(let name): return .error(status: .unprocessableContent, "no key: header \(name) is missing")
+        case .repeatedKeyHeader(let name): return .error(status: .badRequest, "header \(name) appears more than once")
+        case .badKeyHeader(let name, let why): return .error(status: .unprocessableContent, "header \(name): \(why)")
+        case .key(.malformedBody(let m)): return .error(status: .badRequest, m)
+        case .key(let e): return .error(status: .unprocessableContent, e.description)
+        }
+    }
+}

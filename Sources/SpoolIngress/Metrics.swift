@@ -1,4 +1,5 @@
 import Synchronization
+import SpoolWire
 
 /// A Prometheus histogram with fixed buckets (seconds).
 final class Histogram: Sendable {

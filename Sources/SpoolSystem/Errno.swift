@@ -18,43 +18,50 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
         return String(cString: c)
     }
 
+    // Named for what they mean (the apple/swift-system names), not for their C spelling.
     public static let interrupted = Errno(rawValue: EINTR)
     public static let exists = Errno(rawValue: EEXIST)
     public static let noEntry = Errno(rawValue: ENOENT)
     public static let wouldBlock = Errno(rawValue: EAGAIN)
     public static let noSpace = Errno(rawValue: ENOSPC)
-    public static let io = Errno(rawValue: EIO)
+    public static let ioError = Errno(rawValue: EIO)
     public static let readOnlyFS = Errno(rawValue: EROFS)
-    public static let quota = Errno(rawValue: EDQUOT)
+    public static let diskQuotaExceeded = Errno(rawValue: EDQUOT)
     public static let notEmpty = Errno(rawValue: ENOTEMPTY)
     public static let notDirectory = Errno(rawValue: ENOTDIR)
     public static let isDirectory = Errno(rawValue: EISDIR)
     public static let tooManyLinks = Errno(rawValue: EMLINK)
-    public static let loop = Errno(rawValue: ELOOP)
-    public static let badFD = Errno(rawValue: EBADF)
-    public static let tooManyFiles = Errno(rawValue: EMFILE)
-    public static let tooManyFilesSystem = Errno(rawValue: ENFILE)
-    public static let permission = Errno(rawValue: EACCES)
+    public static let tooManySymbolicLinkLevels = Errno(rawValue: ELOOP)
+    public static let badFileDescriptor = Errno(rawValue: EBADF)
+    public static let tooManyOpenFiles = Errno(rawValue: EMFILE)
+    public static let tooManyOpenFilesInSystem = Errno(rawValue: ENFILE)
+    public static let permissionDenied = Errno(rawValue: EACCES)
     public static let notPermitted = Errno(rawValue: EPERM)
-    public static let invalid = Errno(rawValue: EINVAL)
-    public static let noChild = Errno(rawValue: ECHILD)
-    public static let search = Errno(rawValue: ESRCH)
+    public static let invalidArgument = Errno(rawValue: EINVAL)
+    public static let noChildProcess = Errno(rawValue: ECHILD)
+    public static let noSuchProcess = Errno(rawValue: ESRCH)
+    /// EOPNOTSUPP, which Linux also returns as ENOTSUP (same number) for a file system without user attributes.
     public static let notSupported = Errno(rawValue: EOPNOTSUPP)
-    public static let noSys = Errno(rawValue: ENOSYS)
+    public static let notImplemented = Errno(rawValue: ENOSYS)
     public static let crossDevice = Errno(rawValue: EXDEV)
     public static let connectionRefused = Errno(rawValue: ECONNREFUSED)
+    public static let connectionAborted = Errno(rawValue: ECONNABORTED)
+    public static let protocolError = Errno(rawValue: EPROTO)
     public static let inProgress = Errno(rawValue: EINPROGRESS)
     public static let brokenPipe = Errno(rawValue: EPIPE)
     public static let connectionReset = Errno(rawValue: ECONNRESET)
     public static let timedOut = Errno(rawValue: ETIMEDOUT)
-    public static let noData = Errno(rawValue: SPOOL_ENODATA)
-    public static let notSupportedXattr = Errno(rawValue: SPOOL_ENOTSUP)
-    public static let tooBig = Errno(rawValue: SPOOL_E2BIG)
-    public static let range = Errno(rawValue: SPOOL_ERANGE)
+    public static let fileTooLarge = Errno(rawValue: EFBIG)
+    /// ENODATA: the file has no extended attribute of that name.
+    public static let noAttribute = Errno(rawValue: SPOOL_ENODATA)
+    /// E2BIG: an extended attribute value larger than the file system takes.
+    public static let attributeTooLarge = Errno(rawValue: SPOOL_E2BIG)
+    /// ERANGE: the buffer is too small for the attribute (or the value is out of range).
+    public static let resultOutOfRange = Errno(rawValue: SPOOL_ERANGE)
 
     /// True for the errors that mean "the storage cannot take writes right now" (the ingress answers 503).
     public var isStorageUnavailable: Bool {
-        self == .noSpace || self == .io || self == .readOnlyFS || self == .quota
+        self == .noSpace || self == .ioError || self == .readOnlyFS || self == .diskQuotaExceeded
     }
 }
 

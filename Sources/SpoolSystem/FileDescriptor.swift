@@ -66,76 +66,75 @@ public struct FileDescriptor: Sendable, Hashable {
     }
 
     /// `openat(2)`; always adds O_CLOEXEC so handlers we spawn never inherit spool files.
-    public static func open(_ path: String, in dir: FileDescriptor = .cwd, _ flags: OpenFlags, mode: UInt32 = 0o600) throws -> FileDescriptor {
+    public static func open(_ path: String, in dir: FileDescriptor = .cwd, _ flags: OpenFlags, mode: UInt32 = 0o600) throws(Errno) -> FileDescriptor {
         let all = flags.union(.closeOnExec).rawValue
         let fd = try retryingSyscall { openat(dir.rawValue, path, all, mode_t(mode)) }
         return FileDescriptor(rawValue: fd)
     }
 
     /// Runs `body` and closes the descriptor afterwards, whatever happens.
-    public func closeAfter<R>(_ body: (FileDescriptor) throws -> R) rethrows -> R {
+    public func closeAfter<R, E: Error>(_ body: (FileDescriptor) throws(E) -> R) throws(E) -> R {
         defer { try? close() }
         return try body(self)
     }
 
-    public func close() throws {
+    public func close() throws(Errno) {
         _ = try singleSyscall { Glibc.close(rawValue) }
     }
 
     /// Reads at most `count` bytes; an empty result means end of file.
-    public func read(upTo count: Int) throws -> [UInt8] {
+    public func read(upTo count: Int) throws(Errno) -> [UInt8] {
         var buf = [UInt8](repeating: 0, count: count)
-        let n = try buf.withUnsafeMutableBytes { (p) throws -> Int in
-            try retryingSyscall { Glibc.read(rawValue, p.baseAddress, count) }
-        }
+        let n = try buf.withUnsafeMutableBytes { p in Result { () throws(Errno) in try read(into: p) } }.get()
         buf.removeSubrange(n...)
         return buf
     }
 
     /// Reads into a raw buffer once; returns the byte count (0 at end of file).
-    public func read(into p: UnsafeMutableRawBufferPointer) throws -> Int {
+    public func read(into p: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         try retryingSyscall { Glibc.read(rawValue, p.baseAddress, p.count) }
     }
 
     /// Reads the whole file (or stream) but fails with `EFBIG` once more than `limit` bytes arrive.
-    public func readAll(limit: Int) throws -> [UInt8] {
+    public func readAll(limit: Int) throws(Errno) -> [UInt8] {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = try chunk.withUnsafeMutableBytes { (p) throws -> Int in
-                try retryingSyscall { Glibc.read(rawValue, p.baseAddress, p.count) }
-            }
+            let n = try chunk.withUnsafeMutableBytes { p in Result { () throws(Errno) in try read(into: p) } }.get()
             if n == 0 { return out }
-            if out.count + n > limit { throw Errno(rawValue: EFBIG) }
+            if out.count + n > limit { throw Errno.fileTooLarge }
             out.append(contentsOf: chunk[0..<n])
         }
     }
 
     /// Writes every byte, looping over short writes; a write that makes no progress is an error.
-    public func writeAll(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { (p) throws in try writeAll(p) }
+    public func writeAll(_ bytes: [UInt8]) throws(Errno) {
+        try bytes.withUnsafeBytes { p in Result { () throws(Errno) in try writeAll(p) } }.get()
     }
 
-    public func writeAll(_ p: UnsafeRawBufferPointer) throws {
+    public func writeAll(_ p: UnsafeRawBufferPointer) throws(Errno) {
         var off = 0
         while off < p.count {
             let n = try retryingSyscall { Glibc.write(rawValue, p.baseAddress! + off, p.count - off) }
-            if n == 0 { throw Errno.io }
+            if n == 0 { throw Errno.ioError }
             off += n
         }
     }
 
     /// One `write(2)`, returning how much was written (for non-blocking sockets and pipes).
-    public func write(_ p: UnsafeRawBufferPointer) throws -> Int {
+    public func write(_ p: UnsafeRawBufferPointer) throws(Errno) -> Int {
         try retryingSyscall { Glibc.write(rawValue, p.baseAddress, p.count) }
     }
 
-    public func fsync() throws { _ = try retryingSyscall { Glibc.fsync(rawValue) } }
+    /// Moves the file offset back to the start (a payload handed to a second handler must be read from byte 0).
+    public func rewind() throws(Errno) { _ = try retryingSyscall { lseek(rawValue, 0, SEEK_SET) } }
+
+    public func fsync() throws(Errno) { _ = try retryingSyscall { Glibc.fsync(rawValue) } }
 
     /// `syncfs(2)`: makes everything on this descriptor's file system durable, in one pass and one device flush.
-    public func syncFileSystem() throws { _ = try retryingSyscall { spool_syncfs(rawValue) } }
+    public func syncFileSystem() throws(Errno) { _ = try retryingSyscall { spool_syncfs(rawValue) } }
 
-    public func stat() throws -> FileStat {
+    public func stat() throws(Errno) -> FileStat {
         var s = Glibc.stat()
         _ = try retryingSyscall { fstat(rawValue, &s) }
         return FileStat(s)
@@ -144,7 +143,7 @@ public struct FileDescriptor: Sendable, Hashable {
     public enum LockResult: Sendable { case acquired, busy }
 
     /// `flock(LOCK_EX|LOCK_NB)`: the kernel drops the lock when the process dies, so a dead holder is seen at once.
-    public func tryLockExclusive() throws -> LockResult {
+    public func tryLockExclusive() throws(Errno) -> LockResult {
         while true {
             if flock(rawValue, LOCK_EX | LOCK_NB) == 0 { return .acquired }
             let e = Errno.current
@@ -155,30 +154,30 @@ public struct FileDescriptor: Sendable, Hashable {
     }
 
     /// Sets an extended attribute (the spool keeps a fresh item's metadata in one, on the payload itself).
-    public func setAttribute(_ name: String, _ value: [UInt8]) throws {
+    public func setAttribute(_ name: String, _ value: [UInt8]) throws(Errno) {
         _ = try retryingSyscall { value.withUnsafeBytes { spool_fsetxattr(rawValue, name, $0.baseAddress, UInt64($0.count)) } }
     }
 
     /// Reads an extended attribute; nil when the file has none of that name (or the file system has none at all).
-    public func attribute(_ name: String, limit: Int) throws -> [UInt8]? {
+    public func attribute(_ name: String, limit: Int) throws(Errno) -> [UInt8]? {
         try readAttribute(limit: limit) { spool_fgetxattr(rawValue, name, $0, $1) }
     }
 
     /// `flock(LOCK_EX)`, waiting for another holder to let go.
-    public func lockExclusive() throws { _ = try retryingSyscall { flock(rawValue, LOCK_EX) } }
+    public func lockExclusive() throws(Errno) { _ = try retryingSyscall { flock(rawValue, LOCK_EX) } }
 
     /// Drops a `flock` early (closing the descriptor drops it too).
     public func unlock() { _ = flock(rawValue, LOCK_UN) }
 
     /// Sets the modification time (nanoseconds since the epoch); the spool uses it as the not-before time.
-    public func setModificationTime(nanos: Int64) throws {
+    public func setModificationTime(nanos: Int64) throws(Errno) {
         _ = try retryingSyscall { spool_futimens_mtime(rawValue, nanos / 1_000_000_000, nanos % 1_000_000_000) }
     }
 
     /// Starts writeback of the file's dirty pages without waiting (lets one later fsync cover many files).
     public func startWriteback() { _ = spool_sync_file_range_write(rawValue) }
 
-    public func setNonBlocking() throws {
+    public func setNonBlocking() throws(Errno) {
         let flags = try retryingSyscall { fcntl(rawValue, F_GETFL) }
         _ = try retryingSyscall { fcntl(rawValue, F_SETFL, flags | O_NONBLOCK) }
     }
@@ -186,7 +185,7 @@ public struct FileDescriptor: Sendable, Hashable {
 
 /// The shared loop of attribute reads (by descriptor or by path): starts with a small buffer (metadata is usually a
 /// few hundred bytes) and grows only when the call says the value is larger; ENODATA/ENOTSUP mean "no attribute".
-func readAttribute(limit: Int, _ call: (UnsafeMutableRawPointer?, UInt64) -> Int64) throws -> [UInt8]? {
+func readAttribute(limit: Int, _ call: (UnsafeMutableRawPointer?, UInt64) -> Int64) throws(Errno) -> [UInt8]? {
     var size = min(limit, 4096)
     while true {
         var buf = [UInt8](unsafeUninitializedCapacity: size) { _, n in n = size }

@@ -6,42 +6,42 @@ import CSpoolShims
 /// Directory-relative file system calls. Every path argument is a single name or a short relative path
 /// under an open directory descriptor, so that nothing resolves outside the directory the caller opened.
 public enum FS {
-    public static func mkdir(_ name: String, in dir: FileDescriptor, mode: UInt32 = 0o700) throws {
+    public static func mkdir(_ name: String, in dir: FileDescriptor, mode: UInt32 = 0o700) throws(Errno) {
         _ = try retryingSyscall { mkdirat(dir.rawValue, name, mode_t(mode)) }
     }
 
     /// `renameat(2)`: replaces the target if it exists (used only for a metadata file inside an item we hold).
-    public static func rename(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws {
+    public static func rename(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws(Errno) {
         _ = try retryingSyscall { renameat(fromDir.rawValue, from, toDir.rawValue, to) }
     }
 
     /// `renameat2(RENAME_NOREPLACE)`: fails with EEXIST rather than replacing an existing name.
-    public static func renameNoReplace(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws {
+    public static func renameNoReplace(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws(Errno) {
         _ = try retryingSyscall { spool_renameat_noreplace(fromDir.rawValue, from, toDir.rawValue, to) }
     }
 
     /// `linkat(2)`: atomic create-if-absent of a second name for an existing file (EEXIST if taken).
-    public static func link(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws {
+    public static func link(_ from: String, in fromDir: FileDescriptor, to: String, in toDir: FileDescriptor) throws(Errno) {
         _ = try retryingSyscall { linkat(fromDir.rawValue, from, toDir.rawValue, to, 0) }
     }
 
-    public static func unlink(_ name: String, in dir: FileDescriptor) throws {
+    public static func unlink(_ name: String, in dir: FileDescriptor) throws(Errno) {
         _ = try retryingSyscall { unlinkat(dir.rawValue, name, 0) }
     }
 
-    public static func rmdir(_ name: String, in dir: FileDescriptor) throws {
+    public static func rmdir(_ name: String, in dir: FileDescriptor) throws(Errno) {
         _ = try retryingSyscall { unlinkat(dir.rawValue, name, AT_REMOVEDIR) }
     }
 
     /// `fstatat(AT_SYMLINK_NOFOLLOW)`: a symlink is reported as itself, never followed.
-    public static func stat(_ name: String, in dir: FileDescriptor = .cwd) throws -> FileStat {
+    public static func stat(_ name: String, in dir: FileDescriptor = .cwd) throws(Errno) -> FileStat {
         var s = Glibc.stat()
         _ = try retryingSyscall { fstatat(dir.rawValue, name, &s, AT_SYMLINK_NOFOLLOW) }
         return FileStat(s)
     }
 
     /// The names in a directory, without `.` and `..`. Reads through a duplicate descriptor so `dir` stays open.
-    public static func listNames(in dir: FileDescriptor) throws -> [String] {
+    public static func listNames(in dir: FileDescriptor) throws(Errno) -> [String] {
         let dupFD = try retryingSyscall { fcntl(dir.rawValue, F_DUPFD_CLOEXEC, 0) }
         guard let d = fdopendir(dupFD) else {
             let e = Errno.current
@@ -68,22 +68,36 @@ public enum FS {
     }
 
     /// Removes a directory and the plain files directly inside it (item directories hold no subdirectories).
-    public static func removeFlatDirectory(_ name: String, in dir: FileDescriptor) throws {
+    public static func removeFlatDirectory(_ name: String, in dir: FileDescriptor) throws(Errno) {
         let fd = try FileDescriptor.open(name, in: dir, [.readOnly, .directory, .noFollow])
-        try fd.closeAfter { (fd) throws in
+        try fd.closeAfter { (fd) throws(Errno) in
             for entry in try listNames(in: fd) {
-                do { try unlink(entry, in: fd) } catch let e as Errno where e == .isDirectory || e == .notPermitted {
+                do throws(Errno) { try unlink(entry, in: fd) } catch where error == .isDirectory || error == .notPermitted {
                     try removeFlatDirectory(entry, in: fd)
-                } catch let e as Errno where e == .noEntry {}
+                } catch where error == .noEntry {}
             }
         }
-        do { try rmdir(name, in: dir) } catch let e as Errno where e == .noEntry {}
+        do throws(Errno) { try rmdir(name, in: dir) } catch where error == .noEntry {}
     }
 
     /// Reads an extended attribute by path without following a final symlink (one system call where opening
     /// the file would take three); nil when absent.
-    public static func attribute(atPath path: String, _ name: String, limit: Int) throws -> [UInt8]? {
+    public static func attribute(atPath path: String, _ name: String, limit: Int) throws(Errno) -> [UInt8]? {
         try readAttribute(limit: limit) { spool_lgetxattr(path, name, $0, $1) }
+    }
+
+    /// This machine's host name ("" if it cannot be read).
+    public static var hostName: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, 255) == 0 else { return "" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The current working directory, or nil if it cannot be read.
+    public static var currentDirectory: String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, 4096) != nil else { return nil }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The process's real user id (spool directories must belong to it).

@@ -31,30 +31,30 @@ public enum Socket {
         var family: Int32 { if case .v4 = self { return AF_INET } else { return AF_INET6 } }
 
         /// Calls `body` with a `sockaddr` pointer and length for this address.
-        func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+        func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
             switch self {
             case .v4(let addr, let port):
                 var sa = sockaddr_in()
                 sa.sin_family = sa_family_t(AF_INET)
                 sa.sin_port = port.bigEndian
                 sa.sin_addr.s_addr = addr
-                return try withUnsafePointer(to: &sa) {
-                    try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                return withUnsafePointer(to: &sa) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
             case .v6(let bytes, let port):
                 var sa = sockaddr_in6()
                 sa.sin6_family = sa_family_t(AF_INET6)
                 sa.sin6_port = port.bigEndian
                 withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: bytes) }
-                return try withUnsafePointer(to: &sa) {
-                    try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+                return withUnsafePointer(to: &sa) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
                 }
             }
         }
     }
 
     /// `socket(2)` for TCP, close-on-exec, optionally nonblocking.
-    public static func tcp(family: Int32, nonBlocking: Bool) throws -> FileDescriptor {
+    public static func tcp(family: Int32, nonBlocking: Bool) throws(Errno) -> FileDescriptor {
         var type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         if nonBlocking { type |= Int32(SOCK_NONBLOCK.rawValue) }
         let fd = try retryingSyscall { Glibc.socket(family, type, 0) }
@@ -62,9 +62,9 @@ public enum Socket {
     }
 
     /// A nonblocking listening socket with SO_REUSEADDR, bound to `address`; closed again if any step fails.
-    public static func listen(_ address: Address, backlog: Int32) throws -> FileDescriptor {
+    public static func listen(_ address: Address, backlog: Int32) throws(Errno) -> FileDescriptor {
         let fd = try tcp(family: address.family, nonBlocking: true)
-        do {
+        do throws(Errno) {
             try fd.setSocketOption(SOL_SOCKET, SO_REUSEADDR, 1)
             try fd.bind(address)
             _ = try retryingSyscall { Glibc.listen(fd.rawValue, backlog) }
@@ -76,10 +76,10 @@ public enum Socket {
     }
 
     /// A blocking connected socket (for tests and tools, not the server).
-    public static func connect(_ address: Address) throws -> FileDescriptor {
+    public static func connect(_ address: Address) throws(Errno) -> FileDescriptor {
         let fd = try tcp(family: address.family, nonBlocking: false)
-        do {
-            _ = try address.withSockAddr { sa, len in try retryingSyscall { Glibc.connect(fd.rawValue, sa, len) } }
+        do throws(Errno) {
+            _ = try retryingSyscall { address.withSockAddr { sa, len in Glibc.connect(fd.rawValue, sa, len) } }
             return fd
         } catch {
             try? fd.close()
@@ -88,7 +88,7 @@ public enum Socket {
     }
 
     /// `accept4(2)` (nonblocking, close-on-exec); nil when no connection is pending.
-    public static func accept(_ listener: FileDescriptor) throws -> FileDescriptor? {
+    public static func accept(_ listener: FileDescriptor) throws(Errno) -> FileDescriptor? {
         while true {
             let r = spool_accept4(listener.rawValue)
             if r >= 0 { return FileDescriptor(rawValue: r) }
@@ -106,7 +106,7 @@ public enum Socket {
     /// Raises the soft RLIMIT_NOFILE to the hard limit (many idle keep-alive clients need many descriptors).
     /// Returns the new soft limit.
     @discardableResult
-    public static func raiseOpenFileLimit() throws -> Int {
+    public static func raiseOpenFileLimit() throws(Errno) -> Int {
         var rl = rlimit()
         _ = try retryingSyscall { getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) }
         if rl.rlim_cur < rl.rlim_max {
@@ -118,20 +118,20 @@ public enum Socket {
 }
 
 extension FileDescriptor {
-    public func bind(_ address: Socket.Address) throws {
-        _ = try address.withSockAddr { sa, len in try retryingSyscall { Glibc.bind(rawValue, sa, len) } }
+    public func bind(_ address: Socket.Address) throws(Errno) {
+        _ = try retryingSyscall { address.withSockAddr { sa, len in Glibc.bind(rawValue, sa, len) } }
     }
 
-    public func setSocketOption(_ level: Int32, _ name: Int32, _ value: Int32) throws {
+    public func setSocketOption(_ level: Int32, _ name: Int32, _ value: Int32) throws(Errno) {
         var v = value
         _ = try retryingSyscall { setsockopt(rawValue, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
     }
 
     /// TCP_NODELAY: responses are written whole, so Nagle would only add latency.
-    public func setNoDelay() throws { try setSocketOption(Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
+    public func setNoDelay() throws(Errno) { try setSocketOption(Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
 
     /// SO_RCVTIMEO / SO_SNDTIMEO for blocking sockets (tests), in milliseconds.
-    public func setTimeouts(milliseconds: Int) throws {
+    public func setTimeouts(milliseconds: Int) throws(Errno) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         for opt in [SO_RCVTIMEO, SO_SNDTIMEO] {
             _ = try retryingSyscall { setsockopt(rawValue, SOL_SOCKET, opt, &tv, socklen_t(MemoryLayout<timeval>.size)) }
@@ -139,11 +139,11 @@ extension FileDescriptor {
     }
 
     /// The locally bound port (after binding port 0).
-    public func localPort() throws -> UInt16 {
+    public func localPort() throws(Errno) -> UInt16 {
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = try withUnsafeMutablePointer(to: &ss) { p in
-            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in try retryingSyscall { getsockname(rawValue, sa, &len) } }
+        _ = try retryingSyscall {
+            withUnsafeMutablePointer(to: &ss) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(rawValue, $0, &len) } }
         }
         return Self.port(of: ss)
     }
@@ -191,27 +191,27 @@ extension FileDescriptor {
     }
 
     /// `send(2)` with MSG_NOSIGNAL, so a peer that went away yields EPIPE instead of killing the process.
-    public func send(_ p: UnsafeRawBufferPointer) throws -> Int {
+    public func send(_ p: UnsafeRawBufferPointer) throws(Errno) -> Int {
         try retryingSyscall { Glibc.send(rawValue, p.baseAddress, p.count, Int32(MSG_NOSIGNAL)) }
     }
 
     /// Sends every byte on a blocking socket.
-    public func sendAll(_ bytes: [UInt8]) throws {
+    public func sendAll(_ bytes: [UInt8]) throws(Errno) {
         try bytes.withUnsafeBytes { p in
-            var off = 0
-            while off < p.count {
-                off += try send(UnsafeRawBufferPointer(rebasing: p[off...]))
+            Result { () throws(Errno) in
+                var off = 0
+                while off < p.count { off += try send(UnsafeRawBufferPointer(rebasing: p[off...])) }
             }
-        }
+        }.get()
     }
 
     /// `recv(2)`; 0 means the peer closed its side.
-    public func recv(into p: UnsafeMutableRawBufferPointer) throws -> Int {
+    public func recv(into p: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         try retryingSyscall { Glibc.recv(rawValue, p.baseAddress, p.count, 0) }
     }
 
     /// `shutdown(SHUT_WR)`: sends FIN but keeps reading (lingering close after an error response).
-    public func shutdownWrite() throws {
+    public func shutdownWrite() throws(Errno) {
         _ = try retryingSyscall { Glibc.shutdown(rawValue, Int32(SHUT_WR)) }
     }
 }
@@ -249,32 +249,54 @@ extension Socket {
         return out.filter { seen.insert($0).inserted }
     }
 
-    /// A blocking connected TCP socket, giving up after `timeoutMillis` (nonblocking connect + poll), with
-    /// TCP_NODELAY set: a peer that drops SYNs must not hang a caller for the kernel's two minutes.
-    public static func connect(_ address: Address, timeoutMillis: Int) throws -> FileDescriptor {
+    /// Why an outgoing connection could not be made.
+    public enum ConnectFailure: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The name resolved to no address.
+        case cannotResolve(String)
+        /// The deadline passed before any address answered.
+        case timedOut
+        /// The last address tried failed with this error (refused, unreachable, ...).
+        case failed(Errno)
+
+        public var description: String {
+            switch self {
+            case .cannotResolve(let host): return "cannot resolve \(host)"
+            case .timedOut: return "timed out"
+            case .failed(let e): return "\(e)"
+            }
+        }
+    }
+
+    /// The one connect-with-deadline of the program: resolves `host`, tries each address in turn until
+    /// `deadline` (monotonic nanoseconds), and returns a nonblocking, close-on-exec socket with TCP_NODELAY.
+    /// A peer that drops SYNs cannot hang a caller for the kernel's two minutes. Blocking (getaddrinfo).
+    public static func connect(host: String, port: UInt16, deadline: Int64) throws(ConnectFailure) -> FileDescriptor {
+        let addresses = resolve(host: host, port: port)
+        guard !addresses.isEmpty else { throw .cannotResolve(host) }
+        var last: ConnectFailure = .timedOut
+        for a in addresses {
+            guard deadline - monotonicNanos() > 0 else { break }
+            do throws(Errno) { return try connect(a, deadline: deadline) } catch {
+                last = error == .timedOut ? .timedOut : .failed(error)
+            }
+        }
+        throw last
+    }
+
+    /// Nonblocking connect to one address, waiting in poll until `deadline`.
+    static func connect(_ address: Address, deadline: Int64) throws(Errno) -> FileDescriptor {
         let fd = try tcp(family: address.family, nonBlocking: true)
-        do {
+        do throws(Errno) {
             let r = address.withSockAddr { sa, len in Glibc.connect(fd.rawValue, sa, len) }
             if r != 0 {
                 let e = Errno.current
                 guard e == .inProgress || e == .interrupted else { throw e }
-                var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLOUT), revents: 0)
-                let deadline = monotonicNanos() + Int64(timeoutMillis) * 1_000_000
-                while true {
-                    let left = max(0, (deadline - monotonicNanos()) / 1_000_000)
-                    let n = Glibc.poll(&pfd, 1, Int32(clamping: left))
-                    if n > 0 { break }
-                    if n < 0 && Errno.current == .interrupted { continue }
-                    if n < 0 { throw Errno.current }
-                    throw Errno.timedOut
-                }
+                guard try fd.poll(.write, deadline: deadline) else { throw Errno.timedOut }
                 var err: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)
                 _ = try retryingSyscall { getsockopt(fd.rawValue, SOL_SOCKET, SO_ERROR, &err, &len) }
                 if err != 0 { throw Errno(rawValue: err) }
             }
-            let flags = try retryingSyscall { fcntl(fd.rawValue, F_GETFL) }
-            _ = try retryingSyscall { fcntl(fd.rawValue, F_SETFL, flags & ~O_NONBLOCK) }
             try? fd.setNoDelay()
             return fd
         } catch {
@@ -286,7 +308,7 @@ extension Socket {
 
 extension FileDescriptor {
     /// SO_SNDTIMEO alone, in milliseconds: a blocking send gives up (EAGAIN) when the peer stops reading.
-    public func setSendTimeout(milliseconds: Int) throws {
+    public func setSendTimeout(milliseconds: Int) throws(Errno) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         _ = try retryingSyscall { setsockopt(rawValue, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) }
     }

@@ -21,6 +21,13 @@ public enum ProcessExit: Equatable, Sendable {
     }
 }
 
+/// The signals spool sends.
+public struct Signal: Sendable, Hashable {
+    public let rawValue: Int32
+    public static let terminate = Signal(rawValue: SIGTERM)
+    public static let kill = Signal(rawValue: SIGKILL)
+}
+
 /// Starting and reaping child processes with `posix_spawn` and `waitpid` on a known pid only, so nothing
 /// else in the process (a library's SIGCHLD handler, another thread's child) is disturbed.
 public enum Spawn {
@@ -41,6 +48,31 @@ public enum Spawn {
         }
         guard rc == 0 else { throw Errno(rawValue: rc) }
         return pid
+    }
+
+    /// Starts `/bin/sh -c command` as the leader of a new process group (so the whole handler, children included,
+    /// can be signalled at once), with 0/1/2 on the given descriptors and no other descriptor of ours.
+    public static func shell(_ command: String, environment: [String],
+                             stdin: FileDescriptor, stdout: FileDescriptor, stderr: FileDescriptor) throws(Errno) -> pid_t {
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { for p in envp { free(p) } }
+        var pid: Int32 = 0
+        let rc = spool_spawn_shell(&pid, command, stdin.rawValue, stdout.rawValue, stderr.rawValue, &envp)
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return pid
+    }
+
+    /// True once child `pid` has exited, without reaping it: until it is reaped its pid and process group id
+    /// cannot be reused, so signalling its group is still safe.
+    public static func hasExited(_ pid: pid_t) -> Bool { spool_exited_nowait(pid) == 1 }
+
+    /// Sends `signal` to every process in the group led by `pid` (errors ignored: the group may be gone).
+    public static func signalGroup(_ pid: pid_t, _ signal: Signal) { _ = Glibc.kill(-pid, signal.rawValue) }
+
+    /// A descriptor that becomes readable when `pid` exits (`pidfd_open`, Linux 5.3+); nil where unavailable.
+    public static func exitDescriptor(_ pid: pid_t) -> FileDescriptor? {
+        let fd = spool_pidfd_open(pid)
+        return fd >= 0 ? FileDescriptor(rawValue: fd) : nil
     }
 
     /// `waitpid` on `pid`: its status once it has ended (and is reaped), or nil if `block` is false and it
@@ -65,4 +97,16 @@ public enum Spawn {
         while let e = p.pointee { out.append(String(cString: e)); p += 1 }
         return out
     }
+}
+
+/// Process-wide signal dispositions.
+public enum TerminationSignals {
+    /// Makes SIGTERM and SIGINT signal `wakeup` instead of ending the process (so a stop is a readable descriptor
+    /// in the caller's poll), and ignores SIGPIPE. Call before starting threads.
+    public static func deliver(to wakeup: Wakeup) throws(Errno) {
+        guard spool_install_termination_pipe(wakeup.fd.rawValue) == 0 else { throw Errno.current }
+    }
+
+    /// Ignores SIGPIPE, so a peer that went away is an EPIPE, not the end of the process.
+    public static func ignoreBrokenPipe() { spool_ignore_sigpipe() }
 }

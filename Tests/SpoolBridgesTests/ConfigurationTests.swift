@@ -1,4 +1,5 @@
 import Testing
+import SpoolWire
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
@@ -59,7 +60,7 @@ import SpoolSystem
     }
 
     func head(_ status: Int, _ headers: [(String, String)] = []) -> HTTPResponseHead {
-        HTTPResponseHead(minorVersion: 1, status: status, reason: "R", headers: headers)
+        HTTPResponseHead(minorVersion: 1, status: HTTPStatus(status), reason: "R", headers: HTTPHeaders(headers))
     }
 
     @Test func statusMapping() {

@@ -1,11 +1,13 @@
 import Foundation
 import Synchronization
 import Testing
+import SpoolWire
 import SpoolConsumer
 import SpoolCore
 import SpoolHTTP
 import SpoolSystem
 @testable import SpoolBridges
+import SpoolTestSupport
 
 /// A thread-safe boolean that closures can capture (Mutex itself cannot be copied into them).
 final class Flag: Sendable {
@@ -46,7 +48,7 @@ final class ScriptedEndpoint: HTTPHandler, Sendable {
         if key == "r503date" { respond(HTTPResponse(status: 503, headers: [("Retry-After", retryAfterDate.withLock { $0 })])); return }
         if key == "f301" { respond(HTTPResponse(status: 301, headers: [("Location", "/moved")])); return }
         let status = Int(key.dropFirst(key.hasPrefix("ok") ? 2 : 1).prefix(3)) ?? 500
-        respond(HTTPResponse(status: status, body: Array("answer \(status)".utf8)))
+        respond(HTTPResponse(status: HTTPStatus(status), body: Array("answer \(status)".utf8)))
     }
 
     func requests(for key: String) -> [SeenRequest] { seen.withLock { $0.filter { $0.key == key } } }

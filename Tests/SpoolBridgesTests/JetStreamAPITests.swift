@@ -1,4 +1,5 @@
 import Testing
+import SpoolWire
 @testable import SpoolBridges
 
 /// Publish acknowledgements and API replies: only the documented positive shape counts as stored.

@@ -1,10 +1,12 @@
 import Foundation
 import Synchronization
 import Testing
+import SpoolWire
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
 @testable import SpoolBridges
+import SpoolTestSupport
 
 /// The JetStream publisher against a real `nats-server -js`: counts in the stream are read back with our
 /// own client. Skipped (and said loudly) when nats-server is not installed.

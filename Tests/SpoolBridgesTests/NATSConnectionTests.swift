@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import SpoolWire
 import SpoolSystem
 @testable import SpoolBridges
 
@@ -118,7 +119,7 @@ let goodInfo = #"INFO {"server_id":"FAKE","version":"9.9.9","headers":true,"max_
         #expect(seen.withLock { $0.contains("reply to PING: PONG") })
         #expect(seen.withLock { $0.first?.hasPrefix("SUB _INBOX.") == true && $0.first?.hasSuffix(".* 1") == true })
         #expect(log.count("protocol error: message size") == 1, "\(log.all)")
-        let r = try c.request(subject: "hooks", headers: NATSHeaders(fields: [("Nats-Msg-Id", "k")]), payload: Array("x".utf8), timeoutNanos: 2_000_000_000)
+        let r = try c.request(subject: "hooks", headers: NATSHeaders(fields: HTTPHeaders([("Nats-Msg-Id", "k")])), payload: Array("x".utf8), timeoutNanos: 2_000_000_000)
         #expect(try JetStreamAPI.ack(r) == JetStreamAck(stream: "S", sequence: 42, duplicate: false))
         // Larger than the server's max_payload (1024): refused before sending, for good.
         do {

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import SpoolWire
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
@@ -28,11 +29,6 @@ let natsAvailable: Bool = {
     return natsServerPath != nil
 }()
 
-func makeTempDir(_ tag: String) -> String {
-    let base = FileManager.default.temporaryDirectory.path + "/spool-bridges-\(tag)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-    try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    return base
-}
 
 /// A free loopback TCP port (bound and released; the race with other programs is acceptable in tests).
 func freePort() throws -> UInt16 {
@@ -66,7 +62,7 @@ final class NATSServerProcess: @unchecked Sendable {
         process = try Child(natsServerPath!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath])
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!, timeoutMillis: 200) {
+            if let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!) {
                 try? fd.close()
                 return
             }

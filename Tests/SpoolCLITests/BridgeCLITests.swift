@@ -1,6 +1,7 @@
 import Foundation
 import SpoolTestSupport
 import Testing
+import SpoolWire
 import SpoolCore
 import SpoolSystem
 import SpoolBridges
@@ -45,7 +46,7 @@ private final class NATSChild {
         try l.close()
         child = try Child(natsBinary!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", makeTempDir("natsjs")] + extra)
         let up = waitUntil(timeout: 10) {
-            guard let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!, timeoutMillis: 200) else { return false }
+            guard let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!) else { return false }
             try? fd.close()
             return true
         }

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
+import SpoolWire
 @testable import SpoolCLI
 import SpoolCore
+import SpoolTestSupport
 
 @Suite struct CLIConventionTests {
     static let commandNames = CLI.commands.map(\.name)

@@ -1,6 +1,7 @@
 import Foundation
 import SpoolTestSupport
 import Testing
+import SpoolWire
 import SpoolCore
 import SpoolSystem
 

@@ -102,6 +102,3 @@ final class Server: @unchecked Sendable {
     }
 }
 
-func curl(_ args: [String]) throws -> ProcessResult {
-    try run("/usr/bin/curl", ["-s", "-S"] + args)
-}

@@ -1,9 +1,11 @@
 import Foundation
 import Testing
+import SpoolWire
 import SpoolCore
 import SpoolHTTP
 import SpoolIngress
 import SpoolSystem
+import SpoolTestSupport
 
 /// The ingress in-process, on a spool whose system calls fail on demand: nothing is acknowledged unless it
 /// is durable, storage failures answer 503 with Retry-After, and the server serves again once the fault stops.
@@ -26,7 +28,7 @@ import SpoolSystem
         return (server, port, dir)
     }
 
-    @Test(arguments: [(FaultPoint.fsync, Errno.io), (.write, .noSpace), (.link, .noSpace), (.rename, .io), (.write, .quota), (.open, .readOnlyFS)])
+    @Test(arguments: [(FaultPoint.fsync, Errno.ioError), (.write, .noSpace), (.link, .noSpace), (.rename, .ioError), (.write, .diskQuotaExceeded), (.open, .readOnlyFS)])
     func storageFailureNeverAcknowledges(point: FaultPoint, errno: Errno) throws {
         let fault = Fault()
         let (server, port, dir) = try start(fault)

@@ -14,11 +14,6 @@ func binary(_ name: String) -> String { packageRoot + "/.build/debug/" + name }
 let spoolBin = binary("spool")
 let testkitBin = binary("spool-testkit")
 
-func makeTempDir(_ tag: String = "cli") -> String {
-    let base = FileManager.default.temporaryDirectory.path + "/spool-\(tag)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-    try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    return base
-}
 
 extension Child {
     convenience init(_ exe: String, _ args: [String], env: [String: String] = [:], stdin: Data?, cwd: String? = nil) throws {
@@ -40,9 +35,6 @@ func waitUntil(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
     return condition()
 }
 
-func entries(_ path: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-}
 
 /// Runs the CLI in-process with captured output.
 func cli(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = []) -> (code: Int32, out: String, err: String) {

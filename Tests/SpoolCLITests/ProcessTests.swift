@@ -1,6 +1,7 @@
 import Foundation
 import SpoolTestSupport
 import Testing
+import SpoolWire
 import SpoolCore
 
 /// Guarantees checked through real processes: several enqueuers and consumers at once, SIGKILL at random

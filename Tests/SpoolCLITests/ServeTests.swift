@@ -1,6 +1,7 @@
 import Foundation
 import SpoolTestSupport
 import Testing
+import SpoolWire
 import SpoolCore
 
 /// `spool serve` through real sockets: curl, raw clients, concurrency, SIGKILL, and serve + consumers end to end.

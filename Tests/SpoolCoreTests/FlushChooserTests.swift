@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SpoolWire
 @testable import SpoolCore
 
 @Suite struct FlushCostModelTests {

@@ -1,4 +1,5 @@
 import Testing
+import SpoolWire
 import SpoolSystem
 @testable import SpoolCore
 
@@ -31,7 +32,7 @@ import SpoolSystem
 }
 
 @Suite struct KeyExtractionTests {
-    let x = KeyExtractor()
+    let x = KeyExtractor(paths: ["movie.project", "project"])
 
     @Test func envelopeAndFlatShapes() throws {
         #expect(try x.extractJSON(Array(#"{"success":true,"movie":{"project":"WAEE8PohgVwv2teP"}}"#.utf8)).value == "WAEE8PohgVwv2teP")

@@ -1,4 +1,5 @@
 import Testing
+import SpoolWire
 @testable import SpoolCore
 
 @Suite struct SpoolKeyTests {

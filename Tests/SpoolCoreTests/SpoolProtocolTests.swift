@@ -1,8 +1,10 @@
 import Foundation
 import Testing
+import SpoolWire
 import Synchronization
 import SpoolSystem
 @testable import SpoolCore
+import SpoolTestSupport
 
 @Suite struct SpoolProtocolTests {
     let payload = Array(#"{"movie":{"project":"P1"},"bytes":"\u00e9 exact"}"#.utf8) + [0x0A, 0x00, 0xFF]
@@ -326,7 +328,7 @@ import SpoolSystem
                 let hooks = FaultHooks { p in
                     guard p == point else { return nil }
                     let n = calls.update { $0 += 1; return $0 }
-                    return n == position ? (point == .fsync ? Errno.io : Errno.noSpace) : nil
+                    return n == position ? (point == .fsync ? Errno.ioError : Errno.noSpace) : nil
                 }
                 let s = try Spool(path: root, faults: hooks)
                 let result = Result { try s.enqueue(key: SpoolKey("F"), payload: payload) }
@@ -362,7 +364,7 @@ import SpoolSystem
     func fsyncFailureInABatchAcksNothing(mode: FlushMode) throws {
         let root = makeTempDir() + "/s"
         let fail = Box(false)
-        let s = try Spool(path: root, faults: FaultHooks { p in p == .fsync && fail.value ? Errno.io : nil }, flush: mode)
+        let s = try Spool(path: root, faults: FaultHooks { p in p == .fsync && fail.value ? Errno.ioError : nil }, flush: mode)
         fail.value = true
         let reqs = try (0..<8).map { EnqueueRequest(key: try SpoolKey("k\($0)"), payload: [UInt8($0)]) }
         let results = s.enqueueBatch(reqs)
@@ -386,7 +388,7 @@ import SpoolSystem
         let calls = Box(0)
         let s = try Spool(path: root, faults: FaultHooks { p in
             guard p == .fsync else { return nil }
-            return calls.update { $0 += 1; return $0 } == position ? Errno.io : nil
+            return calls.update { $0 += 1; return $0 } == position ? Errno.ioError : nil
         }, flush: .syncfs)
         let reqs = try (0..<8).map { EnqueueRequest(key: try SpoolKey("k\($0)"), payload: [UInt8($0), 7]) }
         #expect(s.enqueueBatch(reqs).allSatisfy { if case .failure = $0 { return true } else { return false } })

@@ -3,12 +3,6 @@ import Synchronization
 import SpoolSystem
 @testable import SpoolCore
 
-/// A fresh private directory per test (tests run in parallel).
-func makeTempDir(_ tag: String = "t") -> String {
-    let base = FileManager.default.temporaryDirectory.path + "/spool-core-\(tag)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-    try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    return base
-}
 
 /// A clock tests move by hand.
 final class ManualClock: WallClock {
@@ -19,15 +13,6 @@ final class ManualClock: WallClock {
     func advance(seconds: Double) { nanos.update { $0 += Int64(seconds * 1e9) } }
 }
 
-func entries(_ path: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-}
-
-/// Every file and directory below `root`, relative, sorted.
-func tree(_ root: String) -> [String] {
-    guard let e = FileManager.default.enumerator(atPath: root) else { return [] }
-    return (e.allObjects as! [String]).sorted()
-}
 
 /// A lock-protected value that closures can share across threads.
 final class Box<T: Sendable>: Sendable {

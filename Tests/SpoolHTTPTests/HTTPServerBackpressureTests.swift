@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SpoolWire
 import Synchronization
 import SpoolSystem
 @testable import SpoolHTTP

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SpoolWire
 import SpoolSystem
 @testable import SpoolHTTP
 

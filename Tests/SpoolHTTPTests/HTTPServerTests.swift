@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SpoolWire
 import SpoolSystem
 @testable import SpoolHTTP
 
@@ -125,7 +126,7 @@ struct HTTPServerTests {
                 #expect(c.isClosedByPeer())
             }
             let entry = s.logs.withLock { $0.last }
-            #expect(entry?.status == e.status)
+            #expect(entry?.status.code == e.status)
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SpoolSystem
+import SpoolWire
 import SpoolTestSupport
 @testable import SpoolHTTP
 
@@ -143,11 +144,6 @@ final class RawClient {
     }
 }
 
-/// Runs curl and returns (exit status, stdout, stderr).
-func curl(_ args: [String]) throws -> (Int32, String, String) {
-    let r = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10"] + args, timeout: 30)
-    return (r.status, r.stdout, r.stderr)
-}
 
 func elapsed(_ body: () throws -> Void) rethrows -> Double {
     let start = monotonicNanos()

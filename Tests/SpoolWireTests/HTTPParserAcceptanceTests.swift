@@ -1,5 +1,5 @@
 import Testing
-@testable import SpoolHTTP
+@testable import SpoolWire
 
 struct HTTPParserAcceptanceTests {
     @Test func simpleGet() throws {
@@ -194,7 +194,7 @@ struct HTTPParserLimitTests {
         // 414 is decided as soon as the line is too long, without waiting for its end.
         var p = HTTPParser()
         let evs = p.feed(Array(("GET /" + String(repeating: "a", count: 9000)).utf8))
-        #expect(evs.first == .error(HTTPParseError(status: 414, reason: "request line too long")))
+        #expect(evs.first == .error(HTTPParseError.requestLineTooLong))
     }
 
     /// Builds a head whose field lines (with CRLFs) total exactly `bytes`.
@@ -238,7 +238,7 @@ struct HTTPParserLimitTests {
         var p = HTTPParser(limits: l)
         let evs = p.feed(Array((head + "5\r\n01234\r\n6\r\n").utf8))
         #expect(bodies(evs) == Array("01234".utf8))
-        #expect(evs.last == .error(HTTPParseError(status: 413, reason: "chunked body exceeds the body limit")))
+        #expect(evs.last == .error(HTTPParseError.chunkedBodyOverLimit))
     }
 
     @Test func chunkLineLimit() {

@@ -1,5 +1,5 @@
 import Testing
-@testable import SpoolBridges
+@testable import SpoolWire
 
 /// The response parser fed bytes: framing by Content-Length, chunked coding and close, byte by byte and in
 /// every split; strict refusals; bounded body.

@@ -54,6 +54,6 @@ import SpoolSystem
         #expect(try Spawn.reap(pid, block: false) == nil)
         kill(pid, SIGKILL)
         #expect(try Spawn.reap(pid, block: true) == .signaled(SIGKILL))
-        #expect(throws: Errno.noChild) { try Spawn.reap(pid, block: false) }
+        #expect(throws: Errno.noChildProcess) { try Spawn.reap(pid, block: false) }
     }
 }

@@ -48,3 +48,30 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence, ExpressibleByDictionary
         return true
     }
 }
+
+extension HTTPField {
+    /// Why a field line was refused.
+    public enum LineError: Error, Sendable, Hashable {
+        case obsoleteLineFolding, noColon, emptyName, invalidName, controlCharacterInValue
+    }
+
+    /// field-line = field-name ":" OWS field-value OWS (RFC 9112 5): a token name with nothing before the colon,
+    /// no obs-fold, no control bytes in the value. The one reading of a field line for HTTP requests, HTTP
+    /// responses and NATS headers.
+    public static func parse(_ line: ArraySlice<UInt8>) -> Result<HTTPField, LineError> {
+        if let first = line.first, ByteClass.isWhitespace(first) { return .failure(.obsoleteLineFolding) }
+        guard let colon = line.firstIndex(of: ByteClass.colon) else { return .failure(.noColon) }
+        let name = line[..<colon]
+        guard !name.isEmpty else { return .failure(.emptyName) }
+        guard name.allSatisfy(ByteClass.isTChar) else { return .failure(.invalidName) }
+        let value = ByteClass.trimOWS(line[(colon + 1)...])
+        guard value.allSatisfy(ByteClass.isFieldValueByte) else { return .failure(.controlCharacterInValue) }
+        return .success(HTTPField(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+    }
+
+    /// True when `name` is a token and `value` has no CR, LF, NUL or other control byte: checked before any field
+    /// from elsewhere (a key, a handler, the command line) is written into a head, so none can add a line.
+    public static func isValid(name: String, value: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy(ByteClass.isTChar) && value.utf8.allSatisfy(ByteClass.isFieldValueByte)
+    }
+}

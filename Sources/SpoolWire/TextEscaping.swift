@@ -24,11 +24,12 @@ public func jsonEscaped(_ s: String) -> String {
 
 /// Escapes CR, LF and other control characters so one log line stays one line, and so that text from the
 /// network, a handler or the disk cannot drive the terminal of whoever reads it (`spool ls`, `show`, logs).
-public func logSafe(_ s: String) -> String {
+/// Text from a peer (a server's error message, a response body) is also cut to `maxScalars`.
+public func logSafe(_ s: String, maxScalars: Int = Int.max) -> String {
     // Most text has nothing to escape (C1 characters are encoded as C2 80 to C2 9F).
-    if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 }) { return s }
+    if s.utf8.count <= maxScalars, !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 }) { return s }
     var out = ""
-    for u in s.unicodeScalars {
+    for u in s.unicodeScalars.prefix(maxScalars) {
         switch u {
         case "\n": out += "\\n"
         case "\r": out += "\\r"

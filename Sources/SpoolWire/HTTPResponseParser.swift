@@ -1,28 +1,74 @@
-/// A response head: status line and header fields (names lowercased, in order, repeats kept).
-public struct HTTPResponseHead: Sendable, Equatable {
+/// A response head: status line and header fields (in order, repeats kept, names as sent).
+public struct HTTPResponseHead: Sendable, Hashable {
     public var minorVersion: Int
-    public var status: Int
+    public var status: HTTPStatus
     public var reason: String
-    public var headers: [(String, String)]
+    public var headers: HTTPHeaders
 
-    public static func == (a: HTTPResponseHead, b: HTTPResponseHead) -> Bool {
-        a.minorVersion == b.minorVersion && a.status == b.status && a.reason == b.reason
-            && a.headers.count == b.headers.count && zip(a.headers, b.headers).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+    public init(minorVersion: Int, status: HTTPStatus, reason: String, headers: HTTPHeaders) {
+        self.minorVersion = minorVersion
+        self.status = status
+        self.reason = reason
+        self.headers = headers
     }
 
     /// The first value of a field (name in any case).
-    public func value(_ name: String) -> String? {
-        let n = name.lowercased()
-        return headers.first { $0.0 == n }?.1
-    }
-
-    func values(_ name: String) -> [String] { headers.filter { $0.0 == name }.map { $0.1 } }
+    public func value(_ name: String) -> String? { headers[name] }
 }
 
-/// The response side of an HTTP exchange refused by the parser (the item is retried).
-public struct HTTPResponseError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
+/// Why the response parser refused what a server sent (the item is retried): one named case per rule.
+public enum HTTPResponseError: Error, Sendable, Hashable, CustomStringConvertible {
+    case headTooLarge(limit: Int)
+    case tooManyHeaderFields(limit: Int)
+    case chunkSizeLineTooLong(limit: Int)
+    case trailersTooLarge(limit: Int)
+    case tooManyInterimResponses(limit: Int)
+    case chunkDataNotFollowedByCRLF
+    case bareLF
+    case badField(HTTPField.LineError)
+    case switchedProtocols
+    case transferEncodingWithContentLength
+    case invalidContentLength
+    case conflictingContentLength
+    case controlBytesInChunkExtension
+    case invalidChunkSize
+    case notAStatusLine
+    case unsupportedVersion
+    case badStatusCode
+    case badStatusLine
+    case controlBytesInReason
+    case closedBeforeHead
+    case closedInBody
+
+    public var message: String {
+        switch self {
+        case .headTooLarge(let n): return "response head larger than \(n) bytes"
+        case .tooManyHeaderFields(let n): return "more than \(n) header fields"
+        case .chunkSizeLineTooLong(let n): return "chunk size line longer than \(n) bytes"
+        case .trailersTooLarge(let n): return "trailers larger than \(n) bytes"
+        case .tooManyInterimResponses(let n): return "more than \(n) interim responses"
+        case .chunkDataNotFollowedByCRLF: return "chunk data not followed by CRLF"
+        case .bareLF: return "line ends in a bare LF"
+        case .badField(.obsoleteLineFolding): return "obsolete line folding in a header"
+        case .badField(.noColon): return "header line without a colon"
+        case .badField(.emptyName), .badField(.invalidName): return "bad header name"
+        case .badField(.controlCharacterInValue): return "control bytes in a header value"
+        case .switchedProtocols: return "the server switched protocols (101)"
+        case .transferEncodingWithContentLength: return "both Transfer-Encoding and Content-Length"
+        case .invalidContentLength: return "Content-Length is not a number"
+        case .conflictingContentLength: return "conflicting Content-Length values"
+        case .controlBytesInChunkExtension: return "control bytes in a chunk extension"
+        case .invalidChunkSize: return "chunk size is not a hexadecimal number"
+        case .notAStatusLine: return "not an HTTP/1.x status line"
+        case .unsupportedVersion: return "unsupported HTTP version"
+        case .badStatusCode: return "bad status code"
+        case .badStatusLine: return "bad status line"
+        case .controlBytesInReason: return "control bytes in the reason phrase"
+        case .closedBeforeHead: return "the connection closed before a complete response head"
+        case .closedInBody: return "the connection closed in the middle of the response body"
+        }
+    }
+
     public var description: String { message }
 }
 
@@ -58,7 +104,7 @@ public struct HTTPResponseParser: Sendable {
     private var headBytes = 0
     private var interim = 0
     private var statusLine: (Int, Int, String)?
-    private var fields: [(String, String)] = []
+    private var fields = HTTPHeaders()
     private var trailerBytes = 0
     private var failure: HTTPResponseError?
 
@@ -105,7 +151,7 @@ public struct HTTPResponseParser: Sendable {
         if let failure { throw failure }
         if case .untilClose = state { finishBody() }
         guard isComplete else {
-            let e = HTTPResponseError(head == nil ? "the connection closed before a complete response head" : "the connection closed in the middle of the response body")
+            let e: HTTPResponseError = head == nil ? .closedBeforeHead : .closedInBody
             failure = e
             throw e
         }
@@ -126,25 +172,25 @@ public struct HTTPResponseParser: Sendable {
         switch state {
         case .head:
             headBytes += 1
-            guard headBytes <= limits.maxHeadBytes else { throw HTTPResponseError("response head larger than \(limits.maxHeadBytes) bytes") }
+            guard headBytes <= limits.maxHeadBytes else { throw .headTooLarge(limit: limits.maxHeadBytes) }
         case .chunkSize:
-            guard line.count < limits.maxChunkLine else { throw HTTPResponseError("chunk size line longer than \(limits.maxChunkLine) bytes") }
+            guard line.count < limits.maxChunkLine else { throw .chunkSizeLineTooLong(limit: limits.maxChunkLine) }
         case .trailers:
             trailerBytes += 1
-            guard trailerBytes <= limits.maxTrailerBytes else { throw HTTPResponseError("trailers larger than \(limits.maxTrailerBytes) bytes") }
+            guard trailerBytes <= limits.maxTrailerBytes else { throw .trailersTooLarge(limit: limits.maxTrailerBytes) }
         case .chunkDataEnd:
-            guard b == Bytes.lf || (b == Bytes.cr && line.isEmpty) else { throw HTTPResponseError("chunk data not followed by CRLF") }
+            guard b == ByteClass.lf || (b == ByteClass.cr && line.isEmpty) else { throw .chunkDataNotFollowedByCRLF }
         default: break
         }
-        if b != Bytes.lf { line.append(b); return }
-        guard line.last == Bytes.cr else { throw HTTPResponseError("line ends in a bare LF") }
+        if b != ByteClass.lf { line.append(b); return }
+        guard line.last == ByteClass.cr else { throw .bareLF }
         line.removeLast()
         defer { line.removeAll(keepingCapacity: true) }
         switch state {
         case .head: try headLine()
         case .chunkSize: try chunkSizeLine()
         case .chunkDataEnd:
-            guard line.isEmpty else { throw HTTPResponseError("chunk data not followed by CRLF") }
+            guard line.isEmpty else { throw .chunkDataNotFollowedByCRLF }
             state = .chunkSize
         case .trailers:
             if line.isEmpty { finishBody() } else { _ = try HTTPResponseParser.field(line[...]) }
@@ -158,19 +204,19 @@ public struct HTTPResponseParser: Sendable {
             return
         }
         if !line.isEmpty {
-            guard line.first != Bytes.sp && line.first != Bytes.tab else { throw HTTPResponseError("obsolete line folding in a header") }
-            guard fields.count < limits.maxHeaderCount else { throw HTTPResponseError("more than \(limits.maxHeaderCount) header fields") }
-            fields.append(try HTTPResponseParser.field(line[...]))
+            guard fields.count < limits.maxHeaderCount else { throw .tooManyHeaderFields(limit: limits.maxHeaderCount) }
+            let f = try HTTPResponseParser.field(line[...])
+            fields.add(name: f.name, value: f.value)
             return
         }
         // End of a head.
-        let h = HTTPResponseHead(minorVersion: status.0, status: status.1, reason: status.2, headers: fields)
+        let h = HTTPResponseHead(minorVersion: status.0, status: HTTPStatus(status.1), reason: status.2, headers: fields)
         statusLine = nil
-        fields = []
-        if h.status < 200 {
-            guard h.status != 101 else { throw HTTPResponseError("the server switched protocols (101)") }
+        fields = HTTPHeaders()
+        if h.status.isInformational {
+            guard h.status.code != 101 else { throw .switchedProtocols }
             interim += 1
-            guard interim <= limits.maxInterimResponses else { throw HTTPResponseError("more than \(limits.maxInterimResponses) interim responses") }
+            guard interim <= limits.maxInterimResponses else { throw .tooManyInterimResponses(limit: limits.maxInterimResponses) }
             return
         }
         head = h
@@ -178,18 +224,18 @@ public struct HTTPResponseParser: Sendable {
     }
 
     private mutating func frameBody(_ h: HTTPResponseHead) throws(HTTPResponseError) {
-        if h.status == 204 || h.status == 304 { finishBody(); return }
-        let te = h.values("transfer-encoding").flatMap { $0.split(separator: ",") }.map { String(Bytes.trimmed(Array($0.utf8)[...]).map { Character(UnicodeScalar(Bytes.lowercased($0))) }) }
-        let cl = h.values("content-length").flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map { Bytes.trimmed(Array($0.utf8)[...]) }
+        if h.status.code == 204 || h.status.code == 304 { finishBody(); return }
+        let te = h.headers.values(for: "transfer-encoding").flatMap { $0.split(separator: ",") }.map { String(ByteClass.trimOWS(Array($0.utf8)[...]).map { Character(UnicodeScalar(ByteClass.lower($0))) }) }
+        let cl = h.headers.values(for: "content-length").flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map { ByteClass.trimOWS(Array($0.utf8)[...]) }
         if !te.isEmpty {
-            guard cl.isEmpty else { throw HTTPResponseError("both Transfer-Encoding and Content-Length") }
+            guard cl.isEmpty else { throw .transferEncodingWithContentLength }
             state = te.last == "chunked" ? .chunkSize : .untilClose
             return
         }
         if !cl.isEmpty {
-            guard let n = Digits.decimal(cl[0], max: 1 << 53) else { throw HTTPResponseError("Content-Length is not a number") }
+            guard let n = Digits.decimal(cl[0], max: 1 << 53) else { throw .invalidContentLength }
             for other in cl.dropFirst() where Digits.decimal(other, max: 1 << 53) != n {
-                throw HTTPResponseError("conflicting Content-Length values")
+                throw .conflictingContentLength
             }
             if n == 0 { finishBody() } else { state = .fixed(n) }
             return
@@ -201,38 +247,36 @@ public struct HTTPResponseParser: Sendable {
         var digits = line[...]
         var ext = line[line.endIndex...]
         if let semi = line.firstIndex(of: 0x3B) { digits = line[..<semi]; ext = line[(semi + 1)...] }
-        digits = Bytes.trimmed(digits)
-        guard ext.allSatisfy(Bytes.isFieldValue) else { throw HTTPResponseError("control bytes in a chunk extension") }
-        guard let size = Digits.hex(digits, max: 1 << 53) else { throw HTTPResponseError("chunk size is not a hexadecimal number") }
+        digits = ByteClass.trimOWS(digits)
+        guard ext.allSatisfy(ByteClass.isFieldValueByte) else { throw .controlBytesInChunkExtension }
+        guard let size = Digits.hex(digits, max: 1 << 53) else { throw .invalidChunkSize }
         state = size == 0 ? .trailers : .chunkData(size)
     }
 
     /// `HTTP/1.x SP 3DIGIT [SP reason]`.
     static func statusLine(_ l: ArraySlice<UInt8>) throws(HTTPResponseError) -> (Int, Int, String) {
         let prefix = Array("HTTP/1.".utf8)
-        guard l.count >= 12, l.starts(with: prefix) else { throw HTTPResponseError("not an HTTP/1.x status line") }
+        guard l.count >= 12, l.starts(with: prefix) else { throw .notAStatusLine }
         let s = l.startIndex
         let minor = l[s + 7]
-        guard minor == 0x30 || minor == 0x31 else { throw HTTPResponseError("unsupported HTTP version") }
-        guard l[s + 8] == Bytes.sp, let status = Digits.decimal(l[(s + 9)..<(s + 12)]), status >= 100, status <= 999 else {
-            throw HTTPResponseError("bad status code")
+        guard minor == 0x30 || minor == 0x31 else { throw .unsupportedVersion }
+        guard l[s + 8] == ByteClass.sp, let status = Digits.decimal(l[(s + 9)..<(s + 12)]), status >= 100, status <= 999 else {
+            throw .badStatusCode
         }
         var reason = l[(s + 12)...]
         if !reason.isEmpty {
-            guard reason.first == Bytes.sp else { throw HTTPResponseError("bad status line") }
+            guard reason.first == ByteClass.sp else { throw .badStatusLine }
             reason = reason.dropFirst()
-            guard reason.allSatisfy(Bytes.isFieldValue) else { throw HTTPResponseError("control bytes in the reason phrase") }
+            guard reason.allSatisfy(ByteClass.isFieldValueByte) else { throw .controlBytesInReason }
         }
         return (Int(minor - 0x30), status, String(decoding: reason, as: UTF8.self))
     }
 
-    /// `name ":" OWS value OWS` with a token name (no space before the colon) and no control bytes.
-    static func field(_ l: ArraySlice<UInt8>) throws(HTTPResponseError) -> (String, String) {
-        guard let colon = l.firstIndex(of: Bytes.colon) else { throw HTTPResponseError("header line without a colon") }
-        let name = l[l.startIndex..<colon]
-        guard !name.isEmpty, name.allSatisfy(Bytes.isToken) else { throw HTTPResponseError("bad header name") }
-        let value = Bytes.trimmed(l[(colon + 1)...])
-        guard value.allSatisfy(Bytes.isFieldValue) else { throw HTTPResponseError("control bytes in a header value") }
-        return (String(decoding: name.map(Bytes.lowercased), as: UTF8.self), String(decoding: value, as: UTF8.self))
+    /// A field line through the one field-line reader (`HTTPField.parse`).
+    static func field(_ l: ArraySlice<UInt8>) throws(HTTPResponseError) -> HTTPField {
+        switch HTTPField.parse(l) {
+        case .success(let f): return f
+        case .failure(let e): throw .badField(e)
+        }
     }
 }

@@ -1,5 +1,5 @@
 import Testing
-@testable import SpoolHTTP
+@testable import SpoolWire
 
 /// The parser must produce the same events however the bytes are split (TCP gives no message boundaries).
 struct HTTPParserSplitTests {

@@ -1,5 +1,5 @@
 import Testing
-@testable import SpoolHTTP
+@testable import SpoolWire
 
 /// Every rejection the parser owns, with the status the server must answer.
 struct HTTPParserRejectionTests {
@@ -131,7 +131,7 @@ struct HTTPParserRejectionTests {
         var p = HTTPParser()
         let first = p.feed(Array("GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n".utf8))
         #expect(first.count == 1)
-        #expect(first.first == .error(HTTPParseError(status: 400, reason: "invalid field name")))
+        #expect(first.first == .error(HTTPParseError.invalidFieldName))
         #expect(p.error?.status == 400)
         // A valid request afterwards is never parsed: no resynchronisation.
         #expect(p.feed(Array("GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8)).isEmpty)
@@ -141,6 +141,6 @@ struct HTTPParserRejectionTests {
     @Test func errorAfterValidPipelinedRequest() {
         let evs = events("GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/9.9\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(heads(evs).map(\.path) == ["/a"])
-        #expect(evs.last == .error(HTTPParseError(status: 505, reason: "HTTP version not supported")))
+        #expect(evs.last == .error(HTTPParseError.httpVersionNotSupported))
     }
 }

@@ -1,14 +1,3 @@
-/// A rejection: the HTTP status to answer with and a short reason for the JSON body and logs.
-public struct HTTPParseError: Error, Sendable, Hashable, CustomStringConvertible {
-    public let status: Int
-    public let reason: String
-    public init(status: Int, reason: String) {
-        self.status = status
-        self.reason = reason
-    }
-    public var description: String { "\(status) \(reason)" }
-}
-
 /// What the parser produced; `feed` returns these, with body bytes copied out.
 public enum HTTPParserEvent: Sendable, Hashable {
     case head(HTTPRequestHead)
@@ -144,22 +133,22 @@ public struct HTTPParser: Sendable {
                 let b = input[i]
                 i += 1
                 if case .chunkDataCR = state {
-                    guard b == ByteClass.cr else { return (i, fail(400, "missing CRLF after chunk data")) }
+                    guard b == ByteClass.cr else { return (i, fail(.missingCRLFAfterChunkData)) }
                     state = .chunkDataLF
                 } else {
-                    guard b == ByteClass.lf else { return (i, fail(400, "bare CR after chunk data")) }
+                    guard b == ByteClass.lf else { return (i, fail(.bareCRAfterChunkData)) }
                     state = .chunkSize
                 }
 
             case .requestLine:
-                switch readLine(input, &i, limit: limits.maxRequestLine, tooLong: (414, "request line too long")) {
+                switch readLine(input, &i, limit: limits.maxRequestLine, tooLong: .requestLineTooLong) {
                 case .incomplete: return (i, .needMore)
                 case .failed(let e): return (i, .error(e))
                 case .complete:
                     if line.isEmpty {
                         leadingEmptyLines += 1
                         if leadingEmptyLines > limits.maxLeadingEmptyLines {
-                            return (i, fail(400, "too many empty lines before request line"))
+                            return (i, fail(.tooManyLeadingEmptyLines))
                         }
                         continue
                     }
@@ -170,7 +159,7 @@ public struct HTTPParser: Sendable {
 
             case .headerLine:
                 let budget = limits.maxHeaderBytes - headerBytes - 2
-                switch readLine(input, &i, limit: budget, tooLong: (431, "header section too large")) {
+                switch readLine(input, &i, limit: budget, tooLong: .headerSectionTooLarge) {
                 case .incomplete: return (i, .needMore)
                 case .failed(let e): return (i, .error(e))
                 case .complete:
@@ -181,7 +170,7 @@ public struct HTTPParser: Sendable {
                         }
                     }
                     headerBytes += line.count + 2
-                    if fields.count >= limits.maxHeaderCount { return (i, fail(431, "too many header fields")) }
+                    if fields.count >= limits.maxHeaderCount { return (i, fail(.tooManyHeaderFields)) }
                     switch parseFieldLine() {
                     case .success(let f): fields.append(f)
                     case .failure(let e): return (i, fail(e))
@@ -190,7 +179,7 @@ public struct HTTPParser: Sendable {
                 }
 
             case .chunkSize:
-                switch readLine(input, &i, limit: limits.maxChunkLine, tooLong: (400, "chunk-size line too long")) {
+                switch readLine(input, &i, limit: limits.maxChunkLine, tooLong: .chunkSizeLineTooLong) {
                 case .incomplete: return (i, .needMore)
                 case .failed(let e): return (i, .error(e))
                 case .complete:
@@ -209,7 +198,7 @@ public struct HTTPParser: Sendable {
 
             case .trailerLine:
                 let budget = limits.maxTrailerBytes - headerBytes - 2
-                switch readLine(input, &i, limit: budget, tooLong: (431, "trailer section too large")) {
+                switch readLine(input, &i, limit: budget, tooLong: .trailerSectionTooLarge) {
                 case .incomplete: return (i, .needMore)
                 case .failed(let e): return (i, .error(e))
                 case .complete:
@@ -218,7 +207,7 @@ public struct HTTPParser: Sendable {
                         continue
                     }
                     headerBytes += line.count + 2
-                    if trailers.count >= limits.maxHeaderCount { return (i, fail(431, "too many trailer fields")) }
+                    if trailers.count >= limits.maxHeaderCount { return (i, fail(.tooManyTrailerFields)) }
                     switch parseFieldLine() {
                     case .success(let f): trailers.append(f)
                     case .failure(let e): return (i, fail(e))
@@ -235,14 +224,14 @@ public struct HTTPParser: Sendable {
 
     /// Appends bytes to `line` until CRLF. Bare CR, bare LF and NUL fail with 400; more than `limit` bytes fails with `tooLong`.
     /// On `.complete` the caller owns `line` (it must clear it before the next line).
-    mutating func readLine(_ input: UnsafeRawBufferPointer, _ i: inout Int, limit: Int, tooLong: (Int, String)) -> LineResult {
+    mutating func readLine(_ input: UnsafeRawBufferPointer, _ i: inout Int, limit: Int, tooLong: HTTPParseError) -> LineResult {
         let n = input.count
         while i < n {
             if sawCR {
                 let b = input[i]
                 i += 1
                 sawCR = false
-                guard b == ByteClass.lf else { return .failed(failed(400, "bare CR")) }
+                guard b == ByteClass.lf else { return .failed(failed(.bareCR)) }
                 return .complete
             }
             // Bulk-copy the run of ordinary bytes.
@@ -253,7 +242,7 @@ public struct HTTPParser: Sendable {
                 j += 1
             }
             if j > i {
-                if line.count + (j - i) > limit { return .failed(failed(tooLong.0, tooLong.1)) }
+                if line.count + (j - i) > limit { return .failed(failed(tooLong)) }
                 line.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<j]))
                 i = j
             }
@@ -263,9 +252,9 @@ public struct HTTPParser: Sendable {
             if b == ByteClass.cr {
                 sawCR = true
             } else if b == ByteClass.lf {
-                return .failed(failed(400, "bare LF line ending"))
+                return .failed(failed(.bareLF))
             } else {
-                return .failed(failed(400, "NUL byte"))
+                return .failed(failed(.nulByte))
             }
         }
         return .incomplete
@@ -275,13 +264,13 @@ public struct HTTPParser: Sendable {
 
     mutating func parseRequestLine() -> HTTPParseError? {
         let l = line
-        guard let s1 = l.firstIndex(of: ByteClass.sp) else { return err(400, "malformed request line") }
+        guard let s1 = l.firstIndex(of: ByteClass.sp) else { return .malformedRequestLine }
         guard let s2 = l[(s1 + 1)...].firstIndex(of: ByteClass.sp) else {
-            return err(400, "missing HTTP version")
+            return .missingHTTPVersion
         }
         let m = l[..<s1], t = l[(s1 + 1)..<s2], v = l[(s2 + 1)...]
-        guard !m.isEmpty, m.allSatisfy(ByteClass.isTChar) else { return err(400, "invalid method") }
-        guard !t.isEmpty, t.allSatisfy(ByteClass.isVisible) else { return err(400, "invalid request target") }
+        guard !m.isEmpty, m.allSatisfy(ByteClass.isTChar) else { return .invalidMethod }
+        guard !t.isEmpty, t.allSatisfy(ByteClass.isVisible) else { return .invalidRequestTarget }
         if v.elementsEqual("HTTP/1.1".utf8) {
             version = .http1_1
         } else if v.elementsEqual("HTTP/1.0".utf8) {
@@ -289,13 +278,13 @@ public struct HTTPParser: Sendable {
         } else {
             let a = Array(v)
             if a.count == 8, a[0..<5].elementsEqual("HTTP/".utf8), ByteClass.isDigit(a[5]), a[6] == 0x2E, ByteClass.isDigit(a[7]) {
-                return err(505, "HTTP version not supported")
+                return .httpVersionNotSupported
             }
-            return err(400, "invalid HTTP version")
+            return .invalidHTTPVersion
         }
         method = String(decoding: m, as: UTF8.self)
         if t.first == 0x2F {  // origin-form
-            if t.contains(0x23) { return err(400, "fragment in request target") }
+            if t.contains(0x23) { return .fragmentInRequestTarget }
             target = String(decoding: t, as: UTF8.self)
             if let q = t.firstIndex(of: 0x3F) {
                 path = String(decoding: t[..<q], as: UTF8.self)
@@ -309,7 +298,7 @@ public struct HTTPParser: Sendable {
             path = "*"
             query = nil
         } else {
-            return err(400, "only origin-form request targets are accepted")
+            return .unsupportedTargetForm
         }
         return nil
     }
@@ -318,15 +307,15 @@ public struct HTTPParser: Sendable {
 
     /// field-line = field-name ":" OWS field-value OWS, with no obs-fold and no whitespace before the colon.
     func parseFieldLine() -> Result<HTTPField, HTTPParseError> {
-        let l = line[...]
-        if let first = l.first, ByteClass.isWhitespace(first) { return .failure(err(400, "obsolete line folding")) }
-        guard let colon = l.firstIndex(of: 0x3A) else { return .failure(err(400, "field line without colon")) }
-        let name = l[..<colon]
-        guard !name.isEmpty else { return .failure(err(400, "empty field name")) }
-        guard name.allSatisfy(ByteClass.isTChar) else { return .failure(err(400, "invalid field name")) }
-        let value = ByteClass.trimOWS(l[(colon + 1)...])
-        guard value.allSatisfy(ByteClass.isFieldValueByte) else { return .failure(err(400, "control character in field value")) }
-        return .success(HTTPField(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+        HTTPField.parse(line[...]).mapError { e -> HTTPParseError in
+            switch e {
+            case .obsoleteLineFolding: return .obsoleteLineFolding
+            case .noColon: return .fieldLineWithoutColon
+            case .emptyName: return .emptyFieldName
+            case .invalidName: return .invalidFieldName
+            case .controlCharacterInValue: return .controlCharacterInFieldValue
+            }
+        }
     }
 
     /// Derives framing, persistence and expectations from the fields (RFC 9112 sections 3.2, 6.1, 6.3, 9.3).
@@ -342,41 +331,38 @@ public struct HTTPParser: Sendable {
             else if ByteClass.equalsLowercase(u, "expect") { expect.append(f.value) }
             else if ByteClass.equalsLowercase(u, "connection") { connection.append(f.value) }
         }
-        if hosts.count > 1 { return .failure(err(400, "more than one Host field")) }
-        if version == .http1_1 && hosts.isEmpty { return .failure(err(400, "missing Host field")) }
-        if let h = hosts.first, !h.utf8.allSatisfy(Self.isHostByte) { return .failure(err(400, "invalid Host field")) }
-        if lengths.count > 1 { return .failure(err(400, "more than one Content-Length field")) }
-        if !codings.isEmpty && !lengths.isEmpty { return .failure(err(400, "both Content-Length and Transfer-Encoding")) }
+        if hosts.count > 1 { return .failure(.multipleHostFields) }
+        if version == .http1_1 && hosts.isEmpty { return .failure(.missingHost) }
+        if let h = hosts.first, !h.utf8.allSatisfy(Self.isHostByte) { return .failure(.invalidHost) }
+        if lengths.count > 1 { return .failure(.multipleContentLengthFields) }
+        if !codings.isEmpty && !lengths.isEmpty { return .failure(.contentLengthWithTransferEncoding) }
 
         var framing = HTTPFraming.none
         if !codings.isEmpty {
-            if version == .http1_0 { return .failure(err(400, "Transfer-Encoding in an HTTP/1.0 request")) }
+            if version == .http1_0 { return .failure(.transferEncodingInHTTP10) }
             var elements: [ArraySlice<UInt8>] = []
             for c in codings { elements += ByteClass.listElements(Array(c.utf8)[...]) }
             var names: [ArraySlice<UInt8>] = []
             for e in elements {
                 // A coding may carry parameters (`gzip;q=1`); only the name matters here.
                 let name = ByteClass.trimOWS(e[..<(e.firstIndex(of: 0x3B) ?? e.endIndex)])
-                guard !name.isEmpty, name.allSatisfy(ByteClass.isTChar) else { return .failure(err(400, "invalid Transfer-Encoding")) }
+                guard !name.isEmpty, name.allSatisfy(ByteClass.isTChar) else { return .failure(.invalidTransferEncoding) }
                 names.append(name)
             }
-            guard let last = names.last else { return .failure(err(400, "empty Transfer-Encoding")) }
+            guard let last = names.last else { return .failure(.emptyTransferEncoding) }
             let chunkedCount = names.filter { ByteClass.equalsLowercase($0, "chunked") }.count
-            if chunkedCount > 1 { return .failure(err(400, "chunked applied more than once")) }
-            if !ByteClass.equalsLowercase(last, "chunked") { return .failure(err(400, "final transfer coding is not chunked")) }
-            if names.count > 1 { return .failure(err(501, "transfer coding not implemented")) }
+            if chunkedCount > 1 { return .failure(.chunkedAppliedTwice) }
+            if !ByteClass.equalsLowercase(last, "chunked") { return .failure(.finalCodingNotChunked) }
+            if names.count > 1 { return .failure(.transferCodingNotImplemented) }
             framing = .chunked
         } else if let cl = lengths.first {
-            let b = cl.utf8
-            guard !b.isEmpty, b.allSatisfy(ByteClass.isDigit) else { return .failure(err(400, "invalid Content-Length")) }
-            var v = 0
-            for d in b {
-                let (m, o1) = v.multipliedReportingOverflow(by: 10)
-                let (s, o2) = m.addingReportingOverflow(Int(d - 0x30))
-                if o1 || o2 { return .failure(err(413, "Content-Length too large")) }
-                v = s
+            let v: Int
+            switch Digits.parseDecimal(cl.utf8) {
+            case .success(let n): v = n
+            case .failure(.tooLarge): return .failure(.contentLengthOverflow)
+            case .failure: return .failure(.invalidContentLength)
             }
-            if v > limits.maxBody { return .failure(err(413, "Content-Length exceeds the body limit")) }
+            if v > limits.maxBody { return .failure(.contentLengthOverLimit) }
             framing = .length(v)
         }
 
@@ -428,23 +414,23 @@ public struct HTTPParser: Sendable {
         var k = 0
         var size: UInt64 = 0
         while k < l.count, let h = ByteClass.hexValue(l[k]) {
-            if k == 16 { return .failure(err(400, "chunk size has more than 16 hex digits")) }
+            if k == 16 { return .failure(.chunkSizeTooManyDigits) }
             size = size << 4 | h
             k += 1
         }
-        if k == 0 { return .failure(err(400, "invalid chunk size")) }
+        if k == 0 { return .failure(.invalidChunkSize) }
         var e = k
         while e < l.count, ByteClass.isWhitespace(l[e]) { e += 1 }
         if e < l.count {
-            guard l[e] == 0x3B else { return .failure(err(400, "invalid chunk size")) }
-            guard l[e...].allSatisfy(ByteClass.isFieldValueByte) else { return .failure(err(400, "control character in chunk extension")) }
+            guard l[e] == 0x3B else { return .failure(.invalidChunkSize) }
+            guard l[e...].allSatisfy(ByteClass.isFieldValueByte) else { return .failure(.controlCharacterInChunkExtension) }
             chunkExtensionBytes += l.count - e
-            if chunkExtensionBytes > limits.maxChunkExtensionBytes { return .failure(err(400, "chunk extensions too large")) }
+            if chunkExtensionBytes > limits.maxChunkExtensionBytes { return .failure(.chunkExtensionsTooLarge) }
         } else if e != k {
-            return .failure(err(400, "whitespace after chunk size"))
+            return .failure(.whitespaceAfterChunkSize)
         }
         let budget = UInt64(limits.maxBody - bodyReceived)
-        if size > budget { return .failure(err(413, "chunked body exceeds the body limit")) }
+        if size > budget { return .failure(.chunkedBodyOverLimit) }
         bodyReceived += Int(size)
         return .success(Int(size))
     }
@@ -464,14 +450,8 @@ public struct HTTPParser: Sendable {
         trailers = []
     }
 
-    func err(_ status: Int, _ reason: String) -> HTTPParseError { HTTPParseError(status: status, reason: reason) }
-
-    /// Enters the terminal failed state.
-    mutating func fail(_ status: Int, _ reason: String) -> Step { fail(err(status, reason)) }
-
     /// Enters the failed state and returns the error (for `readLine`).
-    mutating func failed(_ status: Int, _ reason: String) -> HTTPParseError {
-        let e = err(status, reason)
+    mutating func failed(_ e: HTTPParseError) -> HTTPParseError {
         _ = fail(e)
         return e
     }

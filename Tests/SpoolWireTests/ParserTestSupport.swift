@@ -1,4 +1,4 @@
-@testable import SpoolHTTP
+@testable import SpoolWire
 
 /// Parses a whole string in one feed.
 func events(_ s: String, limits: HTTPParserLimits = HTTPParserLimits()) -> [HTTPParserEvent] {
@@ -30,7 +30,7 @@ func normalized(_ evs: [HTTPParserEvent]) -> [HTTPParserEvent] {
 
 /// The status of the first error event, or nil when the input parsed without error.
 func errorStatus(_ s: String, limits: HTTPParserLimits = HTTPParserLimits()) -> Int? {
-    for e in events(s, limits: limits) { if case .error(let err) = e { return err.status } }
+    for e in events(s, limits: limits) { if case .error(let err) = e { return err.status.code } }
     return nil
 }
 
