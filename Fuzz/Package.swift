@@ -1,5 +1,5 @@
 // swift-tools-version:6.0
-// libFuzzer harness for the SpoolHTTP parser. Build and run with `Fuzz/run.sh SECONDS` (from the repository root).
+// libFuzzer harnesses for spool's parsers. Build and run with `Fuzz/run.sh SECONDS` (from the repository root).
 // Depends only on this repository's own package, by path (no third-party packages).
 import PackageDescription
 
@@ -12,7 +12,7 @@ let package = Package(
         // No main: libFuzzer's main calls LLVMFuzzerTestOneInput, hence -parse-as-library.
         .executableTarget(
             name: "HTTPParserFuzzer",
-            dependencies: [.product(name: "SpoolHTTP", package: "spool")],
+            dependencies: [.product(name: "SpoolWire", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
@@ -22,7 +22,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "PeerFuzzer",
-            dependencies: [.product(name: "SpoolBridges", package: "spool")],
+            dependencies: [.product(name: "SpoolBridges", package: "spool"), .product(name: "SpoolWire", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(

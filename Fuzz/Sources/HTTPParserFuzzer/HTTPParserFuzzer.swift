@@ -1,4 +1,4 @@
-import SpoolHTTP
+import SpoolWire
 
 /// Small limits so the fuzzer reaches every limit path with short inputs.
 let fuzzLimits = HTTPParserLimits(maxRequestLine: 200, maxHeaderBytes: 400, maxHeaderCount: 8, maxBody: 1000,
@@ -47,7 +47,7 @@ func check(_ events: [HTTPParserEvent]) {
             inMessage = false
         case .error(let err):
             precondition(i == events.count - 1, "events after an error")
-            precondition([400, 413, 414, 431, 501, 505].contains(err.status), "unexpected status")
+            precondition([400, 413, 414, 431, 501, 505].contains(err.status.code), "unexpected status")
         }
     }
 }

@@ -1,4 +1,5 @@
 import SpoolBridges
+import SpoolWire
 
 /// What downstream peers send to consumers: HTTP responses from forward targets (with their Retry-After) and
 /// the NATS server's protocol stream, its messages also read as JetStream replies. Byte 0 picks the parser, byte 1 a split point. Invariants: no crash
@@ -37,7 +38,7 @@ func http(_ bytes: [UInt8], cut: Int) {
     let limits = HTTPResponseParser.Limits()
     precondition(whole.body.count <= limits.maxBodyKept && whole.body.count <= whole.bodyBytes)
     if let h = whole.head {
-        precondition(h.status >= 200 && h.status <= 999, "a final status")
+        precondition(h.status.code >= 200 && h.status.code <= 999, "a final status")
         precondition(h.headers.count <= limits.maxHeaderCount)
         if let ra = h.value("retry-after") {
             for now in [Int64(0), 1_795_942_982_366_140_003, Int64.max / 2, Int64.min / 2] {
