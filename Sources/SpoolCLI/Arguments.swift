@@ -1,17 +1,37 @@
+import SpoolSystem
+import SpoolWire
+
 /// A usage error: bad flags or arguments. Printed to stderr with the command's usage; exit 64 (EX_USAGE).
 public struct UsageError: Error, Equatable, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
 }
 
-/// One option a command accepts.
-struct OptionSpec: Sendable {
+/// One option a command accepts, declared once: the parser reads its name and kind, `--help` prints all of it.
+struct Option: Sendable {
     enum Kind: Sendable { case flag, value, repeated }
     let name: String
     let kind: Kind
-    static func flag(_ n: String) -> OptionSpec { OptionSpec(name: n, kind: .flag) }
-    static func value(_ n: String) -> OptionSpec { OptionSpec(name: n, kind: .value) }
-    static func repeated(_ n: String) -> OptionSpec { OptionSpec(name: n, kind: .repeated) }
+    /// What the value is called in help (`N`, `FILE`, `HOST:PORT`); empty for flags.
+    let valueName: String
+    /// Shown in help as `(default ...)` after the help text.
+    let defaultValue: String?
+    /// One or more lines (separated by newlines).
+    let help: String
+
+    static func flag(_ name: String, help: String) -> Option {
+        Option(name: name, kind: .flag, valueName: "", defaultValue: nil, help: help)
+    }
+    static func value(_ name: String, _ valueName: String, default defaultValue: String? = nil, help: String) -> Option {
+        Option(name: name, kind: .value, valueName: valueName, defaultValue: defaultValue, help: help)
+    }
+    /// An option that may be given several times; every value is kept, in order.
+    static func repeated(_ name: String, _ valueName: String, default defaultValue: String? = nil, help: String) -> Option {
+        Option(name: name, kind: .repeated, valueName: valueName, defaultValue: defaultValue, help: help)
+    }
+
+    /// `--name VALUE` as help and usage lines show it.
+    var label: String { valueName.isEmpty ? name : name + " " + valueName }
 }
 
 /// The result of parsing one command's arguments. Strict: unknown options, missing values and repeated
@@ -20,15 +40,19 @@ struct ParsedArguments: Sendable {
     var values: [String: [String]] = [:]
     var flags: Set<String> = []
     var positionals: [String] = []
+    /// The declared option names: reading any other is a programming error (caught in debug builds and tests).
+    var declared: Set<String> = []
 
-    func flag(_ n: String) -> Bool { flags.contains(n) }
-    func value(_ n: String) -> String? { values[n]?.last }
-    func all(_ n: String) -> [String] { values[n] ?? [] }
+    func flag(_ n: String) -> Bool { assertDeclared(n); return flags.contains(n) }
+    func value(_ n: String) -> String? { assertDeclared(n); return values[n]?.last }
+    func all(_ n: String) -> [String] { assertDeclared(n); return values[n] ?? [] }
+    private func assertDeclared(_ n: String) { assert(declared.contains(n), "option \(n) is read but not declared") }
 
-    static func parse(_ args: [String], options: [OptionSpec]) throws(UsageError) -> ParsedArguments {
+    static func parse(_ args: [String], options: [Option]) throws(UsageError) -> ParsedArguments {
         var out = ParsedArguments()
-        var byName: [String: OptionSpec] = [:]
+        var byName: [String: Option] = [:]
         for o in options { byName[o.name] = o }
+        out.declared = Set(byName.keys)
         var i = 0
         var onlyPositionals = false
         while i < args.count {
@@ -76,6 +100,17 @@ enum Parse {
         }
         guard v <= max else { throw UsageError("\(name): at most \(max)") }
         return v
+    }
+
+    /// A whole number from the environment, parsed as strictly as one from the command line. Unset or empty
+    /// is `nil` (as for every `SPOOL_*` variable); anything else outside `range` is a usage error naming the
+    /// variable and the range, never silently ignored.
+    static func environment(_ env: [String: String], _ name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int? {
+        guard let v = env[name], !v.isEmpty else { return nil }
+        guard let n = try? unsigned(v, name: name, max: range.upperBound), range.contains(n) else {
+            throw UsageError("\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(logSafe(v))'")
+        }
+        return n
     }
 
     /// `250ms`, `30s`, `15m`, `24h`, `7d` (a whole number and one unit) into nanoseconds.

@@ -2,19 +2,63 @@ import SpoolCore
 import SpoolSystem
 import SpoolWire
 
-/// A runtime failure: printed as `error: ...` on stderr, exit 1 (or the given code).
+/// A runtime failure that needs its own message or exit code. Any other error a command throws (except
+/// `UsageError`) is printed as `error: <description>` with exit 1 by `CLI.run`; commands need not wrap them.
 struct CommandFailure: Error {
     let message: String
     var code: Int32 = 1
 }
 
-/// One `spool` subcommand.
+/// One `spool` subcommand, declared once: the parser accepts exactly `options`, and `help` is generated from
+/// the same declarations, so the two cannot drift apart.
 struct Command: Sendable {
     let name: String
     let summary: String
-    let usage: String
-    let options: [OptionSpec]
+    /// What follows `[OPTIONS]` on the usage line: positionals and required options (`[STATE...]`, `KEY`).
+    let synopsis: String
+    /// The paragraph(s) under the usage line.
+    let description: String
+    /// Titled groups of options shown before the general ones (for `consume`: the sinks and their options).
+    let groups: [OptionGroup]
+    /// The general options, shown under "options:" followed by the global `--dir`.
+    let generalOptions: [Option]
+    /// Environment variables the command reads besides `SPOOL_DIR` (which every command reads).
+    let environment: [EnvironmentVariable]
     let run: @Sendable (ParsedArguments, Context) throws -> Int32
+
+    init(name: String, summary: String, synopsis: String = "", description: String, groups: [OptionGroup] = [],
+         options: [Option], environment: [EnvironmentVariable] = [],
+         run: @escaping @Sendable (ParsedArguments, Context) throws -> Int32) {
+        self.name = name; self.summary = summary; self.synopsis = synopsis; self.description = description
+        self.groups = groups; self.generalOptions = options; self.environment = environment; self.run = run
+    }
+
+    /// Every option the command accepts, in help order: the groups, the general options, then `--dir`.
+    var allGroups: [OptionGroup] { groups + [OptionGroup("options", generalOptions + [CLI.dirOption])] }
+    var options: [Option] { allGroups.flatMap(\.options) }
+    var allEnvironment: [EnvironmentVariable] { [CLI.dirVariable] + environment }
+
+    /// The first line of `help`, also printed after a usage error.
+    var usageLine: String { "usage: spool \(name) [OPTIONS]" + (synopsis.isEmpty ? "" : " " + synopsis) }
+
+    /// Parses the command's arguments (without the command name) against exactly its declared options.
+    func parse(_ arguments: [String]) throws(UsageError) -> ParsedArguments {
+        try ParsedArguments.parse(arguments, options: options)
+    }
+}
+
+/// Options shown together under a title in help.
+struct OptionGroup: Sendable {
+    let title: String
+    let options: [Option]
+    init(_ title: String, _ options: [Option]) { self.title = title; self.options = options }
+}
+
+/// An environment variable a command reads, for the "environment:" section of its help.
+struct EnvironmentVariable: Sendable {
+    let name: String
+    let help: String
+    init(_ name: String, _ help: String) { self.name = name; self.help = help }
 }
 
 /// What every command gets: the console and the spool directory it should use.
@@ -22,9 +66,7 @@ struct Context: Sendable {
     let console: Console
     let dir: String
 
-    func openSpool(flush: FlushMode = .auto) throws -> Spool {
-        do { return try Spool(path: dir, flush: flush) } catch { throw CommandFailure(message: "\(error)") }
-    }
+    func openSpool(flush: FlushMode = .auto) throws -> Spool { try Spool(path: dir, flush: flush) }
 }
 
 public enum CLI {
@@ -32,6 +74,10 @@ public enum CLI {
     static let maxStdinBytes = 64 * 1024 * 1024
 
     static let commands: [Command] = operatorCommands + serviceCommands
+
+    /// Accepted by every command (and before the command name); shown in each command's help.
+    static let dirOption = Option.value("--dir", "DIR", help: "the spool directory (default $SPOOL_DIR, else ./spool)")
+    static let dirVariable = EnvironmentVariable("SPOOL_DIR", "the spool directory when --dir is not given")
 
     static let mainUsage = """
     usage: spool [--dir DIR] COMMAND [ARGS...]
@@ -67,24 +113,33 @@ public enum CLI {
             return usage("unknown command '\(name)'", console: console, text: mainUsage)
         }
         let rest = Array(args.dropFirst())
-        if rest.contains("--help") || rest.contains("-h") { console.out(cmd.usage); return 0 }
+        if rest.contains("--help") || rest.contains("-h") { console.out(cmd.help); return 0 }
         let parsed: ParsedArguments
-        do { parsed = try ParsedArguments.parse(rest, options: cmd.options + [.value("--dir")]) } catch {
-            return usage(error.message, console: console, text: cmd.usage)
+        do { parsed = try cmd.parse(rest) } catch {
+            return usage(error.message, console: console, text: cmd.usageLine)
         }
         if let d = parsed.value("--dir") {
-            if dir != nil { return usage("--dir given more than once", console: console, text: cmd.usage) }
+            if dir != nil { return usage("--dir given more than once", console: console, text: cmd.usageLine) }
             dir = d
         }
         let ctx = Context(console: console, dir: dir ?? console.environment["SPOOL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./spool")
         do {
             return try cmd.run(parsed, ctx)
-        } catch let e as UsageError {
-            return usage(e.message, console: console, text: cmd.usage)
-        } catch let e as CommandFailure {
+        } catch {
+            return report(error, command: cmd, console: console)
+        }
+    }
+
+    /// The one place errors become output and exit codes: a usage error prints the message and the usage line
+    /// (64); a `CommandFailure` its message and code; anything else `error: <description>` (1).
+    static func report(_ error: any Error, command: Command, console: Console) -> Int32 {
+        switch error {
+        case let e as UsageError:
+            return usage(e.message, console: console, text: command.usageLine)
+        case let e as CommandFailure:
             console.err("error: \(e.message)")
             return e.code
-        } catch {
+        default:
             console.err("error: \(error)")
             return 1
         }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import SpoolSystem
 import SpoolWire
@@ -19,11 +16,8 @@ public struct Console: Sendable {
 
     public static var standard: Console {
         var env: [String: String] = [:]
-        var p = environ
-        while let e = p.pointee {
-            let s = String(cString: e)
+        for s in Spawn.currentEnvironment {
             if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
         }
         return Console(
             writeOut: { try? FileDescriptor(rawValue: 1).writeAll($0) },

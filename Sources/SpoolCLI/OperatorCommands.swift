@@ -8,41 +8,41 @@ extension CLI {
 
     static let enqueueCommand = Command(
         name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",
-        usage: """
-        usage: spool enqueue [--key KEY] [--key-path DOTTED.PATH]... [--content-type TYPE] [FILE|-]
-
+        synopsis: "[FILE|-]",
+        description: """
         Reads FILE (or stdin) and enqueues it durably. Without --key the key is taken from the body:
         JSON at movie.project, then project (or the --key-path paths); form data with
         --content-type application/x-www-form-urlencoded. Prints 'accepted KEY' or 'duplicate KEY'.
         """,
-        options: [.value("--key"), .repeated("--key-path"), .value("--content-type")],
+        options: [
+            .value("--key", "KEY", help: "the item's key, instead of taking it from the body"),
+            .repeated("--key-path", "DOTTED.PATH", default: "movie.project, then project",
+                      help: "dotted JSON path of the key; repeat to try several in order"),
+            .value("--content-type", "TYPE", help: "stored with the payload; application/x-www-form-urlencoded takes the key\nfrom form data"),
+        ],
         run: { args, ctx in
             guard args.positionals.count <= 1 else { throw UsageError("at most one FILE") }
             let source = args.positionals.first ?? "-"
             let body: [UInt8]
             do {
                 if source == "-" { body = try ctx.console.readStdin() } else {
-                    body = try FileDescriptor.open(source, [.readOnly]).closeAfter { try $0.readAll(limit: CLI.maxStdinBytes) }
+                    body = try FileDescriptor.open(source, [.readOnly]).closeAfter { (fd) throws(Errno) in try fd.readAll(limit: CLI.maxStdinBytes) }
                 }
             } catch { throw CommandFailure(message: "cannot read \(source == "-" ? "stdin" : source): \(error)") }
             let key: SpoolKey
             if let k = args.value("--key") {
-                do { key = try SpoolKey(k) } catch { throw CommandFailure(message: "\(error)") }
+                key = try SpoolKey(k)
             } else {
                 let paths = args.all("--key-path")
                 let extractor = KeyExtractor(paths: paths.isEmpty ? IngressConfiguration.json2videoKeyPaths : paths)
-                do { key = try extractor.extract(body: body, contentType: args.value("--content-type")) } catch {
-                    throw CommandFailure(message: "\(error)")
-                }
+                key = try extractor.extract(body: body, contentType: args.value("--content-type"))
             }
             var headers: [(String, String)] = []
             if let ct = args.value("--content-type") { headers.append(("content-type", ct)) }
             let spool = try ctx.openSpool()
-            do {
-                let outcome = try spool.enqueue(key: key, payload: body, headers: headers)
-                ctx.console.out("\(outcome.rawValue) \(logSafe(key.value))")
-                return 0
-            } catch { throw CommandFailure(message: "\(error)") }
+            let outcome = try spool.enqueue(key: key, payload: body, headers: headers)
+            ctx.console.out("\(outcome.rawValue) \(logSafe(key.value))")
+            return 0
         })
 
     static func parseStates(_ names: [String]) throws -> [ItemState] {
@@ -100,21 +100,22 @@ extension CLI {
 
     static let lsCommand = Command(
         name: "ls", summary: "list items",
-        usage: """
-        usage: spool ls [STATE...] [--json] [--limit N]
-
+        synopsis: "[STATE...]",
+        description: """
         STATE is new, claimed, done or failed (default: all). The table shows STATE, KEY, AGE (since
         received), SIZE, ATTEMPTS and INFO (next retry, claimant, last error). --json prints one object
         per line with state, key, size, received_at, attempts, path, and next_attempt_at, last_error,
         claimed_by when present.
         """,
-        options: [.flag("--json"), .value("--limit")],
+        options: [
+            .flag("--json", help: "one JSON object per line instead of the table"),
+            .value("--limit", "N", help: "list at most N items"),
+        ],
         run: { args, ctx in
             let states = try parseStates(args.positionals)
             let limit = try args.value("--limit").map { try Parse.unsigned($0, name: "--limit") }
             let spool = try ctx.openSpool()
-            let items: [ItemInfo]
-            do { items = try spool.list(states: states, limit: limit) } catch { throw CommandFailure(message: "\(error)") }
+            let items = try spool.list(states: states, limit: limit)
             let now = spool.now()
             if args.flag("--json") {
                 var out: [UInt8] = []
@@ -142,22 +143,21 @@ extension CLI {
 
     static let showCommand = Command(
         name: "show", summary: "show one item's metadata and payload",
-        usage: """
-        usage: spool show KEY [--json] [--body]
-
-        --body writes exactly the stored bytes to stdout. --json prints the metadata as one object.
-        An unknown key exits 1 with 'error: no such item'.
+        synopsis: "KEY",
+        description: """
+        Prints the item's metadata (state, path, size, times, attempts, headers, last error) and its payload
+        when it is text. An unknown key exits 1 with 'error: no such item'.
         """,
-        options: [.flag("--json"), .flag("--body")],
+        options: [
+            .flag("--json", help: "print the metadata as one object"),
+            .flag("--body", help: "write exactly the stored bytes to stdout"),
+        ],
         run: { args, ctx in
             guard args.positionals.count == 1 else { throw UsageError("expected one KEY") }
-            let key: SpoolKey
-            do { key = try SpoolKey(args.positionals[0]) } catch { throw CommandFailure(message: "\(error)") }
+            let key = try SpoolKey(args.positionals[0])
             let spool = try ctx.openSpool()
-            let info: ItemInfo
-            do { info = try spool.find(key: key) } catch { throw CommandFailure(message: "\(error)") }
-            let body: [UInt8]
-            do { body = try spool.payload(of: info) } catch { throw CommandFailure(message: "\(error)") }
+            let info = try spool.find(key: key)
+            let body = try spool.payload(of: info)
             if args.flag("--body") { ctx.console.writeOut(body); return 0 }
             let now = spool.now()
             if args.flag("--json") {
@@ -198,17 +198,19 @@ extension CLI {
 
     static let statsCommand = Command(
         name: "stats", summary: "counts per state, bytes, oldest waiting item",
-        usage: """
-        usage: spool stats [--json]
-
-        --json prints {"new":N,"claimed":N,"done":N,"failed":N,"bytes":{...},"oldest_waiting_age_seconds":S|null,"tmp":N,"keys":N}.
+        description: """
+        Items and bytes per state, the age of the oldest item waiting in new/, key markers and tmp/ entries.
         """,
-        options: [.flag("--json")],
+        options: [
+            .flag("--json", help: """
+                print {"new":N,"claimed":N,"done":N,"failed":N,"bytes":{...},
+                "oldest_waiting_age_seconds":S|null,"tmp":N,"keys":N}
+                """),
+        ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             let spool = try ctx.openSpool()
-            let s: SpoolStats
-            do { s = try spool.stats() } catch { throw CommandFailure(message: "\(error)") }
+            let s = try spool.stats()
             let now = spool.now()
             let age = s.oldestWaitingReceivedAtNanos.map { max(0, (now - $0) / 1_000_000_000) }
             if args.flag("--json") {
@@ -227,22 +229,19 @@ extension CLI {
 
     static let retryCommand = Command(
         name: "retry", summary: "send failed items back to new/",
-        usage: """
-        usage: spool retry KEY... | --all-failed
-
+        synopsis: "(KEY... | --all-failed)",
+        description: """
         Moves items from failed/ (or waiting in new/) back to new/, due now, with attempts reset.
         """,
-        options: [.flag("--all-failed")],
+        options: [.flag("--all-failed", help: "retry every item in failed/ (instead of KEYs)")],
         run: { args, ctx in
             let all = args.flag("--all-failed")
             if all == !args.positionals.isEmpty { throw UsageError("give KEYs or --all-failed") }
             let spool = try ctx.openSpool()
             if all {
-                do {
-                    let keys = try spool.retryAllFailed()
-                    for k in keys { ctx.console.out("retried \(logSafe(k))") }
-                    ctx.console.out("\(keys.count) item(s) retried")
-                } catch { throw CommandFailure(message: "\(error)") }
+                let keys = try spool.retryAllFailed()
+                for k in keys { ctx.console.out("retried \(logSafe(k))") }
+                ctx.console.out("\(keys.count) item(s) retried")
                 return 0
             }
             var failures = 0
@@ -260,13 +259,15 @@ extension CLI {
 
     static let purgeCommand = Command(
         name: "purge", summary: "delete finished items (and forget their keys)",
-        usage: """
-        usage: spool purge [--state done|failed] --older-than DURATION
-
+        synopsis: "--older-than DURATION",
+        description: """
         Removes items of the state (default done) that finished more than DURATION ago (30s, 15m,
         24h, 7d), with their key markers: a later webhook with the same key is accepted again.
         """,
-        options: [.repeated("--state"), .value("--older-than")],
+        options: [
+            .repeated("--state", "done|failed", default: "done", help: "the state to purge; repeat for both"),
+            .value("--older-than", "DURATION", help: "required: purge items that finished more than DURATION ago"),
+        ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             guard let o = args.value("--older-than") else { throw UsageError("--older-than is required") }
@@ -276,24 +277,25 @@ extension CLI {
                 return s
             }
             let spool = try ctx.openSpool()
-            do {
-                let removed = try spool.purge(states: states, olderThanNanos: age)
-                ctx.console.out("purged \(removed.count) item(s)")
-            } catch { throw CommandFailure(message: "\(error)") }
+            let removed = try spool.purge(states: states, olderThanNanos: age)
+            ctx.console.out("purged \(removed.count) item(s)")
             return 0
         })
 
     static let recoverCommand = Command(
         name: "recover", summary: "repair what crashed processes left behind",
-        usage: """
-        usage: spool recover [--json] [--tmp-grace DURATION]
-
+        description: """
         Returns items of dead consumers to new/, finishes or removes interrupted writes in tmp/,
         removes key markers without an item and restores missing ones. Safe while everything runs.
-        --tmp-grace (default 2s) spares tmp/ entries that young which have no payload yet (a write that
-        has just begun); use 0s when no process is running.
+        Exits 1 if a problem remains.
         """,
-        options: [.flag("--json"), .value("--tmp-grace")],
+        options: [
+            .flag("--json", help: "print what was done as one object"),
+            .value("--tmp-grace", "DURATION", default: "2s", help: """
+                spare tmp/ entries that young which have no payload yet (a write that
+                has just begun); use 0s when no process is running
+                """),
+        ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             let grace = try args.value("--tmp-grace").map { try Parse.duration($0, name: "--tmp-grace") } ?? 2_000_000_000

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CSpoolShims
 import SpoolBridges
 import SpoolConsumer
 import SpoolCore
@@ -22,247 +18,361 @@ extension CLI {
 
     static let consumeCommand = Command(
         name: "consume", summary: "process items with a handler command, or bridge them to NATS JetStream or HTTP",
-        usage: """
-        usage: spool consume (--exec CMD | --nats URL --subject SUBJECT | --post URL) [options]
-
-        Claims items and hands each to exactly one sink:
-          --exec CMD            run '/bin/sh -c CMD': stdin is the stored payload; the environment has
-                                SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR, SPOOL_RECEIVED_AT (and
-                                SPOOL_CONTENT_TYPE). Exit 0: done. Exit 65: failed at once (poison payload).
-          --nats nats://HOST:PORT --subject SUBJECT
-                                publish to NATS JetStream with Nats-Msg-Id = key (stored once per key within the
-                                stream's duplicate window), Spool-Key and Spool-Received-At; done on a positive ack
-            --nats-token T        token auth (default $SPOOL_NATS_TOKEN)
-            --nats-user U         user/password auth (password default $SPOOL_NATS_PASSWORD)
-            --nats-password P
-            --nats-stream NAME    the stream that must store SUBJECT (checked before the first publish)
-            --create-stream       create --nats-stream for SUBJECT if it does not exist
-          --post http://HOST[:PORT]/PATH
-                                POST the exact bytes with their Content-Type, X-Spool-Key, X-Spool-Attempt.
-                                2xx: done. 408, 429, 5xx, timeout, connection error: retried (Retry-After is
-                                honoured). Other 4xx and 3xx (redirects are not followed): failed. https:// is
-                                not supported yet.
-            --header 'Name: value'  extra request header; repeat for several
-        Anything not done is retried after backoff and failed once --max-attempts attempts are used.
-
-          --concurrency N       items in flight at once (default 1)
-          --max-attempts N      attempts before failed/ (default 5 with --exec; 100 with --nats/--post, so
-                                that hours of broker or endpoint outage do not dead-letter items)
-          --backoff D           first retry delay, doubling with jitter (default 1s)
-          --max-backoff D       longest retry delay (default 1h with --exec; 5m with --nats/--post)
-          --timeout D           --exec: handler time limit, SIGTERM then SIGKILL 5s later (default 5m);
-                                --nats/--post: limit of one attempt: connect, send, ack or response (default 10s)
-          --grace D             on SIGTERM/SIGINT, time for running attempts to finish (default 30s)
-          --poll-interval D     wake-up interval where inotify is unavailable (default 1s)
-          --drain               exit 0 once no item is due and nothing runs
-          --once                process at most one item; exit 3 if there was none
-        Durations: 250ms, 30s, 15m, 24h, 7d. Any number of consumers may run on one spool.
+        synopsis: "(--exec CMD | --nats nats://HOST:PORT --subject SUBJECT | --post http://HOST[:PORT]/PATH)",
+        description: """
+        Claims items and hands each to exactly one sink: a handler command (--exec), NATS JetStream (--nats)
+        or an HTTP endpoint (--post). Anything not done is retried after backoff and failed once
+        --max-attempts attempts are used. Durations: 250ms, 30s, 15m, 24h, 7d. Any number of consumers may
+        run on one spool.
         """,
-        options: [.value("--exec"), .value("--nats"), .value("--subject"), .value("--nats-token"), .value("--nats-user"),
-                  .value("--nats-password"), .value("--nats-stream"), .flag("--create-stream"), .value("--post"), .repeated("--header"),
-                  .value("--concurrency"), .value("--max-attempts"), .value("--backoff"), .value("--max-backoff"),
-                  .value("--timeout"), .value("--grace"), .value("--poll-interval"), .flag("--drain"), .flag("--once"), .flag("--no-inotify")],
+        groups: [
+            OptionGroup("sinks (give exactly one)", [
+                .value("--exec", "CMD", help: """
+                    run '/bin/sh -c CMD': stdin is the stored payload; the environment has
+                    SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR, SPOOL_RECEIVED_AT (and
+                    SPOOL_CONTENT_TYPE). Exit 0: done. Exit 65: failed at once (poison payload).
+                    """),
+                .value("--nats", "nats://HOST:PORT", help: """
+                    publish to NATS JetStream with Nats-Msg-Id = key (stored once per key within the
+                    stream's duplicate window), Spool-Key and Spool-Received-At; done on a positive ack
+                    """),
+                .value("--post", "http://HOST[:PORT]/PATH", help: """
+                    POST the exact bytes with their Content-Type, X-Spool-Key, X-Spool-Attempt.
+                    2xx: done. 408, 429, 5xx, timeout, connection error: retried (Retry-After is
+                    honoured). Other 4xx and 3xx (redirects are not followed): failed. https:// is
+                    not supported yet.
+                    """),
+            ]),
+            OptionGroup("with --nats", [
+                .value("--subject", "SUBJECT", help: "the subject to publish to (required)"),
+                .value("--nats-token", "T", default: "$SPOOL_NATS_TOKEN", help: "token auth"),
+                .value("--nats-user", "U", help: "user/password auth"),
+                .value("--nats-password", "P", default: "$SPOOL_NATS_PASSWORD", help: "the password for --nats-user"),
+                .value("--nats-stream", "NAME", help: "the stream that must store SUBJECT (checked before the first publish)"),
+                .flag("--create-stream", help: "create --nats-stream for SUBJECT if it does not exist"),
+            ]),
+            OptionGroup("with --post", [
+                .repeated("--header", "'Name: value'", help: "extra request header; repeat for several"),
+            ]),
+        ],
+        options: [
+            .value("--concurrency", "N", default: "1", help: "items in flight at once"),
+            .value("--max-attempts", "N", default: """
+                5 with --exec; 100 with --nats/--post,
+                so that hours of broker or endpoint outage do not dead-letter items
+                """, help: "attempts before failed/"),
+            .value("--backoff", "D", default: "1s", help: "first retry delay, doubling with jitter"),
+            .value("--max-backoff", "D", default: "1h with --exec; 5m with --nats/--post", help: "longest retry delay"),
+            .value("--timeout", "D", default: "5m with --exec; 10s with --nats/--post", help: """
+                --exec: handler time limit, SIGTERM then SIGKILL 5s later;
+                --nats/--post: limit of one attempt: connect, send, ack or response
+                """),
+            .value("--grace", "D", default: "30s", help: "on SIGTERM/SIGINT, time for running attempts to finish"),
+            .value("--poll-interval", "D", default: "1s", help: "wake-up interval where inotify is unavailable or with --no-inotify"),
+            .flag("--no-inotify", help: """
+                poll new/ every --poll-interval instead of watching it with inotify; for file
+                systems where inotify does not work (some network file systems)
+                """),
+            .flag("--drain", help: "exit 0 once no item is due and nothing runs"),
+            .flag("--once", help: "process at most one item; exit 3 if there was none"),
+        ],
+        environment: [
+            EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
+            EnvironmentVariable("SPOOL_NATS_PASSWORD", "the password for --nats-user when --nats-password is not given"),
+        ],
         run: { args, ctx in
-            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
-            let exec = args.value("--exec"), nats = args.value("--nats"), post = args.value("--post")
-            let sinks = [exec, nats, post].compactMap { $0 }
-            guard sinks.count == 1 else {
-                throw UsageError(sinks.isEmpty ? "one of --exec CMD, --nats URL or --post URL is required"
-                                               : "--exec, --nats and --post exclude each other; give exactly one")
-            }
-            if exec == "" { throw UsageError("--exec CMD is required") }
-            let natsOnly = ["--subject", "--nats-token", "--nats-user", "--nats-password", "--nats-stream"]
-            if nats == nil {
-                for o in natsOnly where args.value(o) != nil { throw UsageError("\(o) needs --nats") }
-                if args.flag("--create-stream") { throw UsageError("--create-stream needs --nats") }
-            }
-            if post == nil && !args.all("--header").isEmpty { throw UsageError("--header needs --post") }
-            if args.flag("--drain") && args.flag("--once") { throw UsageError("--drain and --once exclude each other") }
-            var config = ConsumerConfiguration()
-            if let v = args.value("--concurrency") { config.concurrency = try Parse.unsigned(v, name: "--concurrency", max: 1024) }
-            guard config.concurrency >= 1 else { throw UsageError("--concurrency must be at least 1") }
-            var policy = RetryPolicy()
-            if exec == nil {
-                // A bridge's failures are mostly outages of the far side: keep retrying for hours, not seconds.
-                policy.maxAttempts = 100
-                policy.maxNanos = 300_000_000_000
-            }
-            if let v = args.value("--max-attempts") { policy.maxAttempts = try Parse.unsigned(v, name: "--max-attempts", max: 1_000_000) }
-            guard policy.maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
-            if let v = args.value("--backoff") { policy.baseNanos = try Parse.duration(v, name: "--backoff") }
-            if let v = args.value("--max-backoff") { policy.maxNanos = try Parse.duration(v, name: "--max-backoff") }
-            config.policy = policy
-            let defaultTimeout: Int64 = exec != nil ? 300_000_000_000 : 10_000_000_000
-            let timeout = try args.value("--timeout").map { try Parse.duration($0, name: "--timeout") } ?? defaultTimeout
-            guard timeout > 0 else { throw UsageError("--timeout must be positive") }
-            if let v = args.value("--grace") { config.graceNanos = try Parse.duration(v, name: "--grace") }
-            if let v = args.value("--poll-interval") {
-                config.pollIntervalNanos = max(1_000_000, try Parse.duration(v, name: "--poll-interval"))
-            }
-            config.useInotify = !args.flag("--no-inotify")
-            config.mode = args.flag("--drain") ? .drain : args.flag("--once") ? .once : .forever
-
+            let sink = try parseSink(args)
+            let (config, timeout) = try parseConsumerConfiguration(args, sink: sink)
             let log = logger(ctx.console, component: "consume")
             // Sink configuration is checked before the spool is touched: a typo is a usage error (exit 64).
-            let processor: any ItemProcessor
-            var natsConnection: NATSConnection? = nil
-            var sinkName = "exec"
-            do {
-                if let nats {
-                    guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
-                    var options = NATSConnectionOptions(endpoint: try Endpoint.nats(nats))
-                    let env = ctx.console.environment
-                    // Token or user/password, never both; the environment only fills in what the flags leave open.
-                    if args.value("--nats-token") != nil && args.value("--nats-user") != nil {
-                        throw UsageError("--nats-token and --nats-user exclude each other")
-                    }
-                    if let user = args.value("--nats-user") {
-                        options.credentials.user = user
-                        options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"]
-                    } else if args.value("--nats-password") != nil {
-                        throw UsageError("--nats-password needs --nats-user")
-                    } else {
-                        options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-                    }
-                    options.connectTimeoutNanos = min(timeout, 5_000_000_000)
-                    var js = JetStreamConfiguration(subject: subject)
-                    js.stream = args.value("--nats-stream")
-                    js.createStream = args.flag("--create-stream")
-                    if js.createStream && js.stream == nil { throw UsageError("--create-stream needs --nats-stream NAME") }
-                    js.timeoutNanos = timeout
-                    try js.validate()
-                    let connection = try NATSConnection(options: options, log: log)
-                    processor = try JetStreamPublisher(connection: connection, configuration: js)
-                    natsConnection = connection
-                    sinkName = "nats \(nats) subject \(subject)"
-                } else if let post {
-                    var fwd = try HTTPForwardConfiguration(url: post, headers: args.all("--header"))
-                    fwd.timeoutNanos = timeout
-                    processor = HTTPForwarder(configuration: fwd)
-                    sinkName = "post \(post)"
-                } else {
-                    processor = ExecProcessor(command: exec!, spoolDir: ctx.dir, timeoutNanos: timeout, environment: ctx.console.environment, log: log)
-                }
-            } catch let error as BridgeError {
-                if error.kind == .configuration { throw UsageError(error.message) }
-                throw CommandFailure(message: error.message)
-            }
-
-            let spool = try ctx.openSpool()
-            let consumer = try Consumer(spool: spool, processor: processor, configuration: config, log: log)
-            let stop = try Wakeup()
-            guard spool_install_termination_pipe(stop.fd.rawValue) == 0 else { throw CommandFailure(message: "cannot install signal handlers") }
-            natsConnection?.start()
-            defer { natsConnection?.close() }
-            log("started on \(ctx.dir) (\(sinkName), concurrency \(config.concurrency), pid \(FS.processID))")
-            let result = consumer.run(stopFD: stop.fd)
-            log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released")
-            if config.mode == .once && result.processed == 0 { return 3 }
-            return 0
+            let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, log: log)
+            return try runConsumer(ctx, sink: prepared, config: config, log: log)
         })
+
+    /// Where `consume` hands items: exactly one of `--exec`, `--nats`, `--post`.
+    enum Sink {
+        case exec(String), nats(String), post(String)
+        var isExec: Bool { if case .exec = self { true } else { false } }
+    }
+
+    /// The sink, and the options that belong to a sink other than the chosen one (usage errors).
+    static func parseSink(_ args: ParsedArguments) throws(UsageError) -> Sink {
+        guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+        let exec = args.value("--exec"), nats = args.value("--nats"), post = args.value("--post")
+        let sinks = [exec, nats, post].compactMap { $0 }
+        guard sinks.count == 1 else {
+            throw UsageError(sinks.isEmpty ? "one of --exec CMD, --nats URL or --post URL is required"
+                                           : "--exec, --nats and --post exclude each other; give exactly one")
+        }
+        if exec == "" { throw UsageError("--exec CMD is required") }
+        let natsOnly = ["--subject", "--nats-token", "--nats-user", "--nats-password", "--nats-stream"]
+        if nats == nil {
+            for o in natsOnly where args.value(o) != nil { throw UsageError("\(o) needs --nats") }
+            if args.flag("--create-stream") { throw UsageError("--create-stream needs --nats") }
+        }
+        if post == nil && !args.all("--header").isEmpty { throw UsageError("--header needs --post") }
+        if let exec { return .exec(exec) }
+        if let nats { return .nats(nats) }
+        return .post(post!)
+    }
+
+    /// The consumer's loop settings, and the time limit of one attempt.
+    static func parseConsumerConfiguration(_ args: ParsedArguments, sink: Sink) throws(UsageError) -> (config: ConsumerConfiguration, timeoutNanos: Int64) {
+        if args.flag("--drain") && args.flag("--once") { throw UsageError("--drain and --once exclude each other") }
+        var config = ConsumerConfiguration()
+        if let v = args.value("--concurrency") { config.concurrency = try Parse.unsigned(v, name: "--concurrency", max: 1024) }
+        guard config.concurrency >= 1 else { throw UsageError("--concurrency must be at least 1") }
+        config.policy = try retryPolicy(args, sink: sink)
+        let defaultTimeout: Int64 = sink.isExec ? 300_000_000_000 : 10_000_000_000
+        let timeout = try args.value("--timeout").map { v throws(UsageError) in try Parse.duration(v, name: "--timeout") } ?? defaultTimeout
+        guard timeout > 0 else { throw UsageError("--timeout must be positive") }
+        if let v = args.value("--grace") { config.graceNanos = try Parse.duration(v, name: "--grace") }
+        if let v = args.value("--poll-interval") {
+            config.pollIntervalNanos = max(1_000_000, try Parse.duration(v, name: "--poll-interval"))
+        }
+        config.useInotify = !args.flag("--no-inotify")
+        config.mode = args.flag("--drain") ? .drain : args.flag("--once") ? .once : .forever
+        return (config, timeout)
+    }
+
+    static func retryPolicy(_ args: ParsedArguments, sink: Sink) throws(UsageError) -> RetryPolicy {
+        var policy = RetryPolicy()
+        if !sink.isExec {
+            // A bridge's failures are mostly outages of the far side: keep retrying for hours, not seconds.
+            policy.maxAttempts = 100
+            policy.maxNanos = 300_000_000_000
+        }
+        if let v = args.value("--max-attempts") { policy.maxAttempts = try Parse.unsigned(v, name: "--max-attempts", max: 1_000_000) }
+        guard policy.maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
+        if let v = args.value("--backoff") { policy.baseNanos = try Parse.duration(v, name: "--backoff") }
+        if let v = args.value("--max-backoff") { policy.maxNanos = try Parse.duration(v, name: "--max-backoff") }
+        return policy
+    }
+
+    /// The processor behind the sink, with the NATS connection to start and close (if any) and a name for the log.
+    struct PreparedSink {
+        let processor: any ItemProcessor
+        var natsConnection: NATSConnection? = nil
+        let name: String
+    }
+
+    /// A bridge's configuration error is a usage error (exit 64); its other errors are runtime failures.
+    static func makeProcessor(_ args: ParsedArguments, _ ctx: Context, sink: Sink, timeout: Int64,
+                              log: @escaping @Sendable (String) -> Void) throws -> PreparedSink {
+        do {
+            switch sink {
+            case .nats(let url):
+                return try makeNATSPublisher(args, env: ctx.console.environment, url: url, timeout: timeout, log: log)
+            case .post(let url):
+                var fwd = try HTTPForwardConfiguration(url: url, headers: args.all("--header"))
+                fwd.timeoutNanos = timeout
+                return PreparedSink(processor: HTTPForwarder(configuration: fwd), name: "post \(url)")
+            case .exec(let command):
+                let exec = ExecProcessor(command: command, spoolDir: ctx.dir, timeoutNanos: timeout, environment: ctx.console.environment, log: log)
+                return PreparedSink(processor: exec, name: "exec")
+            }
+        } catch let error as BridgeError {
+            if error.kind == .configuration { throw UsageError(error.message) }
+            throw CommandFailure(message: error.message)
+        }
+    }
+
+    static func makeNATSPublisher(_ args: ParsedArguments, env: [String: String], url: String, timeout: Int64,
+                                  log: @escaping @Sendable (String) -> Void) throws -> PreparedSink {
+        guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
+        var options = NATSConnectionOptions(endpoint: try Endpoint.nats(url))
+        try setNATSCredentials(&options, args, env: env)
+        options.connectTimeoutNanos = min(timeout, 5_000_000_000)
+        var js = JetStreamConfiguration(subject: subject)
+        js.stream = args.value("--nats-stream")
+        js.createStream = args.flag("--create-stream")
+        if js.createStream && js.stream == nil { throw UsageError("--create-stream needs --nats-stream NAME") }
+        js.timeoutNanos = timeout
+        try js.validate()
+        let connection = try NATSConnection(options: options, log: log)
+        let publisher = try JetStreamPublisher(connection: connection, configuration: js)
+        return PreparedSink(processor: publisher, natsConnection: connection, name: "nats \(url) subject \(subject)")
+    }
+
+    /// Token or user/password, never both; the environment only fills in what the flags leave open.
+    static func setNATSCredentials(_ options: inout NATSConnectionOptions, _ args: ParsedArguments, env: [String: String]) throws(UsageError) {
+        if args.value("--nats-token") != nil && args.value("--nats-user") != nil {
+            throw UsageError("--nats-token and --nats-user exclude each other")
+        }
+        if let user = args.value("--nats-user") {
+            options.credentials.user = user
+            options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"]
+        } else if args.value("--nats-password") != nil {
+            throw UsageError("--nats-password needs --nats-user")
+        } else {
+            options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        }
+    }
+
+    /// Opens the spool and runs the consumer until it stops (SIGTERM/SIGINT, or `--drain`/`--once`).
+    static func runConsumer(_ ctx: Context, sink: PreparedSink, config: ConsumerConfiguration,
+                            log: @escaping @Sendable (String) -> Void) throws -> Int32 {
+        let spool = try ctx.openSpool()
+        let consumer = try Consumer(spool: spool, processor: sink.processor, configuration: config, log: log)
+        let stop = try Wakeup()
+        do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        let natsConnection = sink.natsConnection
+        natsConnection?.start()
+        defer { natsConnection?.close() }
+        log("started on \(ctx.dir) (\(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
+        let result = consumer.run(stopFD: stop.fd)
+        log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released")
+        if config.mode == .once && result.processed == 0 { return 3 }
+        return 0
+    }
 
     static let serveCommand = Command(
         name: "serve", summary: "receive webhooks over HTTP into the spool",
-        usage: """
-        usage: spool serve [--listen HOST:PORT] [--path PATH] [--key-path DOTTED.PATH]... [--key-header NAME]
-                           [--token-file FILE] [--max-body BYTES] [--max-connections N] [--flush auto|fsync|syncfs]
-
+        description: """
         Accepts POST PATH, takes the key from the body (JSON at movie.project, then project; form data by
         field name) or from --key-header, stores the exact bytes durably and only then answers
         200 {"status":"accepted"|"duplicate","key":"..."}. GET /healthz and GET /metrics (Prometheus).
-
-          --listen HOST:PORT    address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
-          --path PATH           webhook path (default /json2video/done)
-          --key-path P          dotted JSON path of the key; repeat to try several in order
-          --key-header NAME     take the key from this request header instead (e.g. webhook-id)
-          --token-file FILE     require this token (?token= or Authorization: Bearer); default $SPOOL_TOKEN
-          --max-body BYTES      largest body accepted (default 1048576)
-          --max-connections N   connections held at once (default 10000)
-          --flush MODE          how a batch is made durable. fsync: flush each file, then each directory;
-                                syncfs: one flush of the whole file system after the data and one after the
-                                names (far faster on most disks, but it also flushes everything else on that
-                                file system); auto (default): per batch, whichever has measured cheaper
-                                lately (syncfs only on Linux 5.8+, where it reports write errors)
         Prints one line 'listening on http://HOST:PORT spool DIR' once ready. SIGTERM/SIGINT: stop
         accepting, finish requests in flight (at most 10s), exit 0.
         """,
-        options: [.value("--listen"), .value("--path"), .repeated("--key-path"), .value("--key-header"), .value("--token-file"),
-                  .value("--max-body"), .value("--max-connections"), .value("--flush")],
+        options: [
+            .value("--listen", "HOST:PORT", default: "127.0.0.1:8080", help: "address to listen on; port 0 picks a free one"),
+            .value("--path", "PATH", default: "/json2video/done", help: "webhook path"),
+            .repeated("--key-path", "DOTTED.PATH", default: "movie.project, then project",
+                      help: "dotted JSON path of the key; repeat to try several in order"),
+            .value("--key-header", "NAME", help: "take the key from this request header instead (e.g. webhook-id)"),
+            .value("--token-file", "FILE", help: "require the token in FILE (?token= or Authorization: Bearer); without\nthis option, $SPOOL_TOKEN if set"),
+            .value("--max-body", "BYTES", default: "1048576", help: "largest body accepted"),
+            .value("--max-connections", "N", default: "10000", help: "connections held at once"),
+            .value("--flush", "MODE", default: "auto", help: """
+                how a batch is made durable. fsync: flush each file, then each directory;
+                syncfs: one flush of the whole file system after the data and one after the
+                names (far faster on most disks, but it also flushes everything else on that
+                file system); auto: per batch, whichever has measured cheaper lately
+                (syncfs only on Linux 5.8+, where it reports write errors)
+                """),
+        ],
+        environment: [
+            EnvironmentVariable("SPOOL_TOKEN", "the token to require when --token-file is not given"),
+            EnvironmentVariable("SPOOL_COMMITTERS", "threads making batches durable, a whole number from 1 to 16 (default 2)"),
+        ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
-            let listen = args.value("--listen") ?? "127.0.0.1:8080"
-            guard let colon = listen.lastIndex(of: ":") else { throw UsageError("--listen takes HOST:PORT") }
-            let host = String(listen[..<colon])
-            let port = try Parse.unsigned(String(listen[listen.index(after: colon)...]), name: "--listen port", max: 65535)
-            guard !host.isEmpty else { throw UsageError("--listen takes HOST:PORT") }
-            var ingress = IngressConfiguration()
-            if let p = args.value("--path") {
-                guard p.hasPrefix("/"), !p.contains("?"), !p.contains(" ") else { throw UsageError("--path must start with / and hold no query") }
-                ingress.path = p
-            }
-            if !args.all("--key-path").isEmpty {
-                for p in args.all("--key-path") where p.isEmpty || p.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
-                    throw UsageError("--key-path '\(p)' is not a dotted path")
-                }
-                ingress.keyPaths = args.all("--key-path")
-            }
-            ingress.keyHeader = args.value("--key-header")
-            if let v = ctx.console.environment["SPOOL_COMMITTERS"], let n = Int(v), (1...16).contains(n) { ingress.committers = n }
-            if let f = args.value("--token-file") {
-                do {
-                    let bytes = try FileDescriptor.open(f, [.readOnly]).closeAfter { try $0.readAll(limit: 4096) }
-                    var t = String(decoding: bytes, as: UTF8.self)
-                    while t.last == "\n" || t.last == "\r" || t.last == " " { t.removeLast() }
-                    guard !t.isEmpty else { throw CommandFailure(message: "token file \(f) is empty") }
-                    ingress.token = t
-                } catch let e as CommandFailure { throw e } catch { throw CommandFailure(message: "cannot read token file \(f): \(error)") }
-            } else if let t = ctx.console.environment["SPOOL_TOKEN"], !t.isEmpty {
-                ingress.token = t
-            }
-            var http = HTTPServerConfiguration()
-            if let v = args.value("--max-body") { http.maxBody = try Parse.unsigned(v, name: "--max-body", max: 1 << 30) }
-            if let v = args.value("--max-connections") { http.maxConnections = max(1, try Parse.unsigned(v, name: "--max-connections", max: 1_000_000)) }
-
-            var flush = FlushMode.auto
-            if let f = args.value("--flush") {
-                guard let m = FlushMode(rawValue: f) else { throw UsageError("--flush takes auto, fsync or syncfs") }
-                flush = m
-            }
-            let spool = try ctx.openSpool(flush: flush)
-            let log = logger(ctx.console, component: "serve")
-            let report = spool.recover()
-            for line in report.lines { log("recover: \(line)") }
-            let handler: IngressHandler
-            do { handler = try IngressHandler(spool: spool, configuration: ingress) } catch { throw CommandFailure(message: "\(error)") }
-            let console = ctx.console
-            let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
-                handler.record(e)
-                let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map { logSafe($0) } ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map { logSafe($0) } ?? "-")\n"
-                console.writeErr(Array(line.utf8))
-            })
-            handler.setConnectionGauge { server.openConnections }
-            let bound: UInt16
-            do { bound = try server.bind(host: host, port: UInt16(port)) } catch {
-                throw CommandFailure(message: "cannot listen on \(listen): \(error)")
-            }
-            let stop = try Wakeup()
-            guard spool_install_termination_pipe(stop.fd.rawValue) == 0 else { throw CommandFailure(message: "cannot install signal handlers") }
-            startThread {
-                // Every 30 s, finish enqueues that were linked but not moved into new/ (a publish that failed).
-                while true {
-                    guard let ready = try? pollReadable([stop.fd], timeoutMillis: 30_000) else { usleep(1_000_000); continue }
-                    if ready[0] { break }
-                    for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
-                }
-                log("stop requested: finishing requests in flight (at most 10s)")
-                server.shutdown(grace: .seconds(10))
-            }
-            ctx.console.out("listening on http://\(host.contains(":") ? "[\(host)]" : host):\(bound) spool \(ctx.dir)")
-            do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
-            handler.stop()
-            log("stopped")
-            return 0
+            let listen = try parseListen(args.value("--listen") ?? "127.0.0.1:8080")
+            var ingress = try ingressConfiguration(args, env: ctx.console.environment)
+            ingress.token = try readToken(args, env: ctx.console.environment)
+            let http = try httpConfiguration(args)
+            let flush = try flushMode(args)
+            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush)
         })
+
+    /// `--listen HOST:PORT` (an IPv6 host without brackets: the port follows the last colon).
+    struct ListenAddress {
+        let text: String
+        let host: String
+        let port: UInt16
+    }
+
+    static func parseListen(_ listen: String) throws(UsageError) -> ListenAddress {
+        guard let colon = listen.lastIndex(of: ":") else { throw UsageError("--listen takes HOST:PORT") }
+        let host = String(listen[..<colon])
+        let port = try Parse.unsigned(String(listen[listen.index(after: colon)...]), name: "--listen port", max: 65535)
+        guard !host.isEmpty else { throw UsageError("--listen takes HOST:PORT") }
+        return ListenAddress(text: listen, host: host, port: UInt16(port))
+    }
+
+    /// Path, key source and committer threads (`SPOOL_COMMITTERS`, strictly 1 to 16); the token is read separately.
+    static func ingressConfiguration(_ args: ParsedArguments, env: [String: String]) throws(UsageError) -> IngressConfiguration {
+        var ingress = IngressConfiguration()
+        if let p = args.value("--path") {
+            guard p.hasPrefix("/"), !p.contains("?"), !p.contains(" ") else { throw UsageError("--path must start with / and hold no query") }
+            ingress.path = p
+        }
+        if !args.all("--key-path").isEmpty {
+            for p in args.all("--key-path") where p.isEmpty || p.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                throw UsageError("--key-path '\(p)' is not a dotted path")
+            }
+            ingress.keyPaths = args.all("--key-path")
+        }
+        ingress.keyHeader = args.value("--key-header")
+        if let n = try Parse.environment(env, "SPOOL_COMMITTERS", in: 1...16) { ingress.committers = n }
+        return ingress
+    }
+
+    /// The token webhooks must carry: the first line of `--token-file`, else `$SPOOL_TOKEN`, else none.
+    static func readToken(_ args: ParsedArguments, env: [String: String]) throws -> String? {
+        guard let f = args.value("--token-file") else { return env["SPOOL_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } }
+        let bytes: [UInt8]
+        do { bytes = try FileDescriptor.open(f, [.readOnly]).closeAfter { (fd) throws(Errno) in try fd.readAll(limit: 4096) } } catch {
+            throw CommandFailure(message: "cannot read token file \(f): \(error)")
+        }
+        var t = String(decoding: bytes, as: UTF8.self)
+        while t.last == "\n" || t.last == "\r" || t.last == " " { t.removeLast() }
+        guard !t.isEmpty else { throw CommandFailure(message: "token file \(f) is empty") }
+        return t
+    }
+
+    static func httpConfiguration(_ args: ParsedArguments) throws(UsageError) -> HTTPServerConfiguration {
+        var http = HTTPServerConfiguration()
+        if let v = args.value("--max-body") { http.maxBody = try Parse.unsigned(v, name: "--max-body", max: 1 << 30) }
+        if let v = args.value("--max-connections") { http.maxConnections = max(1, try Parse.unsigned(v, name: "--max-connections", max: 1_000_000)) }
+        return http
+    }
+
+    static func flushMode(_ args: ParsedArguments) throws(UsageError) -> FlushMode {
+        guard let f = args.value("--flush") else { return .auto }
+        guard let m = FlushMode(rawValue: f) else { throw UsageError("--flush takes auto, fsync or syncfs") }
+        return m
+    }
+
+    /// Opens the spool, binds, and serves until SIGTERM/SIGINT.
+    static func startServer(_ ctx: Context, listen: ListenAddress, ingress: IngressConfiguration,
+                            http: HTTPServerConfiguration, flush: FlushMode) throws -> Int32 {
+        let spool = try ctx.openSpool(flush: flush)
+        let log = logger(ctx.console, component: "serve")
+        let report = spool.recover()
+        for line in report.lines { log("recover: \(line)") }
+        let handler = try IngressHandler(spool: spool, configuration: ingress)
+        let server = makeHTTPServer(http, handler: handler, console: ctx.console)
+        let bound: UInt16
+        do { bound = try server.bind(host: listen.host, port: listen.port) } catch {
+            throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")
+        }
+        let stop = try Wakeup()
+        do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        startMaintenance(spool: spool, server: server, stop: stop, log: log)
+        let host = listen.host
+        ctx.console.out("listening on http://\(host.contains(":") ? "[\(host)]" : host):\(bound) spool \(ctx.dir)")
+        do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
+        handler.stop()
+        log("stopped")
+        return 0
+    }
+
+    /// The HTTP server with the ingress behind it and one access-log line per request on stderr.
+    static func makeHTTPServer(_ http: HTTPServerConfiguration, handler: IngressHandler, console: Console) -> HTTPServer {
+        let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
+            handler.record(e)
+            let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map { logSafe($0) } ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map { logSafe($0) } ?? "-")\n"
+            console.writeErr(Array(line.utf8))
+        })
+        handler.setConnectionGauge { server.openConnections }
+        return server
+    }
+
+    /// A thread that finishes interrupted enqueues every 30 s and, once `stop` is readable, shuts the server down.
+    static func startMaintenance(spool: Spool, server: HTTPServer, stop: Wakeup, log: @escaping @Sendable (String) -> Void) {
+        startThread {
+            // Every 30 s, finish enqueues that were linked but not moved into new/ (a publish that failed).
+            while true {
+                guard let ready = try? pollReadable([stop.fd], timeoutMillis: 30_000) else { sleep(nanoseconds: 1_000_000_000); continue }
+                if ready[0] { break }
+                for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
+            }
+            log("stop requested: finishing requests in flight (at most 10s)")
+            server.shutdown(grace: .seconds(10))
+        }
+    }
 }
 
 /// Milliseconds with three decimals, without Foundation's formatters.

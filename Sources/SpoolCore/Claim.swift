@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SpoolSystem
 
 /// An item this process has claimed. It holds an exclusive `flock` on the payload for as long as it
@@ -25,7 +22,7 @@ public final class ClaimedItem: @unchecked Sendable {
     /// The stored bytes, exactly as received.
     public func readPayload() throws(SpoolError) -> [UInt8] {
         try sys("read payload") { () throws(Errno) in
-            _ = lseek(payload.rawValue, 0, SEEK_SET)
+            try payload.rewind()
             // Bounded by the file's real size (never by metadata, which could be anything).
             return try payload.readAll(limit: Int(try payload.stat().size) + 1)
         }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import SpoolSystem
 
 /// Picks, per enqueue batch, the cheaper of two ways to make it durable, from what each has recently cost on
 /// this file system: `fsync` of every file and then of each directory, or one `syncfs(2)` after the data and
@@ -59,12 +57,8 @@ public struct FlushCostModel: Sendable, Equatable {
 /// Whether `syncfs(2)` reports writeback errors (Linux 5.8 and later). Before that it returned 0 even when the
 /// data it flushed could not be written, so it cannot stand in for `fsync` there.
 public let syncfsReportsErrors: Bool = {
-    var u = utsname()
-    guard uname(&u) == 0 else { return false }
-    func field<T>(_ v: inout T) -> String {
-        withUnsafeBytes(of: &v) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-    }
-    return field(&u.sysname) == "Linux" && kernelAtLeast(field(&u.release), major: 5, minor: 8)
+    guard let k = FS.kernel else { return false }
+    return k.name == "Linux" && kernelAtLeast(k.release, major: 5, minor: 8)
 }()
 
 /// Parses the leading `major.minor` of a kernel release string such as `6.18.44-fc` (nil parts: false).

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Dispatch
 import Synchronization
 import SpoolSystem
@@ -37,7 +34,7 @@ func parallelMap<T: Sendable, R: Sendable>(_ inputs: [T], minimumForThreads: Int
 
 /// Online processor count without Foundation.
 enum ProcessInfoLite {
-    static var activeProcessors: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    static var activeProcessors: Int { FS.onlineProcessors }
 }
 
 /// One item as the operator sees it.

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import SpoolSystem
 
@@ -77,7 +74,7 @@ public final class Spool: Sendable {
     private let counter = Atomic<UInt64>(0)
     /// `<pid>-<random>`, drawn once: with the counter it keeps tmp/ names unique even against leftovers of a dead
     /// process that had the same pid (no `getpid`/`getrandom` per item).
-    private let tmpSalt = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    private let tmpSalt = "\(FS.processID)-\(UInt32.random(in: 0...UInt32.max))"
     /// False once the file system refused extended attributes: metadata files are then written at enqueue.
     let attributesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())

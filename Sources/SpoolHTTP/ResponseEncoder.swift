@@ -1,8 +1,5 @@
 import SpoolSystem
-#if canImport(Glibc)
-import Glibc
 import SpoolWire
-#endif
 
 /// Serialises responses. Header names and values with CR, LF or NUL are dropped, so a handler can never split a response.
 enum ResponseEncoder {

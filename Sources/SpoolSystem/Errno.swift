@@ -1,3 +1,7 @@
+// SpoolSystem is the program's only door to the kernel: the only module that imports CSpoolShims and the only
+// one that calls the C library's I/O (read, write, close, epoll, inotify, spawn, pidfd, signals, sockets)
+// directly. Every wrapper is a thin raw call with EINTR retried that throws a typed `Errno` (the
+// apple/swift-system model). `LayeringTests` checks the rule on the source tree.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

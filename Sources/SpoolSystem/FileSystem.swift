@@ -93,6 +93,19 @@ public enum FS {
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// The running kernel's name and release (`uname`), or nil if they cannot be read.
+    public static var kernel: (name: String, release: String)? {
+        var u = utsname()
+        guard uname(&u) == 0 else { return nil }
+        func field<T>(_ v: inout T) -> String {
+            withUnsafeBytes(of: &v) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        return (field(&u.sysname), field(&u.release))
+    }
+
+    /// Processors online (at least 1).
+    public static var onlineProcessors: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
     /// The current working directory, or nil if it cannot be read.
     public static var currentDirectory: String? {
         var buf = [CChar](repeating: 0, count: 4096)

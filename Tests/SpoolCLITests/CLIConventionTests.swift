@@ -16,6 +16,88 @@ import SpoolTestSupport
         #expect(r.err.isEmpty)
     }
 
+    /// Help is generated from the same declarations the parser uses: every declared option is listed with its
+    /// value name, every option listed is declared, the parser accepts each, and refuses any other.
+    @Test(arguments: commandNames)
+    func helpListsExactlyTheOptionsTheParserAccepts(_ name: String) throws {
+        let cmd = try #require(CLI.commands.first { $0.name == name })
+        let help = cli([name, "--help"]).out
+        let declared = cmd.options.map(\.name)
+        #expect(declared.contains("--dir"), "the global --dir is accepted and documented by every command")
+        #expect(Set(declared).count == declared.count, "\(name) declares an option twice")
+        for o in cmd.options {
+            #expect(help.contains("\n  " + o.label), "\(name) --help does not list \(o.label)")
+        }
+        let listed = help.split(separator: "\n").filter { $0.hasPrefix("  --") }.map { String($0.dropFirst(2).prefix { $0 != " " }) }
+        #expect(listed.sorted() == declared.sorted(), "\(name) --help lists options the parser does not accept, or twice")
+
+        for o in cmd.options {
+            let forms = o.kind == .flag ? [[o.name]] : [[o.name, "v"], [o.name + "=v"]]
+            for args in forms {
+                do { _ = try cmd.parse(args) } catch { Issue.record("\(name) refuses declared \(args): \(error.message)") }
+            }
+        }
+        let others = Set(CLI.commands.flatMap { $0.options.map(\.name) } + ["--bogus"]).subtracting(declared)
+        for other in others {
+            #expect(throws: UsageError("unknown option \(other)"), "\(name) accepts undeclared \(other)") { try cmd.parse([other, "v"]) }
+        }
+        let bogus = cli(["--dir", makeTempDir() + "/s", name, "--bogus"])
+        #expect(bogus.code == 64 && bogus.out.isEmpty)
+        #expect(bogus.err == "spool: unknown option --bogus\n" + cmd.usageLine + "\n")
+    }
+
+    @Test func consumeAndServeDocumentEverythingTheyRead() {
+        let consume = cli(["consume", "--help"]).out
+        #expect(consume.contains("\n  --no-inotify "))
+        #expect(consume.contains("poll new/ every --poll-interval instead of watching it with inotify"))
+        for v in ["SPOOL_DIR", "SPOOL_NATS_TOKEN", "SPOOL_NATS_PASSWORD"] { #expect(consume.contains("\n  \(v) "), "\(v)") }
+        let serve = cli(["serve", "--help"]).out
+        #expect(serve.contains("\nenvironment:\n"))
+        for v in ["SPOOL_DIR", "SPOOL_TOKEN", "SPOOL_COMMITTERS"] { #expect(serve.contains("\n  \(v) "), "\(v)") }
+        #expect(serve.contains("from 1 to 16"))
+    }
+
+    /// A bad SPOOL_COMMITTERS was silently ignored; now it is a usage error, before the spool is opened or a
+    /// port bound (the real binary, so that a regression cannot leave a server running in the test process).
+    @Test(arguments: ["0", "17", "x", " 2", "2 ", "+2", "-1", "2.0", "99999999999999999999"])
+    func badCommittersAreUsageErrors(_ value: String) throws {
+        let dir = makeTempDir() + "/s"
+        let r = try run(spoolBin, ["--dir", dir, "serve", "--listen", "127.0.0.1:0"], env: ["SPOOL_COMMITTERS": value], timeout: 20)
+        #expect(r.status == 64, "SPOOL_COMMITTERS='\(value)': \(r.stderr)")
+        #expect(r.stderr.hasPrefix("spool: SPOOL_COMMITTERS must be a whole number from 1 to 16, got '"), "\(r.stderr)")
+        #expect(r.stderr.hasSuffix("\nusage: spool serve [OPTIONS]\n"))
+        #expect(r.stdout.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: dir), "a usage error does not create the spool")
+    }
+
+    @Test func committersFromTheEnvironment() throws {
+        #expect(try Parse.environment([:], "N", in: 1...16) == nil)
+        #expect(try Parse.environment(["N": ""], "N", in: 1...16) == nil, "empty is unset, as for every SPOOL_ variable")
+        #expect(try Parse.environment(["N": "1"], "N", in: 1...16) == 1)
+        #expect(try Parse.environment(["N": "16"], "N", in: 1...16) == 16)
+        #expect(throws: UsageError("N must be a whole number from 1 to 16, got '0'")) { try Parse.environment(["N": "0"], "N", in: 1...16) }
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir, env: ["SPOOL_COMMITTERS": "16"])
+        #expect(server.stop().status == 0)
+    }
+
+    /// One mapping at the edge: usage errors exit 64 with the usage line, a CommandFailure keeps its message and
+    /// code, any other error is `error: <description>` with exit 1.
+    @Test func errorsAreMappedInOnePlace() throws {
+        struct Opaque: Error, CustomStringConvertible { var description: String { "disk on fire" } }
+        let cmd = try #require(CLI.commands.first { $0.name == "stats" })
+        let cases: [(any Error, Int32, String)] = [
+            (UsageError("bad"), 64, "spool: bad\nusage: spool stats [OPTIONS]\n"),
+            (CommandFailure(message: "custom", code: 3), 3, "error: custom\n"),
+            (Opaque(), 1, "error: disk on fire\n"),
+        ]
+        for (error, code, err) in cases {
+            let c = CapturedConsole()
+            #expect(CLI.report(error, command: cmd, console: c.console) == code)
+            #expect(c.stderr == err && c.stdout.isEmpty)
+        }
+    }
+
     @Test func topLevelHelpAndVersion() {
         let h = cli(["--help"])
         #expect(h.code == 0 && h.out.contains("commands:") && h.out.contains("consume"))

@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+
+/// The module rules that keep the kernel behind one door, checked on the source tree (a rule nobody checks
+/// erodes one convenient `import Glibc` at a time).
+@Suite struct LayeringTests {
+    static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Sources")
+
+    /// (module, file, text) for every Swift file of every library module.
+    static func files() throws -> [(String, String, String)] {
+        var out: [(String, String, String)] = []
+        for module in try FileManager.default.contentsOfDirectory(atPath: sources.path).sorted() {
+            let dir = sources.appendingPathComponent(module)
+            guard let e = FileManager.default.enumerator(atPath: dir.path) else { continue }
+            for case let f as String in e where f.hasSuffix(".swift") {
+                out.append((module, f, try String(contentsOf: dir.appendingPathComponent(f), encoding: .utf8)))
+            }
+        }
+        return out
+    }
+
+    @Test func onlySpoolSystemReachesTheKernel() throws {
+        let all = try Self.files()
+        #expect(all.contains { $0.0 == "SpoolSystem" } && all.count > 40)
+        // The two executables' main.swift may import Glibc for exit(); nothing else outside SpoolSystem may.
+        let allowed: Set<String> = ["SpoolSystem", "spool", "spool-testkit"]
+        for (module, file, text) in all where !allowed.contains(module) {
+            #expect(!text.contains("import CSpoolShims"), "\(module)/\(file) imports CSpoolShims")
+            #expect(!text.contains("import Glibc"), "\(module)/\(file) imports Glibc")
+        }
+    }
+
+    @Test func theWireModuleIsPure() throws {
+        for (module, file, text) in try Self.files() where module == "SpoolWire" {
+            for line in text.split(separator: "\n") where line.hasPrefix("import ") {
+                Issue.record("SpoolWire/\(file) imports \(line.dropFirst(7)): the wire formats must not depend on anything")
+            }
+        }
+    }
+
+    @Test func libraryTargetsUseFoundationEssentialsOnly() throws {
+        for (module, file, text) in try Self.files() {
+            #expect(!text.contains("import Foundation\n"), "\(module)/\(file) imports Foundation")
+        }
+    }
+}
