@@ -29,13 +29,13 @@ extension Spool {
     /// flushed together, then each is published, then each directory is flushed once for the whole batch.
     /// A result is `.success` only when that item (or the existing item of its key) is durable.
     ///
-    /// Steps for one item (crash analysis in docs/spool-format.md):
-    /// 1. `tmp/<name>.<unique>.w` (the payload, locked, its metadata in an attribute), written and fsynced;
-    /// 2. `link(tmp/….w, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
-    /// 3. `rename(tmp/….m, meta/<name>)`, then `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
-    /// 4. fsync `keys/` and `new/` (and `tmp/` first when the batch answers a duplicate).
-    /// With `syncfs` (see `FlushMode`), one `syncfs` replaces the file flushes of step 1 and another the
-    /// directory flushes of step 4.
+    /// Steps for one item, numbered as in docs/spool-format.md ("enqueue", with the crash analysis of each):
+    /// 1. create `tmp/<name>.<unique>.w` (the payload, locked, its metadata in an attribute) and write it;
+    /// 2. fsync it (or one `syncfs` for the batch);
+    /// 3. `link(tmp/….w, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
+    /// 4. `rename(tmp/….m, meta/<name>)` without attributes, then `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
+    /// 5. fsync `keys/` and `new/` (and `tmp/` first when the batch answers a duplicate), or one `syncfs`;
+    /// 6. the caller answers.
     public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
         var results = [Result<EnqueueOutcome, SpoolError>?](repeating: nil, count: requests.count)
         var staged: [Int: StagedItem] = [:]
