@@ -40,7 +40,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--dir", default="/var/tmp/spool-compare")
     a = ap.parse_args()
-    os.makedirs(a.dir, exist_ok=True)
+    work = os.path.join(a.dir, str(time.time_ns()))  # fresh() numbers from 1 in every run
+    os.makedirs(work)
+    a.dir = work
     res = {k: {"old": [], "new": []} for k in ["c1", "c1_p50", "c1_p99", "c64", "c64_p50", "c64_p99", "claims"]}
     for r in range(a.rounds):
         order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
