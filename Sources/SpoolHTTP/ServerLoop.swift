@@ -23,18 +23,17 @@ final class ServerLoop {
     var shuttingDown = false
     var shutdownDeadline: Int64 = 0
     var lastSweep: Int64 = 0
-    let headerTimeout, bodyTimeout, idleTimeout, writeTimeout, lingerTimeout, sweepInterval: Int64
+    let timeouts: ConnectionStateMachine.Timeouts
+    let writeTimeout, sweepInterval: Int64
 
     init(server: HTTPServer, listeners: [FileDescriptor]) throws(Errno) {
         self.server = server
         self.config = server.configuration
         self.limits = server.configuration.parserLimits
         self.listeners = listeners
-        headerTimeout = config.headerTimeout.nanoseconds
-        bodyTimeout = config.bodyTimeout.nanoseconds
-        idleTimeout = config.idleTimeout.nanoseconds
+        timeouts = .init(header: config.headerTimeout.nanoseconds, body: config.bodyTimeout.nanoseconds,
+                         idle: config.idleTimeout.nanoseconds, linger: config.lingerTimeout.nanoseconds)
         writeTimeout = config.writeTimeout.nanoseconds
-        lingerTimeout = config.lingerTimeout.nanoseconds
         sweepInterval = max(1_000_000, config.sweepInterval.nanoseconds)
         epoll = try Epoll()
         readBuffer = .allocate(byteCount: max(512, config.readChunkSize), alignment: 16)
@@ -86,12 +85,25 @@ final class ServerLoop {
             return
         }
         guard let c = connections[token] else { return }
-        if ev.contains(.writable) { flush(c) }
-        if !c.closed, ev.contains(.readable) { onReadable(c) }
+        if ev.contains(.writable) {
+            if c.hasOutput { flush(c) }
+            if !c.closed, c.readWaitsForWrite {
+                c.readWaitsForWrite = false
+                onReadable(c)
+            }
+        }
+        if !c.closed, ev.contains(.readable) {
+            if c.writeWaitsForRead {
+                c.writeWaitsForRead = false
+                flush(c)
+            }
+            if !c.closed { onReadable(c) }
+        }
         // ERR/HUP are reported even without interest: a dead peer while we are not reading must not spin the loop.
-        if !c.closed, !ev.isDisjoint(with: [.error, .hangUp]), !c.wantsRead || !ev.contains(.readable) {
+        if !c.closed, !ev.isDisjoint(with: [.error, .hangUp]), !c.machine.wantsRead || !ev.contains(.readable) {
             closeConnection(c)
         }
+        if !c.closed { updateInterest(c) }
     }
 
     func acceptAll(_ listener: FileDescriptor) {
@@ -112,8 +124,8 @@ final class ServerLoop {
             try? fd.setNoDelay()
             let id = nextID
             nextID += 1
-            let c = Connection(stream: server.makeStream(fd), id: id, remote: fd.peerName(), limits: limits, now: monotonicNanos(),
-                               headerTimeout: headerTimeout, interest: .readable)
+            let machine = ConnectionStateMachine(limits: limits, timeouts: timeouts, now: monotonicNanos())
+            let c = Connection(stream: server.makeStream(fd), id: id, remote: fd.peerName(), machine: machine, interest: .readable)
             do throws(Errno) { try epoll.add(fd, .readable, token: id) } catch {
                 c.stream.close()
                 continue
@@ -142,13 +154,20 @@ final class ServerLoop {
     func onReadable(_ c: Connection) {
         let chunk = readBuffer.count
         var reads = 0
-        while !c.closed && c.wantsRead && reads < 4 {
+        while !c.closed && c.machine.wantsRead {
+            if reads == 4 {
+                // Fairness: come back at top level if the stream still holds input the socket no longer shows.
+                if c.stream.hasBufferedInput { queueResume(c) }
+                return
+            }
             reads += 1
             let n: Int
             do throws(StreamError) {
                 switch try c.stream.read(into: readBuffer) {
                 case .bytes(let k): n = k
-                case .wouldBlock: return
+                case .wouldBlock(let interest):
+                    if interest == .write { c.readWaitsForWrite = true }
+                    return
                 case .closed:
                     // EOF: an idle client left, or one that stopped mid-request cannot read an answer anyway.
                     closeConnection(c)
@@ -158,66 +177,49 @@ final class ServerLoop {
                 closeConnection(c)
                 return
             }
-            if c.phase == .lingering { continue }
             process(c, UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))
-            if n < chunk { return }
+            if n < chunk && !c.stream.hasBufferedInput { return }
         }
     }
 
-    /// Feeds bytes to the connection's parser until it needs more, a request is dispatched, or it fails.
+    /// Feeds bytes to the connection's exchange and performs what it asks for.
     func process(_ c: Connection, _ buf: UnsafeRawBufferPointer) {
-        guard !buf.isEmpty else { return }
-        if c.phase == .head && c.parser.isAtMessageStart {
+        guard !buf.isEmpty, !c.closed else { return }
+        if c.machine.isAtRequestStart {
             c.requestStartMono = monotonicNanos()
             c.requestStartWall = SystemClock().nowNanos()
-            if c.readDeadlineKind == .idle {
-                c.readDeadlineKind = .header
-                c.readDeadline = c.requestStartMono &+ headerTimeout
-            }
         }
-        var off = 0
-        while !c.closed {
-            let rest = UnsafeRawBufferPointer(rebasing: buf[off...])
-            let (used, step) = c.parser.next(rest)
-            off += used
-            switch step {
-            case .needMore:
-                return
-            case .body(let r):
-                c.body.append(contentsOf: rest[r])
-            case .head(let head):
-                c.head = head
-                c.phase = .body
-                if head.hasBody {
-                    c.readDeadlineKind = .body
-                    c.readDeadline = monotonicNanos() &+ bodyTimeout
-                } else {
-                    c.readDeadlineKind = .none
-                }
-                if let early = earlyResponse(c, head) {
-                    if head.hasBody {
-                        // The body will not be read, so the stream cannot be resynchronised: answer and close.
-                        sendResponse(c, early, forceClose: true)
-                    } else {
-                        // Nothing follows the head: consume the empty message end and keep the connection.
-                        _ = c.parser.next(UnsafeRawBufferPointer(start: nil, count: 0))
-                        c.pending = Array(buf[off...])
-                        sendResponse(c, early, forceClose: false)
-                    }
-                    return
-                }
-                if head.expectContinue && head.hasBody {
-                    c.output.append(contentsOf: ResponseEncoder.continue100)
-                    flush(c)
-                }
-            case .end(let trailers):
-                c.pending = Array(buf[off...])
-                dispatch(c, trailers: trailers)
-                return
-            case .error(let e):
-                sendResponse(c, .error(status: e.status, e.reason), forceClose: true)
-                return
+        let action = c.machine.received(buf, now: monotonicNanos()) { head in earlyResponse(c, head) }
+        perform(action, on: c)
+    }
+
+    /// Executes one action of a connection's state machine.
+    func perform(_ action: ConnectionStateMachine.Action, on c: Connection) {
+        switch action {
+        case .readMore:
+            break
+        case .sendContinue:
+            c.output.append(contentsOf: ResponseEncoder.continue100)
+            flush(c)
+            let rest = c.machine.takePending()
+            rest.withUnsafeBytes { process(c, $0) }
+        case .dispatch(let request, let sequence):
+            updateInterest(c)
+            let server = self.server, id = c.id
+            server.handler.handle(request, remote: c.remote) { response in
+                server.complete(connection: id, sequence: sequence, response: response)
             }
+        case .respond(let response, let close):
+            sendResponse(c, response, close: close)
+        case .parsePending:
+            queueResume(c)
+            updateInterest(c)
+        case .linger:
+            // Half-closes and drains input for a moment, so the client reads our final response rather than a reset.
+            c.stream.shutdownWrite()
+            updateInterest(c)
+        case .close:
+            closeConnection(c)
         }
     }
 
@@ -230,20 +232,6 @@ final class ServerLoop {
         return server.handler.checkHead(head, remote: c.remote)
     }
 
-    func dispatch(_ c: Connection, trailers: HTTPHeaders) {
-        guard let head = c.head else { return }
-        c.phase = .handling
-        c.readDeadlineKind = .none
-        c.sequence += 1
-        let request = HTTPRequest(head: head, body: c.body, trailers: trailers)
-        c.body = []
-        updateInterest(c)
-        let server = self.server, id = c.id, seq = c.sequence
-        server.handler.handle(request, remote: c.remote) { response in
-            server.complete(connection: id, sequence: seq, response: response)
-        }
-    }
-
     func drainCompletions() {
         let done = server.shared.withLock { s -> [HTTPServer.Completion] in
             if s.completions.isEmpty { return [] }
@@ -251,21 +239,32 @@ final class ServerLoop {
             return s.completions
         }
         for item in done {
-            guard let c = connections[item.connection], c.phase == .handling, c.sequence == item.sequence else { continue }
-            sendResponse(c, item.response, forceClose: false)
+            guard let c = connections[item.connection], !c.closed,
+                  let action = c.machine.handlerResponded(item.response, sequence: item.sequence) else { continue }
+            perform(action, on: c)
         }
     }
 
+    func queueResume(_ c: Connection) {
+        guard !c.resumeQueued else { return }
+        c.resumeQueued = true
+        resumeList.append(c)
+    }
+
+    /// Pipelined bytes kept from an earlier read, and input a stream holds that epoll cannot see, at top level
+    /// (so a long pipeline never recurses).
     func runResumeList() {
         while !resumeList.isEmpty {
             let list = resumeList
             resumeList = []
             for c in list {
                 c.resumeQueued = false
-                guard !c.closed, c.phase == .head else { continue }
-                let bytes = c.pending
-                c.pending = []
-                bytes.withUnsafeBytes { process(c, $0) }
+                guard !c.closed, c.machine.state == .head else { continue }
+                if c.machine.hasPending {
+                    let bytes = c.machine.takePending()
+                    bytes.withUnsafeBytes { process(c, $0) }
+                }
+                if !c.closed, c.machine.wantsRead, c.stream.hasBufferedInput { onReadable(c) }
                 if !c.closed { updateInterest(c) }
             }
         }
@@ -273,16 +272,11 @@ final class ServerLoop {
 
     // MARK: Writing
 
-    func sendResponse(_ c: Connection, _ r: HTTPResponse, forceClose: Bool) {
-        let head = c.head
-        let close = forceClose || r.close || shuttingDown || !(head?.keepAlive ?? false)
+    func sendResponse(_ c: Connection, _ r: HTTPResponse, close: Bool) {
+        let head = c.machine.head
         let bytes = ResponseEncoder.encode(r, close: close, http10KeepAlive: !close && head?.version == .http1_0,
                                            date: config.sendDate ? dates.current() : nil)
         log(c, status: r.status, logKey: r.logKey)
-        c.phase = .responding
-        c.readDeadlineKind = .none
-        c.closeAfterWrite = close
-        c.exchangeInFlight = true
         if c.output.isEmpty { c.output = bytes } else { c.output.append(contentsOf: bytes) }
         flush(c)
     }
@@ -295,8 +289,9 @@ final class ServerLoop {
             switch step {
             case .success(.bytes(let n)):
                 c.outputOffset += n
-            case .success(.wouldBlock):
+            case .success(.wouldBlock(let interest)):
                 if c.writeDeadline == 0 { c.writeDeadline = monotonicNanos() &+ writeTimeout }
+                if interest == .read { c.writeWaitsForRead = true }
                 updateInterest(c)
                 return
             case .success(.closed), .failure:
@@ -307,49 +302,16 @@ final class ServerLoop {
         c.output = []
         c.outputOffset = 0
         c.writeDeadline = 0
-        if c.exchangeInFlight {
-            c.exchangeInFlight = false
-            finishExchange(c)
-        } else {
-            updateInterest(c)
-        }
-    }
-
-    func finishExchange(_ c: Connection) {
-        if c.closeAfterWrite {
-            startLinger(c)
-            return
-        }
-        c.phase = .head
-        c.head = nil
-        c.body = []
-        c.readDeadlineKind = .idle
-        c.readDeadline = monotonicNanos() &+ idleTimeout
-        if !c.pending.isEmpty && !c.resumeQueued {
-            c.resumeQueued = true
-            resumeList.append(c)
-        }
-        updateInterest(c)
-    }
-
-    /// Half-closes and drains input for a moment, so the client reads our final response rather than a reset.
-    func startLinger(_ c: Connection) {
-        c.phase = .lingering
-        c.pending = []
-        c.head = nil
-        c.body = []
-        c.parser = HTTPParser(limits: limits)
-        c.stream.shutdownWrite()
-        c.readDeadlineKind = .linger
-        c.readDeadline = monotonicNanos() &+ lingerTimeout
+        perform(c.machine.outputDrained(now: monotonicNanos()), on: c)
+        guard !c.closed else { return }
+        // The next request may already sit decrypted in the stream, where epoll cannot see it.
+        if c.machine.wantsRead && c.stream.hasBufferedInput { queueResume(c) }
         updateInterest(c)
     }
 
     func updateInterest(_ c: Connection) {
         guard !c.closed else { return }
-        var want: Epoll.Events = []
-        if c.wantsRead { want.insert(.readable) }
-        if c.hasOutput { want.insert(.writable) }
+        let want = c.wantedInterest
         if want != c.interest {
             try? epoll.modify(c.stream.descriptor, want, token: c.id)
             c.interest = want
@@ -359,6 +321,7 @@ final class ServerLoop {
     func closeConnection(_ c: Connection) {
         guard !c.closed else { return }
         c.closed = true
+        c.machine.closed()
         epoll.remove(c.stream.descriptor)
         c.stream.close()
         connections[c.id] = nil
@@ -370,9 +333,10 @@ final class ServerLoop {
         let now = monotonicNanos()
         let start = c.requestStartMono == 0 ? now : c.requestStartMono
         let wall = c.requestStartWall == 0 ? SystemClock().nowNanos() : c.requestStartWall
-        sink(AccessLogEntry(timeNanos: wall, remote: c.remote, method: c.head?.method ?? "-", path: c.head?.path ?? "-",
+        let head = c.machine.head
+        sink(AccessLogEntry(timeNanos: wall, remote: c.remote, method: head?.method ?? "-", path: head?.path ?? "-",
                             status: status, logKey: logKey, durationMilliseconds: Double(now - start) / 1e6,
-                            requestID: c.head?.requestID))
+                            requestID: head?.requestID))
     }
 
     // MARK: Deadlines and shutdown
@@ -381,8 +345,13 @@ final class ServerLoop {
         if listenersPausedUntil != 0 && now >= listenersPausedUntil && !shuttingDown { resumeListeners() }
         var expired: [Connection] = []
         for c in connections.values {
-            if (c.writeDeadline != 0 && now >= c.writeDeadline) || (c.readDeadlineKind != .none && now >= c.readDeadline) {
+            if c.writeDeadline != 0 && now >= c.writeDeadline {
                 expired.append(c)
+                continue
+            }
+            switch c.machine.deadline {
+            case .none: continue
+            case .idle(let t), .header(let t), .body(let t), .linger(let t): if now >= t { expired.append(c) }
             }
         }
         for c in expired where !c.closed {
@@ -390,20 +359,7 @@ final class ServerLoop {
                 closeConnection(c)
                 continue
             }
-            switch c.readDeadlineKind {
-            case .none:
-                break
-            case .idle, .linger:
-                closeConnection(c)
-            case .header:
-                if c.phase == .head && c.parser.isAtMessageStart {
-                    closeConnection(c)  // nothing was sent: nobody to answer
-                } else {
-                    sendResponse(c, .error(status: 408, "request head not received in time"), forceClose: true)
-                }
-            case .body:
-                sendResponse(c, .error(status: 408, "request body not received in time"), forceClose: true)
-            }
+            perform(c.machine.deadlinePassed(now: now), on: c)
         }
     }
 
@@ -422,8 +378,9 @@ final class ServerLoop {
                 try? l.close()
             }
             listeners = []
-            for c in Array(connections.values) where c.phase == .head && c.parser.isAtMessageStart && c.pending.isEmpty && !c.hasOutput {
-                closeConnection(c)
+            for c in Array(connections.values) {
+                c.machine.beginShutdown()
+                if c.machine.isIdle && !c.hasOutput { closeConnection(c) }
             }
         }
         if connections.isEmpty { return true }

@@ -39,8 +39,12 @@ public protocol ByteStream: AnyObject, Sendable {
     var descriptor: FileDescriptor { get }
     /// Reads what is available without blocking.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(StreamError) -> StreamProgress
-    /// Writes without blocking; `.bytes(n)` says how many of `bytes` were taken.
+    /// Writes without blocking; `.bytes(n)` says how many of `bytes` were taken. After `.wouldBlock`, the next
+    /// call must start with the same bytes (the `SSL_write` contract: TLS may have encrypted them already).
     func write(_ bytes: UnsafeRawBufferPointer) throws(StreamError) -> StreamProgress
+    /// Input already taken from the socket but not yet returned by `read` (decrypted TLS records): an event
+    /// loop must read again even though the socket no longer shows as readable.
+    var hasBufferedInput: Bool { get }
     /// Ends our sending side once everything written has gone (TCP FIN; TLS sends close_notify first).
     func shutdownWrite()
     /// Makes every thread blocked on this stream return at once (from any thread); the descriptor stays open.
@@ -107,6 +111,7 @@ public final class SocketStream: ByteStream {
         } catch { throw .system(error) }
     }
 
+    public var hasBufferedInput: Bool { false }
     public func shutdownWrite() { try? descriptor.shutdownWrite() }
     public func interrupt() { descriptor.shutdownBoth() }
     public func close() { try? descriptor.close() }
