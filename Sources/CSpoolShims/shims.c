@@ -86,6 +86,26 @@ int spool_install_termination_pipe(int fd) {
 }
 void spool_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
+static volatile int hangup_fd = -1;
+static void on_hangup(int sig) {
+    (void)sig;
+    int saved = errno;
+    uint64_t one = 1;
+    if (hangup_fd >= 0) { ssize_t r = write(hangup_fd, &one, sizeof one); (void)r; }
+    errno = saved;
+}
+int spool_install_hangup_pipe(int fd) {
+    hangup_fd = fd;
+    struct sigaction sa;
+    sa.sa_handler = on_hangup;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGHUP, &sa, NULL) != 0) return -1;
+    sigset_t set; sigemptyset(&set); sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return 0;
+}
+
 int spool_exited_nowait(int pid) {
     siginfo_t info;
     info.si_pid = 0;

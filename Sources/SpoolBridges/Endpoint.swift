@@ -6,31 +6,50 @@ public struct Endpoint: Sendable, Equatable {
     public var port: UInt16
     /// `/path?query` for HTTP (never empty); "" for NATS.
     public var target: String
+    /// TLS from the start (`https://`, `tls://`); a NATS server may still ask for it on a `nats://` URL.
+    public var secure: Bool
+    /// The scheme's port (80, 443, 4222), left out of the Host header when it is the one used.
+    public var defaultPort: UInt16
+
+    public init(host: String, port: UInt16, target: String = "", secure: Bool = false, defaultPort: UInt16) {
+        self.host = host
+        self.port = port
+        self.target = target
+        self.secure = secure
+        self.defaultPort = defaultPort
+    }
 
     /// `host:port` as it goes into a Host header (IPv6 in brackets; the port left out when it is the default).
-    public func authority(defaultPort: UInt16) -> String {
+    public var authority: String {
         let h = host.contains(":") ? "[\(host)]" : host
         return port == defaultPort ? h : "\(h):\(port)"
     }
 
-    /// `nats://HOST[:PORT]` (default port 4222). Credentials go in flags, not in the URL, so they are not logged.
+    /// The endpoint as a URL for log lines (never with credentials: they are not accepted in URLs).
+    public var natsURL: String { "\(secure ? "tls" : "nats")://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+
+    /// `nats://HOST[:PORT]` or `tls://HOST[:PORT]` (default port 4222). Credentials go in flags, not in the URL,
+    /// so they are not logged.
     public static func nats(_ url: String) throws(BridgeError) -> Endpoint {
         let lower = url.lowercased()
-        if lower.hasPrefix("tls://") { throw BridgeError(.configuration, "tls:// is not supported yet; use nats://") }
-        guard lower.hasPrefix("nats://") else { throw BridgeError(.configuration, "the NATS URL must start with nats:// (got '\(url)')") }
-        let rest = String(url.dropFirst("nats://".count))
+        let secure = lower.hasPrefix("tls://")
+        guard secure || lower.hasPrefix("nats://") else {
+            throw BridgeError(.configuration, "the NATS URL must start with nats:// or tls:// (got '\(url)')")
+        }
+        let rest = String(url.dropFirst(secure ? "tls://".count : "nats://".count))
         let (host, port) = try hostPort(rest, defaultPort: 4222, url: url)
-        return Endpoint(host: host, port: port, target: "")
+        return Endpoint(host: host, port: port, secure: secure, defaultPort: 4222)
     }
 
-    /// `http://HOST[:PORT][/PATH][?QUERY]`; `https://` is refused with a clear message (not supported yet).
+    /// `http://` or `https://HOST[:PORT][/PATH][?QUERY]`.
     public static func http(_ url: String) throws(BridgeError) -> Endpoint {
         let lower = url.lowercased()
-        if lower.hasPrefix("https://") {
-            throw BridgeError(.configuration, "https:// is not supported yet; use http:// (for example to a local TLS-terminating proxy)")
+        let secure = lower.hasPrefix("https://")
+        guard secure || lower.hasPrefix("http://") else {
+            throw BridgeError(.configuration, "the URL must start with http:// or https:// (got '\(url)')")
         }
-        guard lower.hasPrefix("http://") else { throw BridgeError(.configuration, "the URL must start with http:// (got '\(url)')") }
-        var rest = Substring(url.dropFirst("http://".count))
+        let defaultPort: UInt16 = secure ? 443 : 80
+        var rest = Substring(url.dropFirst(secure ? "https://".count : "http://".count))
         if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
         let cut = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
         let authority = String(rest[..<cut])
@@ -40,8 +59,8 @@ public struct Endpoint: Sendable, Equatable {
         guard target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw BridgeError(.configuration, "the URL path must be visible ASCII without spaces (percent-encode the rest)")
         }
-        let (host, port) = try hostPort(authority, defaultPort: 80, url: url)
-        return Endpoint(host: host, port: port, target: target)
+        let (host, port) = try hostPort(authority, defaultPort: defaultPort, url: url)
+        return Endpoint(host: host, port: port, target: target, secure: secure, defaultPort: defaultPort)
     }
 
     private static func hostPort(_ s: String, defaultPort: UInt16, url: String) throws(BridgeError) -> (String, UInt16) {

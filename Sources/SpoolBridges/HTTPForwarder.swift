@@ -65,7 +65,7 @@ public struct HTTPForwarder: ItemProcessor {
         let ep = configuration.endpoint
         var contentType = item.meta.header("content-type") ?? "application/octet-stream"
         if !HTTPField.isValid(name: "Content-Type", value: contentType) { contentType = "application/octet-stream" }
-        var head = "POST \(ep.target) HTTP/1.1\r\nHost: \(ep.authority(defaultPort: 80))\r\n"
+        var head = "POST \(ep.target) HTTP/1.1\r\nHost: \(ep.authority)\r\n"
         head += "Content-Type: \(contentType)\r\nContent-Length: \(payload.count)\r\n"
         if HTTPField.isValid(name: "X-Spool-Key", value: item.key.value) { head += "X-Spool-Key: \(item.key.value)\r\n" }
         head += "X-Spool-Attempt: \(item.attempt)\r\n"
@@ -106,7 +106,7 @@ public struct HTTPForwarder: ItemProcessor {
         let deadline = monotonicNanos() + configuration.timeoutNanos
         let stream = try BridgeConnect.stream(to: ep, defaultPort: 80, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
         defer { stream.close() }
-        let peer = ep.authority(defaultPort: 80), limitMs = configuration.timeoutNanos / 1_000_000
+        let peer = ep.authority, limitMs = configuration.timeoutNanos / 1_000_000
         do throws(StreamError) { try stream.writeAll(request, deadline: deadline) } catch {
             if error == .timedOut { throw BridgeError(.timeout, "sending to \(peer) timed out after \(limitMs)ms") }
             throw BridgeError(.connectionLost, "sending to \(peer) failed: \(error)")
@@ -140,7 +140,7 @@ enum BridgeConnect {
         do throws(Socket.ConnectFailure) {
             return SocketStream(try Socket.connect(host: ep.host, port: ep.port, deadline: deadline))
         } catch {
-            let peer = ep.authority(defaultPort: defaultPort)
+            let peer = ep.authority
             switch error {
             case .cannotResolve(let host): throw BridgeError(.connect, "cannot resolve \(host)")
             case .timedOut: throw BridgeError(.timeout, "connecting to \(peer) timed out after \(timeoutNanos / 1_000_000)ms")

@@ -51,7 +51,7 @@ public final class NATSConnection: Sendable {
         inboxPrefix = "_INBOX." + String(UInt64.random(in: 0...UInt64.max), radix: 36) + String(UInt64.random(in: 0...UInt64.max), radix: 36) + "."
     }
 
-    var url: String { "nats://\(options.endpoint.authority(defaultPort: 0))" }
+    var url: String { options.endpoint.natsURL }
 
     /// Starts the reader thread, which connects and keeps reconnecting until `close()`.
     public func start() {

@@ -110,3 +110,11 @@ public enum TerminationSignals {
     /// Ignores SIGPIPE, so a peer that went away is an EPIPE, not the end of the process.
     public static func ignoreBrokenPipe() { spool_ignore_sigpipe() }
 }
+
+/// SIGHUP, the conventional "reload your files" signal (certificates for `serve`).
+public enum HangUpSignal {
+    /// Makes SIGHUP signal `wakeup` instead of ending the process. Call before starting threads.
+    public static func deliver(to wakeup: Wakeup) throws(Errno) {
+        guard spool_install_hangup_pipe(wakeup.fd.rawValue) == 0 else { throw Errno.current }
+    }
+}

@@ -8,27 +8,30 @@ import SpoolSystem
 /// URLs, headers, Retry-After and the status mapping: the pure parts of the sinks.
 @Suite struct ConfigurationTests {
     @Test func natsURLs() throws {
-        #expect(try Endpoint.nats("nats://127.0.0.1:4333") == Endpoint(host: "127.0.0.1", port: 4333, target: ""))
-        #expect(try Endpoint.nats("nats://broker.internal") == Endpoint(host: "broker.internal", port: 4222, target: ""))
-        #expect(try Endpoint.nats("nats://[::1]:5000") == Endpoint(host: "::1", port: 5000, target: ""))
-        for bad in ["http://x", "nats://", "nats://h:0", "nats://h:65536", "nats://h:x", "nats://u:p@h:1", "nats://h h:1", "tls://h:1"] {
+        #expect(try Endpoint.nats("nats://127.0.0.1:4333") == Endpoint(host: "127.0.0.1", port: 4333, defaultPort: 4222))
+        #expect(try Endpoint.nats("nats://broker.internal") == Endpoint(host: "broker.internal", port: 4222, defaultPort: 4222))
+        #expect(try Endpoint.nats("nats://[::1]:5000") == Endpoint(host: "::1", port: 5000, defaultPort: 4222))
+        let tls = try Endpoint.nats("TLS://broker.internal:4443")
+        #expect(tls == Endpoint(host: "broker.internal", port: 4443, secure: true, defaultPort: 4222))
+        #expect(tls.natsURL == "tls://broker.internal:4443")
+        #expect(try Endpoint.nats("nats://[::1]:5000").natsURL == "nats://[::1]:5000")
+        for bad in ["http://x", "nats://", "nats://h:0", "nats://h:65536", "nats://h:x", "nats://u:p@h:1", "nats://h h:1", "tls://", "tls://u:p@h"] {
             #expect(throws: BridgeError.self, "\(bad)") { try Endpoint.nats(bad) }
         }
     }
 
     @Test func httpURLs() throws {
-        #expect(try Endpoint.http("http://127.0.0.1:8080/hooks/in?x=1") == Endpoint(host: "127.0.0.1", port: 8080, target: "/hooks/in?x=1"))
-        #expect(try Endpoint.http("http://example.com") == Endpoint(host: "example.com", port: 80, target: "/"))
-        #expect(try Endpoint.http("http://example.com?q") == Endpoint(host: "example.com", port: 80, target: "/?q"))
+        #expect(try Endpoint.http("http://127.0.0.1:8080/hooks/in?x=1") == Endpoint(host: "127.0.0.1", port: 8080, target: "/hooks/in?x=1", defaultPort: 80))
+        #expect(try Endpoint.http("http://example.com") == Endpoint(host: "example.com", port: 80, target: "/", defaultPort: 80))
+        #expect(try Endpoint.http("http://example.com?q") == Endpoint(host: "example.com", port: 80, target: "/?q", defaultPort: 80))
         #expect(try Endpoint.http("http://h/p#frag").target == "/p")
-        #expect(try Endpoint.http("http://[::1]:81/").authority(defaultPort: 80) == "[::1]:81")
-        do {
-            _ = try Endpoint.http("https://example.com/")
-            Issue.record("https accepted")
-        } catch {
-            #expect(error.kind == .configuration && error.message.contains("https:// is not supported yet"))
-        }
-        for bad in ["ftp://x", "http://", "http://h/a b", "http://h/\r\nX: y", "http://h:99999/", "http://u@h/"] {
+        #expect(try Endpoint.http("http://[::1]:81/").authority == "[::1]:81")
+        let https = try Endpoint.http("https://example.com/hook")
+        #expect(https == Endpoint(host: "example.com", port: 443, target: "/hook", secure: true, defaultPort: 443))
+        #expect(https.authority == "example.com")
+        #expect(try Endpoint.http("https://example.com:8443/").authority == "example.com:8443")
+        #expect(try Endpoint.http("https://example.com:80/").authority == "example.com:80")
+        for bad in ["ftp://x", "http://", "https://", "http://h/a b", "http://h/\r\nX: y", "http://h:99999/", "http://u@h/", "https://u:p@h/"] {
             #expect(throws: BridgeError.self, "\(bad)") { try Endpoint.http(bad) }
         }
     }

@@ -61,7 +61,7 @@ let goodInfo = #"INFO {"server_id":"FAKE","version":"9.9.9","headers":true,"max_
 
 @Suite(.serialized) struct NATSConnectionTests {
     func client(_ port: UInt16, log: LogLines) throws -> NATSConnection {
-        var o = NATSConnectionOptions(endpoint: Endpoint(host: "127.0.0.1", port: port, target: ""))
+        var o = NATSConnectionOptions(endpoint: Endpoint(host: "127.0.0.1", port: port, defaultPort: 4222))
         o.connectTimeoutNanos = 500_000_000
         o.reconnectMinNanos = 20_000_000
         o.reconnectMaxNanos = 100_000_000

@@ -54,7 +54,7 @@ final class NATSServerProcess: @unchecked Sendable {
     }
 
     var url: String { "nats://127.0.0.1:\(port)" }
-    var endpoint: Endpoint { Endpoint(host: "127.0.0.1", port: port, target: "") }
+    var endpoint: Endpoint { Endpoint(host: "127.0.0.1", port: port, defaultPort: 4222) }
     var pid: Int32 { process?.pid ?? -1 }
 
     /// Starts the server (again, on the same port and store) and waits until it accepts connections.

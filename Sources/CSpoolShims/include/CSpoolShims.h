@@ -43,6 +43,8 @@ extern const uint32_t SPOOL_IN_MOVED_TO, SPOOL_IN_CREATE, SPOOL_IN_ATTRIB;
 /// calling thread, and ignores SIGPIPE. Call it before starting threads. Returns 0 or -1.
 int spool_install_termination_pipe(int fd);
 void spool_ignore_sigpipe(void);
+/// Makes SIGHUP write to `fd` (an eventfd) instead of ending the process, and unblocks it in the calling thread.
+int spool_install_hangup_pipe(int fd);
 
 /// 1 if child `pid` has exited (left as a zombie: not reaped, so its pid and process group id cannot be
 /// reused yet), 0 if it is still running, -1 on error.
