@@ -275,7 +275,9 @@ extension CLI {
 
     static func parseListen(_ listen: String) throws(UsageError) -> ListenAddress {
         guard let colon = listen.lastIndex(of: ":") else { throw UsageError("--listen takes HOST:PORT") }
-        let host = String(listen[..<colon])
+        var host = String(listen[..<colon])
+        // `[::1]:8080`, as in URLs: the brackets are not part of the address.
+        if host.hasPrefix("[") && host.hasSuffix("]") && host.count > 2 { host = String(host.dropFirst().dropLast()) }
         let port = try Parse.unsigned(String(listen[listen.index(after: colon)...]), name: "--listen port", max: 65535)
         guard !host.isEmpty else { throw UsageError("--listen takes HOST:PORT") }
         return ListenAddress(text: listen, host: host, port: UInt16(port))

@@ -64,13 +64,13 @@ public final class Spool: Sendable {
         identity = "\(FS.hostName):\(FS.processID)"
 
         let st = try Spool.statOrCreate(path, create: create)
-        try Spool.checkSafe(st, what: "spool directory \(path)")
+        try Spool.checkSafe(st, what: "spool directory", path: path)
         let rootFD = try sys("open spool directory \(path)") { () throws(Errno) in try FileDescriptor.open(path, [.readOnly, .directory, .noFollow]) }
         // Check what was opened, not only what the path named a moment before.
         do throws(SpoolError) {
             let opened = try sys("stat spool directory \(path)") { () throws(Errno) in try rootFD.stat() }
             guard opened.sameFile(as: st) else { throw SpoolError.unsafeDirectory("spool directory \(path) changed while it was opened") }
-            try Spool.checkSafe(opened, what: "spool directory \(path)")
+            try Spool.checkSafe(opened, what: "spool directory", path: path)
         } catch {
             try? rootFD.close()
             throw error
@@ -81,7 +81,7 @@ public final class Spool: Sendable {
                 do throws(Errno) { try FS.mkdir(name, in: rootFD, mode: 0o700) } catch where error == .exists {}
             }
             let sst = try sys("open \(path)/\(name)") { () throws(Errno) in try FS.stat(name, in: rootFD) }
-            try Spool.checkSafe(sst, what: "\(path)/\(name)")
+            try Spool.checkSafe(sst, what: "spool subdirectory", path: "\(path)/\(name)")
             let fd = try sys("open \(path)/\(name)") { () throws(Errno) in
                 try FileDescriptor.open(name, in: rootFD, [.readOnly, .directory, .noFollow])
             }
@@ -118,12 +118,14 @@ public final class Spool: Sendable {
         }
     }
 
-    static func checkSafe(_ st: FileStat, what: String) throws(SpoolError) {
+    /// `what` names the role, `path` the file: the hint must be a command that works when pasted.
+    static func checkSafe(_ st: FileStat, what label: String, path: String) throws(SpoolError) {
+        let what = "\(label) \(path)"
         if st.isSymlink { throw .unsafeDirectory("\(what) is a symlink; refusing to use it") }
         guard st.isDirectory else { throw .unsafeDirectory("\(what) is not a directory") }
         if st.uid != FS.userID { throw .unsafeDirectory("\(what) belongs to uid \(st.uid), not to us (uid \(FS.userID))") }
         if st.permissions & 0o022 != 0 {
-            throw .unsafeDirectory("\(what) is writable by group or others (mode \(String(st.permissions, radix: 8))); run: chmod go-w \(what)")
+            throw .unsafeDirectory("\(what) is writable by group or others (mode \(String(st.permissions, radix: 8))); run: chmod go-w \(shellQuoted(path))")
         }
     }
 
@@ -140,4 +142,13 @@ public final class Spool: Sendable {
     }
 
     public func now() -> Int64 { clock.nowNanos() }
+}
+
+/// A path as one shell word (single-quoted unless it is plainly safe), for hints an operator pastes.
+func shellQuoted(_ s: String) -> String {
+    let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,:@%=".utf8)
+    if !s.isEmpty && s.utf8.allSatisfy({ safe.contains($0) }) { return s }
+    var out = "'"
+    for ch in s { out += ch == "'" ? "'\\''" : String(ch) }
+    return out + "'"
 }

@@ -129,6 +129,11 @@ import SpoolTestSupport
         chmod(dir + "/open", 0o777)
         let u = cli(["--dir", dir + "/open", "ls"])
         #expect(u.code == 1 && u.err.hasPrefix("error: ") && u.err.contains("writable by group or others"))
+        // The hint is a command that works when pasted (it once read "chmod go-w spool directory PATH").
+        let hint = try #require(u.err.split(separator: "\n")[0].components(separatedBy: "; run: ").last)
+        #expect(hint == "chmod go-w \(dir)/open")
+        #expect(try runProcess("/bin/sh", ["-c", hint]).status == 0)
+        #expect(cli(["--dir", dir + "/open", "ls"]).code == 0)
         let noKey = cli(["--dir", dir + "/s", "enqueue", "-"], stdin: Array(#"{"x":1}"#.utf8))
         #expect(noKey.code == 1 && noKey.err.contains("no key found; tried movie.project, project"))
     }
