@@ -120,7 +120,9 @@ struct ConnectionStateMachine {
                 pending = Array(buffer[offset...])
                 return requestComplete(trailers: trailers)
             case .error(let e):
-                return respond(.error(status: e.status, e.reason), forceClose: true)
+                // Say the limit, so a sender (or its operator) knows what to change.
+                let reason = e.status == .contentTooLarge ? "\(e.reason) of \(limits.maxBody) bytes" : e.reason
+                return respond(.error(status: e.status, reason), forceClose: true)
             }
         }
     }

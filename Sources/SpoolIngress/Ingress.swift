@@ -54,6 +54,11 @@ public final class IngressHandler: HTTPHandler {
     /// Records one finished request (called from the server's access log hook).
     public func record(_ entry: AccessLogEntry) {
         metrics.countResponse(status: entry.status.code)
+        // Every refusal is counted here, once, including those the server decided alone (413 from Content-Length,
+        // 400 from the parser, 408), which never reach the handler.
+        if entry.status.code >= 400 && entry.path != "/healthz" && entry.path != "/metrics" {
+            metrics.rejected.add(1, ordering: .relaxed)
+        }
         if entry.path == config.path && entry.method == "POST" && entry.status == 200 {
             metrics.ackLatency.observe(entry.durationMilliseconds / 1000)
         }
@@ -63,14 +68,20 @@ public final class IngressHandler: HTTPHandler {
         switch head.path {
         case config.path:
             guard head.method == "POST" else {
-                metrics.rejected.add(1, ordering: .relaxed)
                 return HTTPResponse(status: 405, headers: ["Allow": "POST", "Content-Type": "application/json"],
                                     body: Array(#"{"error":"method not allowed; use POST"}"#.utf8))
             }
             // The token is checked before a single body byte is read.
             if let token = config.token, !authorized(head, token: token) {
-                metrics.rejected.add(1, ordering: .relaxed)
                 return .error(status: 401, "missing or wrong token", close: head.hasBody)
+            }
+            // RFC 9110 15.5.16: a content coding we do not decode is 415, naming what is accepted. Storing the
+            // compressed bytes would hand handlers something they did not ask for, and the key cannot be read.
+            if let coding = head.headers["content-encoding"], coding.lowercased() != "identity" {
+                var r = HTTPResponse.error(status: 415, "Content-Encoding '\(logSafe(coding, maxScalars: 64))' is not accepted; send the body uncompressed",
+                                           close: head.hasBody)
+                r.headers.add(name: "Accept-Encoding", value: "identity")
+                return r
             }
             return nil
         case "/healthz", "/metrics":
@@ -130,7 +141,6 @@ public final class IngressHandler: HTTPHandler {
         metrics.bytesReceived.add(UInt64(request.body.count), ordering: .relaxed)
         let key: SpoolKey
         do throws(IngressError) { key = try extractKey(request) } catch {
-            metrics.rejected.add(1, ordering: .relaxed)
             respond(error.response)
             return
         }
@@ -146,7 +156,6 @@ public final class IngressHandler: HTTPHandler {
                 if outcome == .accepted { m.accepted.add(1, ordering: .relaxed) } else { m.duplicates.add(1, ordering: .relaxed) }
                 respond(.json(status: 200, "{\"status\":\"\(outcome.rawValue)\",\"key\":\(JSONWriter.quote(key.value))}", logKey: key.value))
             case .failure(let e):
-                m.rejected.add(1, ordering: .relaxed)
                 if e.isStorageUnavailable || { if case .system = e { return true } else { return false } }() {
                     var r = HTTPResponse.error(status: 503, "spool cannot store the webhook right now: \(e)")
                     r.headers.add(name: "Retry-After", value: "\(retryAfter)")

@@ -55,7 +55,7 @@ final class IngressMetrics: Sendable {
         }
         counter("spool_webhooks_accepted_total", "Webhooks stored as new items.", accepted.load(ordering: .relaxed))
         counter("spool_webhooks_duplicate_total", "Webhooks whose key was already stored.", duplicates.load(ordering: .relaxed))
-        counter("spool_webhooks_rejected_total", "Webhook requests refused (4xx, 5xx).", rejected.load(ordering: .relaxed))
+        counter("spool_webhooks_rejected_total", "Requests refused with 4xx or 5xx (all paths but /healthz and /metrics).", rejected.load(ordering: .relaxed))
         counter("spool_webhook_bytes_received_total", "Webhook body bytes received.", bytesReceived.load(ordering: .relaxed))
         out += ackLatency.render(name: "spool_ack_latency_seconds", help: "From the complete request to its acknowledgement.")
         out += durableWriteLatency.render(name: "spool_durable_write_seconds", help: "Duration of one durable group-commit batch.")
