@@ -159,8 +159,13 @@ extension String {
     func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
 }
 
-/// Human-readable durations for tables: `45s`, `12m`, `3h`, `2d`.
+/// Human-readable durations for tables: `0.4s`, `45s`, `12m`, `3h`, `2d`. Under ten seconds with a tenth, so a
+/// retry due in 400ms does not read as "retry in 0s" (rounded up: it is not due yet).
 func humanDuration(nanos: Int64) -> String {
+    if nanos > 0 && nanos < 10_000_000_000 {
+        let tenths = (nanos + 99_999_999) / 100_000_000
+        return tenths % 10 == 0 ? "\(tenths / 10)s" : "\(tenths / 10).\(tenths % 10)s"
+    }
     let s = max(0, nanos / 1_000_000_000)
     if s > 999 * 86400 { return ">999d" }
     if s < 120 { return "\(s)s" }

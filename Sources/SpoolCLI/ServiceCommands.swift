@@ -73,7 +73,10 @@ extension CLI {
                 poll new/ every --poll-interval instead of watching it with inotify; for file
                 systems where inotify does not work (some network file systems)
                 """),
-            .flag("--drain", help: "exit 0 once no item is due and nothing runs"),
+            .flag("--drain", help: """
+                exit 0 once no item is due and nothing runs; an item whose retry is not due yet
+                stays in new/ for a later run (ls shows when: "retry in 0.4s")
+                """),
             .flag("--once", help: "process at most one item; exit 3 if there was none"),
         ],
         environment: [

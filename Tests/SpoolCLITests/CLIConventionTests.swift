@@ -201,3 +201,19 @@ import SpoolTestSupport
         #expect(cli(["--dir", dir, "enqueue", "-"], stdin: envelope).out == "accepted WAEE8PohgVwv2teP\n", "purged keys are forgotten")
     }
 }
+
+/// Durations in tables: a retry due in 400ms must not read "retry in 0s".
+@Suite struct HumanDurationTests {
+    @Test func subSecondAndRoundedUpUnderTenSeconds() {
+        #expect(humanDuration(nanos: 400_000_000) == "0.4s")
+        #expect(humanDuration(nanos: 1) == "0.1s")
+        #expect(humanDuration(nanos: 1_000_000_000) == "1s")
+        #expect(humanDuration(nanos: 1_050_000_000) == "1.1s")
+        #expect(humanDuration(nanos: 9_990_000_000) == "10s")
+        #expect(humanDuration(nanos: 0) == "0s")
+        #expect(humanDuration(nanos: -5) == "0s")
+        #expect(humanDuration(nanos: 45_000_000_000) == "45s")
+        #expect(humanDuration(nanos: 720_000_000_000) == "12m")
+        #expect(humanDuration(nanos: Int64.max) == ">999d")
+    }
+}
