@@ -42,11 +42,17 @@ public struct HTTPForwardConfiguration: Sendable {
 public struct HTTPForwarder: ItemProcessor {
     public let configuration: HTTPForwardConfiguration
     let clock: any WallClock
+    /// Closed while the endpoint cannot be reached (connection refused, no route, connect timeout), so an
+    /// outage is waited out by one probe at a time instead of failing every item.
+    let gate: DownstreamGate
 
     public init(configuration: HTTPForwardConfiguration, clock: any WallClock = SystemClock()) {
         self.configuration = configuration
         self.clock = clock
+        self.gate = DownstreamGate(probeTimeoutNanos: configuration.timeoutNanos)
     }
+
+    public func unavailableUntil(now: Int64) -> Int64? { gate.unavailableUntil(now: now) }
 
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
         if cancellation.isCancelled { return .released }
@@ -104,7 +110,14 @@ public struct HTTPForwarder: ItemProcessor {
     func exchange(_ request: [UInt8]) throws(BridgeError) -> HTTPResponseParser {
         let ep = configuration.endpoint
         let deadline = monotonicNanos() + configuration.timeoutNanos
-        let stream = try BridgeConnect.stream(to: ep, defaultPort: 80, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
+        let stream: any ByteStream
+        do throws(BridgeError) {
+            stream = try BridgeConnect.stream(to: ep, defaultPort: 80, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
+            gate.reached()
+        } catch {
+            gate.unreachable(now: monotonicNanos())
+            throw error
+        }
         defer { stream.close() }
         let peer = ep.authority, limitMs = configuration.timeoutNanos / 1_000_000
         do throws(StreamError) { try stream.writeAll(request, deadline: deadline) } catch {

@@ -56,6 +56,13 @@ public final class JetStreamPublisher: ItemProcessor {
         return NATSHeaders(fields: HTTPHeaders(fields))
     }
 
+    /// While the connection is down: when it is next tried (nothing is claimed before), or shortly while a
+    /// connection attempt is under way.
+    public func unavailableUntil(now: Int64) -> Int64? {
+        if connection.isConnected { return nil }
+        return connection.nextReconnectAt ?? now + 100_000_000
+    }
+
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
         if cancellation.isCancelled { return .released }
         do throws(BridgeError) {

@@ -42,6 +42,10 @@ public final class NATSConnection: Sendable {
         var closed = false
         var lastError = "not connected yet"
         var connects = 0
+        /// While waiting out a reconnect backoff: when the next attempt starts (monotonic); 0 otherwise.
+        var reconnectAt: Int64 = 0
+        /// Threads waiting for a connection (or for `close`); each is signalled once the state changes.
+        var connectWaiters: [UInt64: Wakeup] = [:]
     }
 
     public init(options: NATSConnectionOptions, log: @escaping @Sendable (String) -> Void) throws {
@@ -67,6 +71,7 @@ public final class NATSConnection: Sendable {
     public func close() {
         let streams = state.withLock { st -> [any ByteStream] in st.closed = true; return [st.stream, st.connecting].compactMap { $0 } }
         stopWake.signal()
+        wakeConnectWaiters()
         for s in streams { s.interrupt() }
         if !state.withLock({ $0.started }) { failWaiters("connection closed") }
     }
@@ -81,13 +86,48 @@ public final class NATSConnection: Sendable {
 
     /// Waits until connected, or `timeoutNanos` passes. True when connected.
     public func waitUntilConnected(timeoutNanos: Int64) -> Bool {
-        let deadline = monotonicNanos() + timeoutNanos
+        if case .connected = awaitConnection(until: monotonicNanos() + timeoutNanos) { return true }
+        return false
+    }
+
+    /// While disconnected: when the next connection attempt starts (monotonic), or nil if one is under way or
+    /// the connection is up. Consumers use it to sleep through an outage instead of failing items.
+    public var nextReconnectAt: Int64? {
+        state.withLock { st -> Int64? in st.stream == nil && st.reconnectAt != 0 ? st.reconnectAt : nil }
+    }
+
+    enum ConnectionWait { case connected(NATSServerInfo), closed, timedOut(String) }
+
+    /// Sleeps (in poll(2) on an eventfd of its own, never a busy wait) until the connection is up or closed,
+    /// or `deadline` passes.
+    func awaitConnection(until deadline: Int64) -> ConnectionWait {
+        var wake: Wakeup? = nil
+        let token = state.withLock { st -> UInt64 in defer { st.nextToken += 1 }; return st.nextToken }
+        defer { if wake != nil { _ = state.withLock { $0.connectWaiters.removeValue(forKey: token) } } }
         while true {
-            let (connected, closed) = state.withLock { ($0.stream != nil, $0.closed) }
-            if connected { return true }
-            if closed || monotonicNanos() >= deadline { return false }
-            sleep(nanoseconds: 5_000_000)
+            let now = monotonicNanos()
+            let seen = state.withLock { st -> ConnectionWait? in
+                if st.closed { return .closed }
+                if st.stream != nil, let i = st.info { return .connected(i) }
+                if now >= deadline { return .timedOut(st.lastError) }
+                if let wake { st.connectWaiters[token] = wake }  // registered under the same lock as the check
+                return nil
+            }
+            if let seen { return seen }
+            if wake == nil {
+                guard let w = try? Wakeup() else { sleep(nanoseconds: 50_000_000); continue }
+                wake = w
+                continue  // register it, re-checking the state under the lock
+            }
+            _ = try? pollReadable([wake!.fd], timeoutMillis: Int32(clamping: (deadline - now + 999_999) / 1_000_000))
+            wake!.drain()
         }
+    }
+
+    /// Wakes every thread in `awaitConnection`; call after the state changed (connected, closed).
+    private func wakeConnectWaiters() {
+        let waiters = state.withLock { Array($0.connectWaiters.values) }
+        for w in waiters { w.signal() }
     }
 
     /// Publishes `payload` (with `headers` as HPUB) to `subject` with a reply inbox and waits for the one reply.
@@ -95,13 +135,11 @@ public final class NATSConnection: Sendable {
     /// from a service (JetStream), or as a 503 "no responders" status.
     public func request(subject: String, headers: NATSHeaders?, payload: [UInt8], timeoutNanos: Int64) throws(BridgeError) -> NATSMessage {
         let deadline = monotonicNanos() + timeoutNanos
-        var info: NATSServerInfo
-        while true {
-            let (i, closed, last) = state.withLock { ($0.stream != nil ? $0.info : nil, $0.closed, $0.lastError) }
-            if closed { throw BridgeError(.connectionLost, "the NATS connection is closed") }
-            if let i { info = i; break }
-            if monotonicNanos() >= deadline { throw BridgeError(.connect, "not connected to \(url): \(last)") }
-            sleep(nanoseconds: 5_000_000)
+        let info: NATSServerInfo
+        switch awaitConnection(until: deadline) {
+        case .connected(let i): info = i
+        case .closed: throw BridgeError(.connectionLost, "the NATS connection is closed")
+        case .timedOut(let last): throw BridgeError(.connect, "not connected to \(url): \(last)")
         }
         let h = headers?.encoded() ?? []
         guard h.count + payload.count <= info.maxPayload else {
@@ -148,7 +186,9 @@ public final class NATSConnection: Sendable {
                 if failuresInARow == 0 { log("nats: cannot connect to \(url): \(error.message); retrying") }
                 failuresInARow += 1
                 let jittered = delay / 2 + Int64.random(in: 0...max(1, delay / 2))
+                state.withLock { $0.reconnectAt = monotonicNanos() + jittered }
                 _ = try? pollReadable([stopWake.fd], timeoutMillis: Int32(clamping: jittered / 1_000_000))
+                state.withLock { $0.reconnectAt = 0 }
                 delay = min(delay * 2, options.reconnectMaxNanos)
                 continue
             }
@@ -158,6 +198,7 @@ public final class NATSConnection: Sendable {
                 st.stream = stream; st.info = info; st.connects += 1; st.lastError = ""
                 return false
             }
+            wakeConnectWaiters()
             if closedMeanwhile { stream.close(); break }
             log("nats: connected to \(url) (server \(info.version)\(failuresInARow > 0 ? ", after \(failuresInARow) failed attempts" : ""))")
             delay = options.reconnectMinNanos

@@ -83,6 +83,8 @@ public final class Consumer: Sendable {
         var lastClaimCheck = monotonicNanos()
         var lastTmpCheck = monotonicNanos()
         var cancelled = false
+        /// Set while the downstream is known to be unreachable: when its gate lets us try again.
+        var blockedUntil: Int64? = nil
         while true {
             let (stopping, stopAt) = state.withLock { ($0.stopRequested, $0.stopRequestedAt) }
             if stopping {
@@ -93,7 +95,8 @@ public final class Consumer: Sendable {
                     log("grace period over: cancelling running attempts")
                 }
             } else {
-                let claimedAny = claimWhileCapacity()
+                let claimedAny: Bool
+                (claimedAny, blockedUntil) = claimWhileCapacity()
                 let (inFlight, started) = state.withLock { ($0.inFlight, $0.started) }
                 switch config.mode {
                 case .once where started >= 1:
@@ -110,7 +113,16 @@ public final class Consumer: Sendable {
             let now = monotonicNanos()
             var timeout = config.claimCheckIntervalNanos - (now - lastClaimCheck)
             if watch == nil { timeout = min(timeout, config.pollIntervalNanos) }
-            if let due = spool.nextDueTime() { timeout = min(timeout, due - spool.now()) }
+            // A due retry matters only when it can be started: with every slot busy a finishing attempt wakes
+            // us, and while the downstream is unreachable its gate says when to look again (never a busy wait).
+            let full = state.withLock { $0.inFlight >= config.concurrency }
+            if !stopping && !full {
+                if let until = blockedUntil {
+                    timeout = min(timeout, until - now)
+                } else if let due = spool.nextDueTime() {
+                    timeout = min(timeout, due - spool.now())
+                }
+            }
             if stopping && !cancelled { timeout = min(timeout, config.graceNanos) }
             timeout = max(0, min(timeout, 5_000_000_000))
             var fds = [wake.fd]
@@ -143,13 +155,21 @@ public final class Consumer: Sendable {
 
     private func finish() -> ConsumerResult { state.withLock { $0.result } }
 
+    /// A long-running consumer waits out a downstream outage without claiming; `--drain` and `--once` are
+    /// finite jobs that give every item its attempts (and end), so they do not wait.
+    private func downstreamBlockedUntil() -> Int64? {
+        guard config.mode == .forever else { return nil }
+        return processor.unavailableUntil(now: monotonicNanos())
+    }
+
     private func isDueNow() -> Bool {
         if let due = spool.nextDueTime(), due <= spool.now() { return true }
         return false
     }
 
-    /// Claims and starts attempts while there is capacity. Returns true if it started any.
-    private func claimWhileCapacity() -> Bool {
+    /// Claims and starts attempts while there is capacity. Returns whether it started any, and when to try
+    /// again if the processor said its downstream is unreachable.
+    private func claimWhileCapacity() -> (Bool, Int64?) {
         var startedAny = false
         while true {
             let canStart = state.withLock { st -> Bool in
@@ -157,13 +177,14 @@ public final class Consumer: Sendable {
                 if config.mode == .once && st.started >= 1 { return false }
                 return true
             }
-            guard canStart else { return startedAny }
+            guard canStart else { return (startedAny, nil) }
+            if let until = downstreamBlockedUntil() { return (startedAny, until) }
             let item: ClaimedItem?
             do { item = try spool.claim(policy: config.policy) } catch {
                 log("claim failed: \(error)")
-                return startedAny
+                return (startedAny, nil)
             }
-            guard let item else { return startedAny }
+            guard let item else { return (startedAny, nil) }
             state.withLock { $0.inFlight += 1; $0.started += 1 }
             startedAny = true
             startThread { [self] in self.work(first: item) }
@@ -188,7 +209,8 @@ public final class Consumer: Sendable {
             if st.stopRequested || config.mode == .once { return false }
             return true
         }
-        guard go, let item = try? spool.claim(policy: config.policy) else { return nil }
+        guard go, downstreamBlockedUntil() == nil,
+              let item = try? spool.claim(policy: config.policy) else { return nil }
         state.withLock { $0.started += 1 }
         return item
     }

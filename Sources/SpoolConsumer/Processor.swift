@@ -1,3 +1,4 @@
+import Synchronization
 import SpoolCore
 import SpoolWire
 
@@ -26,11 +27,71 @@ public final class CancellationFlag: Sendable {
 /// Implementations must be idempotent: delivery is at-least-once, and `item.key` is the idempotency key.
 public protocol ItemProcessor: Sendable {
     func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome
+    /// Asked before each claim: nil when an item may be handed over now; while the downstream is known to be
+    /// unreachable, the monotonic instant to ask again. The consumer claims nothing before then, so an outage
+    /// costs neither CPU nor attempts. A nil may make the caller the one probe of a gate (`DownstreamGate`).
+    func unavailableUntil(now: Int64) -> Int64?
 }
 
-import Synchronization
 final class AtomicFlag: Sendable {
     private let a = Atomic<Bool>(false)
     var value: Bool { a.load(ordering: .acquiring) }
     func set() { a.store(true, ordering: .releasing) }
+}
+
+extension ItemProcessor {
+    /// Ready unless a processor says otherwise.
+    public func unavailableUntil(now: Int64) -> Int64? { nil }
+}
+
+/// A circuit breaker for one downstream (the bridges' broker or endpoint): after it could not be reached,
+/// nothing is tried until a backoff has passed, then one probe; a probe that reaches it opens the way for all.
+/// This is what keeps an outage cheap: the consumer sleeps instead of claiming items only to fail them.
+public final class DownstreamGate: Sendable {
+    struct State {
+        var failures = 0
+        var closedUntil: Int64 = 0
+        /// A probe is out until then (its attempt's time limit); nobody else goes before it returns.
+        var probeUntil: Int64 = 0
+    }
+    private let state = Mutex(State())
+    let minBackoffNanos: Int64
+    let maxBackoffNanos: Int64
+    let probeTimeoutNanos: Int64
+
+    public init(minBackoffNanos: Int64 = 500_000_000, maxBackoffNanos: Int64 = 30_000_000_000, probeTimeoutNanos: Int64) {
+        self.minBackoffNanos = minBackoffNanos
+        self.maxBackoffNanos = max(minBackoffNanos, maxBackoffNanos)
+        self.probeTimeoutNanos = max(1, probeTimeoutNanos)
+    }
+
+    /// nil: go (possibly as the probe); otherwise when to ask again.
+    public func unavailableUntil(now: Int64) -> Int64? {
+        state.withLock { st -> Int64? in
+            if st.failures == 0 { return nil }
+            if now < st.closedUntil { return st.closedUntil }
+            if now < st.probeUntil { return st.probeUntil }
+            st.probeUntil = now &+ probeTimeoutNanos
+            return nil
+        }
+    }
+
+    /// The downstream answered (whatever it said): everyone may go.
+    public func reached() {
+        state.withLock { $0 = State() }
+    }
+
+    /// The downstream could not be reached: close for a backoff that doubles per failure in a row (with jitter).
+    public func unreachable(now: Int64) {
+        state.withLock { st in
+            st.failures += 1
+            let shift = min(st.failures - 1, 20)
+            let (scaled, overflow) = minBackoffNanos.multipliedReportingOverflow(by: Int64(1) << shift)
+            let delay = overflow ? maxBackoffNanos : min(scaled, maxBackoffNanos)
+            st.closedUntil = now &+ delay / 2 &+ Int64.random(in: 0...max(1, delay / 2))
+            st.probeUntil = 0
+        }
+    }
+
+    public var isClosed: Bool { state.withLock { $0.failures > 0 } }
 }

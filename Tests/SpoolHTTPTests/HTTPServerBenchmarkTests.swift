@@ -5,7 +5,7 @@ import SpoolSystem
 @testable import SpoolHTTP
 
 /// Opt-in load checks (`SPOOL_HTTP_BENCH=1 swift test --filter Benchmark`): too heavy for every run.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["SPOOL_HTTP_BENCH"] == "1"))
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["SPOOL_HTTP_BENCH"] == "1", "a benchmark, not a test: run it with SPOOL_HTTP_BENCH=1"))
 struct HTTPServerBenchmarkTests {
     static func rssKiB() -> Int {
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
