@@ -40,7 +40,17 @@ public protocol ByteStream: AnyObject, Sendable {
     /// Reads what is available without blocking.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(StreamError) -> StreamProgress
     /// Writes without blocking; `.bytes(n)` says how many of `bytes` were taken.
+    ///
+    /// The retry contract is `SSL_write`'s: after `.wouldBlock`, the caller's next `write` must start with the
+    /// same bytes (it may pass more after them, never different ones). A TLS stream may already have encrypted
+    /// a prefix and be waiting to hand its ciphertext to the kernel; it then answers `.bytes(n)` for that prefix
+    /// without encrypting it again. A plain socket takes nothing on `.wouldBlock`, so the rule costs it nothing.
     func write(_ bytes: UnsafeRawBufferPointer) throws(StreamError) -> StreamProgress
+    /// True when a `read` could make progress without the socket becoming readable: the stream holds input
+    /// the kernel no longer shows (TLS records already decrypted or received but not yet returned, or a close
+    /// or error still to report). An event loop must call `read` again instead of waiting for readability,
+    /// or it stalls with data in hand. False for a plain socket.
+    var hasBufferedInput: Bool { get }
     /// Ends our sending side once everything written has gone (TCP FIN; TLS sends close_notify first).
     func shutdownWrite()
     /// Makes every thread blocked on this stream return at once (from any thread); the descriptor stays open.
@@ -77,7 +87,8 @@ extension ByteStream {
         }.get()
     }
 
-    func wait(_ interest: PollInterest, deadline: Int64) throws(StreamError) {
+    /// Waits until the descriptor is ready for what a step asked for, or throws `.timedOut` at `deadline`.
+    public func wait(_ interest: PollInterest, deadline: Int64) throws(StreamError) {
         let ready: Bool
         do throws(Errno) { ready = try descriptor.poll(interest, deadline: deadline) } catch { throw .system(error) }
         guard ready else { throw .timedOut }
@@ -89,6 +100,9 @@ public final class SocketStream: ByteStream {
     public let descriptor: FileDescriptor
 
     public init(_ descriptor: FileDescriptor) { self.descriptor = descriptor }
+
+    /// A socket keeps nothing back: whatever is unread is in the kernel, where `poll` sees it.
+    public var hasBufferedInput: Bool { false }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(StreamError) -> StreamProgress {
         do throws(Errno) {
