@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "SpoolWire", targets: ["SpoolWire"]),
         .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),
         .library(name: "SpoolBridges", targets: ["SpoolBridges"]),
+        .library(name: "SpoolTLS", targets: ["SpoolTLS"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).
@@ -20,6 +21,12 @@ let package = Package(
         // The only door to the kernel: thin, typed syscall wrappers (Errno, FileDescriptor, directory handles,
         // sockets and byte streams, epoll, inotify, spawn, signals). The only module that imports CSpoolShims.
         .target(name: "SpoolSystem", dependencies: ["CSpoolShims"]),
+        // OpenSSL 3 opened at run time (dlopen of libssl.so.3 / libcrypto.so.3, as .NET does): no OpenSSL header,
+        // no link-time dependency, so spool builds and runs without OpenSSL and only TLS fails. Imported by
+        // SpoolTLS only. (dlopen lives in glibc's libc since 2.34: no -ldl.)
+        .target(name: "CSpoolTLS"),
+        // TLS as a byte transform over memory BIOs (TLSEngine), contexts, the TLS ByteStream, Ed25519 signing.
+        .target(name: "SpoolTLS", dependencies: ["SpoolSystem", "CSpoolTLS"]),
         // Pure wire formats, no I/O: byte classes, digits, header fields, log-safe text, the HTTP request and
         // response parsers and status codes. Shared by the server and the bridges.
         .target(name: "SpoolWire"),
@@ -42,6 +49,7 @@ let package = Package(
         .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
+        .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),

@@ -39,11 +39,17 @@ public protocol ByteStream: AnyObject, Sendable {
     var descriptor: FileDescriptor { get }
     /// Reads what is available without blocking.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(StreamError) -> StreamProgress
-    /// Writes without blocking; `.bytes(n)` says how many of `bytes` were taken. After `.wouldBlock`, the next
-    /// call must start with the same bytes (the `SSL_write` contract: TLS may have encrypted them already).
+    /// Writes without blocking; `.bytes(n)` says how many of `bytes` were taken.
+    ///
+    /// The retry contract is `SSL_write`'s: after `.wouldBlock`, the caller's next `write` must start with the
+    /// same bytes (it may pass more after them, never different ones). A TLS stream may already have encrypted
+    /// a prefix and be waiting to hand its ciphertext to the kernel; it then answers `.bytes(n)` for that prefix
+    /// without encrypting it again. A plain socket takes nothing on `.wouldBlock`, so the rule costs it nothing.
     func write(_ bytes: UnsafeRawBufferPointer) throws(StreamError) -> StreamProgress
-    /// Input already taken from the socket but not yet returned by `read` (decrypted TLS records): an event
-    /// loop must read again even though the socket no longer shows as readable.
+    /// True when a `read` could make progress without the socket becoming readable: the stream holds input
+    /// the kernel no longer shows (TLS records already decrypted or received but not yet returned, or a close
+    /// or error still to report). An event loop must call `read` again instead of waiting for readability,
+    /// or it stalls with data in hand. False for a plain socket.
     var hasBufferedInput: Bool { get }
     /// Ends our sending side once everything written has gone (TCP FIN; TLS sends close_notify first).
     func shutdownWrite()
@@ -81,7 +87,8 @@ extension ByteStream {
         }.get()
     }
 
-    func wait(_ interest: PollInterest, deadline: Int64) throws(StreamError) {
+    /// Waits until the descriptor is ready for what a step asked for, or throws `.timedOut` at `deadline`.
+    public func wait(_ interest: PollInterest, deadline: Int64) throws(StreamError) {
         let ready: Bool
         do throws(Errno) { ready = try descriptor.poll(interest, deadline: deadline) } catch { throw .system(error) }
         guard ready else { throw .timedOut }
@@ -93,6 +100,9 @@ public final class SocketStream: ByteStream {
     public let descriptor: FileDescriptor
 
     public init(_ descriptor: FileDescriptor) { self.descriptor = descriptor }
+
+    /// A socket keeps nothing back: whatever is unread is in the kernel, where `poll` sees it.
+    public var hasBufferedInput: Bool { false }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(StreamError) -> StreamProgress {
         do throws(Errno) {
