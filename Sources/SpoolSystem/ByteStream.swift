@@ -121,7 +121,6 @@ public final class SocketStream: ByteStream {
         } catch { throw .system(error) }
     }
 
-    public var hasBufferedInput: Bool { false }
     public func shutdownWrite() { try? descriptor.shutdownWrite() }
     public func interrupt() { descriptor.shutdownBoth() }
     public func close() { try? descriptor.close() }
