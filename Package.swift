@@ -35,13 +35,13 @@ let package = Package(
         // Consumers: the claim loop (inotify, retries, dead-claim recovery) and the `--exec` handler runner.
         .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire"]),
         // Sinks for consumers: NATS JetStream publisher and HTTP forwarder, over byte streams.
-        .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolWire"]),
+        .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         // Our own epoll HTTP/1.1 server (the parser is SpoolWire's).
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
         // The webhook ingress: key extraction, token check, group commit, metrics, on the HTTP server.
         .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
@@ -51,10 +51,10 @@ let package = Package(
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
         .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
+        .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )

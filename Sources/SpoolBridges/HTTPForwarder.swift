@@ -1,6 +1,7 @@
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
+import SpoolTLS
 import SpoolWire
 
 /// Where to POST, with which extra headers, and the time limit of one attempt.
@@ -10,6 +11,8 @@ public struct HTTPForwardConfiguration: Sendable {
     /// One deadline per attempt for connecting, sending the request and reading the response.
     public var timeoutNanos: Int64 = 10_000_000_000
     public var responseLimits = HTTPResponseParser.Limits()
+    /// Whom to trust and what to present for `https://` (nil: the system's roots, no client certificate).
+    public var tls: TLSClientProfile?
 
     /// Headers spool sets itself (framing, routing, its own metadata): an extra header may not replace them.
     static let reserved: Set<String> = ["host", "content-length", "transfer-encoding", "connection", "content-type", "expect",
@@ -46,10 +49,14 @@ public struct HTTPForwarder: ItemProcessor {
     /// outage is waited out by one probe at a time instead of failing every item.
     let gate: DownstreamGate
 
+    /// The configuration's TLS profile, or the system's roots.
+    let tlsProfile: TLSClientProfile
+
     public init(configuration: HTTPForwardConfiguration, clock: any WallClock = SystemClock()) {
         self.configuration = configuration
         self.clock = clock
         self.gate = DownstreamGate(probeTimeoutNanos: configuration.timeoutNanos)
+        self.tlsProfile = configuration.tls ?? TLSClientProfile(alpnProtocols: ["http/1.1"])
     }
 
     public func unavailableUntil(now: Int64) -> Int64? { gate.unavailableUntil(now: now) }
@@ -110,15 +117,19 @@ public struct HTTPForwarder: ItemProcessor {
     func exchange(_ request: [UInt8]) throws(BridgeError) -> HTTPResponseParser {
         let ep = configuration.endpoint
         let deadline = monotonicNanos() + configuration.timeoutNanos
-        let stream: any ByteStream
+        var stream: any ByteStream
         do throws(BridgeError) {
-            stream = try BridgeConnect.stream(to: ep, defaultPort: 80, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
+            stream = try BridgeConnect.stream(to: ep, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
             gate.reached()
         } catch {
             gate.unreachable(now: monotonicNanos())
             throw error
         }
         defer { stream.close() }
+        if ep.secure {
+            // The endpoint was reached; a certificate it cannot prove is this item's failed attempt, not an outage.
+            stream = try BridgeConnect.secure(stream, profile: tlsProfile, endpoint: ep, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
+        }
         let peer = ep.authority, limitMs = configuration.timeoutNanos / 1_000_000
         do throws(StreamError) { try stream.writeAll(request, deadline: deadline) } catch {
             if error == .timedOut { throw BridgeError(.timeout, "sending to \(peer) timed out after \(limitMs)ms") }
@@ -146,10 +157,10 @@ public struct HTTPForwarder: ItemProcessor {
     }
 }
 
-/// The bridges' one way to open a connection: resolve, connect before the deadline, wrap as a byte stream, and
-/// say what went wrong in the bridges' own terms.
+/// The bridges' one way to open a connection: resolve, connect before the deadline, wrap as a byte stream
+/// (TLS over it when asked), and say what went wrong in the bridges' own terms.
 enum BridgeConnect {
-    static func stream(to ep: Endpoint, defaultPort: UInt16, deadline: Int64, timeoutNanos: Int64) throws(BridgeError) -> any ByteStream {
+    static func stream(to ep: Endpoint, deadline: Int64, timeoutNanos: Int64) throws(BridgeError) -> any ByteStream {
         do throws(Socket.ConnectFailure) {
             return SocketStream(try Socket.connect(host: ep.host, port: ep.port, deadline: deadline))
         } catch {
@@ -160,5 +171,23 @@ enum BridgeConnect {
             case .failed(let e): throw BridgeError(.connect, "cannot connect to \(peer): \(e)")
             }
         }
+    }
+
+    /// TLS over a connected socket, handshake included, so a certificate the server cannot prove is reported
+    /// as such (`certificate verify failed: hostname mismatch`) before anything is sent. The host name (or IP
+    /// address) of the URL is what the certificate is checked against.
+    static func secure(_ plain: any ByteStream, profile: TLSClientProfile, endpoint ep: Endpoint, deadline: Int64,
+                       timeoutNanos: Int64) throws(BridgeError) -> any ByteStream {
+        let tls: TLSStream
+        do throws(TLSError) {
+            tls = try TLSStream(descriptor: plain.descriptor, client: try profile.context(), serverName: ep.host)
+        } catch {
+            throw BridgeError(.connect, "TLS with \(ep.authority): \(error)", status: "tls error")
+        }
+        do throws(StreamError) { try tls.handshake(deadline: deadline) } catch {
+            if error == .timedOut { throw BridgeError(.timeout, "TLS handshake with \(ep.authority) timed out after \(timeoutNanos / 1_000_000)ms") }
+            throw BridgeError(.connect, "TLS with \(ep.authority): \(error)", status: "tls error")
+        }
+        return tls
     }
 }

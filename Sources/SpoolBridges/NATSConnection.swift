@@ -1,5 +1,6 @@
 import Synchronization
 import SpoolSystem
+import SpoolTLS
 import SpoolWire
 
 /// Where and how to connect, and the time limits of the connection itself.
@@ -16,6 +17,9 @@ public struct NATSConnectionOptions: Sendable {
     /// Reconnect delays double from `reconnectMinNanos` up to `reconnectMaxNanos`, with jitter.
     public var reconnectMinNanos: Int64 = 50_000_000
     public var reconnectMaxNanos: Int64 = 2_000_000_000
+    /// Whom to trust and what to present when the connection is TLS (a `tls://` URL, or a server whose INFO
+    /// says `tls_required`); nil: the system's roots, no client certificate.
+    public var tls: TLSClientProfile?
 
     public init(endpoint: Endpoint) { self.endpoint = endpoint }
 }
@@ -227,7 +231,7 @@ public final class NATSConnection: Sendable {
     /// TCP connect, INFO, CONNECT + PING, PONG, SUB on our inbox: all within the connect timeout.
     private func handshake(_ parser: inout NATSParser) throws(BridgeError) -> (any ByteStream, NATSServerInfo) {
         let deadline = monotonicNanos() + options.connectTimeoutNanos
-        let stream = try BridgeConnect.stream(to: options.endpoint, defaultPort: 4222, deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
+        var stream = try BridgeConnect.stream(to: options.endpoint, deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
         let closed = state.withLock { st -> Bool in
             if !st.closed { st.connecting = stream }
             return st.closed
@@ -236,9 +240,17 @@ public final class NATSConnection: Sendable {
             if closed { throw BridgeError(.connectionLost, "closed") }
             var pending: [NATSEvent] = []
             var info = try awaitInfo(stream, &parser, &pending, deadline: deadline)
-            if info.tlsRequired { throw BridgeError(.connect, "the server requires TLS, which is not supported yet") }
+            // NATS speaks INFO in plain text, then upgrades (a tls:// URL asks for it; a server may require it).
+            let secure = options.endpoint.secure || info.tlsRequired
+            if secure {
+                guard pending.isEmpty else { throw BridgeError(.protocolViolation, "data after INFO before the TLS handshake") }
+                stream = try BridgeConnect.secure(stream, profile: options.tls ?? TLSClientProfile(), endpoint: options.endpoint,
+                                                  deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
+                let upgraded = stream
+                state.withLock { if !$0.closed { $0.connecting = upgraded } }
+            }
             if !info.headers { throw BridgeError(.connect, "the server does not support headers (NATS 2.2 or later is needed)") }
-            try send(stream, NATSCommand.connect(options.credentials) + NATSCommand.ping, deadline: deadline)
+            try send(stream, NATSCommand.connect(options.credentials, tls: secure) + NATSCommand.ping, deadline: deadline)
             var ponged = false
             while !ponged {
                 if pending.isEmpty { pending = try readEvents(stream, &parser, deadline: deadline) }

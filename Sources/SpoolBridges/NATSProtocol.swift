@@ -185,8 +185,8 @@ public enum NATSCommand {
     }
 
     /// `CONNECT {...}`: no verbose +OK, headers on, and `no_responders` so a publish nobody stores fails fast (503).
-    public static func connect(_ o: ConnectOptions) -> [UInt8] {
-        var fields = ["\"verbose\":false", "\"pedantic\":false", "\"tls_required\":false", "\"lang\":\"swift\"",
+    public static func connect(_ o: ConnectOptions, tls: Bool = false) -> [UInt8] {
+        var fields = ["\"verbose\":false", "\"pedantic\":false", "\"tls_required\":\(tls)", "\"lang\":\"swift\"",
                       "\"version\":\"1\"", "\"protocol\":1", "\"headers\":true", "\"no_responders\":true",
                       "\"name\":\(JSONText.quote(o.name))"]
         if let t = o.token { fields.append("\"auth_token\":\(JSONText.quote(t))") }

@@ -4,6 +4,7 @@ import SpoolCore
 import SpoolHTTP
 import SpoolIngress
 import SpoolSystem
+import SpoolTLS
 import SpoolWire
 
 extension CLI {
@@ -34,13 +35,14 @@ extension CLI {
                     """),
                 .value("--nats", "nats://HOST:PORT", help: """
                     publish to NATS JetStream with Nats-Msg-Id = key (stored once per key within the
-                    stream's duplicate window), Spool-Key and Spool-Received-At; done on a positive ack
+                    stream's duplicate window), Spool-Key and Spool-Received-At; done on a positive ack.
+                    tls://HOST:PORT for TLS (also used when the server requires it)
                     """),
-                .value("--post", "http://HOST[:PORT]/PATH", help: """
+                .value("--post", "http[s]://HOST[:PORT]/PATH", help: """
                     POST the exact bytes with their Content-Type, X-Spool-Key, X-Spool-Attempt.
                     2xx: done. 408, 429, 5xx, timeout, connection error: retried (Retry-After is
-                    honoured). Other 4xx and 3xx (redirects are not followed): failed. https:// is
-                    not supported yet.
+                    honoured). Other 4xx and 3xx (redirects are not followed): failed. https://
+                    verifies the server's certificate and host name (a failure is a retried attempt)
                     """),
             ]),
             OptionGroup("with --nats", [
@@ -53,6 +55,11 @@ extension CLI {
             ]),
             OptionGroup("with --post", [
                 .repeated("--header", "'Name: value'", help: "extra request header; repeat for several"),
+            ]),
+            OptionGroup("TLS (with --post https://, or --nats)", [
+                .value("--ca-file", "FILE", default: "the system's roots", help: "trust only the CAs in this PEM file"),
+                .value("--client-cert", "FILE", help: "PEM certificate chain to present (mutual TLS)"),
+                .value("--client-key", "FILE", help: "its PEM private key (not readable by others)"),
             ]),
         ],
         options: [
@@ -82,6 +89,7 @@ extension CLI {
         environment: [
             EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
             EnvironmentVariable("SPOOL_NATS_PASSWORD", "the password for --nats-user when --nats-password is not given"),
+            EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for TLS (default: the system's)"),
         ],
         run: { args, ctx in
             let sink = try parseSink(args)
@@ -114,6 +122,15 @@ extension CLI {
             if args.flag("--create-stream") { throw UsageError("--create-stream needs --nats") }
         }
         if post == nil && !args.all("--header").isEmpty { throw UsageError("--header needs --post") }
+        if (args.value("--client-cert") == nil) != (args.value("--client-key") == nil) {
+            throw UsageError("--client-cert and --client-key go together")
+        }
+        let secureSink = nats != nil || post.map { $0.lowercased().hasPrefix("https://") } == true
+        if !secureSink {
+            for o in ["--ca-file", "--client-cert", "--client-key"] where args.value(o) != nil {
+                throw UsageError("\(o) needs --post https:// or --nats")
+            }
+        }
         if let exec { return .exec(exec) }
         if let nats { return .nats(nats) }
         return .post(post!)
@@ -169,6 +186,7 @@ extension CLI {
             case .post(let url):
                 var fwd = try HTTPForwardConfiguration(url: url, headers: args.all("--header"))
                 fwd.timeoutNanos = timeout
+                if fwd.endpoint.secure { fwd.tls = try TLSSetup.clientProfile(args, env: ctx.console.environment, alpn: ["http/1.1"]) }
                 return PreparedSink(processor: HTTPForwarder(configuration: fwd), name: "post \(url)")
             case .exec(let command):
                 let exec = ExecProcessor(command: command, spoolDir: ctx.dir, timeoutNanos: timeout, environment: ctx.console.environment, log: log)
@@ -185,6 +203,11 @@ extension CLI {
         guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
         var options = NATSConnectionOptions(endpoint: try Endpoint.nats(url))
         try setNATSCredentials(&options, args, env: env)
+        // TLS is known to be needed with tls:// or TLS flags; a nats:// server may still require it (its INFO
+        // says so), and then the system's roots are used, with OpenSSL loaded at that moment.
+        if options.endpoint.secure || args.value("--ca-file") != nil || args.value("--client-cert") != nil {
+            options.tls = try TLSSetup.clientProfile(args, env: env, alpn: [])
+        }
         options.connectTimeoutNanos = min(timeout, 5_000_000_000)
         var js = JetStreamConfiguration(subject: subject)
         js.stream = args.value("--nats-stream")
@@ -235,8 +258,9 @@ extension CLI {
         Accepts POST PATH, takes the key from the body (JSON at movie.project, then project; form data by
         field name) or from --key-header, stores the exact bytes durably and only then answers
         200 {"status":"accepted"|"duplicate","key":"..."}. GET /healthz and GET /metrics (Prometheus).
-        Prints one line 'listening on http://HOST:PORT spool DIR' once ready. SIGTERM/SIGINT: stop
-        accepting, finish requests in flight (at most 10s), exit 0.
+        Prints one line 'listening on http://HOST:PORT spool DIR' (https:// with --tls-cert) once ready.
+        SIGTERM/SIGINT: stop accepting, finish requests in flight (at most 10s), exit 0. SIGHUP: read the
+        TLS certificate and key again (a pair that fails to load is logged and the old one kept).
         """,
         options: [
             .value("--listen", "HOST:PORT", default: "127.0.0.1:8080", help: "address to listen on; port 0 picks a free one"),
@@ -245,6 +269,8 @@ extension CLI {
                       help: "dotted JSON path of the key; repeat to try several in order"),
             .value("--key-header", "NAME", help: "take the key from this request header instead (e.g. webhook-id)"),
             .value("--token-file", "FILE", help: "require the token in FILE (?token= or Authorization: Bearer); without\nthis option, $SPOOL_TOKEN if set"),
+            .value("--tls-cert", "FILE", help: "serve HTTPS with this PEM certificate chain (leaf first)"),
+            .value("--tls-key", "FILE", help: "the certificate's PEM private key (not readable by others)"),
             .value("--max-body", "BYTES", default: "1048576", help: "largest body accepted"),
             .value("--max-connections", "N", default: "10000", help: "connections held at once"),
             .value("--flush", "MODE", default: "auto", help: """
@@ -258,6 +284,7 @@ extension CLI {
         environment: [
             EnvironmentVariable("SPOOL_TOKEN", "the token to require when --token-file is not given"),
             EnvironmentVariable("SPOOL_COMMITTERS", "threads making batches durable, a whole number from 1 to 16 (default 2)"),
+            EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for --tls-cert (default: the system's)"),
         ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
@@ -266,7 +293,8 @@ extension CLI {
             ingress.token = try readToken(args, env: ctx.console.environment)
             let http = try httpConfiguration(args)
             let flush = try flushMode(args)
-            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush)
+            let tls = try serverCertificate(args, env: ctx.console.environment)
+            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls)
         })
 
     /// `--listen HOST:PORT` (an IPv6 host without brackets: the port follows the last colon).
@@ -304,13 +332,22 @@ extension CLI {
         return ingress
     }
 
+    /// `--tls-cert` and `--tls-key`: OpenSSL loaded and the pair checked before anything listens.
+    static func serverCertificate(_ args: ParsedArguments, env: [String: String]) throws -> TLSServerCertificate? {
+        let cert = args.value("--tls-cert"), key = args.value("--tls-key")
+        guard cert != nil || key != nil else { return nil }
+        guard let cert, let key else { throw UsageError("--tls-cert and --tls-key go together") }
+        try TLSSetup.loadLibrary(env: env)
+        try SecretFile.checkMode(key, what: "--tls-key")
+        do throws(TLSError) { return try TLSServerCertificate(certificateChainFile: cert, privateKeyFile: key) } catch {
+            throw CommandFailure(message: "TLS: \(error)")
+        }
+    }
+
     /// The token webhooks must carry: the first line of `--token-file`, else `$SPOOL_TOKEN`, else none.
     static func readToken(_ args: ParsedArguments, env: [String: String]) throws -> String? {
         guard let f = args.value("--token-file") else { return env["SPOOL_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } }
-        let bytes: [UInt8]
-        do { bytes = try FileDescriptor.open(f, [.readOnly]).closeAfter { (fd) throws(Errno) in try fd.readAll(limit: 4096) } } catch {
-            throw CommandFailure(message: "cannot read token file \(f): \(error)")
-        }
+        let bytes = try SecretFile.read(f, what: "token file", limit: 4096)
         var t = String(decoding: bytes, as: UTF8.self)
         while t.last == "\n" || t.last == "\r" || t.last == " " { t.removeLast() }
         guard !t.isEmpty else { throw CommandFailure(message: "token file \(f) is empty") }
@@ -332,13 +369,13 @@ extension CLI {
 
     /// Opens the spool, binds, and serves until SIGTERM/SIGINT.
     static func startServer(_ ctx: Context, listen: ListenAddress, ingress: IngressConfiguration,
-                            http: HTTPServerConfiguration, flush: FlushMode) throws -> Int32 {
+                            http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?) throws -> Int32 {
         let spool = try ctx.openSpool(flush: flush)
         let log = logger(ctx.console, component: "serve")
         let report = spool.recover()
         for line in report.lines { log("recover: \(line)") }
         let handler = try IngressHandler(spool: spool, configuration: ingress)
-        let server = makeHTTPServer(http, handler: handler, console: ctx.console)
+        let server = makeHTTPServer(http, handler: handler, console: ctx.console, tls: tls)
         let bound: UInt16
         do { bound = try server.bind(host: listen.host, port: listen.port) } catch {
             throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")
@@ -346,8 +383,9 @@ extension CLI {
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
         startMaintenance(spool: spool, server: server, stop: stop, log: log)
+        try startReloader(tls, console: ctx.console, log: log)
         let host = listen.host
-        ctx.console.out("listening on http://\(host.contains(":") ? "[\(host)]" : host):\(bound) spool \(ctx.dir)")
+        ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(bound) spool \(ctx.dir)")
         do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
         handler.stop()
         log("stopped")
@@ -355,14 +393,49 @@ extension CLI {
     }
 
     /// The HTTP server with the ingress behind it and one access-log line per request on stderr.
-    static func makeHTTPServer(_ http: HTTPServerConfiguration, handler: IngressHandler, console: Console) -> HTTPServer {
-        let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
+    static func makeHTTPServer(_ http: HTTPServerConfiguration, handler: IngressHandler, console: Console,
+                               tls: TLSServerCertificate? = nil) -> HTTPServer {
+        // With TLS each accepted socket gets a session of the certificate current at accept time; a session
+        // that cannot be made closes the connection (never plain text on the TLS port).
+        let makeStream: @Sendable (FileDescriptor) -> (any ByteStream)?
+        if let tls {
+            makeStream = { fd in
+                do throws(TLSError) { return try TLSStream(descriptor: fd, server: tls.current) } catch { return nil }
+            }
+        } else {
+            makeStream = { fd in SocketStream(fd) }
+        }
+        let accessLog: @Sendable (AccessLogEntry) -> Void = { e in
             handler.record(e)
             let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map { logSafe($0) } ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map { logSafe($0) } ?? "-")\n"
             console.writeErr(Array(line.utf8))
-        })
+        }
+        let server = HTTPServer(configuration: http, handler: handler, accessLog: accessLog, makeStream: makeStream)
         handler.setConnectionGauge { server.openConnections }
         return server
+    }
+
+    /// SIGHUP reads the certificate and key again, for connections accepted from then on; a pair that does not
+    /// load is reported and the old one kept. Without TLS, SIGHUP is logged and ignored (never a stop).
+    static func startReloader(_ tls: TLSServerCertificate?, console: Console, log: @escaping @Sendable (String) -> Void) throws {
+        let hup = try Wakeup()
+        do throws(Errno) { try HangUpSignal.deliver(to: hup) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        startThread {
+            while true {
+                guard (try? pollReadable([hup.fd], timeoutMillis: -1))?.first == true else { continue }
+                hup.drain()
+                guard let tls else {
+                    log("SIGHUP: nothing to reload (no --tls-cert)")
+                    continue
+                }
+                do throws(TLSError) {
+                    let serial = try tls.reload()
+                    log("SIGHUP: TLS certificate reloaded (serial \(serial))")
+                } catch {
+                    console.writeErr(Array("error: TLS reload failed, still serving the previous certificate: \(error)\n".utf8))
+                }
+            }
+        }
     }
 
     /// A thread that finishes interrupted enqueues every 30 s and, once `stop` is readable, shuts the server down.

@@ -1,5 +1,6 @@
 import Synchronization
 import SpoolSystem
+import SpoolWire
 
 /// The states an item moves through. Each is a directory of the same name under the spool root.
 public enum ItemState: String, CaseIterable, Sendable, Comparable {
@@ -142,13 +143,4 @@ public final class Spool: Sendable {
     }
 
     public func now() -> Int64 { clock.nowNanos() }
-}
-
-/// A path as one shell word (single-quoted unless it is plainly safe), for hints an operator pastes.
-func shellQuoted(_ s: String) -> String {
-    let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,:@%=".utf8)
-    if !s.isEmpty && s.utf8.allSatisfy({ safe.contains($0) }) { return s }
-    var out = "'"
-    for ch in s { out += ch == "'" ? "'\\''" : String(ch) }
-    return out + "'"
 }

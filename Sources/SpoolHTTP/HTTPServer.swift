@@ -33,12 +33,13 @@ public final class HTTPServer: Sendable {
     /// Wakes the loop (nil if it could not be created; `run` then throws).
     let wakeupOrNil: Wakeup?
     var wakeup: Wakeup { wakeupOrNil! }
-    /// Wraps each accepted socket; the seam where TLS will sit.
-    let makeStream: @Sendable (FileDescriptor) -> any ByteStream
+    /// Wraps each accepted socket: a plain `SocketStream`, or TLS over it (the server knows nothing of TLS).
+    /// nil refuses the connection (a TLS session could not be set up): it is closed, never served in plain text.
+    let makeStream: @Sendable (FileDescriptor) -> (any ByteStream)?
 
     public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: any HTTPHandler,
                 accessLog: (@Sendable (AccessLogEntry) -> Void)? = nil,
-                makeStream: @escaping @Sendable (FileDescriptor) -> any ByteStream = { SocketStream($0) }) {
+                makeStream: @escaping @Sendable (FileDescriptor) -> (any ByteStream)? = { SocketStream($0) }) {
         self.configuration = configuration
         self.handler = handler
         self.accessLog = accessLog

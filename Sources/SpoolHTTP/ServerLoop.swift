@@ -125,7 +125,11 @@ final class ServerLoop {
             let id = nextID
             nextID += 1
             let machine = ConnectionStateMachine(limits: limits, timeouts: timeouts, now: monotonicNanos())
-            let c = Connection(stream: server.makeStream(fd), id: id, remote: fd.peerName(), machine: machine, interest: .readable)
+            guard let stream = server.makeStream(fd) else {
+                try? fd.close()
+                continue
+            }
+            let c = Connection(stream: stream, id: id, remote: fd.peerName(), machine: machine, interest: .readable)
             do throws(Errno) { try epoll.add(fd, .readable, token: id) } catch {
                 c.stream.close()
                 continue

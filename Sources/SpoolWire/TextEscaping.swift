@@ -41,3 +41,15 @@ public func logSafe(_ s: String, maxScalars: Int = Int.max) -> String {
     }
     return out
 }
+
+/// A path or word as one shell word (single-quoted unless it is plainly safe), for hints an operator pastes
+/// (`run: chmod go-w PATH`).
+public func shellQuoted(_ s: String) -> String {
+    let safe: (UInt8) -> Bool = { b in
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "/._-+,:@%=".utf8.contains(b)
+    }
+    if !s.isEmpty && s.utf8.allSatisfy(safe) { return s }
+    var out = "'"
+    for ch in s { out += ch == "'" ? "'\\''" : String(ch) }
+    return out + "'"
+}
