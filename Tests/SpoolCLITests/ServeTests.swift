@@ -41,6 +41,11 @@ import SpoolCore
         let dir = makeTempDir() + "/s"
         let tokenFile = dir + ".token"
         try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        // A secret file others can read is refused, with a command that fixes it.
+        chmod(tokenFile, 0o644)
+        let open = cli(["--dir", dir, "serve", "--listen", "127.0.0.1:0", "--token-file", tokenFile])
+        #expect(open.code == 1 && open.err == "error: token file \(tokenFile) is open to others (mode 644); run: chmod 600 \(tokenFile)\n", "\(open.err)")
+        chmod(tokenFile, 0o640)
         let server = try Server(dir: dir, extra: ["--token-file", tokenFile, "--max-body", "1000"])
         let u = server.url + "/json2video/done"
         func code(_ args: [String]) throws -> String { try curl(["-o", "/dev/null", "-w", "%{http_code}"] + args).stdout }
