@@ -130,7 +130,10 @@ public final class TLSEngine {
     /// True when `read` could return something other than `.needsInput` without new ciphertext: plaintext
     /// already decrypted, ciphertext fed but not yet looked at, or an end or failure still to report.
     public var hasBufferedInput: Bool {
-        failure != nil || receivedCloseNotify || truncated || inputMayProgress || spool_tls_pending(ssl) > 0
+        if failure != nil || receivedCloseNotify || truncated || spool_tls_pending(ssl) > 0 { return true }
+        // Fed ciphertext still in the BIO (OpenSSL reads record by record, without read-ahead), or an end of
+        // file the session has not seen yet.
+        return inputMayProgress && (transportEOF || spool_tls_bio_pending(rbio) > 0)
     }
 
     /// Ciphertext waiting to be sent.
