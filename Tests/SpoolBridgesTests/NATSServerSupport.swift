@@ -5,6 +5,7 @@ import SpoolWire
 import SpoolConsumer
 import SpoolCore
 import SpoolSystem
+import SpoolTLS
 import SpoolTestSupport
 @testable import SpoolBridges
 
@@ -43,9 +44,15 @@ final class NATSServerProcess: @unchecked Sendable {
     let port: UInt16
     let storeDir: String
     let logPath: String
+    /// More `nats-server` flags (TLS: `--tlscert ...`), kept for restarts.
+    let extra: [String]
+    /// What test clients (`connectedClient`, `streamCount`) present when the server requires TLS.
+    let clientTLS: TLSClientProfile?
     private var process: Child?
 
-    init() throws {
+    init(extra: [String] = [], clientTLS: TLSClientProfile? = nil) throws {
+        self.extra = extra
+        self.clientTLS = clientTLS
         port = try freePort()
         let base = makeTempDir("nats")
         storeDir = base + "/js"
@@ -59,7 +66,7 @@ final class NATSServerProcess: @unchecked Sendable {
 
     /// Starts the server (again, on the same port and store) and waits until it accepts connections.
     func start() throws {
-        process = try Child(natsServerPath!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath])
+        process = try Child(natsServerPath!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath] + extra)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!) {
@@ -85,6 +92,7 @@ final class NATSServerProcess: @unchecked Sendable {
 /// A connection for tests, connected before returning.
 func connectedClient(_ server: NATSServerProcess, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> NATSConnection {
     var o = NATSConnectionOptions(endpoint: server.endpoint)
+    o.tls = server.clientTLS
     o.reconnectMinNanos = 20_000_000
     o.reconnectMaxNanos = 200_000_000
     let c = try NATSConnection(options: o, log: log)

@@ -161,6 +161,29 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         #expect(try nats.count("AUTH", token: "s3cret") == 5)
     }
 
+    /// `--nats tls://` with `--ca-file`, `--client-cert`, `--client-key` against a server that requires client
+    /// certificates; the key file's mode is checked like every secret.
+    @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
+    func natsOverTLSWithClientCertificate() throws {
+        let certs = try TestCertificates.shared()
+        let key = makeTempDir() + "/client.key"
+        try FileManager.default.copyItem(atPath: certs.client.key, toPath: key)
+        chmod(key, 0o600)
+        let nats = try NATSChild(extra: ["--tlscert", certs.server.certificate, "--tlskey", certs.server.key,
+                                         "--tlscacert", certs.caCertificate, "--tlsverify"])
+        let dir = makeTempDir() + "/s"
+        try fill(dir, prefix: "tls", count: 5)
+        let base = ["consume", "--nats", "tls://localhost:\(nats.port)", "--subject", "hooks.tls", "--nats-stream", "TLSCLI",
+                    "--create-stream", "--ca-file", certs.caCertificate, "--drain", "--max-attempts", "1", "--timeout", "2s"]
+        chmod(key, 0o644)
+        let open = try bridgeSpool(base + ["--client-cert", certs.client.certificate, "--client-key", key], dir: dir)
+        #expect(open.status == 1 && open.stderr.contains("is open to others"), "\(open.stderr)")
+        chmod(key, 0o600)
+        let r = try bridgeSpool(base + ["--client-cert", certs.client.certificate, "--client-key", key], dir: dir)
+        #expect(r.status == 0 && entries(dir + "/done").count == 5, "\(r.stderr.suffix(600))")
+        #expect(r.stderr.contains("connected to tls://localhost:\(nats.port)"), "\(r.stderr.suffix(600))")
+    }
+
     @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
     func natsUserAndPassword() throws {
         let nats = try NATSChild(extra: ["--user", "bridge", "--pass", "pw"])
