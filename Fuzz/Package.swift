@@ -26,6 +26,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
+            name: "TLSFuzzer",
+            dependencies: [.product(name: "SpoolTLS", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
             name: "ExtractFuzzer",
             dependencies: [.product(name: "SpoolCore", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
