@@ -25,9 +25,9 @@ def certs(d):
     return os.path.join(d, "s.pem"), os.path.join(d, "s.key"), os.path.join(d, "ca.pem")
 
 
-def wrk(url, conns, seconds, close=False):
+def wrk(url, conns, seconds, close=False, script=True):
     threads = 1 if conns < 2 else 2
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, "unique.lua"), url]
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency"] + (["-s", os.path.join(HERE, "unique.lua")] if script else []) + [url]
     if close: cmd[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(cmd, env=dict(os.environ, RUN_ID=str(time.time_ns())), text=True, capture_output=True).stdout
     def lat(p):
@@ -38,7 +38,7 @@ def wrk(url, conns, seconds, close=False):
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    if bad: print(f"  warning: {bad.group(1)} non-2xx from {url}", file=sys.stderr)
+    if bad and script: print(f"  warning: {bad.group(1)} non-2xx from {url}", file=sys.stderr)
     if errors and not close: print(f"  warning: socket errors {errors.group(1)} from {url}", file=sys.stderr)
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50": lat(50), "p99": lat(99)}
 
@@ -124,17 +124,19 @@ def main():
                     res.setdefault((kind, conns), []).append(w)
                 w = wrk(url, 16, a.seconds, close=True)
                 res.setdefault((kind, "new"), []).append(w)
+                # Handshakes alone: a GET answered 404 from the head, no disk, a new connection each time.
+                w = wrk(url.replace("/json2video/done", "/handshake"), 16, a.seconds, close=True, script=False)
+                res.setdefault((kind, "hs"), []).append(w)
             finally:
                 if c: c.stop()
                 s.stop()
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
     med = lambda xs: statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else float("nan")
     print(f"{'load':<34}" + "".join(f"{k:>22}" for k in kinds) + f"{'https/http':>12}" + (f"{'https/caddy':>13}" if have_caddy else ""))
-    for conns in (1, 16, 64, "new"):
-        label = f"{conns} keep-alive conns" if conns != "new" else "16 conns, new TLS conn per request"
+    for conns in (1, 16, 64, "new", "hs"):
+        label = {"new": "16 conns, new conn per webhook", "hs": "16 conns, new conn per 404 (hs/s)"}.get(conns, f"{conns} keep-alive conns")
         row = {k: res[(k, conns)] for k in kinds}
         rps = {k: med([w["rps"] for w in row[k]]) for k in kinds}
-        cells = "".join(f"{rps[k]:>10.0f} acks/s" + f"{'':>6}" for k in kinds)
         line = f"{label:<34}" + "".join(f"{rps[k]:>15.0f} acks/s" for k in kinds) + f"{rps['https'] / rps['http']:>12.2f}"
         if have_caddy: line += f"{rps['https'] / rps['caddy']:>13.2f}"
         print(line)

@@ -269,6 +269,12 @@ extension CLI {
                       help: "dotted JSON path of the key; repeat to try several in order"),
             .value("--key-header", "NAME", help: "take the key from this request header instead (e.g. webhook-id)"),
             .value("--token-file", "FILE", help: "require the token in FILE (?token= or Authorization: Bearer); without\nthis option, $SPOOL_TOKEN if set"),
+            .value("--metrics-listen", "HOST:PORT", help: """
+                serve /metrics and /healthz on this address instead (plain HTTP, no token);
+                the webhook port then answers 404 for /metrics. Without it, /metrics on the
+                webhook port needs the token when one is set (/healthz stays open: it says
+                only "ok")
+                """),
             .value("--tls-cert", "FILE", help: "serve HTTPS with this PEM certificate chain (leaf first)"),
             .value("--tls-key", "FILE", help: "the certificate's PEM private key (not readable by others)"),
             .value("--max-body", "BYTES", default: "1048576", help: "largest body accepted"),
@@ -294,7 +300,9 @@ extension CLI {
             let http = try httpConfiguration(args)
             let flush = try flushMode(args)
             let tls = try serverCertificate(args, env: ctx.console.environment)
-            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls)
+            let metrics = try args.value("--metrics-listen").map { v throws(UsageError) in try parseListen(v) }
+            ingress.metricsOnWebhookPort = metrics == nil
+            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls, metrics: metrics)
         })
 
     /// `--listen HOST:PORT` (an IPv6 host without brackets: the port follows the last colon).
@@ -369,7 +377,8 @@ extension CLI {
 
     /// Opens the spool, binds, and serves until SIGTERM/SIGINT.
     static func startServer(_ ctx: Context, listen: ListenAddress, ingress: IngressConfiguration,
-                            http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?) throws -> Int32 {
+                            http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?,
+                            metrics: ListenAddress? = nil) throws -> Int32 {
         let spool = try ctx.openSpool(flush: flush)
         let log = logger(ctx.console, component: "serve")
         let report = spool.recover()
@@ -380,13 +389,28 @@ extension CLI {
         do { bound = try server.bind(host: listen.host, port: listen.port) } catch {
             throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")
         }
+        var probes: (server: HTTPServer, port: UInt16)? = nil
+        if let metrics {
+            let p = HTTPServer(handler: handler.probeHandler, accessLog: accessLog(handler, console: ctx.console))
+            do { probes = (p, try p.bind(host: metrics.host, port: metrics.port)) } catch {
+                throw CommandFailure(message: "cannot listen on \(metrics.text): \(error)")
+            }
+        }
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
-        startMaintenance(spool: spool, server: server, stop: stop, log: log)
+        startMaintenance(spool: spool, servers: [server] + (probes.map { [$0.server] } ?? []), stop: stop, log: log)
         try startReloader(tls, console: ctx.console, log: log)
-        let host = listen.host
-        ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(bound) spool \(ctx.dir)")
+        let probesDone = try? Wakeup()
+        if let probes {
+            startThread {
+                do { try probes.server.run() } catch { log("metrics server failed: \(error)") }
+                probesDone?.signal()
+            }
+        }
+        ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(hostText(listen.host)):\(bound) spool \(ctx.dir)")
+        if let metrics, let probes { ctx.console.out("metrics on http://\(hostText(metrics.host)):\(probes.port)") }
         do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
+        if probes != nil, let probesDone { _ = try? pollReadable([probesDone.fd], timeoutMillis: 15_000) }
         handler.stop()
         log("stopped")
         return 0
@@ -405,15 +429,22 @@ extension CLI {
         } else {
             makeStream = { fd in SocketStream(fd) }
         }
-        let accessLog: @Sendable (AccessLogEntry) -> Void = { e in
+        let server = HTTPServer(configuration: http, handler: handler, accessLog: accessLog(handler, console: console), makeStream: makeStream)
+        handler.setConnectionGauge { server.openConnections }
+        return server
+    }
+
+    /// One line per request on stderr, and the request counted in the ingress's metrics.
+    static func accessLog(_ handler: IngressHandler, console: Console) -> @Sendable (AccessLogEntry) -> Void {
+        { e in
             handler.record(e)
             let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map { logSafe($0) } ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map { logSafe($0) } ?? "-")\n"
             console.writeErr(Array(line.utf8))
         }
-        let server = HTTPServer(configuration: http, handler: handler, accessLog: accessLog, makeStream: makeStream)
-        handler.setConnectionGauge { server.openConnections }
-        return server
     }
+
+    /// A host as it appears in a URL (IPv6 in brackets).
+    static func hostText(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }
 
     /// SIGHUP reads the certificate and key again, for connections accepted from then on; a pair that does not
     /// load is reported and the old one kept. Without TLS, SIGHUP is logged and ignored (never a stop).
@@ -439,7 +470,7 @@ extension CLI {
     }
 
     /// A thread that finishes interrupted enqueues every 30 s and, once `stop` is readable, shuts the server down.
-    static func startMaintenance(spool: Spool, server: HTTPServer, stop: Wakeup, log: @escaping @Sendable (String) -> Void) {
+    static func startMaintenance(spool: Spool, servers: [HTTPServer], stop: Wakeup, log: @escaping @Sendable (String) -> Void) {
         startThread {
             // Every 30 s, finish enqueues that were linked but not moved into new/ (a publish that failed).
             while true {
@@ -448,7 +479,7 @@ extension CLI {
                 for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
             }
             log("stop requested: finishing requests in flight (at most 10s)")
-            server.shutdown(grace: .seconds(10))
+            for server in servers { server.shutdown(grace: .seconds(10)) }
         }
     }
 }

@@ -22,6 +22,9 @@ public struct IngressConfiguration: Sendable {
     /// Threads doing durable writes. One gathers every waiting request into one batch; a second overlaps
     /// one batch's flush with the next batch's writes.
     public var committers = 2
+    /// False when `/metrics` has an address of its own (`--metrics-listen`): the webhook port then answers 404
+    /// for it, so a proxy that forwards every path cannot publish it.
+    public var metricsOnWebhookPort = true
     public init() {}
 }
 
@@ -85,15 +88,32 @@ public final class IngressHandler: HTTPHandler {
             }
             return nil
         case "/healthz", "/metrics":
-            guard head.method == "GET" else {
-                return HTTPResponse(status: 405, headers: ["Allow": "GET", "Content-Type": "application/json"],
-                                    body: Array(#"{"error":"method not allowed; use GET"}"#.utf8))
+            if let refused = checkProbeMethod(head) { return refused }
+            // Queue depth, error rates and latencies are nobody else's business: on the webhook port they need
+            // the webhook token (when one is set), or live on their own address. /healthz says only "ok".
+            if head.path == "/metrics" {
+                if !config.metricsOnWebhookPort { return .error(status: 404, "not found") }
+                if let token = config.token, !authorized(head, token: token) {
+                    return .error(status: 401, "missing or wrong token")
+                }
             }
             return nil
         default:
             return .error(status: 404, "not found")
         }
     }
+
+    func checkProbeMethod(_ head: HTTPRequestHead) -> HTTPResponse? {
+        guard head.method == "GET" else {
+            return HTTPResponse(status: 405, headers: ["Allow": "GET", "Content-Type": "application/json"],
+                                body: Array(#"{"error":"method not allowed; use GET"}"#.utf8), close: head.hasBody)
+        }
+        return nil
+    }
+
+    /// The handler of the `--metrics-listen` address: /metrics and /healthz of this ingress, without the token
+    /// (that address is for the monitoring network), and nothing else.
+    public var probeHandler: some HTTPHandler { ProbeHandler(ingress: self) }
 
     /// /healthz and /metrics run off the loop, at most this many at once (they touch the disk); beyond it, 503.
     static let maxProbes = 4
@@ -226,5 +246,19 @@ enum IngressError: Error {
         case .key(.malformedBody(let m)): return .error(status: .badRequest, m)
         case .key(let e): return .error(status: .unprocessableContent, e.description)
         }
+    }
+}
+
+/// /metrics and /healthz on an address of their own (the Prometheus convention), never a webhook.
+struct ProbeHandler: HTTPHandler {
+    let ingress: IngressHandler
+
+    func checkHead(_ head: HTTPRequestHead, remote: String) -> HTTPResponse? {
+        guard head.path == "/metrics" || head.path == "/healthz" else { return .error(status: 404, "not found", close: head.hasBody) }
+        return ingress.checkProbeMethod(head)
+    }
+
+    func handle(_ request: HTTPRequest, remote: String, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        ingress.handle(request, remote: remote, respond: respond)
     }
 }
