@@ -29,18 +29,21 @@ extension Spool {
     /// flushed together, then each is published, then each directory is flushed once for the whole batch.
     /// A result is `.success` only when that item (or the existing item of its key) is durable.
     ///
-    /// Steps for one item, numbered as in docs/spool-format.md ("enqueue", with the crash analysis of each):
-    /// 1. create `tmp/<name>.<unique>.w` (the payload, locked, its metadata in an attribute) and write it;
-    /// 2. fsync it (or one `syncfs` for the batch);
-    /// 3. `link(tmp/….w, keys/<name>)`: the atomic create-if-absent that decides accepted vs duplicate;
-    /// 4. `rename(tmp/….m, meta/<name>)` without attributes, then `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
-    /// 5. fsync `keys/` and `new/` (and `tmp/` first when the batch answers a duplicate), or one `syncfs`;
-    /// 6. the caller answers.
+    /// Steps, numbered as in docs/spool-format.md ("enqueue", with the crash analysis of each). Each function below
+    /// runs its step for the whole batch before the next one begins (steps 3 and 4 item by item, in `publishAll`):
+    /// - before step 1, `findKnownDuplicates`: a key whose marker already has an item is a duplicate, nothing is
+    ///   written for it (it is still answered only after step 5);
+    /// 1. `writeIntoTmp`: create `tmp/<name>.<unique>.w` (the payload, locked, its metadata in an attribute) and write it;
+    /// 2. `flushData`: fsync it (or one `syncfs` for the batch);
+    /// 3. `publishAll` → `linkMarker`: `link(tmp/….w, keys/<name>)`, the atomic create-if-absent that decides
+    ///    accepted vs duplicate;
+    /// 4. `publishAll` → `moveIntoNew`: `rename(tmp/….m, meta/<name>)` without attributes, then
+    ///    `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
+    /// 5. `flushNames`: fsync `keys/` and `new/` (`meta/` too if step 4 touched it, and `tmp/` first when the batch
+    ///    answers a duplicate), or one `syncfs`;
+    /// 6. `answer`: the results, from which the caller answers.
     public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
-        var results = [Result<EnqueueOutcome, SpoolError>?](repeating: nil, count: requests.count)
-        var staged: [Int: StagedItem] = [:]
         let receivedAt = now()
-
         // Descriptors for the flushes, opened before this batch changes anything. `fsync` and `syncfs` report a
         // writeback error once to each open file description: on the long-lived directory descriptors, shared with a
         // concurrent batch, that batch could take this batch's error away.
@@ -50,102 +53,157 @@ extension Spool {
         }
         defer { handles.close() }
 
-        // Phase 0: a key whose marker already has an item is a duplicate; nothing needs writing for it.
-        // (The marker only ever goes away through purge, so what this sees stays true until we answer.)
+        var batch = EnqueueBatch(count: requests.count)
+        batch.knownDuplicates = findKnownDuplicates(requests)
+        writeIntoTmp(requests, receivedAt: receivedAt, &batch)  // step 1
+        flushData(&batch, handles)                              // step 2
+        publishAll(&batch)                                      // steps 3 and 4
+        flushNames(&batch, handles)                             // step 5
+        return answer(requests, batch)                          // step 6
+    }
+
+    /// What one `enqueueBatch` carries from step to step, by request index.
+    private struct EnqueueBatch {
+        var results: [Result<EnqueueOutcome, SpoolError>?]
+        /// Items written into tmp/ and still held (step 1 on); a failed flush discards its item and drops it here.
+        var staged: [Int: StagedItem] = [:]
+        /// Requests whose key already had an item before the batch began: nothing is written for them.
         var knownDuplicates: [Int] = []
-        for (i, r) in requests.enumerated() {
-            if let st = try? FS.stat(r.key.fileName, in: keys), st.linkCount >= 2 { knownDuplicates.append(i) }
-        }
-        let skip = Set(knownDuplicates)
-        // Phase 1: write every other item into tmp/.
-        for (i, r) in requests.enumerated() where !skip.contains(i) {
-            do { staged[i] = try stage(r, receivedAt: receivedAt) } catch { results[i] = .failure(error) }
-        }
-        // Phase 2: flush data, either one `syncfs` for the whole batch or every file (with writeback of all of them
-        // started first, so that the per-file flushes overlap).
-        let files = staged.values.reduce(0) { $0 + ($1.meta == nil ? 1 : 2) }
-        let wholeFS = useSyncfs(files: files)
+        /// Requests with an outcome (accepted or duplicate): it stands once step 5 has made their names durable.
+        var published: [Int] = []
+        /// Whether step 5 must flush `new/` (and `meta/` if an item touched it).
+        var newDirTouched = false
+        /// Files flushed in step 2 (a payload, plus its `.m` file if any), and whether the batch uses `syncfs`.
+        var files = 0
+        var wholeFS = false
+        var timings = FlushTimings()
+
+        init(count: Int) { results = Array(repeating: nil, count: count) }
+    }
+
+    /// What the flushes of one batch cost, for `FlushCostModel`.
+    private struct FlushTimings {
         var syncfsCalls = 0, syncfsNanos: Int64 = 0
         var fileNanos: Int64 = 0, dirFlushes = 0, dirNanos: Int64 = 0
-        func timed(_ body: () throws(Errno) -> Void) throws(Errno) -> Int64 {
-            let t0 = monotonicNanos()
-            try body()
-            return monotonicNanos() - t0
+    }
+
+    /// Before step 1: the requests whose key's marker already has an item (a link count of 2 or more). They are
+    /// duplicates and nothing needs writing for them. (The marker only ever goes away through purge, so what this
+    /// sees stays true until we answer.)
+    private func findKnownDuplicates(_ requests: [EnqueueRequest]) -> [Int] {
+        var known: [Int] = []
+        for (i, r) in requests.enumerated() {
+            if let st = try? FS.stat(r.key.fileName, in: keys), st.linkCount >= 2 { known.append(i) }
         }
-        if wholeFS {
+        return known
+    }
+
+    /// Step 1: writes every other item into tmp/ (see `stage`).
+    private func writeIntoTmp(_ requests: [EnqueueRequest], receivedAt: Int64, _ batch: inout EnqueueBatch) {
+        let skip = Set(batch.knownDuplicates)
+        for (i, r) in requests.enumerated() where !skip.contains(i) {
+            do throws(SpoolError) { batch.staged[i] = try stage(r, receivedAt: receivedAt) } catch { batch.results[i] = .failure(error) }
+        }
+    }
+
+    /// Step 2: flushes the data, either one `syncfs` for the whole batch or every file (with writeback of all of them
+    /// started first, so that the per-file flushes overlap). An item whose flush fails is discarded.
+    private func flushData(_ batch: inout EnqueueBatch, _ handles: FlushHandles) {
+        batch.files = batch.staged.values.reduce(0) { $0 + ($1.meta == nil ? 1 : 2) }
+        batch.wholeFS = useSyncfs(files: batch.files)
+        if batch.wholeFS {
             do throws(SpoolError) {
-                try sys("flush file system") { () throws(Errno) in syncfsNanos += try timed { () throws(Errno) in try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
-                syncfsCalls += 1
+                try flushFileSystem(handles, &batch.timings)
             } catch {
-                for (i, s) in staged { results[i] = .failure(error); discard(s) }
-                staged = [:]
+                for (i, s) in batch.staged { batch.results[i] = .failure(error); discard(s) }
+                batch.staged = [:]
             }
         } else {
-            for s in staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
-            for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
+            for s in batch.staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
+            for (i, s) in batch.staged.sorted(by: { $0.key < $1.key }) {
                 do throws(SpoolError) {
                     try sys("flush item") { () throws(Errno) in
-                        fileNanos += try timed { () throws(Errno) in
+                        batch.timings.fileNanos += try timed { () throws(Errno) in
                             try faults.check(.fsync); try s.payload.fsync()
                             if let m = s.meta { try faults.check(.fsync); try m.fsync() }
                         }
                     }
                 } catch {
-                    results[i] = .failure(error)
+                    batch.results[i] = .failure(error)
                     discard(s)
-                    staged[i] = nil
+                    batch.staged[i] = nil
                 }
             }
         }
-        // Phase 3: publish. The link decides accepted vs duplicate atomically.
-        var published: [Int] = []
-        var newDirTouched = false
-        for (i, s) in staged.sorted(by: { $0.key < $1.key }) {
-            do {
+    }
+
+    /// Steps 3 and 4 for every item still staged (see `publish`).
+    private func publishAll(_ batch: inout EnqueueBatch) {
+        for (i, s) in batch.staged.sorted(by: { $0.key < $1.key }) {
+            do throws(SpoolError) {
                 let outcome = try publish(s)
                 if outcome == .accepted { s.published = true }
                 // Duplicates flush new/ too: an earlier request for the key may have failed on that flush.
-                newDirTouched = true
-                results[i] = .success(outcome)
-                published.append(i)
+                batch.newDirTouched = true
+                batch.results[i] = .success(outcome)
+                batch.published.append(i)
             } catch {
-                results[i] = .failure(error)
+                batch.results[i] = .failure(error)
             }
         }
-        // Phase 4: make the names durable, once for the whole batch. Duplicates need this too: the marker that made
-        // them duplicates may belong to a write still in flight in another process.
-        for i in knownDuplicates { results[i] = .success(.duplicate); published.append(i) }
-        if !knownDuplicates.isEmpty { newDirTouched = true }
+    }
+
+    /// Step 5: makes the names durable, once for the whole batch. Duplicates need this too: the marker that made
+    /// them duplicates may belong to a write still in flight in another process. If a flush fails, no request that
+    /// depended on it succeeds.
+    private func flushNames(_ batch: inout EnqueueBatch, _ handles: FlushHandles) {
+        for i in batch.knownDuplicates { batch.results[i] = .success(.duplicate); batch.published.append(i) }
+        if !batch.knownDuplicates.isEmpty { batch.newDirTouched = true }
+        let published = batch.published, results = batch.results
+        guard !published.isEmpty else { return }
         let anyDuplicate = published.contains { (try? results[$0]?.get()) == .duplicate }
-        if !published.isEmpty {
-            do {
-                if wholeFS {
-                    try sys("flush file system") { () throws(Errno) in syncfsNanos += try timed { () throws(Errno) in try faults.check(.fsync); try handles.tmp.syncFileSystem() } }
-                    syncfsCalls += 1
-                } else {
-                    func flushDir(_ what: String, _ fd: FileDescriptor) throws(SpoolError) {
-                        try sys("flush \(what) directory") { () throws(Errno) in dirNanos += try timed { () throws(Errno) in try faults.check(.fsync); try fd.fsync() } }
-                        dirFlushes += 1
-                    }
-                    // A duplicate may stand on a write still in flight elsewhere, its payload only in tmp/: flushing
-                    // tmp/ (and new/, where it may have moved meanwhile) keeps what the answer promises on disk.
-                    if anyDuplicate { try flushDir("tmp", handles.tmp) }
-                    try flushDir("keys", handles.keys)
-                    if newDirTouched {
-                        if staged.values.contains(where: { $0.metaDirTouched }) { try flushDir("meta", handles.meta) }
-                        try flushDir("new", handles.new)
-                    }
+        do throws(SpoolError) {
+            if batch.wholeFS {
+                try flushFileSystem(handles, &batch.timings)
+            } else {
+                // A duplicate may stand on a write still in flight elsewhere, its payload only in tmp/: flushing
+                // tmp/ (and new/, where it may have moved meanwhile) keeps what the answer promises on disk.
+                if anyDuplicate { try flushDirectory("tmp", handles.tmp, &batch.timings) }
+                try flushDirectory("keys", handles.keys, &batch.timings)
+                if batch.newDirTouched {
+                    if batch.staged.values.contains(where: { $0.metaDirTouched }) { try flushDirectory("meta", handles.meta, &batch.timings) }
+                    try flushDirectory("new", handles.new, &batch.timings)
                 }
-                recordFlushCosts(files: files, fileNanos: fileNanos, dirFlushes: dirFlushes, dirNanos: dirNanos,
-                                 syncfsCalls: syncfsCalls, syncfsNanos: syncfsNanos)
-            } catch {
-                for i in published { results[i] = .failure(error) }
             }
+            recordFlushCosts(files: batch.files, batch.timings)
+        } catch {
+            for i in published { batch.results[i] = .failure(error) }
         }
-        for s in staged.values { discard(s) }
-        let acceptedNames = published.filter { (try? results[$0]?.get()) == .accepted }.map { requests[$0].key.fileName }
+    }
+
+    /// Step 6: lets go of the staged files (a linked item's stay in tmp/ for `recover`), tells the claim scan about
+    /// the accepted items, and returns the answers.
+    private func answer(_ requests: [EnqueueRequest], _ batch: EnqueueBatch) -> [Result<EnqueueOutcome, SpoolError>] {
+        for s in batch.staged.values { discard(s) }
+        let acceptedNames = batch.published.filter { (try? batch.results[$0]?.get()) == .accepted }.map { requests[$0].key.fileName }
         if !acceptedNames.isEmpty { noteNewItems(names: acceptedNames) }
-        return results.map { $0! }
+        return batch.results.map { $0! }
+    }
+
+    /// One timed `syncfs` of the spool's file system (steps 2 and 5 when the batch uses `syncfs`).
+    private func flushFileSystem(_ handles: FlushHandles, _ timings: inout FlushTimings) throws(SpoolError) {
+        try sys("flush file system") { () throws(Errno) in
+            timings.syncfsNanos += try timed { () throws(Errno) in try faults.check(.fsync); try handles.tmp.syncFileSystem() }
+        }
+        timings.syncfsCalls += 1
+    }
+
+    /// One timed directory `fsync` of step 5.
+    private func flushDirectory(_ what: String, _ fd: FileDescriptor, _ timings: inout FlushTimings) throws(SpoolError) {
+        try sys("flush \(what) directory") { () throws(Errno) in
+            timings.dirNanos += try timed { () throws(Errno) in try faults.check(.fsync); try fd.fsync() }
+        }
+        timings.dirFlushes += 1
     }
 
     /// Fresh descriptors of the directories a batch flushes (`.` opened through the spool's own descriptors, so
@@ -180,16 +238,16 @@ extension Spool {
         }
     }
 
-    private func recordFlushCosts(files: Int, fileNanos: Int64, dirFlushes: Int, dirNanos: Int64, syncfsCalls: Int, syncfsNanos: Int64) {
-        if syncfsCalls > 0 { syncfsBatches.wrappingAdd(1, ordering: .relaxed) } else { fsyncBatches.wrappingAdd(1, ordering: .relaxed) }
+    private func recordFlushCosts(files: Int, _ t: FlushTimings) {
+        if t.syncfsCalls > 0 { syncfsBatches.wrappingAdd(1, ordering: .relaxed) } else { fsyncBatches.wrappingAdd(1, ordering: .relaxed) }
         guard flushMode == .auto else { return }
         let now = monotonicNanos()
         flushCosts.withLock { m in
-            if syncfsCalls > 0 {
-                m.recordSyncfs(calls: syncfsCalls, seconds: Double(syncfsNanos) / 1e9, now: now)
-            } else if files > 0 || dirFlushes > 0 {
-                m.recordFsync(files: files, fileSeconds: Double(fileNanos) / 1e9, directories: dirFlushes,
-                              directorySeconds: Double(dirNanos) / 1e9, now: now)
+            if t.syncfsCalls > 0 {
+                m.recordSyncfs(calls: t.syncfsCalls, seconds: Double(t.syncfsNanos) / 1e9, now: now)
+            } else if files > 0 || t.dirFlushes > 0 {
+                m.recordFsync(files: files, fileSeconds: Double(t.fileNanos) / 1e9, directories: t.dirFlushes,
+                              directorySeconds: Double(t.dirNanos) / 1e9, now: now)
             }
         }
     }
@@ -269,42 +327,56 @@ extension Spool {
         if s.meta != nil && !s.metaMoved { try? FS.unlink(s.metaName, in: tmp) }
     }
 
+    /// Steps 3 and 4 for one item: `.duplicate` when its key already has a live item, `.accepted` once it is in new/.
     private func publish(_ s: StagedItem) throws(SpoolError) -> EnqueueOutcome {
+        guard try linkMarker(s) else { return .duplicate }
+        try moveIntoNew(s)
+        return .accepted
+    }
+
+    /// Step 3: `link(tmp/….w, keys/<name>)`, the atomic create-if-absent. True when the marker now links to this
+    /// item; false when the key has a live item (a duplicate). An orphan marker is removed and the link tried again.
+    private func linkMarker(_ s: StagedItem) throws(SpoolError) -> Bool {
         for _ in 0..<8 {
             do throws(Errno) {
                 try faults.check(.link)
                 try FS.link(s.payloadName, in: tmp, to: s.key.fileName, in: keys)
+                return true
             } catch where error == .exists {
-                if try resolveExistingMarker(s.key) { return .duplicate }
+                if try resolveExistingMarker(s.key) { return false }
                 continue
             } catch {
                 throw SpoolError.system(operation: "link key marker", errno: error)
             }
-            do throws(Errno) {
-                // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted by
-                // hand) and is replaced. With an attribute no file is read unless the attribute points to one.
-                if s.meta != nil {
-                    try faults.check(.rename)
-                    try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
-                    s.metaMoved = true
-                    s.metaDirTouched = true
-                }
-                try faults.check(.rename)
-                try FS.renameNoReplace(s.payloadName, in: tmp, to: s.key.fileName, in: dir(.new))
-                // Out of tmp/, the lock has done its job (keeping recover off a live write); dropping it now lets a
-                // consumer claim the item at once. Its data is already durable; its name is flushed below.
-                s.payload.unlock()
-                return .accepted
-            } catch {
-                // The marker is linked: a racing request may already have answered "duplicate" on the strength of it,
-                // so the write must not be undone. It stays in tmp/ (durable, its lock dropped when we close it) and
-                // `recover`, which consumers and the ingress run periodically, finishes it. This request gets an error.
-                s.linked = true
-                if error == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists; the write is kept in tmp/ for recover") }
-                throw SpoolError.system(operation: "publish item", errno: error)
-            }
         }
         throw SpoolError.busy(key: s.key.value)
+    }
+
+    /// Step 4, with the marker linked: the metadata file (if any) over `meta/<name>`, then
+    /// `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`, then the lock dropped.
+    private func moveIntoNew(_ s: StagedItem) throws(SpoolError) {
+        do throws(Errno) {
+            // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted by
+            // hand) and is replaced. With an attribute no file is read unless the attribute points to one.
+            if s.meta != nil {
+                try faults.check(.rename)
+                try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
+                s.metaMoved = true
+                s.metaDirTouched = true
+            }
+            try faults.check(.rename)
+            try FS.renameNoReplace(s.payloadName, in: tmp, to: s.key.fileName, in: dir(.new))
+            // Out of tmp/, the lock has done its job (keeping recover off a live write); dropping it now lets a
+            // consumer claim the item at once. Its data is already durable; its name is flushed in step 5.
+            s.payload.unlock()
+        } catch {
+            // The marker is linked: a racing request may already have answered "duplicate" on the strength of it,
+            // so the write must not be undone. It stays in tmp/ (durable, its lock dropped when we close it) and
+            // `recover`, which consumers and the ingress run periodically, finishes it. This request gets an error.
+            s.linked = true
+            if error == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists; the write is kept in tmp/ for recover") }
+            throw SpoolError.system(operation: "publish item", errno: error)
+        }
     }
 
     /// Decides what an existing `keys/<name>` means. Returns true for a live item (a duplicate); false when the
@@ -343,4 +415,11 @@ extension Spool {
 
     /// Remembers that an item in `new/` becomes due at `nanos`, so the claim cache looks again then.
     func noteDue(_ nanos: Int64) { scan.withLock { $0.nextDueNanos = min($0.nextDueNanos ?? nanos, nanos) } }
+}
+
+/// Runs `body` and returns how long it took, in nanoseconds.
+private func timed(_ body: () throws(Errno) -> Void) throws(Errno) -> Int64 {
+    let t0 = monotonicNanos()
+    try body()
+    return monotonicNanos() - t0
 }

@@ -103,124 +103,139 @@ public struct HTTPParser: Sendable {
 
     /// Consumes a prefix of `input` and returns how much, plus at most one step.
     /// `.needMore` means all of `input` was consumed; on `.error` the parser is failed for good.
+    ///
+    /// Each state has a step function below; it consumes bytes from `i` on and returns the step to report, or
+    /// nil when it moved to another state without an event (the loop then goes on with that state).
     public mutating func next(_ input: UnsafeRawBufferPointer) -> (consumed: Int, step: Step) {
         var i = 0
-        let n = input.count
         while true {
+            let step: Step?
             switch state {
-            case .failed:
-                return (i, .needMore)
+            case .failed: return (i, .needMore)
+            case .messageEnd: step = endMessage()
+            case .requestLine: step = requestLine(input, &i)
+            case .headerLine: step = headerLine(input, &i)
+            case .body(let remaining): step = bodyBytes(input, &i, remaining: remaining, chunked: false)
+            case .chunkSize: step = chunkSizeLine(input, &i)
+            case .chunkData(let remaining): step = bodyBytes(input, &i, remaining: remaining, chunked: true)
+            case .chunkDataCR: step = chunkDataEnd(input, &i, expected: ByteClass.cr, then: .chunkDataLF, else: .missingCRLFAfterChunkData)
+            case .chunkDataLF: step = chunkDataEnd(input, &i, expected: ByteClass.lf, then: .chunkSize, else: .bareCRAfterChunkData)
+            case .trailerLine: step = trailerLine(input, &i)
+            }
+            if let step { return (i, step) }
+        }
+    }
 
-            case .messageEnd:
-                let t = HTTPHeaders(trailers)
-                resetForNextMessage()
-                return (i, .end(trailers: t))
+    // MARK: Steps, one per state
 
-            case .body(let remaining):
-                if i == n { return (i, .needMore) }
-                let k = min(remaining, n - i)
-                state = remaining - k == 0 ? .messageEnd : .body(remaining: remaining - k)
-                return (i + k, .body(i..<(i + k)))
+    /// The message is complete: report it with its trailers and get ready for the next one.
+    @inline(__always)
+    mutating func endMessage() -> Step {
+        let t = HTTPHeaders(trailers)
+        resetForNextMessage()
+        return .end(trailers: t)
+    }
 
-            case .chunkData(let remaining):
-                if i == n { return (i, .needMore) }
-                let k = min(remaining, n - i)
-                state = remaining - k == 0 ? .chunkDataCR : .chunkData(remaining: remaining - k)
-                return (i + k, .body(i..<(i + k)))
+    /// The request line, after at most `maxLeadingEmptyLines` empty lines (RFC 9112 2.2).
+    @inline(__always)
+    mutating func requestLine(_ input: UnsafeRawBufferPointer, _ i: inout Int) -> Step? {
+        if let wait = awaitLine(input, &i, limit: limits.maxRequestLine, tooLong: .requestLineTooLong) { return wait }
+        if line.isEmpty {
+            leadingEmptyLines += 1
+            if leadingEmptyLines > limits.maxLeadingEmptyLines { return fail(.tooManyLeadingEmptyLines) }
+            return nil
+        }
+        if let e = parseRequestLine() { return fail(e) }
+        line.removeAll(keepingCapacity: true)
+        state = .headerLine
+        return nil
+    }
 
-            case .chunkDataCR, .chunkDataLF:
-                if i == n { return (i, .needMore) }
-                let b = input[i]
-                i += 1
-                if case .chunkDataCR = state {
-                    guard b == ByteClass.cr else { return (i, fail(.missingCRLFAfterChunkData)) }
-                    state = .chunkDataLF
-                } else {
-                    guard b == ByteClass.lf else { return (i, fail(.bareCRAfterChunkData)) }
-                    state = .chunkSize
-                }
-
-            case .requestLine:
-                switch readLine(input, &i, limit: limits.maxRequestLine, tooLong: .requestLineTooLong) {
-                case .incomplete: return (i, .needMore)
-                case .failed(let e): return (i, .error(e))
-                case .complete:
-                    if line.isEmpty {
-                        leadingEmptyLines += 1
-                        if leadingEmptyLines > limits.maxLeadingEmptyLines {
-                            return (i, fail(.tooManyLeadingEmptyLines))
-                        }
-                        continue
-                    }
-                    if let e = parseRequestLine() { return (i, fail(e)) }
-                    line.removeAll(keepingCapacity: true)
-                    state = .headerLine
-                }
-
-            case .headerLine:
-                let budget = limits.maxHeaderBytes - headerBytes - 2
-                switch readLine(input, &i, limit: budget, tooLong: .headerSectionTooLarge) {
-                case .incomplete: return (i, .needMore)
-                case .failed(let e): return (i, .error(e))
-                case .complete:
-                    if line.isEmpty {
-                        switch finishHead() {
-                        case .success(let head): return (i, .head(head))
-                        case .failure(let e): return (i, fail(e))
-                        }
-                    }
-                    headerBytes += line.count + 2
-                    if fields.count >= limits.maxHeaderCount { return (i, fail(.tooManyHeaderFields)) }
-                    switch parseFieldLine() {
-                    case .success(let f): fields.append(f)
-                    case .failure(let e): return (i, fail(e))
-                    }
-                    line.removeAll(keepingCapacity: true)
-                }
-
-            case .chunkSize:
-                switch readLine(input, &i, limit: limits.maxChunkLine, tooLong: .chunkSizeLineTooLong) {
-                case .incomplete: return (i, .needMore)
-                case .failed(let e): return (i, .error(e))
-                case .complete:
-                    switch parseChunkSizeLine() {
-                    case .failure(let e): return (i, fail(e))
-                    case .success(let size):
-                        line.removeAll(keepingCapacity: true)
-                        if size == 0 {
-                            headerBytes = 0
-                            state = .trailerLine
-                        } else {
-                            state = .chunkData(remaining: size)
-                        }
-                    }
-                }
-
-            case .trailerLine:
-                let budget = limits.maxTrailerBytes - headerBytes - 2
-                switch readLine(input, &i, limit: budget, tooLong: .trailerSectionTooLarge) {
-                case .incomplete: return (i, .needMore)
-                case .failed(let e): return (i, .error(e))
-                case .complete:
-                    if line.isEmpty {
-                        state = .messageEnd
-                        continue
-                    }
-                    headerBytes += line.count + 2
-                    if trailers.count >= limits.maxHeaderCount { return (i, fail(.tooManyTrailerFields)) }
-                    switch parseFieldLine() {
-                    case .success(let f): trailers.append(f)
-                    case .failure(let e): return (i, fail(e))
-                    }
-                    line.removeAll(keepingCapacity: true)
-                }
+    /// One field line of the head, or the empty line that ends it (then the head is reported).
+    @inline(__always)
+    mutating func headerLine(_ input: UnsafeRawBufferPointer, _ i: inout Int) -> Step? {
+        let budget = limits.maxHeaderBytes - headerBytes - 2
+        if let wait = awaitLine(input, &i, limit: budget, tooLong: .headerSectionTooLarge) { return wait }
+        if line.isEmpty {
+            switch finishHead() {
+            case .success(let head): return .head(head)
+            case .failure(let e): return fail(e)
             }
         }
+        return takeFieldLine(trailer: false)
+    }
+
+    /// Body bytes, as many as `input` holds of what remains of the Content-Length body or of the current chunk
+    /// (`chunked`); then the message end, or the CRLF after the chunk.
+    @inline(__always)
+    mutating func bodyBytes(_ input: UnsafeRawBufferPointer, _ i: inout Int, remaining: Int, chunked: Bool) -> Step {
+        if i == input.count { return .needMore }
+        let start = i, k = min(remaining, input.count - i), left = remaining - k
+        if chunked {
+            state = left == 0 ? .chunkDataCR : .chunkData(remaining: left)
+        } else {
+            state = left == 0 ? .messageEnd : .body(remaining: left)
+        }
+        i += k
+        return .body(start..<i)
+    }
+
+    /// A chunk-size line (with extensions); size 0 starts the trailer section.
+    @inline(__always)
+    mutating func chunkSizeLine(_ input: UnsafeRawBufferPointer, _ i: inout Int) -> Step? {
+        if let wait = awaitLine(input, &i, limit: limits.maxChunkLine, tooLong: .chunkSizeLineTooLong) { return wait }
+        switch parseChunkSizeLine() {
+        case .failure(let e): return fail(e)
+        case .success(let size):
+            line.removeAll(keepingCapacity: true)
+            if size == 0 {
+                headerBytes = 0
+                state = .trailerLine
+            } else {
+                state = .chunkData(remaining: size)
+            }
+            return nil
+        }
+    }
+
+    /// One byte of the CRLF after a chunk's data: `expected`, then state `next`; any other byte fails with `error`.
+    @inline(__always)
+    mutating func chunkDataEnd(_ input: UnsafeRawBufferPointer, _ i: inout Int, expected: UInt8, then next: State,
+                               else error: HTTPParseError) -> Step? {
+        if i == input.count { return .needMore }
+        let b = input[i]
+        i += 1
+        guard b == expected else { return fail(error) }
+        state = next
+        return nil
+    }
+
+    /// One trailer field line, or the empty line that ends the message.
+    @inline(__always)
+    mutating func trailerLine(_ input: UnsafeRawBufferPointer, _ i: inout Int) -> Step? {
+        let budget = limits.maxTrailerBytes - headerBytes - 2
+        if let wait = awaitLine(input, &i, limit: budget, tooLong: .trailerSectionTooLarge) { return wait }
+        if line.isEmpty {
+            state = .messageEnd
+            return nil
+        }
+        return takeFieldLine(trailer: true)
     }
 
     // MARK: Lines
 
     enum LineResult { case incomplete, complete, failed(HTTPParseError) }
+
+    /// `readLine` for a step function: the step to report while the line is not complete (`.needMore`, or
+    /// `.error` with the parser failed), nil once `line` holds the whole line.
+    @inline(__always)
+    mutating func awaitLine(_ input: UnsafeRawBufferPointer, _ i: inout Int, limit: Int, tooLong: HTTPParseError) -> Step? {
+        switch readLine(input, &i, limit: limit, tooLong: tooLong) {
+        case .incomplete: return .needMore
+        case .failed(let e): return .error(e)
+        case .complete: return nil
+        }
+    }
 
     /// Appends bytes to `line` until CRLF. Bare CR, bare LF and NUL fail with 400; more than `limit` bytes fails with `tooLong`.
     /// On `.complete` the caller owns `line` (it must clear it before the next line).
@@ -304,6 +319,22 @@ public struct HTTPParser: Sendable {
     }
 
     // MARK: Fields
+
+    /// A complete field line of the head or (`trailer`) of the trailer section: counted against the section's
+    /// byte budget, at most `maxHeaderCount` fields, then parsed and kept.
+    @inline(__always)
+    mutating func takeFieldLine(trailer: Bool) -> Step? {
+        headerBytes += line.count + 2
+        if (trailer ? trailers.count : fields.count) >= limits.maxHeaderCount {
+            return fail(trailer ? .tooManyTrailerFields : .tooManyHeaderFields)
+        }
+        switch parseFieldLine() {
+        case .success(let f): if trailer { trailers.append(f) } else { fields.append(f) }
+        case .failure(let e): return fail(e)
+        }
+        line.removeAll(keepingCapacity: true)
+        return nil
+    }
 
     /// field-line = field-name ":" OWS field-value OWS, with no obs-fold and no whitespace before the colon.
     func parseFieldLine() -> Result<HTTPField, HTTPParseError> {

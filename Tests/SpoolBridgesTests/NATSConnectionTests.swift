@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import SpoolWire
 import SpoolSystem
+import SpoolTestSupport
 @testable import SpoolBridges
 
 /// A scripted fake NATS server: each accepted connection runs `script` with a line reader, so tests can

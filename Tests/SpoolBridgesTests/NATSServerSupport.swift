@@ -30,14 +30,6 @@ let natsAvailable: Bool = {
     return natsServerPath != nil
 }()
 
-
-/// A free loopback TCP port (bound and released; the race with other programs is acceptable in tests).
-func freePort() throws -> UInt16 {
-    let fd = try Socket.listen(Socket.Address(host: "127.0.0.1", port: 0)!, backlog: 1)
-    defer { try? fd.close() }
-    return try fd.localPort()
-}
-
 /// A real `nats-server -js` on a loopback port with its own store directory; stopped (or killed) by its pid.
 final class NATSServerProcess: @unchecked Sendable {
     // @unchecked: `process` is replaced only by start/restart, which the owning test calls from one thread.
@@ -152,14 +144,3 @@ final class LogLines: Sendable {
     var all: [String] { lines.withLock { $0 } }
     func count(_ fragment: String) -> Int { all.filter { $0.contains(fragment) }.count }
 }
-
-func waitUntil(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline { if try condition() { return true }; usleep(10_000) }
-    return try condition()
-}
-
-func entries(_ path: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-}
-

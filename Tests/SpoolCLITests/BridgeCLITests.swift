@@ -41,9 +41,7 @@ private final class NATSChild {
     let port: UInt16
     let child: Child
     init(extra: [String] = []) throws {
-        let l = try Socket.listen(Socket.Address(host: "127.0.0.1", port: 0)!, backlog: 1)
-        port = try l.localPort()
-        try l.close()
+        port = try freePort()
         child = try Child(natsBinary!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", makeTempDir("natsjs")] + extra)
         let up = waitUntil(timeout: 10) {
             guard let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!) else { return false }

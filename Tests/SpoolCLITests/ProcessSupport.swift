@@ -29,12 +29,6 @@ func spool(_ args: String..., dir: String, stdin: Data? = nil) throws -> Process
     try run(spoolBin, ["--dir", dir] + args, stdin: stdin)
 }
 
-func waitUntil(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline { if condition() { return true }; usleep(10000) }
-    return condition()
-}
-
 
 /// Runs the CLI in-process with captured output.
 func cli(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = []) -> (code: Int32, out: String, err: String) {

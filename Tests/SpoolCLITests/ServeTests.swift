@@ -65,13 +65,13 @@ import SpoolCore
         #expect(r405.stdout.hasPrefix("HTTP/1.1 405") && r405.stdout.contains("Allow: POST"))
         #expect(try code([server.url + "/healthz"]) == "200")
         // 411: a POST with no framing at all.
-        let c = try RawClient(port: server.port)
+        let c = try RawHTTPClient(port: server.port, timeoutMs: 30_000)
         try c.send(Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n".utf8))
-        #expect(try c.readResponse().status == 411)
+        #expect(c.readResponse()?.status == 411)
         // 100-continue: an unauthorised request gets its 401 without the body being read.
-        let d = try RawClient(port: server.port)
+        let d = try RawHTTPClient(port: server.port, timeoutMs: 30_000)
         try d.send(Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n".utf8))
-        #expect(try d.readResponse().status == 401)
+        #expect(d.readResponse()?.status == 401)
         let metrics = try curl([server.url + "/metrics"]).stdout
         #expect(metrics.contains("spool_http_requests_total{status=\"401\"} 4"))
         #expect(metrics.contains("spool_webhooks_accepted_total 1"))
@@ -87,12 +87,12 @@ import SpoolCore
         let results = Results()
         DispatchQueue.concurrentPerform(iterations: 50) { client in
             do {
-                let c = try RawClient(port: server.port)
+                let c = try RawHTTPClient(port: server.port, timeoutMs: 30_000)
                 for i in 0..<40 {
                     let n = (client * 40 + i)
                     let key = "k\(n % 200)"
                     let r = try c.post(body: Array("{\"project\":\"\(key)\",\"copy\":\(n / 200)}".utf8))
-                    results.add(status: r.status, body: r.body)
+                    results.add(status: r.status, body: r.text)
                 }
             } catch { results.add(status: -1, body: "\(error)") }
         }
@@ -113,7 +113,7 @@ import SpoolCore
             let group = DispatchGroup()
             for client in 0..<8 {
                 DispatchQueue.global().async(group: group) {
-                    guard let c = try? RawClient(port: server.port) else { return }
+                    guard let c = try? RawHTTPClient(port: server.port, timeoutMs: 30_000) else { return }
                     for i in 0..<100_000 {
                         let key = "r\(round)c\(client)i\(i)"
                         let body = Array("{\"project\":\"\(key)\",\"pad\":\"\(String(repeating: "z", count: i % 700))\"}".utf8)
@@ -187,14 +187,14 @@ final class Results: @unchecked Sendable {
         let dir = makeTempDir() + "/s"
         let server = try Server(dir: dir)
         // 1,000 connections, each sending its head one byte at a time, a byte per second each.
-        var slow: [RawClient] = []
-        for _ in 0..<1000 { slow.append(try RawClient(port: server.port)) }
+        var slow: [RawHTTPClient] = []
+        for _ in 0..<1000 { slow.append(try RawHTTPClient(port: server.port, timeoutMs: 30_000)) }
         let head = Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n".utf8)
         var worst = 0.0
         for second in 0..<3 {
             for c in slow { try? c.send([head[second]]) }
             let t0 = Date()
-            let normal = try RawClient(port: server.port)
+            let normal = try RawHTTPClient(port: server.port, timeoutMs: 30_000)
             let r = try normal.post(body: Array("{\"project\":\"n\(second)\"}".utf8))
             #expect(r.status == 200)
             worst = max(worst, Date().timeIntervalSince(t0))
@@ -223,12 +223,12 @@ final class Results: @unchecked Sendable {
     @Test func fullDescriptorTableIs503WithoutSpinningAndRecovers() throws {
         let dir = makeTempDir() + "/s"
         let server = try Server(dir: dir, fdLimit: 64)
-        let first = try RawClient(port: server.port)
+        let first = try RawHTTPClient(port: server.port, timeoutMs: 30_000)
         #expect(try first.post(body: Array(#"{"project":"before"}"#.utf8)).status == 200)
 
         // More connections than descriptors: the kernel completes them, the server accepts until EMFILE.
-        var idle: [RawClient] = []
-        for _ in 0..<120 { idle.append(try RawClient(port: server.port)) }
+        var idle: [RawHTTPClient] = []
+        for _ in 0..<120 { idle.append(try RawHTTPClient(port: server.port, timeoutMs: 30_000)) }
         usleep(300_000)
         let pid = server.child.pid
         let cpu0 = cpuSeconds(pid)
@@ -238,19 +238,19 @@ final class Results: @unchecked Sendable {
 
         // The committer cannot open a file now: the webhook is refused as temporary, never acknowledged.
         let refused = try first.post(body: Array(#"{"project":"during"}"#.utf8))
-        #expect(refused.status == 503 && refused.headers["retry-after"] != nil, "\(refused)")
+        #expect(refused.status == 503 && refused.header("retry-after") != nil, "\(refused)")
 
         idle.removeAll()
         var after = 0
         let recovered = waitUntil(timeout: 10) {
-            guard let c = try? RawClient(port: server.port), let r = try? c.post(body: Array(#"{"project":"after"}"#.utf8)) else { return false }
+            guard let c = try? RawHTTPClient(port: server.port, timeoutMs: 30_000), let r = try? c.post(body: Array(#"{"project":"after"}"#.utf8)) else { return false }
             after = r.status
             return r.status == 200
         }
         #expect(recovered, "no 200 after descriptors were freed (last status \(after))")
         // What was refused left nothing behind: sent again, it is accepted, not a duplicate.
-        let again = try RawClient(port: server.port).post(body: Array(#"{"project":"during"}"#.utf8))
-        #expect(again.status == 200 && again.body.contains("accepted"), "\(again)")
+        let again = try RawHTTPClient(port: server.port, timeoutMs: 30_000).post(body: Array(#"{"project":"during"}"#.utf8))
+        #expect(again.status == 200 && again.text.contains("accepted"), "\(again)")
         #expect(entries(dir + "/tmp").isEmpty)
         #expect(Set(entries(dir + "/new")) == ["after", "before", "during"])
         #expect(server.stop().status == 0)

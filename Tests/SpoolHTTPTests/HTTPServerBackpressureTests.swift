@@ -3,6 +3,7 @@ import Testing
 import SpoolWire
 import Synchronization
 import SpoolSystem
+import SpoolTestSupport
 @testable import SpoolHTTP
 
 /// A handler that holds `/hold` until released, so a test can see what the server does meanwhile.
@@ -31,7 +32,7 @@ struct HTTPServerBackpressureTests {
     @Test func noReadingWhileARequestIsHandled() throws {
         let handler = HoldingHandler()
         try withServer(handler: handler) { s in
-            let c = try RawClient(port: s.port, timeoutMs: 1000)
+            let c = try RawHTTPClient(port: s.port, timeoutMs: 1000)
             try c.send("GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
             // Pipeline far more than the socket buffers hold: once they are full the send must stall.
             let one = Array("GET /next HTTP/1.1\r\nHost: a\r\n\r\n".utf8)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SpoolWire
 import SpoolSystem
+import SpoolTestSupport
 @testable import SpoolHTTP
 
 /// Opt-in load checks (`SPOOL_HTTP_BENCH=1 swift test --filter Benchmark`): too heavy for every run.
@@ -16,9 +17,9 @@ struct HTTPServerBenchmarkTests {
     @Test func fiveThousandSlowConnections() throws {
         try withServer { s in
             let before = Self.rssKiB()
-            var clients: [RawClient] = []
+            var clients: [RawHTTPClient] = []
             for i in 0..<5000 {
-                let c = try RawClient(port: s.port)
+                let c = try RawHTTPClient(port: s.port)
                 if i % 2 == 0 { try c.send("POST /slow HTTP/1.1\r\nHost: a\r\nX-Partial: ") }
                 clients.append(c)
             }
@@ -27,7 +28,7 @@ struct HTTPServerBenchmarkTests {
             let after = Self.rssKiB()
             var worst = 0.0
             for _ in 0..<200 {
-                let c = try RawClient(port: s.port)
+                let c = try RawHTTPClient(port: s.port)
                 let t = try elapsed {
                     try c.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
                     #expect(c.readResponse()?.status == 200)

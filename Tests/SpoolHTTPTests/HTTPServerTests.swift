@@ -2,13 +2,14 @@ import Foundation
 import Testing
 import SpoolWire
 import SpoolSystem
+import SpoolTestSupport
 @testable import SpoolHTTP
 
 /// Live tests over a real socket with raw bytes.
 struct HTTPServerTests {
     @Test func keepAliveTwoRequestsOneConnection() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET /one?q=1 HTTP/1.1\r\nHost: a\r\n\r\n")
             let r1 = try #require(c.readResponse())
             #expect(r1.status == 200)
@@ -27,7 +28,7 @@ struct HTTPServerTests {
 
     @Test func pipelinedAnsweredInOrder() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             // The first is answered late from another thread: the others must wait behind it.
             try c.send("GET /delay HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
             let texts = (0..<3).compactMap { _ in c.readResponse()?.text }
@@ -37,7 +38,7 @@ struct HTTPServerTests {
 
     @Test func http10ClosesUnlessKeepAlive() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             let r = try #require(c.readResponse())
             #expect(r.header("connection") == "keep-alive")
@@ -50,7 +51,7 @@ struct HTTPServerTests {
 
     @Test func chunkedPostWithTrailers() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n")
             Thread.sleep(forTimeInterval: 0.05)
             try c.send("6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
@@ -62,7 +63,7 @@ struct HTTPServerTests {
 
     @Test func expectContinueThenFinal() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
             let interim = try #require(c.readResponse())
             #expect(interim.status == 100)
@@ -75,7 +76,7 @@ struct HTTPServerTests {
 
     @Test func expectContinueEarlyRejectionHasNo100() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("POST /reject HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
             let r = try #require(c.readResponse())
             #expect(r.status == 401)
@@ -87,7 +88,7 @@ struct HTTPServerTests {
 
     @Test func earlyRejectionWithoutBodyKeepsConnection() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET /reject HTTP/1.1\r\nHost: a\r\n\r\nGET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(c.readResponse()?.status == 401)
             let r = try #require(c.readResponse())
@@ -115,7 +116,7 @@ struct HTTPServerTests {
     @Test(arguments: errorCases)
     func errorStatusAnsweredAndClosed(_ e: ErrorCase) throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send(e.request)
             let r = try #require(c.readResponse())
             #expect(r.status == e.status)
@@ -132,7 +133,7 @@ struct HTTPServerTests {
 
     @Test func errorIsNeverResynchronised() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET / HTTP/1.1\r\nHost: a\r\nX: a\u{1}\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n")
             let r = try #require(c.readResponse())
             #expect(r.status == 400)
@@ -143,7 +144,7 @@ struct HTTPServerTests {
 
     @Test func respondFromAnotherThreadAfterDelay() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             let t = try elapsed {
                 try c.send("GET /delay HTTP/1.1\r\nHost: a\r\nX-Request-Id: rid-7\r\n\r\n")
                 #expect(c.readResponse()?.status == 200)
@@ -158,7 +159,7 @@ struct HTTPServerTests {
 
     @Test func handlerCloseFlag() throws {
         try withServer { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET /close HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(c.readResponse()?.header("connection") == "close")
             #expect(c.isClosedByPeer())
@@ -167,9 +168,9 @@ struct HTTPServerTests {
 
     @Test func manyIdleConnectionsDoNotSlowOthers() throws {
         try withServer { s in
-            var idle: [RawClient] = []
+            var idle: [RawHTTPClient] = []
             for i in 0..<1000 {
-                let c = try RawClient(port: s.port)
+                let c = try RawHTTPClient(port: s.port)
                 if i % 2 == 0 { try c.send("GET /slow HTTP/1.1\r\n") }  // half hold a partial head open
                 idle.append(c)
             }
@@ -177,7 +178,7 @@ struct HTTPServerTests {
             let deadline = monotonicNanos() + 5_000_000_000
             while s.server.openConnections < 1000 && monotonicNanos() < deadline { Thread.sleep(forTimeInterval: 0.01) }
             #expect(s.server.openConnections == 1000)
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             let t = try elapsed {
                 try c.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
                 #expect(c.readResponse()?.status == 200)
@@ -191,12 +192,12 @@ struct HTTPServerTests {
         var config = HTTPServerConfiguration()
         config.maxConnections = 2
         try withServer(config) { s in
-            let a = try RawClient(port: s.port), b = try RawClient(port: s.port)
+            let a = try RawHTTPClient(port: s.port), b = try RawHTTPClient(port: s.port)
             try a.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
             try b.send("GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(a.readResponse()?.status == 200)
             #expect(b.readResponse()?.status == 200)
-            let extra = try RawClient(port: s.port)
+            let extra = try RawHTTPClient(port: s.port)
             #expect(extra.isClosedByPeer())
             #expect(s.server.openConnections == 2)
         }
@@ -204,19 +205,19 @@ struct HTTPServerTests {
 
     @Test func shutdownStopsRunAndClosesIdle() throws {
         let s = try TestServer()
-        let c = try RawClient(port: s.port)
+        let c = try RawHTTPClient(port: s.port)
         try c.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(c.readResponse()?.status == 200)
         let t = elapsed { s.stop() }
         #expect(t < 1)
         #expect(c.isClosedByPeer())
         #expect(s.server.openConnections == 0)
-        #expect(throws: Errno.self) { _ = try RawClient(port: s.port) }
+        #expect(throws: Errno.self) { _ = try RawHTTPClient(port: s.port) }
     }
 
     @Test func shutdownFinishesRequestInFlight() throws {
         let s = try TestServer()
-        let c = try RawClient(port: s.port)
+        let c = try RawHTTPClient(port: s.port)
         try c.send("GET /delay HTTP/1.1\r\nHost: a\r\n\r\n")
         Thread.sleep(forTimeInterval: 0.05)
         s.server.shutdown(grace: .seconds(5))
@@ -233,7 +234,7 @@ struct HTTPServerTests {
             }
         }
         try withServer(handler: Evil()) { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             let r = try #require(c.readResponse())
             #expect(r.header("x-ok") == "1")
@@ -256,7 +257,7 @@ struct HTTPServerTimeoutTests {
 
     @Test func idleKeepAliveClosedSilently() throws {
         try withServer(Self.config()) { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(c.readResponse()?.status == 200)
             let t = elapsed { #expect(c.isClosedByPeer()) }
@@ -267,7 +268,7 @@ struct HTTPServerTimeoutTests {
 
     @Test func slowHeadCutAtHeaderTimeoutWith408() throws {
         try withServer(Self.config()) { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             let start = monotonicNanos()
             try c.send("GET / HTTP/1.1\r\nHost: a\r\n")
             // Trickle a field every 100 ms: an absolute deadline must not be extended by progress.
@@ -289,7 +290,7 @@ struct HTTPServerTimeoutTests {
 
     @Test func silentConnectionClosedWithoutResponse() throws {
         try withServer(Self.config()) { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             let t = elapsed { #expect(c.isClosedByPeer()) }
             #expect(t > 0.3 && t < 1.5)
             #expect(c.buffer.isEmpty)
@@ -298,7 +299,7 @@ struct HTTPServerTimeoutTests {
 
     @Test func slowBodyGets408() throws {
         try withServer(Self.config()) { s in
-            let c = try RawClient(port: s.port)
+            let c = try RawHTTPClient(port: s.port)
             try c.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
             let r = try #require(c.readResponse())
             #expect(r.status == 408)

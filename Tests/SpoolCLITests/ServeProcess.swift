@@ -1,0 +1,37 @@
+import Foundation
+import SpoolTestSupport
+import Glibc
+
+/// A running `spool serve` on a free port.
+final class Server: @unchecked Sendable {
+    // @unchecked: every stored property is immutable after init.
+    let child: Child
+    let port: UInt16
+    let dir: String
+
+    /// `fdLimit`: run under `ulimit -n` (soft and hard, so the server cannot raise it) to exhaust descriptors.
+    init(dir: String, extra: [String] = [], env: [String: String] = [:], fdLimit: Int? = nil) throws {
+        self.dir = dir
+        let args = ["--dir", dir, "serve", "--listen", "127.0.0.1:0"] + extra
+        let c = try fdLimit.map { try Child("/bin/sh", ["-c", "ulimit -n \($0) && exec \"$0\" \"$@\"", spoolBin] + args, env: env) }
+            ?? Child(spoolBin, args, env: env)
+        var found: UInt16? = nil
+        _ = c.waitFor(timeout: 20) {
+            if let r = c.stdout.range(of: "127.0.0.1:"), let end = c.stdout[r.upperBound...].firstIndex(of: " ") {
+                found = UInt16(c.stdout[r.upperBound..<end])
+            }
+            return found != nil
+        }
+        child = c
+        guard let found else { c.signal(SIGKILL); throw POSIXError(.ETIMEDOUT) }
+        port = found
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func stop() -> ProcessResult {
+        child.signal(SIGTERM)
+        return child.wait(timeout: 20)
+    }
+}
+
