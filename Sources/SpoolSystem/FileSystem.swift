@@ -105,6 +105,8 @@ public enum FS {
 
     /// Processors online (at least 1).
     public static var onlineProcessors: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// Clock ticks per second (`_SC_CLK_TCK`), the unit of the CPU times in /proc/PID/stat.
+    public static var clockTicksPerSecond: Int { max(1, Int(sysconf(Int32(_SC_CLK_TCK)))) }
 
     /// The current working directory, or nil if it cannot be read.
     public static var currentDirectory: String? {

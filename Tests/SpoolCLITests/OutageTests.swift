@@ -12,14 +12,14 @@ import Testing
             EnqueueRequest(key: try SpoolKey("out\(i)"), payload: Array("{\"project\":\"out\(i)\"}".utf8), headers: [("content-type", "application/json")])
         }
         for r in spool.enqueueBatch(requests) { _ = try r.get() }
-        let port = freeTCPPort()
+        let port = try freePort()
         let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--post", "http://127.0.0.1:\(port)/json2video/done",
                                             "--concurrency", "16", "--backoff", "100ms", "--max-backoff", "1s"])
         defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
         Thread.sleep(forTimeInterval: 1)
-        let c0 = try cpuSeconds(consumer.pid)
+        let c0 = cpuSeconds(consumer.pid)
         Thread.sleep(forTimeInterval: 3)
-        let used = try cpuSeconds(consumer.pid) - c0
+        let used = cpuSeconds(consumer.pid) - c0
         #expect(used < 0.03, "the consumer used \(used)s of CPU in 3s of outage (limit 1% of a core)")
         let attempts = try spool.list(states: [.new]).reduce(0) { $0 + ($1.meta?.attempts ?? 0) }
         #expect(attempts <= 8, "\(attempts) attempts were used up against an endpoint that is down (one probe per backoff)")
@@ -28,24 +28,4 @@ import Testing
         #expect(waitUntil(timeout: 40) { entries(dir + "/done").count == 50 }, "done: \(entries(dir + "/done").count)\n\(consumer.stderr.suffix(600))")
         #expect(entries(target + "/new").count == 50)
     }
-}
-
-/// utime + stime of a process, from /proc/PID/stat.
-func cpuSeconds(_ pid: pid_t) throws -> Double {
-    let text = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
-    let fields = text[text.range(of: ")", options: .backwards)!.upperBound...].split(separator: " ")
-    return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
-}
-
-/// A port nothing listens on (bound and released; good enough on a test machine).
-func freeTCPPort() -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return UInt16(bigEndian: addr.sin_port)
 }

@@ -212,13 +212,6 @@ final class Results: @unchecked Sendable {
 /// A full descriptor table (EMFILE): the server must not spin on its listener, must answer what it cannot store
 /// with 503 and Retry-After (never 2xx), and must serve normally once descriptors are free again.
 @Suite(.serialized) struct DescriptorExhaustionTests {
-    func cpuSeconds(_ pid: Int32) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
-        let f = stat[stat.index(after: close)...].split(separator: " ")
-        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
-        return (Double(f[11]) ?? 0) / 100 + (Double(f[12]) ?? 0) / 100
-    }
 
     @Test func fullDescriptorTableIs503WithoutSpinningAndRecovers() throws {
         let dir = makeTempDir() + "/s"

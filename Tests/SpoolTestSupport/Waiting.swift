@@ -18,3 +18,13 @@ public func freePort() throws(Errno) -> UInt16 {
     defer { try? fd.close() }
     return try fd.localPort()
 }
+
+/// CPU time (user + system, seconds) a process has used so far, from /proc/PID/stat; 0 if it is gone.
+public func cpuSeconds(_ pid: Int32) -> Double {
+    guard let bytes = try? FileDescriptor.open("/proc/\(pid)/stat", [.readOnly]).closeAfter({ (fd) throws(Errno) in try fd.readAll(limit: 4096) }),
+          let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return 0 }
+    let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
+    // utime and stime are fields 14 and 15 of the line: the 12th and 13th after the command name.
+    guard fields.count > 12, let u = Int(String(decoding: fields[11], as: UTF8.self)), let k = Int(String(decoding: fields[12], as: UTF8.self)) else { return 0 }
+    return Double(u + k) / Double(FS.clockTicksPerSecond)
+}
