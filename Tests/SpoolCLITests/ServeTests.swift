@@ -72,7 +72,7 @@ import SpoolCore
         let d = try RawHTTPClient(port: server.port, timeoutMs: 30_000)
         try d.send(Array("POST /json2video/done HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n".utf8))
         #expect(d.readResponse()?.status == 401)
-        let metrics = try curl([server.url + "/metrics"]).stdout
+        let metrics = try curl(["-H", "Authorization: Bearer s3cret", server.url + "/metrics"]).stdout
         #expect(metrics.contains("spool_http_requests_total{status=\"401\"} 4"))
         #expect(metrics.contains("spool_webhooks_accepted_total 1"))
         #expect(metrics.contains("spool_webhooks_duplicate_total 1"))

@@ -57,7 +57,7 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         let noToken = try curl(["-o", "/dev/null", "-w", "%{http_code}"] + post + [server.url + "/json2video/done"])
         #expect(noToken.stdout == "401")
         // By IP address too (the certificate has IP:127.0.0.1), keep-alive over TLS: two requests, one connection.
-        let two = try curl(["-v", "--cacert", certs.caCertificate, "https://127.0.0.1:\(server.port)/healthz", "https://127.0.0.1:\(server.port)/metrics"])
+        let two = try curl(["-v", "--cacert", certs.caCertificate, "https://127.0.0.1:\(server.port)/healthz", "https://127.0.0.1:\(server.port)/metrics?token=s3cret"])
         #expect(two.stdout.hasPrefix("ok\n") && two.stdout.contains("spool_webhooks_accepted_total 1"), "\(two.stdout.prefix(300))")
         #expect(two.stderr.contains("Re-using existing connection") || two.stderr.contains("Reusing existing"), "\(two.stderr.suffix(600))")
         #expect(two.stderr.contains("ALPN: server accepted http/1.1") || two.stderr.contains("ALPN, server accepted to use http/1.1"))
