@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SpoolTLS
+import SpoolSystem
 import SpoolTestSupport
 
 struct LoaderTests {
@@ -77,7 +78,9 @@ struct LoaderTests {
 /// The file a library was mapped from in this process (after loading it).
 func loadedPath(_ soname: String) throws -> String {
     try TLSLibrary.load()
-    let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+    // Read in full with our own reads (procfs files report size 0; a reader trusting the size may stop short).
+    let fd = try FileDescriptor.open("/proc/self/maps", .readOnly)
+    let maps = String(decoding: try fd.closeAfter { try $0.readAll(limit: 1 << 24) }, as: UTF8.self)
     for line in maps.split(separator: "\n") where line.hasSuffix("/" + soname) {
         if let slash = line.firstIndex(of: "/") { return String(line[slash...]) }
     }
