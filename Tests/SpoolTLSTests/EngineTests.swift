@@ -142,6 +142,13 @@ struct EngineTests {
         #expect(d == .verification("certificate verify failed: unable to get local issuer certificate"))
     }
 
+    @Test func invalidServerNames() throws {
+        let client = try Fixtures.client()
+        for name in ["", "[]", String(repeating: "a", count: 300), "a\u{0}b"] {
+            #expect(throws: TLSError.self, "\(name.count)") { _ = try TLSEngine(client: client, serverName: name) }
+        }
+    }
+
     @Test func aChainFileIsAccepted() throws {
         let ctx = try Fixtures.server(\.serverChain)
         let (c, _) = try connectedEngines(server: ctx)

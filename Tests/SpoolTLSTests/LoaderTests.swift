@@ -45,6 +45,33 @@ struct LoaderTests {
         }
     }
 
+    /// The loader's failures in fresh processes (in this one, OpenSSL is loaded already and stays loaded).
+    @Test func loaderFailuresInAFreshProcess() throws {
+        let testkit = packageRoot + "/.build/debug/spool-testkit"
+        func load(_ args: [String]) throws -> [String] { try runProcess(testkit, ["tls-load"] + args).lines }
+        let missingLine = "error: TLS needs OpenSSL 3 (libssl.so.3); install it with your package manager (Debian/Ubuntu: libssl3)"
+
+        #expect(try load(["default"]).first?.hasPrefix("loaded OpenSSL 3.") == true)
+
+        let missing = try load(["/nonexistent/libssl.so.3"])
+        #expect(missing.first == missingLine)
+        #expect(missing.dropFirst().first?.hasPrefix("detail: /nonexistent/libssl.so.3: ") == true, "\(missing)")
+
+        // A library without the symbols: the error names the first one missing, and nothing stays loaded.
+        let crypto = try loadedPath("libcrypto.so.3")
+        let noSymbol = try load([crypto, crypto])
+        #expect(noSymbol == [missingLine, "detail: \(crypto) has no symbol OPENSSL_init_ssl"])
+
+        // Too old: a stand-in libcrypto that reports OpenSSL 1.1.1w, next to the real libssl.
+        let dir = makeTempDir("tls-old")
+        try "unsigned long OpenSSL_version_num(void) { return 0x1010117fUL; }\n".write(toFile: dir + "/old.c", atomically: true, encoding: .utf8)
+        let cc = try runProcess("/usr/bin/cc", ["-shared", "-fPIC", "-o", dir + "/libcrypto.so.3", dir + "/old.c"])
+        try #require(cc.status == 0, "\(cc.stderr)")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/libssl.so.3", withDestinationPath: try loadedPath("libssl.so.3"))
+        let old = try load([dir + "/libssl.so.3"])
+        #expect(old == [missingLine, "detail: \(dir)/libcrypto.so.3 is OpenSSL 0x1010117f; version 3.0.0 or later is needed"])
+    }
+
     /// The point of dlopen: nothing in the build links OpenSSL. The test binary holds every module,
     /// SpoolTLS included.
     @Test func nothingLinksOpenSSL() throws {
@@ -86,3 +113,10 @@ func loadedPath(_ soname: String) throws -> String {
     }
     throw TestCertificates.ToolFailure(description: "\(soname) is not mapped")
 }
+
+/// The package root, found from this file's path (the tests run the built `spool-testkit`).
+let packageRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
