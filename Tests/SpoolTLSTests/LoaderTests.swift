@@ -72,6 +72,20 @@ struct LoaderTests {
         #expect(old == [missingLine, "detail: \(dir)/libcrypto.so.3 is OpenSSL 0x1010117f; version 3.0.0 or later is needed"])
     }
 
+    /// A machine without OpenSSL: in a private mount namespace, both libraries are hidden behind /dev/null.
+    /// The program still runs; only loading TLS fails, with the message. Needs permission to unshare (root
+    /// in a container); skipped otherwise.
+    @Test(.enabled(if: canUnshareMounts())) func aMachineWithoutOpenSSL() throws {
+        let testkit = packageRoot + "/.build/debug/spool-testkit"
+        let ssl = try loadedPath("libssl.so.3"), crypto = try loadedPath("libcrypto.so.3")
+        let script = "mount --bind /dev/null \(ssl) && mount --bind /dev/null \(crypto) && \(testkit) tls-load default && \(testkit) payload k 16"
+        let r = try runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.lines.first == "error: TLS needs OpenSSL 3 (libssl.so.3); install it with your package manager (Debian/Ubuntu: libssl3)")
+        #expect(r.lines.dropFirst().first?.hasPrefix("detail: ") == true)
+        #expect(r.stdout.hasSuffix("{\"project\":\"k\",\"pad\":\"\"}"))  // and the rest of the program works
+    }
+
     /// The point of dlopen: nothing in the build links OpenSSL. The test binary holds every module,
     /// SpoolTLS included.
     @Test func nothingLinksOpenSSL() throws {
@@ -120,3 +134,10 @@ let packageRoot: String = {
     for _ in 0..<3 { url.deleteLastPathComponent() }
     return url.path
 }()
+
+/// True when this process may make a private mount namespace and bind-mount in it.
+func canUnshareMounts() -> Bool {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return false }
+    let r = try? runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", "mount --bind /dev/null /dev/null"])
+    return r?.status == 0
+}
