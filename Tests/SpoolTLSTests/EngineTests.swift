@@ -252,15 +252,15 @@ struct EngineTests {
         let missing = error { _ = try TLSServerContext(certificateChainFile: "/nonexistent/cert.pem", privateKeyFile: certs.server.key) }
         #expect(missing == "certificate chain /nonexistent/cert.pem: No such file or directory")
         let notPEM = error { _ = try TLSServerContext(certificateChainFile: certs.directory + "/req.cnf", privateKeyFile: certs.server.key) }
-        #expect(notPEM.hasPrefix("certificate chain \(certs.directory)/req.cnf: "), "\(notPEM)")
+        #expect(notPEM == "certificate chain \(certs.directory)/req.cnf: no PEM certificate in it (no start line)")
         let mismatch = error { _ = try TLSServerContext(certificateChainFile: certs.server.certificate, privateKeyFile: certs.otherName.key) }
         #expect(mismatch == "private key \(certs.otherName.key) does not match the certificate in \(certs.server.certificate)")
         let keyIsCert = error { _ = try TLSServerContext(certificateChainFile: certs.server.certificate, privateKeyFile: certs.server.certificate) }
-        #expect(keyIsCert.hasPrefix("private key \(certs.server.certificate): "), "\(keyIsCert)")
+        #expect(keyIsCert == "private key \(certs.server.certificate): no PEM private key in it (unsupported)")
         let half = error { _ = try TLSClientContext(clientCertificateFile: certs.client.certificate) }
         #expect(half == "a client certificate and its private key must be given together")
         let badCA = error { _ = try TLSClientContext(caFile: certs.server.key) }
-        #expect(badCA.hasPrefix("CA file \(certs.server.key): "), "\(badCA)")
+        #expect(badCA == "CA file \(certs.server.key): no certificate or crl found")
     }
 
     @Test func serialNumbersMatchTheOpenSSLTool() throws {
