@@ -44,14 +44,14 @@ let package = Package(
         .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
-        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem"]),
+        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem", "SpoolTLS"]),
         // Child processes for the tests (posix_spawn and waitpid on known pids; not Foundation's Process).
         .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
         // mallinfo2 for the tests' memory measurements (malloc.h is not in Swift's Glibc module).
         .target(name: "CSpoolTestShims", path: "Tests/CSpoolTestShims"),
-        .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport", "CSpoolTestShims"]),
+        .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport", "CSpoolTestShims", "spool-testkit"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),

@@ -147,7 +147,9 @@ private func configureCommon(_ ctx: OpaquePointer) throws(TLSError) {
 private func loadIdentity(_ ctx: OpaquePointer, certificate: String, key: String, what: String) throws(TLSError) {
     spool_tls_err_clear()
     guard spool_tls_ctx_use_certificate_chain_file(ctx, certificate) == 1 else {
-        throw TLSError.certificate("\(what)certificate chain \(certificate): \(TLSLibrary.drainErrors().text)")
+        let reason = TLSLibrary.drainErrors().text
+        let why = reason == "no start line" ? "no PEM certificate in it (\(reason))" : reason
+        throw TLSError.certificate("\(what)certificate chain \(certificate): \(why)")
     }
     guard spool_tls_ctx_use_private_key_file(ctx, key) == 1 else {
         let reason = TLSLibrary.drainErrors().text
@@ -155,7 +157,9 @@ private func loadIdentity(_ ctx: OpaquePointer, certificate: String, key: String
         if reason.contains("mismatch") {  // "key values mismatch", "key type mismatch"
             throw TLSError.certificate("\(what)private key \(key) does not match the certificate in \(certificate)")
         }
-        throw TLSError.certificate("\(what)private key \(key): \(reason)")
+        // OpenSSL 3's decoders say "unsupported" when nothing in the file decodes as a key.
+        let why = reason == "unsupported" || reason == "no start line" ? "no PEM private key in it (\(reason))" : reason
+        throw TLSError.certificate("\(what)private key \(key): \(why)")
     }
     guard spool_tls_ctx_check_private_key(ctx) == 1 else {
         _ = TLSLibrary.drainErrors()

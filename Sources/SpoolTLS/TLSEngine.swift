@@ -81,13 +81,14 @@ public final class TLSEngine {
         guard !name.isEmpty, !name.utf8.contains(0) else {
             throw TLSError.protocolFailure("invalid server name \"\(serverName)\"")
         }
-        (ssl, rbio, wbio) = try Self.session(client.ctx, server: false)
+        let (ssl, r, w) = try Self.session(client.ctx, server: false)
         spool_tls_err_clear()
         guard spool_tls_set_peer_name(ssl, name) != 0 else {
             let reason = TLSLibrary.drainErrors().text
-            spool_tls_free(ssl)
+            spool_tls_free(ssl)  // (self is not initialised yet, so deinit will not free it again)
             throw TLSError.protocolFailure("cannot set the server name \"\(serverName)\": \(reason)")
         }
+        (self.ssl, rbio, wbio) = (ssl, r, w)
     }
 
     private static func session(_ ctx: OpaquePointer, server: Bool) throws(TLSError) -> (OpaquePointer, OpaquePointer, OpaquePointer) {
@@ -294,7 +295,7 @@ public final class TLSEngine {
         let (text, e) = TLSLibrary.drainErrors()
         let verify = spool_tls_verify_result(ssl)
         let error: TLSError
-        if !isServer && (verify != 0 || (spool_tls_err_lib(e) == SPOOL_ERR_LIB_SSL && spool_tls_err_reason(e) == SPOOL_SSL_R_CERTIFICATE_VERIFY_FAILED)) {
+        if verify != 0 || (spool_tls_err_lib(e) == SPOOL_ERR_LIB_SSL && spool_tls_err_reason(e) == SPOOL_SSL_R_CERTIFICATE_VERIFY_FAILED) {
             let why = verify != 0 ? spool_tls_verify_error_text(verify).map { String(cString: $0) } ?? "error \(verify)" : text
             error = .verification("certificate verify failed: \(why)")
         } else if eof {

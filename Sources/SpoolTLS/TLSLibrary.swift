@@ -12,8 +12,6 @@ import Synchronization
 public enum TLSLibrary {
     /// Outcome of each load attempt, by the paths asked for ("" for the default soname); nil = success.
     private static let attempts = Mutex<[String: TLSError?]>([:])
-    /// The paths of the library in use, once one loaded.
-    private static let active = Mutex<String?>(nil)
 
     /// Loads OpenSSL 3 once per process. Thread-safe.
     ///
@@ -47,7 +45,6 @@ public enum TLSLibrary {
             let result: TLSError?
             if r == 0 {
                 result = nil
-                active.withLock { if $0 == nil { $0 = libsslPath ?? "libssl.so.3" } }
             } else if detail.hasPrefix("another OpenSSL") {
                 result = .protocolFailure(detail)
             } else {

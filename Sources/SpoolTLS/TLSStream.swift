@@ -42,6 +42,7 @@ public final class TLSStream: ByteStream {
         var pendingEnd: StreamProgress?
         var pendingError: StreamError?
         var socketEOF = false
+        var receivedCiphertext = false
         var closedWithoutNotify = false
     }
 
@@ -84,47 +85,59 @@ public final class TLSStream: ByteStream {
         try state.withLock { (s: inout State) throws(StreamError) -> StreamProgress in
             if let e = s.pendingError { throw e }
             if let end = s.pendingEnd { return end }
-            guard try flush(&s) else { return .wouldBlock(.write) }
             var total = 0
-            while true {
-                if !s.engine.isHandshakeComplete {
-                    let step: TLSEngine.HandshakeStatus
-                    do throws(TLSError) { step = try s.engine.handshake() } catch { throw failed(&s, error) }
-                    guard try flush(&s) else { return .wouldBlock(.write) }
-                    if step == .needsInput {
-                        if let p = try pull(&s, scratch: buffer) { return p }
-                        continue
-                    }
-                }
-                if total == buffer.count { return .bytes(total) }
-                let r: TLSEngine.ReadResult
-                do throws(TLSError) {
-                    r = try s.engine.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[total...]))
-                } catch {
-                    if total > 0 {  // hand over what was decrypted; the failure comes with the next read
-                        s.pendingError = failed(&s, error)
-                        return .bytes(total)
-                    }
-                    throw failed(&s, error)
-                }
-                // Reading may produce output (a TLS 1.3 key update answer): send it if the socket takes it.
-                let flushed = try flush(&s)
-                switch r {
-                case .bytes(let n):
-                    total += n
-                case .needsInput:
-                    if total > 0 && s.socketEOF { return .bytes(total) }
-                    if !flushed { return total > 0 ? .bytes(total) : .wouldBlock(.write) }
-                    let scratch = UnsafeMutableRawBufferPointer(rebasing: buffer[total...])
-                    if let p = try pull(&s, scratch: scratch) { return total > 0 ? .bytes(total) : p }
-                case .closed, .unexpectedEOF:
-                    if r == .unexpectedEOF { s.closedWithoutNotify = true }
-                    if total > 0 {
+            do throws(StreamError) {
+                return try read(&s, into: buffer, total: &total)
+            } catch {
+                // Plaintext already in the caller's buffer is handed over; the failure comes with the next call.
+                s.pendingError = error
+                if total > 0 { return .bytes(total) }
+                throw error
+            }
+        }
+    }
+
+    /// The body of `read`: `total` counts the plaintext already in `buffer`.
+    private func read(_ s: inout State, into buffer: UnsafeMutableRawBufferPointer, total: inout Int) throws(StreamError) -> StreamProgress {
+        guard try flush(&s) else { return .wouldBlock(.write) }
+        while true {
+            if !s.engine.isHandshakeComplete {
+                let step: TLSEngine.HandshakeStatus
+                do throws(TLSError) { step = try s.engine.handshake() } catch { throw failed(&s, error) }
+                guard try flush(&s) else { return .wouldBlock(.write) }
+                if step == .needsInput {
+                    if let p = try pull(&s, scratch: buffer) { return p }
+                    // A connection that ends before sending a single byte is closed, not failed (a port probe,
+                    // a TCP health check), exactly as on a plain socket.
+                    if s.socketEOF && !s.receivedCiphertext {
                         s.pendingEnd = .closed
-                        return .bytes(total)
+                        return .closed
                     }
-                    return .closed
+                    continue
                 }
+            }
+            if total == buffer.count { return .bytes(total) }
+            let r: TLSEngine.ReadResult
+            do throws(TLSError) {
+                r = try s.engine.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[total...]))
+            } catch { throw failed(&s, error) }
+            // Reading may produce output (a TLS 1.3 key update answer): send it if the socket takes it.
+            let flushed = try flush(&s)
+            switch r {
+            case .bytes(let n):
+                total += n
+            case .needsInput:
+                if !flushed { return total > 0 ? .bytes(total) : .wouldBlock(.write) }
+                if let p = try pull(&s, scratch: UnsafeMutableRawBufferPointer(rebasing: buffer[total...])) {
+                    return total > 0 ? .bytes(total) : p
+                }
+            case .closed, .unexpectedEOF:
+                if r == .unexpectedEOF { s.closedWithoutNotify = true }
+                if total > 0 {
+                    s.pendingEnd = .closed
+                    return .bytes(total)
+                }
+                return .closed
             }
         }
     }
@@ -237,6 +250,7 @@ public final class TLSStream: ByteStream {
         }
         switch try socket.read(into: scratch) {
         case .bytes(let n):
+            s.receivedCiphertext = true
             s.engine.feed(UnsafeRawBufferPointer(rebasing: scratch[..<n]))
             return nil
         case .closed:

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import SpoolCore
 import SpoolSystem
+import SpoolTLS
 
 /// The payload a test expects for a key: deterministic, so intactness can be checked without a side channel.
 func payloadFor(_ key: String, size: Int) -> [UInt8] {
@@ -22,7 +23,7 @@ func fail(_ s: String) -> Never { try? FileDescriptor(rawValue: 2).writeAll(Arra
 
 let args = Array(CommandLine.arguments.dropFirst())
 guard args.count >= 2 else {
-    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | fill DIR PREFIX COUNT [SIZE] | claim-loop DIR [--hold | --quiet [--limit N]] | payload KEY SIZE")
+    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | fill DIR PREFIX COUNT [SIZE] | claim-loop DIR [--hold | --quiet [--limit N]] | payload KEY SIZE | tls-load LIBSSL|default [LIBCRYPTO]")
 }
 let dir = args[1]
 switch args[0] {
@@ -85,6 +86,16 @@ case "claim-loop":
     if quiet {
         let secs = Double(monotonicNanos() - t0) / 1e9
         say("{\"processed\":\(processed),\"seconds\":\(secs),\"per_second\":\(Double(processed) / max(secs, 1e-9))}")
+    }
+case "tls-load":
+    // Loads OpenSSL in a fresh process (the loader keeps its first success for the process) and prints
+    // `loaded <version>` or `error: <description>` and `detail: <detail>`.
+    do throws(TLSError) {
+        try TLSLibrary.load(libsslPath: args[1] == "default" ? nil : args[1], libcryptoPath: args.count > 2 ? args[2] : nil)
+        say("loaded \(TLSLibrary.versionText ?? "?")")
+    } catch {
+        say("error: \(error)")
+        if case .libraryMissing(let detail) = error { say("detail: \(detail)") }
     }
 default:
     fail("unknown subcommand \(args[0])")

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The module rules that keep the kernel behind one door, checked on the source tree (a rule nobody checks
+/// The module rules that keep the kernel (and OpenSSL) behind one door, checked on the source tree (a rule nobody checks
 /// erodes one convenient `import Glibc` at a time).
 @Suite struct LayeringTests {
     static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -28,6 +28,32 @@ import Testing
         for (module, file, text) in all where !allowed.contains(module) {
             #expect(!text.contains("import CSpoolShims"), "\(module)/\(file) imports CSpoolShims")
             #expect(!text.contains("import Glibc"), "\(module)/\(file) imports Glibc")
+        }
+    }
+
+    /// OpenSSL is reached through one door too: CSpoolTLS, imported by SpoolTLS alone.
+    @Test func onlySpoolTLSReachesOpenSSL() throws {
+        for (module, file, text) in try Self.files() where module != "SpoolTLS" {
+            #expect(!text.contains("import CSpoolTLS"), "\(module)/\(file) imports CSpoolTLS")
+        }
+    }
+
+    /// OpenSSL is opened at run time (dlopen), never linked and never compiled against: a machine without
+    /// libssl-dev builds spool, and one without libssl3 runs it (only TLS fails). No OpenSSL header in the C
+    /// shim, no ssl/crypto library in the manifest.
+    @Test func nothingCompilesOrLinksAgainstOpenSSL() throws {
+        let shim = Self.sources.appendingPathComponent("CSpoolTLS")
+        let e = try #require(FileManager.default.enumerator(atPath: shim.path))
+        var cFiles = 0
+        for case let f as String in e where f.hasSuffix(".c") || f.hasSuffix(".h") {
+            cFiles += 1
+            let text = try String(contentsOf: shim.appendingPathComponent(f), encoding: .utf8)
+            #expect(!text.contains("<openssl/") && !text.contains("\"openssl/"), "CSpoolTLS/\(f) includes an OpenSSL header")
+        }
+        #expect(cFiles >= 2)
+        let manifest = try String(contentsOf: Self.sources.deletingLastPathComponent().appendingPathComponent("Package.swift"), encoding: .utf8)
+        for lib in ["\"ssl\"", "\"crypto\"", "-lssl", "-lcrypto"] {
+            #expect(!manifest.contains(lib), "Package.swift links \(lib)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SpoolTLS
+import SpoolSystem
 import SpoolTestSupport
 
 struct LoaderTests {
@@ -44,6 +45,47 @@ struct LoaderTests {
         }
     }
 
+    /// The loader's failures in fresh processes (in this one, OpenSSL is loaded already and stays loaded).
+    @Test func loaderFailuresInAFreshProcess() throws {
+        let testkit = packageRoot + "/.build/debug/spool-testkit"
+        func load(_ args: [String]) throws -> [String] { try runProcess(testkit, ["tls-load"] + args).lines }
+        let missingLine = "error: TLS needs OpenSSL 3 (libssl.so.3); install it with your package manager (Debian/Ubuntu: libssl3)"
+
+        #expect(try load(["default"]).first?.hasPrefix("loaded OpenSSL 3.") == true)
+
+        let missing = try load(["/nonexistent/libssl.so.3"])
+        #expect(missing.first == missingLine)
+        #expect(missing.dropFirst().first?.hasPrefix("detail: /nonexistent/libssl.so.3: ") == true, "\(missing)")
+
+        // A library without the symbols: the error names the first one missing, and nothing stays loaded.
+        let crypto = try loadedPath("libcrypto.so.3")
+        let noSymbol = try load([crypto, crypto])
+        #expect(noSymbol == [missingLine, "detail: \(crypto) has no symbol OPENSSL_init_ssl"])
+
+        // Too old: a stand-in libcrypto that reports OpenSSL 1.1.1w, next to the real libssl.
+        let dir = makeTempDir("tls-old")
+        try "unsigned long OpenSSL_version_num(void) { return 0x1010117fUL; }\n".write(toFile: dir + "/old.c", atomically: true, encoding: .utf8)
+        let cc = try runProcess("/usr/bin/cc", ["-shared", "-fPIC", "-o", dir + "/libcrypto.so.3", dir + "/old.c"])
+        try #require(cc.status == 0, "\(cc.stderr)")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/libssl.so.3", withDestinationPath: try loadedPath("libssl.so.3"))
+        let old = try load([dir + "/libssl.so.3"])
+        #expect(old == [missingLine, "detail: \(dir)/libcrypto.so.3 is OpenSSL 0x1010117f; version 3.0.0 or later is needed"])
+    }
+
+    /// A machine without OpenSSL: in a private mount namespace, both libraries are hidden behind /dev/null.
+    /// The program still runs; only loading TLS fails, with the message. Needs permission to unshare (root
+    /// in a container); skipped otherwise.
+    @Test(.enabled(if: canUnshareMounts())) func aMachineWithoutOpenSSL() throws {
+        let testkit = packageRoot + "/.build/debug/spool-testkit"
+        let ssl = try loadedPath("libssl.so.3"), crypto = try loadedPath("libcrypto.so.3")
+        let script = "mount --bind /dev/null \(ssl) && mount --bind /dev/null \(crypto) && \(testkit) tls-load default && \(testkit) payload k 16"
+        let r = try runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.lines.first == "error: TLS needs OpenSSL 3 (libssl.so.3); install it with your package manager (Debian/Ubuntu: libssl3)")
+        #expect(r.lines.dropFirst().first?.hasPrefix("detail: ") == true)
+        #expect(r.stdout.hasSuffix("{\"project\":\"k\",\"pad\":\"\"}"))  // and the rest of the program works
+    }
+
     /// The point of dlopen: nothing in the build links OpenSSL. The test binary holds every module,
     /// SpoolTLS included.
     @Test func nothingLinksOpenSSL() throws {
@@ -77,9 +119,25 @@ struct LoaderTests {
 /// The file a library was mapped from in this process (after loading it).
 func loadedPath(_ soname: String) throws -> String {
     try TLSLibrary.load()
-    let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+    // Read in full with our own reads (procfs files report size 0; a reader trusting the size may stop short).
+    let fd = try FileDescriptor.open("/proc/self/maps", .readOnly)
+    let maps = String(decoding: try fd.closeAfter { try $0.readAll(limit: 1 << 24) }, as: UTF8.self)
     for line in maps.split(separator: "\n") where line.hasSuffix("/" + soname) {
         if let slash = line.firstIndex(of: "/") { return String(line[slash...]) }
     }
     throw TestCertificates.ToolFailure(description: "\(soname) is not mapped")
+}
+
+/// The package root, found from this file's path (the tests run the built `spool-testkit`).
+let packageRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+/// True when this process may make a private mount namespace and bind-mount in it.
+func canUnshareMounts() -> Bool {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return false }
+    let r = try? runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", "mount --bind /dev/null /dev/null"])
+    return r?.status == 0
 }

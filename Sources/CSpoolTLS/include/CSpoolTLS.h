@@ -78,7 +78,6 @@ int spool_tls_ctx_set_alpn_protos(spool_ssl_ctx *ctx, const uint8_t *wire, unsig
 int spool_tls_ctx_certificate_serial(spool_ssl_ctx *ctx, char *buf, size_t len);
 
 // SSL_CTX_set_options bits (ssl.h, SSL_OP_BIT(n) = 1 << n).
-#define SPOOL_SSL_OP_IGNORE_UNEXPECTED_EOF 0x80ULL
 #define SPOOL_SSL_OP_NO_COMPRESSION 0x20000ULL
 #define SPOOL_SSL_OP_CIPHER_SERVER_PREFERENCE 0x400000ULL
 #define SPOOL_SSL_OP_NO_RENEGOTIATION 0x40000000ULL
