@@ -146,6 +146,8 @@ public final class TLSStream: ByteStream {
         try state.withLock { (s: inout State) throws(StreamError) -> StreamProgress in
             if let e = s.pendingError { throw e }
             if let n = s.encryptedNotReported {
+                // The retry contract: these n bytes were encrypted already and must not be encrypted again.
+                precondition(bytes.count >= n, "TLSStream.write retried with fewer bytes than before its .wouldBlock")
                 guard try flush(&s) else { return .wouldBlock(.write) }
                 s.encryptedNotReported = nil
                 return .bytes(n)
