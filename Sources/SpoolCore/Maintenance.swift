@@ -58,13 +58,32 @@ extension Spool {
         return r.requeuedClaims
     }
 
+    /// Whether the process that wrote a tmp/ entry is gone: its name carries `<pid>-<start ticks>-<random>-<n>`
+    /// (format 1 names; older `<pid>-<random>-<n>` names cannot tell and get the grace period). A pid that
+    /// exists with another start time was reused: its writer is gone too.
+    static func writerIsDead(_ unique: Substring, alive: (Int32) -> UInt64?) -> Bool {
+        let f = unique.split(separator: "-", omittingEmptySubsequences: false)
+        guard f.count == 4, let pid = Int32(f[0]), pid > 0, let start = UInt64(f[1]), start > 0 else { return false }
+        return alive(pid) != start
+    }
+
     private func recoverTmp(now: Int64, grace: Int64, into report: inout RecoveryReport) {
         guard let entries = try? FS.listNames(in: tmp) else { report.problems.append("cannot list tmp/"); return }
         let present = Set(entries)
+        var starts: [Int32: UInt64?] = [:]
+        let alive: (Int32) -> UInt64? = { pid in
+            if let known = starts[pid] { return known }
+            let s = FS.processStartTicks(pid)
+            starts[pid] = s
+            return s
+        }
         for entry in entries.sorted(by: { $0.hasSuffix(".w") && !$1.hasSuffix(".w") }) {
             let parts = entry.split(separator: ".", omittingEmptySubsequences: false)
             let kind = parts.count == 3 ? parts[2] : ""
             let itemName = String(parts.first ?? "")
+            // The grace period exists for writers that may still be between creating a file and locking it (or
+            // finishing its metadata); a writer known to be dead gets none.
+            let entryGrace = parts.count == 3 && Spool.writerIsDead(parts[1], alive: alive) ? 0 : grace
             guard let st = try? FS.stat(entry, in: tmp) else { continue } // taken care of already
             switch kind {
             case "w", "p":
@@ -73,7 +92,7 @@ extension Spool {
                 defer { try? fd.close() }
                 guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat(), held.isRegular,
                       let cur = try? FS.stat(entry, in: tmp), cur.sameFile(as: held) else { continue }
-                if now - st.mtimeNanos < grace && held.linkCount < 2 && kind == "w" { continue } // may be unlocked for a moment at creation
+                if now - st.mtimeNanos < entryGrace && held.linkCount < 2 && kind == "w" { continue } // may be unlocked for a moment at creation
                 let markerIsThis = (try? FS.stat(itemName, in: keys))?.sameFile(as: held) ?? false
                 if kind == "w" && markerIsThis {
                     // The marker was linked, so a racing request may have been told "duplicate": finish the enqueue
@@ -97,7 +116,7 @@ extension Spool {
                 report.removedTmp.append(entry)
             default:
                 // Metadata being written (m), a health probe (h), or anything else: no lock; spare young ones.
-                guard now - st.mtimeNanos >= grace else { continue }
+                guard now - st.mtimeNanos >= entryGrace else { continue }
                 if kind == "m", present.contains(String(entry.dropLast(2)) + ".w"), (try? FS.stat(String(entry.dropLast(2)) + ".w", in: tmp)) != nil {
                     continue // its payload is still there (in progress): decided with the payload
                 }

@@ -44,9 +44,10 @@ public final class Spool: Sendable {
     /// Who we are in `claimed_by` (host:pid).
     let identity: String
     private let counter = Atomic<UInt64>(0)
-    /// `<pid>-<random>`, drawn once: with the counter it keeps tmp/ names unique even against leftovers of a dead
-    /// process that had the same pid (no `getpid`/`getrandom` per item).
-    private let tmpSalt = "\(FS.processID)-\(UInt32.random(in: 0...UInt32.max))"
+    /// `<pid>-<start>-<random>`, drawn once: the writer's identity (pid and start time, in clock ticks since boot,
+    /// so `recover` can tell at once whether the writer of a tmp/ file is alive), and with the counter a name
+    /// unique even against leftovers of a dead process that had the same pid (no syscall per item).
+    private let tmpSalt = "\(FS.processID)-\(FS.processStartTicks(FS.processID) ?? 0)-\(UInt32.random(in: 0...UInt32.max))"
     /// False once the file system refused extended attributes: metadata files are then written at enqueue.
     let attributesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())

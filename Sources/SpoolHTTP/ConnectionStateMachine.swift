@@ -84,6 +84,12 @@ struct ConnectionStateMachine {
 
     var hasPending: Bool { !pending.isEmpty }
 
+    /// Method and path for the access log: the request's, or what the parser had read of a head it refused.
+    var requestLine: (method: String, path: String)? {
+        if let head { return (head.method, head.path) }
+        return parser.requestLineSeen
+    }
+
     mutating func takePending() -> [UInt8] {
         defer { pending = [] }
         return pending

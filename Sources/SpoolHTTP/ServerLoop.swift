@@ -337,10 +337,10 @@ final class ServerLoop {
         let now = monotonicNanos()
         let start = c.requestStartMono == 0 ? now : c.requestStartMono
         let wall = c.requestStartWall == 0 ? SystemClock().nowNanos() : c.requestStartWall
-        let head = c.machine.head
-        sink(AccessLogEntry(timeNanos: wall, remote: c.remote, method: head?.method ?? "-", path: head?.path ?? "-",
+        let line = c.machine.requestLine
+        sink(AccessLogEntry(timeNanos: wall, remote: c.remote, method: line?.method ?? "-", path: line?.path ?? "-",
                             status: status, logKey: logKey, durationMilliseconds: Double(now - start) / 1e6,
-                            requestID: head?.requestID))
+                            requestID: c.machine.head?.requestID))
     }
 
     // MARK: Deadlines and shutdown

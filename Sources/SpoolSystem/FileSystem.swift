@@ -118,4 +118,16 @@ public enum FS {
     /// The process's real user id (spool directories must belong to it).
     public static var userID: UInt32 { UInt32(getuid()) }
     public static var processID: Int32 { getpid() }
+
+    /// When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat); nil when there is no
+    /// such process. With the pid it names one process for good: a reused pid has another start time.
+    public static func processStartTicks(_ pid: Int32) -> UInt64? {
+        guard pid > 0, let fd = try? FileDescriptor.open("/proc/\(pid)/stat", [.readOnly]) else { return nil }
+        defer { try? fd.close() }
+        guard let bytes = try? fd.readAll(limit: 4096), let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // Field 22 of the line is the 20th after the command name (fields 1 and 2).
+        guard fields.count > 19 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
+    }
 }

@@ -65,6 +65,12 @@ public struct HTTPParser: Sendable {
         return false
     }
 
+    /// The method and path of the message being parsed once its request line was accepted (also after a later
+    /// error in its head, so a refusal such as a 413 decided from `Content-Length` can be logged with them).
+    public var requestLineSeen: (method: String, path: String)? {
+        method.isEmpty ? nil : (method, path)
+    }
+
     /// True while the head (request line and fields) is still being read.
     public var isReadingHead: Bool {
         switch state {

@@ -450,3 +450,23 @@ extension Result where Failure == any Error {
         do { self = .success(try body()) } catch { self = .failure(error) }
     }
 }
+
+/// tmp/ names carry their writer's pid and start time, so `recover` removes a dead writer's leftovers at once.
+@Suite struct TmpWriterIdentityTests {
+    @Test func deadReusedAndAliveWriters() {
+        #expect(Spool.writerIsDead("123-456-789-5", alive: { _ in nil }), "no such process")
+        #expect(Spool.writerIsDead("123-456-789-5", alive: { _ in 999 }), "the pid was reused by a later process")
+        #expect(!Spool.writerIsDead("123-456-789-5", alive: { $0 == 123 ? 456 : nil }), "the writer is alive")
+        // Names of format 0 (no start time) and anything unreadable cannot tell: the grace period decides.
+        for unknown in ["123-789-5", "0-456-789-5", "x-456-789-5", "123-0-789-5", "", "123-456-789-5-6"] {
+            #expect(!Spool.writerIsDead(Substring(unknown), alive: { _ in nil }), "\(unknown)")
+        }
+    }
+
+    @Test func ourOwnStartTimeIsReadable() {
+        let mine = FS.processStartTicks(FS.processID)
+        #expect(mine != nil && mine! > 0)
+        #expect(FS.processStartTicks(FS.processID) == mine)
+        #expect(FS.processStartTicks(-1) == nil)
+    }
+}
