@@ -57,12 +57,16 @@ def wait_port(port, timeout=10):
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def wrk(port, conns, seconds, dup=0, run_id=""):
+def wrk(port, conns, seconds, dup=0, run_id="", url=None, script=True, headers=()):
+    """wrk against `url` (default: the webhook path on 127.0.0.1:`port`), with unique webhooks (`unique.lua`)
+    unless `script` is False; returns rps, p50/p99 (ms) and the count of non-2xx answers."""
     threads = 1 if conns < 2 else 2
     env = dict(os.environ, DUP_PERCENT=str(dup), RUN_ID=run_id or str(time.time_ns()))
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
-                          os.path.join(HERE, "unique.lua"), f"http://127.0.0.1:{port}/json2video/done"],
-                         env=env, text=True, capture_output=True).stdout
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    for h in headers: cmd += ["-H", h]
+    if script: cmd += ["-s", os.path.join(HERE, "unique.lua")]
+    cmd.append(url or f"http://127.0.0.1:{port}/json2video/done")
+    out = subprocess.run(cmd, env=env, text=True, capture_output=True).stdout
     def lat(p):
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         if not m: return None

@@ -9,9 +9,9 @@ holding 5,000 idle TLS connections (handshake done, nothing sent). Usage:
 
 Needs wrk (built with OpenSSL, as Debian's is), openssl, and caddy (`apt-get install caddy`) for its rows.
 """
-import argparse, os, re, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time
+import argparse, os, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import fresh, free_port, wait_port, rss_kib, HERE
+from run import fresh, free_port, wait_port, rss_kib, wrk as run_wrk
 
 
 def certs(d):
@@ -26,21 +26,9 @@ def certs(d):
 
 
 def wrk(url, conns, seconds, close=False, script=True):
-    threads = 1 if conns < 2 else 2
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency"] + (["-s", os.path.join(HERE, "unique.lua")] if script else []) + [url]
-    if close: cmd[1:1] = ["-H", "Connection: close"]
-    out = subprocess.run(cmd, env=dict(os.environ, RUN_ID=str(time.time_ns())), text=True, capture_output=True).stdout
-    def lat(p):
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m: return None
-        v, u = float(m.group(1)), m.group(2)
-        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    if bad and script: print(f"  warning: {bad.group(1)} non-2xx from {url}", file=sys.stderr)
-    if errors and not close: print(f"  warning: socket errors {errors.group(1)} from {url}", file=sys.stderr)
-    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": lat(50), "p99": lat(99)}
+    w = run_wrk(0, conns, seconds, url=url, script=script, headers=["Connection: close"] if close else [])
+    if w["non2xx"] and script: print(f"  warning: {w['non2xx']} non-2xx from {url}", file=sys.stderr)
+    return {"rps": w["rps"], "p50": w["p50_ms"], "p99": w["p99_ms"]}
 
 
 class Serve:

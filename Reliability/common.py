@@ -1,6 +1,6 @@
 """Shared by the reliability scripts: starting `spool serve`, probing whether loop mounts are allowed, and
 recording checks."""
-import os, subprocess
+import os, socket, subprocess, time
 
 # What failed, in the order it was checked; a script exits 1 when this is not empty.
 failures = []
@@ -34,3 +34,20 @@ def loop_mount_permitted(work):
     subprocess.run(["umount", mnt], capture_output=True)
     os.remove(img)
     return True
+
+
+def free_port():
+    """A free loopback TCP port (bound and released) for a peer that cannot pick its own (Caddy, nginx)."""
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    return p
+
+
+def wait_port(port, timeout=20):
+    """Waits until something accepts connections on 127.0.0.1:`port`."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listening on {port}")

@@ -9,23 +9,11 @@ proxy must not be reachable. Exit 0 when both hold for both proxies; 77 when a p
 
     Reliability/proxies.py [--spool .build/debug/spool]
 """
-import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request, ssl
+import argparse, os, re, shutil, subprocess, sys, tempfile, time, urllib.request, ssl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port, start_serve, wait_port  # noqa: E402
 
 
 def block(lang):
@@ -71,13 +59,11 @@ def main():
         print(f"proxies: SKIPPED, not installed: {', '.join(missing)}"); sys.exit(77)
     work = tempfile.mkdtemp(prefix="proxies-")
     token = os.path.join(work, "token"); open(token, "w").write("tok3n\n"); os.chmod(token, 0o600)
-    spool_port = free_port(); spool_dir = os.path.join(work, "s")
-    serve = subprocess.Popen([a.spool, "--dir", spool_dir, "serve", "--listen", f"127.0.0.1:{spool_port}", "--token-file", token],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spool_dir = os.path.join(work, "s")
+    serve, spool_port = start_serve(a.spool, spool_dir, "--token-file", token)
     procs = [serve]
     failures = []
     try:
-        wait_port(spool_port)
         # Caddy, the recipe with `tls internal` (its own local CA) for localhost.
         cport = free_port(); cdir = os.path.join(work, "caddy"); os.makedirs(cdir)
         conf = block("caddyfile").replace("hooks.example.com {", f"https://localhost:{cport} {{\n    tls internal", 1)

@@ -8,23 +8,11 @@ round restarts serve on the same spool. Exit 1 on any failure.
 
     Reliability/tmpleftovers.py [--rounds 50] [--spool .build/debug/spool]
 """
-import argparse, http.client, os, random, socket, subprocess, sys, tempfile, threading, time
+import argparse, http.client, os, random, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); return
-        except OSError:
-            time.sleep(0.01)
-    raise RuntimeError(f"nothing listening on {port}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import start_serve  # noqa: E402
 
 
 def client(port, tag, stop, acked):
@@ -51,10 +39,7 @@ def main():
     d = os.path.join(tempfile.mkdtemp(prefix="tmpleft-"), "s")
     failures, leftovers_seen, total_acked = 0, 0, 0
     for r in range(a.rounds):
-        port = free_port()
-        serve = subprocess.Popen([a.spool, "--dir", d, "serve", "--listen", f"127.0.0.1:{port}"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(port)
+        serve, port = start_serve(a.spool, d)
         stop, acked = threading.Event(), []
         threads = [threading.Thread(target=client, args=(port, f"r{r}t{t}", stop, acked)) for t in range(16)]
         for t in threads: t.start()

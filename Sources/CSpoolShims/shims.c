@@ -62,49 +62,34 @@ int spool_inotify_init(void) { return inotify_init1(IN_CLOEXEC | IN_NONBLOCK); }
 int spool_inotify_add_watch(int fd, const char *path, uint32_t mask) { return inotify_add_watch(fd, path, mask); }
 const uint32_t SPOOL_IN_MOVED_TO = IN_MOVED_TO, SPOOL_IN_CREATE = IN_CREATE, SPOOL_IN_ATTRIB = IN_ATTRIB;
 
-static volatile int termination_fd = -1;
-static void on_termination(int sig) {
-    (void)sig;
+/// Each signal we turn into a readable descriptor writes to its own eventfd (-1: none).
+static volatile int signal_fds[65] = { [0 ... 64] = -1 };
+static void on_signal(int sig) {
     int saved = errno;
     uint64_t one = 1;
-    if (termination_fd >= 0) { ssize_t r = write(termination_fd, &one, sizeof one); (void)r; }
+    int fd = (sig > 0 && sig < 65) ? signal_fds[sig] : -1;
+    if (fd >= 0) { ssize_t r = write(fd, &one, sizeof one); (void)r; }
     errno = saved;
 }
-int spool_install_termination_pipe(int fd) {
-    termination_fd = fd;
+/// Makes `sig` write to `fd` instead of its default action, and unblocks it in the calling thread (a parent may
+/// have started us with it blocked: posix_spawn inherits the mask).
+static int deliver_to(int sig, int fd) {
+    signal_fds[sig] = fd;
     struct sigaction sa;
-    sa.sa_handler = on_termination;
+    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGTERM, &sa, NULL) != 0) return -1;
-    if (sigaction(SIGINT, &sa, NULL) != 0) return -1;
+    if (sigaction(sig, &sa, NULL) != 0) return -1;
+    sigset_t set; sigemptyset(&set); sigaddset(&set, sig);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL) == 0 ? 0 : -1;
+}
+int spool_install_termination_pipe(int fd) {
+    if (deliver_to(SIGTERM, fd) != 0 || deliver_to(SIGINT, fd) != 0) return -1;
     signal(SIGPIPE, SIG_IGN);
-    // A parent may have started us with these blocked (posix_spawn inherits the mask): unblock them.
-    sigset_t set; sigemptyset(&set); sigaddset(&set, SIGTERM); sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return 0;
 }
 void spool_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
-
-static volatile int hangup_fd = -1;
-static void on_hangup(int sig) {
-    (void)sig;
-    int saved = errno;
-    uint64_t one = 1;
-    if (hangup_fd >= 0) { ssize_t r = write(hangup_fd, &one, sizeof one); (void)r; }
-    errno = saved;
-}
-int spool_install_hangup_pipe(int fd) {
-    hangup_fd = fd;
-    struct sigaction sa;
-    sa.sa_handler = on_hangup;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGHUP, &sa, NULL) != 0) return -1;
-    sigset_t set; sigemptyset(&set); sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    return 0;
-}
+int spool_install_hangup_pipe(int fd) { return deliver_to(SIGHUP, fd); }
 
 int spool_exited_nowait(int pid) {
     siginfo_t info;

@@ -13,18 +13,7 @@ import SpoolTestSupport
 @Suite(.serialized, .enabled(if: natsAvailable, "nats-server is not installed (apt-get install nats-server): JetStream tests SKIPPED"))
 struct JetStreamLiveTests {
     func publisher(_ server: NATSServerProcess, subject: String, stream: String, log: LogLines, timeout: Int64 = 5_000_000_000) throws -> (NATSConnection, JetStreamPublisher) {
-        var o = NATSConnectionOptions(endpoint: server.endpoint)
-        o.reconnectMinNanos = 20_000_000
-        o.reconnectMaxNanos = 200_000_000
-        o.connectTimeoutNanos = 1_000_000_000
-        let c = try NATSConnection(options: o, log: log.log)
-        var js = JetStreamConfiguration(subject: subject)
-        js.stream = stream
-        js.createStream = true
-        js.timeoutNanos = timeout
-        let p = try JetStreamPublisher(connection: c, configuration: js)
-        c.start()
-        return (c, p)
+        try startedPublisher(endpoint: server.endpoint, tls: server.clientTLS, subject: subject, stream: stream, log: log, timeout: timeout)
     }
 
     func consumer(_ spool: Spool, _ p: JetStreamPublisher, mode: ConsumerMode, concurrency: Int, log: LogLines) throws -> Consumer {

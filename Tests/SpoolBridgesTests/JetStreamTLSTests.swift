@@ -30,19 +30,8 @@ struct JetStreamTLSTests {
 
     func publisher(_ server: NATSServerProcess, url: String, tls: TLSClientProfile?, subject: String, stream: String,
                    log: LogLines) throws -> (NATSConnection, JetStreamPublisher) {
-        var o = NATSConnectionOptions(endpoint: try Endpoint.nats(url))
-        o.tls = tls
-        o.reconnectMinNanos = 20_000_000
-        o.reconnectMaxNanos = 200_000_000
-        o.connectTimeoutNanos = 2_000_000_000
-        let c = try NATSConnection(options: o, log: log.log)
-        var js = JetStreamConfiguration(subject: subject)
-        js.stream = stream
-        js.createStream = true
-        js.timeoutNanos = 2_000_000_000
-        let p = try JetStreamPublisher(connection: c, configuration: js)
-        c.start()
-        return (c, p)
+        try startedPublisher(endpoint: try Endpoint.nats(url), tls: tls, subject: subject, stream: stream, log: log,
+                             timeout: 2_000_000_000, connectTimeout: 2_000_000_000)
     }
 
     @Test func tlsURLWithClientCertificateSurvivesARestartAndStoresEachKeyOnce() throws {

@@ -93,6 +93,24 @@ func connectedClient(_ server: NATSServerProcess, log: @escaping @Sendable (Stri
     return c
 }
 
+/// A started connection (fast reconnects for tests) and a publisher to `subject` that creates `stream`.
+func startedPublisher(endpoint: Endpoint, tls: TLSClientProfile?, subject: String, stream: String, log: LogLines,
+                      timeout: Int64 = 5_000_000_000, connectTimeout: Int64 = 1_000_000_000) throws -> (NATSConnection, JetStreamPublisher) {
+    var o = NATSConnectionOptions(endpoint: endpoint)
+    o.tls = tls
+    o.reconnectMinNanos = 20_000_000
+    o.reconnectMaxNanos = 200_000_000
+    o.connectTimeoutNanos = connectTimeout
+    let c = try NATSConnection(options: o, log: log.log)
+    var js = JetStreamConfiguration(subject: subject)
+    js.stream = stream
+    js.createStream = true
+    js.timeoutNanos = timeout
+    let p = try JetStreamPublisher(connection: c, configuration: js)
+    c.start()
+    return (c, p)
+}
+
 /// Messages in `stream`, asked with our own client (`$JS.API.STREAM.INFO`, state.messages).
 func streamCount(_ server: NATSServerProcess, _ stream: String) throws -> Int64 {
     let c = try connectedClient(server)

@@ -28,6 +28,8 @@ final class Server: @unchecked Sendable {
     }
 
     var url: String { "http://127.0.0.1:\(port)" }
+    /// With `--tls-cert`: the name the test certificates are issued for.
+    var httpsURL: String { "https://localhost:\(port)" }
 
     func stop() -> ProcessResult {
         child.signal(SIGTERM)

@@ -5,33 +5,8 @@ import Testing
 
 /// `spool serve` with `--tls-cert`: a real process, certificates made by the openssl CLI, and independent
 /// clients (curl, Python's ssl module, openssl s_client).
-final class HTTPSServer: @unchecked Sendable {
-    // @unchecked: every stored property is immutable after init.
-    let child: Child
-    let port: UInt16
-    let dir: String
-
-    init(dir: String, cert: String, key: String, extra: [String] = [], env: [String: String] = [:]) throws {
-        self.dir = dir
-        let c = try Child(spoolBin, ["--dir", dir, "serve", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key] + extra, env: env)
-        var found: UInt16? = nil
-        _ = c.waitFor(timeout: 20) {
-            if let r = c.stdout.range(of: "listening on https://127.0.0.1:"), let end = c.stdout[r.upperBound...].firstIndex(of: " ") {
-                found = UInt16(c.stdout[r.upperBound..<end])
-            }
-            return found != nil
-        }
-        child = c
-        guard let found else { c.signal(SIGKILL); throw TestCertificates.ToolFailure(description: "no https banner: \(c.stdout) \(c.stderr)") }
-        port = found
-    }
-
-    var url: String { "https://localhost:\(port)" }
-
-    func stop() -> ProcessResult {
-        child.signal(SIGTERM)
-        return child.wait(timeout: 20)
-    }
+func httpsServer(dir: String, cert: String, key: String, extra: [String] = [], env: [String: String] = [:]) throws -> Server {
+    try Server(dir: dir, extra: ["--tls-cert", cert, "--tls-key", key] + extra, env: env)
 }
 
 /// The serial number of the certificate a new TLS connection to `port` is shown.
@@ -49,12 +24,13 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         let tokenFile = dir + ".token"
         try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         chmod(tokenFile, 0o600)
-        let server = try HTTPSServer(dir: dir, cert: certs.serverChain.certificate, key: certs.serverChain.key, extra: ["--token-file", tokenFile])
-        let u = server.url + "/json2video/done?token=s3cret"
+        let server = try httpsServer(dir: dir, cert: certs.serverChain.certificate, key: certs.serverChain.key, extra: ["--token-file", tokenFile])
+        #expect(server.child.stdout == "listening on https://127.0.0.1:\(server.port) spool \(dir)\n", "\(server.child.stdout)")
+        let u = server.httpsURL + "/json2video/done?token=s3cret"
         let post = ["--cacert", certs.caCertificate, "-H", "Content-Type: application/json", "--data-binary", "@" + fixtures + "envelope-done.json"]
         #expect(try curl(post + [u]).stdout == #"{"status":"accepted","key":"WAEE8PohgVwv2teP"}"#)
         #expect(try curl(post + [u]).stdout == #"{"status":"duplicate","key":"WAEE8PohgVwv2teP"}"#)
-        let noToken = try curl(["-o", "/dev/null", "-w", "%{http_code}"] + post + [server.url + "/json2video/done"])
+        let noToken = try curl(["-o", "/dev/null", "-w", "%{http_code}"] + post + [server.httpsURL + "/json2video/done"])
         #expect(noToken.stdout == "401")
         // By IP address too (the certificate has IP:127.0.0.1), keep-alive over TLS: two requests, one connection.
         let two = try curl(["-v", "--cacert", certs.caCertificate, "https://127.0.0.1:\(server.port)/healthz", "https://127.0.0.1:\(server.port)/metrics?token=s3cret"])
@@ -93,7 +69,7 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         try FileManager.default.copyItem(atPath: certs.server.certificate, toPath: cert)
         try FileManager.default.copyItem(atPath: certs.server.key, toPath: key)
         chmod(key, 0o600)
-        let server = try HTTPSServer(dir: work + "/s", cert: cert, key: key)
+        let server = try httpsServer(dir: work + "/s", cert: cert, key: key)
         let first = try TestCertificates.serial(of: certs.server.certificate)
         let second = try TestCertificates.serial(of: certs.serverReissued.certificate)
         #expect(first != second)
@@ -114,7 +90,7 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         server.child.signal(SIGHUP)
         #expect(waitUntil(timeout: 10) { server.child.stderr.contains("error: TLS reload failed") }, "\(server.child.stderr)")
         #expect(try servedSerial(port: server.port, ca: certs.caCertificate) == second)
-        let r = try curl(["--cacert", certs.caCertificate, "--data-binary", #"{"project":"after-reload"}"#, server.url + "/json2video/done"])
+        let r = try curl(["--cacert", certs.caCertificate, "--data-binary", #"{"project":"after-reload"}"#, server.httpsURL + "/json2video/done"])
         #expect(r.stdout == #"{"status":"accepted","key":"after-reload"}"#)
         #expect(server.stop().status == 0)
     }
@@ -125,7 +101,7 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         lim.rlim_cur = lim.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
         let certs = try TestCertificates.shared()
-        let server = try HTTPSServer(dir: makeTempDir() + "/s", cert: certs.server.certificate, key: certs.server.key)
+        let server = try httpsServer(dir: makeTempDir() + "/s", cert: certs.server.certificate, key: certs.server.key)
         // 1,000 connections that open TCP and never start the handshake, and 100 that stop inside a ClientHello.
         var stalled: [FileDescriptor] = []
         defer { for fd in stalled { try? fd.close() } }
@@ -137,12 +113,12 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         var worst = 0.0
         for i in 0..<3 {
             let t0 = Date()
-            let r = try curl(["--cacert", certs.caCertificate, "--data-binary", "{\"project\":\"n\(i)\"}", server.url + "/json2video/done"])
+            let r = try curl(["--cacert", certs.caCertificate, "--data-binary", "{\"project\":\"n\(i)\"}", server.httpsURL + "/json2video/done"])
             worst = max(worst, Date().timeIntervalSince(t0))
             #expect(r.stdout == "{\"status\":\"accepted\",\"key\":\"n\(i)\"}")
         }
         #expect(worst < 1.0, "an HTTPS webhook took \(worst)s next to 1,100 stalled handshakes")
-        let metrics = try curl(["--cacert", certs.caCertificate, server.url + "/metrics"]).stdout
+        let metrics = try curl(["--cacert", certs.caCertificate, server.httpsURL + "/metrics"]).stdout
         let open = metrics.split(separator: "\n").first { $0.hasPrefix("spool_open_connections ") }.flatMap { Int($0.split(separator: " ")[1]) }
         #expect((open ?? 0) >= 1100, "the stalled connections are held, not refused: \(open ?? -1)")
         #expect(server.stop().status == 0)
