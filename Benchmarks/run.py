@@ -18,12 +18,11 @@ ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, ".out")
 
 
+sys.path.insert(0, os.path.join(ROOT, "Reliability"))
+from common import free_port, wait_port  # noqa: E402  (one copy, shared with the reliability scripts)
+
 def sh(cmd, **kw):
     return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, text=True, capture_output=True, **kw).stdout
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
 _fresh_count = [0]
@@ -45,16 +44,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def wrk(port, conns, seconds, dup=0, run_id="", url=None, script=True, headers=()):
