@@ -214,8 +214,8 @@ import SpoolTestSupport
         // A marker lost (for example by hand): the item gets it back.
         try FileManager.default.removeItem(atPath: root + "/keys/B")
         // A write that died before linking its marker.
-        FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.w", contents: Data([3]))
-        FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.m", contents: Data([3]))
+        _ = FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.w", contents: Data([3]))
+        _ = FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.m", contents: Data([3]))
         let r = s.recover(tmpGraceNanos: 0)
         #expect(r.removedOrphanMarkers == ["A"])
         #expect(r.relinkedMarkers == ["B"])
@@ -266,10 +266,10 @@ import SpoolTestSupport
         let root = makeTempDir() + "/s"
         let s = try Spool(path: root)
         let t = root + "/tmp/M.9-9-9"
-        FileManager.default.createFile(atPath: t + ".w", contents: Data("body".utf8))
+        _ = FileManager.default.createFile(atPath: t + ".w", contents: Data("body".utf8))
         var meta = ItemMeta(key: "M", receivedAtNanos: 1, size: 4, headers: [("content-type", "text/plain")])
         meta.attempts = 0
-        FileManager.default.createFile(atPath: t + ".m", contents: Data(meta.json.utf8))
+        _ = FileManager.default.createFile(atPath: t + ".m", contents: Data(meta.json.utf8))
         try FS.link(t + ".w", in: .cwd, to: root + "/keys/M", in: .cwd)
         #expect(try s.enqueue(key: SpoolKey("M"), payload: [0]) == .duplicate)
         let r = s.recover(tmpGraceNanos: 0)

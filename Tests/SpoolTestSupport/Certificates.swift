@@ -113,7 +113,7 @@ public struct TestCertificates: Sendable {
         try openssl(["req", "-x509", "-config", parent + "/req.cnf", "-extensions", "v3_ca",
                      "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                      "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem", "-days", "3650", "-subj", "/CN=\(name)"])
-        FileManager.default.createFile(atPath: dir + "/index.txt", contents: Data())  // empty: no blank line
+        _ = FileManager.default.createFile(atPath: dir + "/index.txt", contents: Data())  // empty: no blank line
         // A random starting serial: certificates of different test runs never share one.
         try write(dir + "/serial", String(format: "%016llX", UInt64.random(in: 1 << 60 ..< 1 << 62)))
         try write(dir + "/ca.cnf", """
