@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
@@ -136,13 +137,85 @@ static int spawn_child(int *pid, const char *path, char *const argv[], char *con
     return rc;
 }
 
+/// Closes every descriptor from `from` up (close_range on Linux 5.9+, else one by one). Async-signal-safe.
+static void close_from(int from) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0) return;
+#endif
+    for (int fd = from; fd < 65536; fd++) close(fd);
+}
+
+static void on_parent_death(int sig) {
+    (void)sig;
+    kill(0, SIGKILL);  // the whole group: the handler, its children, and this guard
+}
+
+/// A handler must not outlive its consumer, however the consumer dies (SIGKILL, the OOM killer), or it keeps
+/// its item's claim hostage and nobody enforces its time limit. So the handler runs under a guard: a fork of
+/// ours that leads a new process group, asks the kernel for a signal when the thread that forked it dies
+/// (PR_SET_PDEATHSIG), and on that signal kills its whole group. It then forks `/bin/sh -c cmd` into the group,
+/// waits for it, and exits the way the handler did, so the consumer sees the handler's status on the guard's
+/// pid. Between fork and exec only async-signal-safe calls are made (everything is prepared before the fork);
+/// the guard closes every inherited descriptor first, so it never holds another item's lock.
 int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]) {
-    // Only what spool itself handles goes back to default: a disposition spool inherited (SIGHUP ignored under
-    // nohup, say) is the handler's too.
-    sigset_t def; sigemptyset(&def);
-    sigaddset(&def, SIGPIPE); sigaddset(&def, SIGTERM); sigaddset(&def, SIGINT);
     char *const argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
-    return spawn_child(pid, "/bin/sh", argv, envp, NULL, in_fd, out_fd, err_fd, &def, 1);
+    pid_t parent = getpid();
+    pid_t g = fork();
+    if (g < 0) return errno;
+    if (g > 0) {
+        // Also set the group from here, so a signal to the group right after we return cannot miss it.
+        setpgid(g, g);
+        *pid = (int)g;
+        return 0;
+    }
+    // The guard.
+    setpgid(0, 0);
+    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) _exit(127);
+    close_from(3);
+    struct sigaction sa;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sa.sa_handler = on_parent_death;
+    sigaction(SIGUSR1, &sa, NULL);
+    // The consumer stops a handler with SIGTERM (then SIGKILL) to the group: the guard stays to report how it ended.
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    struct sigaction inherited_hup;
+    sigaction(SIGHUP, &sa, &inherited_hup);
+    sigset_t none; sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGUSR1) != 0) _exit(127);
+    if (getppid() != parent) kill(0, SIGKILL);  // the consumer died before the request took effect
+    pid_t h = fork();
+    if (h < 0) _exit(127);
+    if (h == 0) {
+        // The handler: default dispositions for what the guard changed and for what spool handles itself (a
+        // disposition spool inherited, SIGHUP ignored under nohup say, was inherited by us and stays).
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGUSR1, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGPIPE, &sa, NULL);
+        sigaction(SIGHUP, &inherited_hup, NULL);
+        prctl(PR_SET_PDEATHSIG, 0);
+        execve("/bin/sh", argv, envp);
+        _exit(127);
+    }
+    // The guard keeps no end of the handler's pipes: its output ends when the handler's does.
+    close(0); close(1); close(2);
+    int status = 0;
+    while (waitpid(h, &status, 0) < 0) {
+        if (errno != EINTR) _exit(127);
+    }
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        sa.sa_handler = SIG_DFL;
+        sigaction(sig, &sa, NULL);
+        kill(getpid(), sig);
+        _exit(128 + sig);
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
 int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,

@@ -170,6 +170,36 @@ import SpoolSystem
         #expect(b.stderr.contains("requeued"))
     }
 
+    /// PIDs of processes whose command line is exactly `sleep SECONDS` (the tests use unusual durations).
+    func sleepers(_ seconds: String) -> [Int32] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return pids.compactMap { Int32($0) }.filter { pid in
+            guard let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return cmd == Data("sleep\u{0}\(seconds)\u{0}".utf8)
+        }
+    }
+
+    /// A consumer killed alone with SIGKILL (not its process group, as the OOM killer does) takes its handler and
+    /// everything the handler started with it, so a peer finishes the item at once (issue 17.1).
+    @Test(arguments: [("31.25", "exec sleep 31.25"), ("32.25", "sleep 32.25 & sleep 32.25")])
+    func aConsumerKilledAloneTakesItsHandlersWithIt(_ seconds: String, _ firstAttempt: String) throws {
+        let dir = makeTempDir() + "/s"
+        _ = try run(testkitBin, ["enqueue", dir, "hostage"])
+        let handler = "if [ \"$SPOOL_ATTEMPT\" = 1 ]; then \(firstAttempt); fi; exit 0"
+        let a = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
+        #expect(waitUntil(timeout: 20) { !sleepers(seconds).isEmpty && entries(dir + "/claimed") == ["hostage"] })
+        let b = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler])
+        defer { b.signal(SIGKILL); _ = b.wait(timeout: 10) }
+        _ = waitUntil(timeout: 1) { false }  // the peer is up and watching
+        let t0 = Date()
+        a.signal(SIGKILL)
+        a.wait()
+        #expect(waitUntil(timeout: 5) { entries(dir + "/done") == ["hostage"] }, "\(b.stderr)")
+        #expect(Date().timeIntervalSince(t0) < 5)
+        #expect(try meta(dir, "hostage")["attempts"]?.intValue == 2)
+        #expect(waitUntil(timeout: 2) { sleepers(seconds).isEmpty }, "left running: \(sleepers(seconds))")
+    }
+
     @Test func sigtermLetsTheRunningHandlerFinish() throws {
         let dir = makeTempDir() + "/s"
         _ = try run(testkitBin, ["enqueue", dir, "graceful"])
