@@ -145,77 +145,73 @@ static void close_from(int from) {
     for (int fd = from; fd < 65536; fd++) close(fd);
 }
 
-static void on_parent_death(int sig) {
-    (void)sig;
-    kill(0, SIGKILL);  // the whole group: the handler, its children, and this guard
-}
+/// The guard that runs each handler (see spool_spawn_shell): a tiny `sh` script, so that it costs one exec of
+/// `/bin/sh` and one fork of that small shell, not a fork of the consumer. USR1 is its parent-death signal: the
+/// whole process group goes. TERM, INT and HUP (what the consumer's timeout and a terminal send to the group)
+/// leave it alone, so it stays to report how the handler ended, as its own exit: the same status, or the same
+/// signal raised on itself. The handler runs in a subshell with those signals back to default and its standard
+/// input the payload (saved on fd 3 first: an asynchronous command's own stdin is /dev/null before any
+/// redirection), no descriptor beyond 0-2, and the command's
+/// text in no variable and no positional parameter, as with `sh -c`.
+static const char guard_script[] =
+    "trap 'kill -KILL 0' USR1\n"
+    "trap '' TERM INT HUP\n"
+    "__spool_cmd=$1; shift\n"
+    "exec 3<&0\n"
+    "(trap - TERM INT HUP; eval \"unset __spool_cmd; $__spool_cmd\") <&3 3<&- &\n"
+    "exec 0</dev/null 1>/dev/null 2>&1 3<&-\n"
+    "wait $!\n"
+    "s=$?\n"
+    "if [ $s -gt 128 ] && sig=$(kill -l $s 2>/dev/null); then trap - TERM INT HUP; kill -s \"$sig\" $$; fi\n"
+    "exit $s\n";
 
 /// A handler must not outlive its consumer, however the consumer dies (SIGKILL, the OOM killer), or it keeps
-/// its item's claim hostage and nobody enforces its time limit. So the handler runs under a guard: a fork of
-/// ours that leads a new process group, asks the kernel for a signal when the thread that forked it dies
-/// (PR_SET_PDEATHSIG), and on that signal kills its whole group. It then forks `/bin/sh -c cmd` into the group,
-/// waits for it, and exits the way the handler did, so the consumer sees the handler's status on the guard's
-/// pid. Between fork and exec only async-signal-safe calls are made (everything is prepared before the fork);
-/// the guard closes every inherited descriptor first, so it never holds another item's lock.
+/// its item's claim hostage and nobody enforces its time limit. So the handler runs under a guard (the script
+/// above) that leads a new process group and was asked, before its exec, to get USR1 when the thread that
+/// started it dies (PR_SET_PDEATHSIG, which survives execve); its trap then kills the whole group. The child is
+/// made with vfork, as posix_spawn does: all signals blocked around it, and only async-signal-safe calls in it.
 int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]) {
-    char *const argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+    char *const argv[] = { "/bin/sh", "-c", (char *)guard_script, "/bin/sh", (char *)cmd, NULL };
     pid_t parent = getpid();
-    pid_t g = fork();
-    if (g < 0) return errno;
-    if (g > 0) {
-        // Also set the group from here, so a signal to the group right after we return cannot miss it.
-        setpgid(g, g);
-        *pid = (int)g;
-        return 0;
-    }
-    // The guard.
-    setpgid(0, 0);
-    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) _exit(127);
-    close_from(3);
-    struct sigaction sa;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    sa.sa_handler = on_parent_death;
-    sigaction(SIGUSR1, &sa, NULL);
-    // The consumer stops a handler with SIGTERM (then SIGKILL) to the group: the guard stays to report how it ended.
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    struct sigaction inherited_hup;
-    sigaction(SIGHUP, &sa, &inherited_hup);
-    sigset_t none; sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (prctl(PR_SET_PDEATHSIG, SIGUSR1) != 0) _exit(127);
-    if (getppid() != parent) kill(0, SIGKILL);  // the consumer died before the request took effect
-    pid_t h = fork();
-    if (h < 0) _exit(127);
-    if (h == 0) {
-        // The handler: default dispositions for what the guard changed and for what spool handles itself (a
-        // disposition spool inherited, SIGHUP ignored under nohup say, was inherited by us and stays).
-        sa.sa_handler = SIG_DFL;
-        sigaction(SIGUSR1, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGPIPE, &sa, NULL);
-        sigaction(SIGHUP, &inherited_hup, NULL);
-        prctl(PR_SET_PDEATHSIG, 0);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    volatile int child_errno = 0;
+    pid_t g = vfork();
+    if (g == 0) {
+        // Handlers of ours mean nothing after exec and must not run in this child (it shares our memory): back
+        // to default. Dispositions spool inherited as "ignore" (SIGHUP under nohup) stay, except what spool
+        // handles itself.
+        struct sigaction sa, cur;
+        for (int sig = 1; sig < 65; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP) continue;
+            if (sigaction(sig, NULL, &cur) != 0) continue;
+            int mine = sig == SIGPIPE || sig == SIGTERM || sig == SIGINT;
+            if (cur.sa_handler != SIG_DFL && (cur.sa_handler != SIG_IGN || mine)) {
+                sigemptyset(&sa.sa_mask); sa.sa_flags = 0; sa.sa_handler = SIG_DFL;
+                sigaction(sig, &sa, NULL);
+            }
+        }
+        if (setpgid(0, 0) != 0 || dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) { child_errno = errno; _exit(127); }
+        close_from(3);
+        if (prctl(PR_SET_PDEATHSIG, SIGUSR1) != 0) { child_errno = errno; _exit(127); }
+        if (getppid() != parent) _exit(127);  // the consumer died before the request took effect
+        sigset_t none; sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execve("/bin/sh", argv, envp);
+        child_errno = errno;
         _exit(127);
     }
-    // The guard keeps no end of the handler's pipes: its output ends when the handler's does.
-    close(0); close(1); close(2);
-    int status = 0;
-    while (waitpid(h, &status, 0) < 0) {
-        if (errno != EINTR) _exit(127);
+    int e = g < 0 ? errno : child_errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (g < 0) return e;
+    if (e != 0) {
+        int status;
+        waitpid(g, &status, 0);
+        return e;
     }
-    if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        sa.sa_handler = SIG_DFL;
-        sigaction(sig, &sa, NULL);
-        kill(getpid(), sig);
-        _exit(128 + sig);
-    }
-    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+    *pid = (int)g;
+    return 0;
 }
 
 int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
