@@ -60,3 +60,12 @@ extension BridgeError.Kind {
         }
     }
 }
+
+extension BridgeError {
+    /// The server refused our credentials (NATS `-ERR 'Authorization Violation'`, or an authentication timeout):
+    /// trying that server again at once cannot help.
+    var isAuthorizationFailure: Bool {
+        kind == .connect && (message.contains("Authorization Violation") || message.contains("Authentication Timeout")
+                             || message.contains("authentication"))
+    }
+}

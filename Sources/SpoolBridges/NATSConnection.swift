@@ -5,7 +5,14 @@ import SpoolWire
 
 /// Where and how to connect, and the time limits of the connection itself.
 public struct NATSConnectionOptions: Sendable {
-    public var endpoint: Endpoint
+    /// The servers to try, in random order (`--nats URL,URL,...`); more are learnt from INFO when `discover`.
+    public var servers: [Endpoint]
+    /// The first server given (for single-server callers and tests).
+    public var endpoint: Endpoint { servers[0] }
+    /// Add the servers a connected server announces in INFO `connect_urls` (its cluster peers).
+    public var discover = true
+    /// How long a server that refused our credentials is left alone (it is not hammered).
+    public var authRejectionPauseNanos: Int64 = 30_000_000_000
     public var credentials = NATSCommand.ConnectOptions()
     /// TCP connect plus INFO/CONNECT/PONG handshake.
     public var connectTimeoutNanos: Int64 = 5_000_000_000
@@ -21,7 +28,13 @@ public struct NATSConnectionOptions: Sendable {
     /// says `tls_required`); nil: the system's roots, no client certificate.
     public var tls: TLSClientProfile?
 
-    public init(endpoint: Endpoint) { self.endpoint = endpoint }
+    public init(endpoint: Endpoint) { self.servers = [endpoint] }
+
+    /// At least one server; the list is shuffled here, so that many clients spread over a cluster.
+    public init(servers: [Endpoint]) {
+        precondition(!servers.isEmpty, "NATSConnectionOptions needs at least one server")
+        self.servers = servers.shuffled()
+    }
 }
 
 /// One client connection to a NATS server, shared by all publisher threads of a process. A reader thread owns
@@ -31,7 +44,7 @@ public final class NATSConnection: Sendable {
     public let options: NATSConnectionOptions
     let log: @Sendable (String) -> Void
     let inboxPrefix: String
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let writeLock = Mutex(())
     private let stopWake: Wakeup
 
@@ -50,16 +63,30 @@ public final class NATSConnection: Sendable {
         var reconnectAt: Int64 = 0
         /// Threads waiting for a connection (or for `close`); each is signalled once the state changes.
         var connectWaiters: [UInt64: Wakeup] = [:]
+        /// The server pool: the given servers, then discovered ones; `next` is the one to try next.
+        var pool: [Endpoint] = []
+        var next = 0
+        /// The server connected or being tried (for log lines and errors).
+        var current: Endpoint
+        /// Servers that refused our credentials, and until when they are left alone.
+        var authRejectedUntil: [String: Int64] = [:]
     }
 
     public init(options: NATSConnectionOptions, log: @escaping @Sendable (String) -> Void) throws {
         self.options = options
         self.log = log
         self.stopWake = try Wakeup()
+        var initial = State(current: options.servers[0])
+        initial.pool = options.servers
+        self.state = Mutex(initial)
         inboxPrefix = "_INBOX." + String(UInt64.random(in: 0...UInt64.max), radix: 36) + String(UInt64.random(in: 0...UInt64.max), radix: 36) + "."
     }
 
-    var url: String { options.endpoint.natsURL }
+    /// The server connected or being tried.
+    var url: String { state.withLock { $0.current.natsURL } }
+
+    /// The servers known now (given and discovered), for tests and logs.
+    public var knownServers: [String] { state.withLock { $0.pool.map(\.natsURL) } }
 
     /// Starts the reader thread, which connects and keeps reconnecting until `close()`.
     public func start() {
@@ -185,17 +212,30 @@ public final class NATSConnection: Sendable {
         while !state.withLock({ $0.closed }) {
             let stream: any ByteStream, info: NATSServerInfo
             var parser = NATSParser()
-            do throws(BridgeError) { (stream, info) = try handshake(&parser) } catch {
+            let (server, wrapped) = nextServer()
+            do throws(BridgeError) { (stream, info) = try handshake(server, &parser) } catch {
                 state.withLock { $0.lastError = error.message }
-                if failuresInARow == 0 { log("nats: cannot connect to \(url): \(error.message); retrying") }
+                if failuresInARow == 0 { log("nats: cannot connect to \(server.natsURL): \(error.message); retrying") }
+                if error.isAuthorizationFailure {
+                    log("nats: \(server.natsURL) refused our credentials; leaving it alone for \(options.authRejectionPauseNanos / 1_000_000_000)s")
+                    state.withLock { $0.authRejectedUntil[server.natsURL] = monotonicNanos() + options.authRejectionPauseNanos }
+                }
                 failuresInARow += 1
-                let jittered = delay / 2 + Int64.random(in: 0...max(1, delay / 2))
-                state.withLock { $0.reconnectAt = monotonicNanos() + jittered }
-                _ = try? pollReadable([stopWake.fd], timeoutMillis: Int32(clamping: jittered / 1_000_000))
-                state.withLock { $0.reconnectAt = 0 }
-                delay = min(delay * 2, options.reconnectMaxNanos)
+                // Every server of the pool was tried once: wait out the backoff before the next round; when
+                // every one of them refused our credentials, until the first of them may be asked again.
+                if wrapped || state.withLock({ $0.pool.count }) == 1 {
+                    var jittered = delay / 2 + Int64.random(in: 0...max(1, delay / 2))
+                    let now = monotonicNanos()
+                    let refusals = state.withLock { st in st.pool.map { st.authRejectedUntil[$0.natsURL] ?? 0 } }
+                    if let first = refusals.min(), first > now { jittered = max(jittered, first - now) }
+                    state.withLock { $0.reconnectAt = monotonicNanos() + jittered }
+                    _ = try? pollReadable([stopWake.fd], timeoutMillis: Int32(clamping: jittered / 1_000_000))
+                    state.withLock { $0.reconnectAt = 0 }
+                    delay = min(delay * 2, options.reconnectMaxNanos)
+                }
                 continue
             }
+            if options.discover { learnServers(info.connectURLs, secure: server.secure) }
             let closedMeanwhile = state.withLock { st -> Bool in
                 st.connecting = nil
                 if st.closed { return true }
@@ -228,10 +268,47 @@ public final class NATSConnection: Sendable {
         for w in waiters { w.fulfill(.failure(BridgeError(.connectionLost, "connection to \(url) lost before the reply: \(reason)"))) }
     }
 
+    /// The next server to try, round-robin over the pool, passing over servers that refused our credentials
+    /// lately (unless every one did); `wrapped` is true when this choice starts a new round of the pool.
+    private func nextServer() -> (Endpoint, wrapped: Bool) {
+        state.withLock { st in
+            let now = monotonicNanos()
+            var wrapped = false
+            for _ in 0..<st.pool.count {
+                if st.next >= st.pool.count { st.next = 0 }
+                let candidate = st.pool[st.next]
+                st.next += 1
+                if st.next >= st.pool.count { wrapped = true }
+                if let until = st.authRejectedUntil[candidate.natsURL], until > now { continue }
+                st.current = candidate
+                return (candidate, wrapped)
+            }
+            // Every server refused us lately: try the next anyway, at the slow pace of a full round.
+            if st.next >= st.pool.count { st.next = 0 }
+            st.current = st.pool[st.next]
+            st.next += 1
+            return (st.current, true)
+        }
+    }
+
+    /// Adds the servers a connected server announced (its cluster), with the scheme of the one that told us.
+    private func learnServers(_ urls: [String], secure: Bool) {
+        var added: [String] = []
+        state.withLock { st in
+            for u in urls {
+                guard let ep = try? Endpoint.nats((secure ? "tls://" : "nats://") + u),
+                      !st.pool.contains(where: { $0.host == ep.host && $0.port == ep.port }), st.pool.count < 64 else { continue }
+                st.pool.append(ep)
+                added.append(ep.natsURL)
+            }
+        }
+        if !added.isEmpty { log("nats: learnt \(added.joined(separator: ", ")) from the cluster") }
+    }
+
     /// TCP connect, INFO, CONNECT + PING, PONG, SUB on our inbox: all within the connect timeout.
-    private func handshake(_ parser: inout NATSParser) throws(BridgeError) -> (any ByteStream, NATSServerInfo) {
+    private func handshake(_ server: Endpoint, _ parser: inout NATSParser) throws(BridgeError) -> (any ByteStream, NATSServerInfo) {
         let deadline = monotonicNanos() + options.connectTimeoutNanos
-        var stream = try BridgeConnect.stream(to: options.endpoint, deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
+        var stream = try BridgeConnect.stream(to: server, deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
         let closed = state.withLock { st -> Bool in
             if !st.closed { st.connecting = stream }
             return st.closed
@@ -241,16 +318,16 @@ public final class NATSConnection: Sendable {
             var pending: [NATSEvent] = []
             var info = try awaitInfo(stream, &parser, &pending, deadline: deadline)
             // NATS speaks INFO in plain text, then upgrades (a tls:// URL asks for it; a server may require it).
-            let secure = options.endpoint.secure || info.tlsRequired
+            let secure = server.secure || info.tlsRequired
             if secure {
                 guard pending.isEmpty else { throw BridgeError(.protocolViolation, "data after INFO before the TLS handshake") }
-                stream = try BridgeConnect.secure(stream, profile: options.tls ?? TLSClientProfile(), endpoint: options.endpoint,
+                stream = try BridgeConnect.secure(stream, profile: options.tls ?? TLSClientProfile(), endpoint: server,
                                                   deadline: deadline, timeoutNanos: options.connectTimeoutNanos)
                 let upgraded = stream
                 state.withLock { if !$0.closed { $0.connecting = upgraded } }
             }
             if !info.headers { throw BridgeError(.connect, "the server does not support headers (NATS 2.2 or later is needed)") }
-            try send(stream, NATSCommand.connect(options.credentials, tls: secure) + NATSCommand.ping, deadline: deadline)
+            try send(stream, try NATSCommand.connect(options.credentials, tls: secure, nonce: info.nonce) + NATSCommand.ping, deadline: deadline)
             var ponged = false
             while !ponged {
                 if pending.isEmpty { pending = try readEvents(stream, &parser, deadline: deadline) }

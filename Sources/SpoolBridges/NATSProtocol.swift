@@ -181,17 +181,28 @@ public enum NATSCommand {
         public var token: String?
         public var user: String?
         public var password: String?
+        /// NKEY authentication: the seed signs the server's nonce; with `jwt` (a `.creds` file) the JWT goes along.
+        public var nkey: NKeySeed?
+        public var jwt: String?
         public init() {}
     }
 
     /// `CONNECT {...}`: no verbose +OK, headers on, and `no_responders` so a publish nobody stores fails fast (503).
-    public static func connect(_ o: ConnectOptions, tls: Bool = false) -> [UInt8] {
+    /// With an NKEY, `nonce` (from INFO) is signed: `sig`, plus `jwt` (creds) or `nkey` (the public key).
+    public static func connect(_ o: ConnectOptions, tls: Bool = false, nonce: String? = nil) throws(BridgeError) -> [UInt8] {
         var fields = ["\"verbose\":false", "\"pedantic\":false", "\"tls_required\":\(tls)", "\"lang\":\"swift\"",
                       "\"version\":\"1\"", "\"protocol\":1", "\"headers\":true", "\"no_responders\":true",
                       "\"name\":\(JSONText.quote(o.name))"]
         if let t = o.token { fields.append("\"auth_token\":\(JSONText.quote(t))") }
         if let u = o.user { fields.append("\"user\":\(JSONText.quote(u))") }
         if let p = o.password { fields.append("\"pass\":\(JSONText.quote(p))") }
+        if let seed = o.nkey {
+            guard let nonce, !nonce.isEmpty else {
+                throw BridgeError(.connect, "the server sent no nonce to sign: it is not configured for NKEY or JWT authentication")
+            }
+            if let jwt = o.jwt { fields.append("\"jwt\":\(JSONText.quote(jwt))") } else { fields.append("\"nkey\":\(JSONText.quote(try seed.publicKey()))") }
+            fields.append("\"sig\":\(JSONText.quote(try seed.sign(Array(nonce.utf8))))")
+        }
         return Array("CONNECT {\(fields.joined(separator: ","))}\r\n".utf8)
     }
 

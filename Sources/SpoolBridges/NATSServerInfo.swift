@@ -14,6 +14,10 @@ public struct NATSServerInfo: Sendable, Equatable {
     public var jetStream = false
     /// Lame-duck mode: the server is about to shut down; reconnect soon.
     public var lameDuck = false
+    /// What an NKEY or JWT client must sign (present only when the server asks for it).
+    public var nonce: String?
+    /// Other servers of the cluster clients may use, as `host:port` (discovery).
+    public var connectURLs: [String] = []
 
     public init() {}
 
@@ -39,6 +43,17 @@ public struct NATSServerInfo: Sendable, Equatable {
         info.tlsRequired = try bool("tls_required") ?? false
         info.jetStream = try bool("jetstream") ?? false
         info.lameDuck = try bool("ldm") ?? false
+        info.nonce = try str("nonce")
+        if let nonce = info.nonce, nonce.utf8.count > 256 || !nonce.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            throw NATSProtocolError("INFO nonce is not short visible ASCII")
+        }
+        if let m = v["connect_urls"] {
+            guard case .array(let items) = m, items.count <= 64 else { throw NATSProtocolError("INFO connect_urls is not an array of at most 64") }
+            for item in items {
+                guard let u = item.stringValue, !u.isEmpty, u.utf8.count <= 300 else { throw NATSProtocolError("INFO connect_urls holds a non-string") }
+                info.connectURLs.append(u)
+            }
+        }
         if let m = v["max_payload"] {
             guard let n = m.intValue, n > 0, n <= 1 << 30 else { throw NATSProtocolError("INFO max_payload is not a positive integer") }
             info.maxPayload = Int(n)

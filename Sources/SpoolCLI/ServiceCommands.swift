@@ -33,7 +33,8 @@ extension CLI {
                     SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR, SPOOL_RECEIVED_AT (and
                     SPOOL_CONTENT_TYPE). Exit 0: done. Exit 65: failed at once (poison payload).
                     """),
-                .value("--nats", "nats://HOST:PORT", help: """
+                .value("--nats", "URL[,URL...]", help: """
+                    nats://HOST:PORT (several, comma-separated: a cluster, tried in random order);
                     publish to NATS JetStream with Nats-Msg-Id = key (stored once per key within the
                     stream's duplicate window), Spool-Key and Spool-Received-At; done on a positive ack.
                     tls://HOST:PORT for TLS (also used when the server requires it)
@@ -48,6 +49,9 @@ extension CLI {
             OptionGroup("with --nats", [
                 .value("--subject", "SUBJECT", help: "the subject to publish to (required)"),
                 .value("--nats-token", "T", default: "$SPOOL_NATS_TOKEN", help: "token auth"),
+                .value("--nats-nkey", "FILE", help: "NKEY auth: a user seed (SU...) in FILE, not readable by others"),
+                .value("--nats-creds", "FILE", help: "JWT auth: a .creds file (user JWT + NKEY seed), not readable by others"),
+                .flag("--nats-no-discover", help: "use only the --nats servers, not the cluster peers they announce"),
                 .value("--nats-user", "U", help: "user/password auth"),
                 .value("--nats-password", "P", default: "$SPOOL_NATS_PASSWORD", help: "the password for --nats-user"),
                 .value("--nats-stream", "NAME", help: "the stream that must store SUBJECT (checked before the first publish)"),
@@ -116,10 +120,11 @@ extension CLI {
                                            : "--exec, --nats and --post exclude each other; give exactly one")
         }
         if exec == "" { throw UsageError("--exec CMD is required") }
-        let natsOnly = ["--subject", "--nats-token", "--nats-user", "--nats-password", "--nats-stream"]
+        let natsOnly = ["--subject", "--nats-token", "--nats-user", "--nats-password", "--nats-stream", "--nats-nkey", "--nats-creds"]
         if nats == nil {
             for o in natsOnly where args.value(o) != nil { throw UsageError("\(o) needs --nats") }
             if args.flag("--create-stream") { throw UsageError("--create-stream needs --nats") }
+            if args.flag("--nats-no-discover") { throw UsageError("--nats-no-discover needs --nats") }
         }
         if post == nil && !args.all("--header").isEmpty { throw UsageError("--header needs --post") }
         if (args.value("--client-cert") == nil) != (args.value("--client-key") == nil) {
@@ -201,11 +206,16 @@ extension CLI {
     static func makeNATSPublisher(_ args: ParsedArguments, env: [String: String], url: String, timeout: Int64,
                                   log: @escaping @Sendable (String) -> Void) throws -> PreparedSink {
         guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
-        var options = NATSConnectionOptions(endpoint: try Endpoint.nats(url))
+        let urls = url.split(separator: ",", omittingEmptySubsequences: false).map { String($0.drop(while: { $0 == " " })) }
+        guard !urls.contains(where: { $0.isEmpty }), urls.count <= 32 else { throw UsageError("--nats takes URL[,URL...] (at most 32)") }
+        var servers: [Endpoint] = []
+        for u in urls { servers.append(try Endpoint.nats(u)) }
+        var options = NATSConnectionOptions(servers: servers)
+        options.discover = !args.flag("--nats-no-discover")
         try setNATSCredentials(&options, args, env: env)
         // TLS is known to be needed with tls:// or TLS flags; a nats:// server may still require it (its INFO
         // says so), and then the system's roots are used, with OpenSSL loaded at that moment.
-        if options.endpoint.secure || args.value("--ca-file") != nil || args.value("--client-cert") != nil {
+        if servers.contains(where: \.secure) || args.value("--ca-file") != nil || args.value("--client-cert") != nil {
             options.tls = try TLSSetup.clientProfile(args, env: env, alpn: [])
         }
         options.connectTimeoutNanos = min(timeout, 5_000_000_000)
@@ -221,9 +231,28 @@ extension CLI {
     }
 
     /// Token or user/password, never both; the environment only fills in what the flags leave open.
-    static func setNATSCredentials(_ options: inout NATSConnectionOptions, _ args: ParsedArguments, env: [String: String]) throws(UsageError) {
-        if args.value("--nats-token") != nil && args.value("--nats-user") != nil {
-            throw UsageError("--nats-token and --nats-user exclude each other")
+    static func setNATSCredentials(_ options: inout NATSConnectionOptions, _ args: ParsedArguments, env: [String: String]) throws {
+        let ways = ["--nats-token", "--nats-user", "--nats-nkey", "--nats-creds"].filter { args.value($0) != nil }
+        if ways.count > 1 { throw UsageError("\(ways.joined(separator: " and ")) exclude each other") }
+        // Seeds come from files whose mode is checked; the text is wiped once parsed (the seed itself stays in
+        // memory for the connection's life: every reconnect signs a new nonce).
+        if let f = args.value("--nats-nkey") {
+            var text = try SecretFile.read(f, what: "NKEY seed file", limit: 4096)
+            defer { for i in text.indices { text[i] = 0 } }
+            do throws(BridgeError) { options.credentials.nkey = try NKeySeed(text: String(decoding: text, as: UTF8.self)) } catch {
+                throw CommandFailure(message: "\(f): \(error.message)")
+            }
+            return
+        }
+        if let f = args.value("--nats-creds") {
+            var text = try SecretFile.read(f, what: "creds file", limit: 65536)
+            defer { for i in text.indices { text[i] = 0 } }
+            do throws(BridgeError) {
+                let creds = try NATSCredentials(text: String(decoding: text, as: UTF8.self))
+                options.credentials.nkey = creds.seed
+                options.credentials.jwt = creds.jwt
+            } catch { throw CommandFailure(message: "\(f): \(error.message)") }
+            return
         }
         if let user = args.value("--nats-user") {
             options.credentials.user = user

@@ -167,13 +167,13 @@ import SpoolWire
         #expect(!HTTPField.isValid(name: "X Y", value: "v"))
     }
 
-    @Test func publishCommandFraming() {
+    @Test func publishCommandFraming() throws {
         let h = NATSHeaders(fields: HTTPHeaders([("Nats-Msg-Id", "k")]))
         let cmd = String(decoding: NATSCommand.publish(subject: "a.b", replyTo: "_INBOX.z.1", headers: h, payload: Array("\r\nxy".utf8)), as: UTF8.self)
         let hb = "NATS/1.0\r\nNats-Msg-Id: k\r\n\r\n"
         #expect(cmd == "HPUB a.b _INBOX.z.1 \(hb.utf8.count) \(hb.utf8.count + 4)\r\n\(hb)\r\nxy\r\n")
         #expect(String(decoding: NATSCommand.publish(subject: "s", replyTo: nil, headers: nil, payload: []), as: UTF8.self) == "PUB s 0\r\n\r\n")
-        let connect = String(decoding: NATSCommand.connect({ var o = NATSCommand.ConnectOptions(); o.token = "t\"x"; return o }()), as: UTF8.self)
+        let connect = String(decoding: try NATSCommand.connect({ var o = NATSCommand.ConnectOptions(); o.token = "t\"x"; return o }()), as: UTF8.self)
         #expect(connect.hasPrefix("CONNECT {") && connect.hasSuffix("}\r\n") && connect.contains(#""auth_token":"t\"x""#) && connect.contains(#""headers":true"#))
     }
 

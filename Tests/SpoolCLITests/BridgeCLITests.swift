@@ -36,6 +36,11 @@ private let natsInstalled: Bool = {
     return natsBinary != nil
 }()
 
+/// True when python3 can import `module` (an independent implementation used as an oracle).
+func pythonHas(_ module: String) -> Bool {
+    (try? run("/usr/bin/env", ["python3", "-c", "import \(module)"]).status) == 0
+}
+
 /// A `nats-server -js` child on a free loopback port with a temporary store; stopped by its pid.
 private final class NATSChild {
     let port: UInt16
@@ -157,6 +162,44 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         let right = try bridgeSpool(base, dir: dir, env: ["SPOOL_NATS_TOKEN": "s3cret"])
         #expect(right.status == 0 && entries(dir + "/done").count == 5, "\(right.stderr.suffix(400))")
         #expect(try nats.count("AUTH", token: "s3cret") == 5)
+    }
+
+    /// `--nats-nkey`: the seed signs the server's nonce (the seed and the server's user list made by the `nkeys`
+    /// package, an independent implementation); a wrong seed is refused once and then left alone, not hammered.
+    @Test(.enabled(if: natsInstalled && pythonHas("nkeys"), "nats-server and the nkeys package (pip install nkeys) are needed: SKIPPED"))
+    func natsNKeyAuthentication() throws {
+        let work = makeTempDir()
+        let made = try run("/usr/bin/env", ["python3", "-c", """
+            import nkeys, os
+            for _ in range(2):
+                seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+                print(seed.decode(), nkeys.from_seed(seed).public_key.decode())
+            """]).stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        let (seed, pub, otherSeed) = (made[0][0], made[0][1], made[1][0])
+        try "authorization { users: [ { nkey: \"\(pub)\" } ] }\n".write(toFile: work + "/nats.conf", atomically: true, encoding: .utf8)
+        let nats = try NATSChild(extra: ["-c", work + "/nats.conf"])
+        for (name, text) in [("good", seed), ("bad", otherSeed)] {
+            try (text + "\n").write(toFile: work + "/\(name).nk", atomically: true, encoding: .utf8)
+            chmod(work + "/\(name).nk", 0o600)
+        }
+        let dir = makeTempDir() + "/s"
+        try fill(dir, prefix: "nk", count: 4)
+        let base = ["consume", "--nats", nats.url, "--subject", "hooks.nk", "--nats-stream", "NK", "--create-stream", "--drain", "--timeout", "2s"]
+        let ok = try bridgeSpool(base + ["--nats-nkey", work + "/good.nk"], dir: dir)
+        #expect(ok.status == 0 && entries(dir + "/done").count == 4, "\(ok.stderr.suffix(500))")
+        #expect(!ok.stderr.contains(seed), "the seed is never logged")
+        // A wrong seed: refused, and then not asked again for 30 s (a long-running consumer, 3 s of it).
+        try fill(dir, prefix: "nk2", count: 1)
+        let c = try Child(bridgeSpoolBin, ["--dir", dir, "consume", "--nats", nats.url, "--subject", "hooks.nk", "--nats-nkey", work + "/bad.nk"])
+        Thread.sleep(forTimeInterval: 3)
+        c.signal(SIGTERM)
+        let r = c.wait(timeout: 20)
+        #expect(r.stderr.contains("Authorization Violation"), "\(r.stderr.suffix(500))")
+        #expect(r.stderr.components(separatedBy: "refused our credentials").count - 1 == 1, "\(r.stderr.suffix(800))")
+        #expect(entries(dir + "/new").contains("nk20"), "nothing was failed or lost while refused")
+        chmod(work + "/good.nk", 0o644)
+        let tooOpen = try bridgeSpool(base + ["--nats-nkey", work + "/good.nk"], dir: dir)
+        #expect(tooOpen.status == 1 && tooOpen.stderr.contains("is open to others"), "\(tooOpen.stderr)")
     }
 
     /// `--nats tls://` with `--ca-file`, `--client-cert`, `--client-key` against a server that requires client
