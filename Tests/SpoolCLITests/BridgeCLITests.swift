@@ -202,6 +202,28 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         #expect(tooOpen.status == 1 && tooOpen.stderr.contains("is open to others"), "\(tooOpen.stderr)")
     }
 
+    /// `--nats-creds` against an operator-mode server (memory resolver; JWTs made by Tests/Fixtures/peers/
+    /// nats_operator.py with the nkeys package): a user of a known account publishes; one of an unknown account is refused.
+    @Test(.enabled(if: natsInstalled && pythonHas("nkeys"), "nats-server and the nkeys package (pip install nkeys) are needed: SKIPPED"))
+    func natsCredsAuthentication() throws {
+        let work = makeTempDir()
+        let made = try run("/usr/bin/env", ["python3", packageRoot + "/Tests/Fixtures/peers/nats_operator.py", work, "--foreign"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let nats = try NATSChild(extra: ["-c", work + "/server.conf"])
+        let dir = makeTempDir() + "/s"
+        try fill(dir, prefix: "cr", count: 3)
+        let base = ["consume", "--nats", nats.url, "--subject", "hooks.cr", "--nats-stream", "CR", "--create-stream", "--drain",
+                    "--timeout", "2s", "--max-attempts", "1"]
+        let stranger = try bridgeSpool(base + ["--nats-creds", work + "/foreign.creds"], dir: dir)
+        #expect(stranger.stderr.contains("Authorization Violation") && entries(dir + "/done").isEmpty, "\(stranger.stderr.suffix(500))")
+        _ = try bridgeSpool(["retry", "--all-failed"], dir: dir)
+        let ok = try bridgeSpool(base + ["--nats-creds", work + "/user.creds"], dir: dir)
+        #expect(ok.status == 0 && entries(dir + "/done").count == 3, "\(ok.stderr.suffix(500))")
+        let creds = try String(contentsOfFile: work + "/user.creds", encoding: .utf8)
+        let seedLine = creds.split(separator: "\n").first { $0.hasPrefix("SU") }.map(String.init) ?? "SU?"
+        #expect(!ok.stderr.contains(seedLine) && !stranger.stderr.contains(seedLine), "the seed is never logged")
+    }
+
     /// `--nats tls://` with `--ca-file`, `--client-cert`, `--client-key` against a server that requires client
     /// certificates; the key file's mode is checked like every secret.
     @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
