@@ -421,7 +421,9 @@ public final class NATSConnection: Sendable {
                 case .pong: outstanding = 0
                 case .ok: break
                 case .info(let i):
-                    state.withLock { $0.info = i }
+                    let secure = state.withLock { st -> Bool in st.info = i; return st.current.secure }
+                    // A server announces cluster changes (a node joining) in INFO at any time.
+                    if options.discover { learnServers(i.connectURLs, secure: secure) }
                     if i.lameDuck { log("nats: \(url) is entering lame duck mode (shutting down)") }
                 case .err(let text):
                     log("nats: server error: \(logSafe(text, maxScalars: 512))")
