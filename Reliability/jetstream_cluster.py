@@ -2,8 +2,8 @@
 """Two ingress nodes bridged into a 3-node JetStream cluster, with the connected NATS servers killed (issue 14).
 
 A 3-node `nats-server` cluster on loopback ports (routes, JetStream, an R3 stream with a 2-minute duplicate
-window, created with the `nats-py` client), two spools each running `spool serve` and `spool consume --nats
-URL1,URL2,URL3`. 2,000 webhooks (unique keys; 20% of them sent to both ingress nodes) are posted while the NATS
+window, created with the `nats-py` client), two spools each running `spool serve` and `spool consume --nats`:
+one given URL1,URL2,URL3, the other only one of them (it learns the rest from INFO `connect_urls`). 2,000 webhooks (unique keys; 20% of them sent to both ingress nodes) are posted while the NATS
 server each bridge is connected to is SIGKILLed and restarted, one after the other. Then, read with nats-py (an
 independent client, not our own code): the stream holds every acknowledged key exactly once. Exit 0 when that
 holds, 1 otherwise, 77 when nats-server or nats-py is missing.
@@ -102,11 +102,12 @@ def main():
     try:
         asyncio.run(create_stream(urls))
         ingress = []
-        for name in ("a", "b"):
+        # Bridge a is given the three servers; bridge b only one, and must learn the others from INFO connect_urls.
+        for name, given in (("a", urls), ("b", [random.choice(urls)])):
             d = os.path.join(work, name)
             serve, port = start_serve(a.spool, d)
             err = os.path.join(work, f"consume-{name}.log")
-            consume = subprocess.Popen([a.spool, "--dir", d, "consume", "--nats", ",".join(urls), "--subject", "hooks.in",
+            consume = subprocess.Popen([a.spool, "--dir", d, "consume", "--nats", ",".join(given), "--subject", "hooks.in",
                                         "--nats-stream", "HOOKS", "--concurrency", "8", "--backoff", "100ms", "--max-backoff", "1s"],
                                        stdout=subprocess.DEVNULL, stderr=open(err, "w"))
             procs += [serve, consume]
@@ -154,6 +155,9 @@ def main():
         if dupes: failures.append(f"{dupes} keys stored twice")
         if missing: failures.append(f"missing: {missing[:5]}")
         if len(kills) < 2: failures.append("fewer than two servers were killed")
+        b_log = open(ingress[1][2]).read()
+        if "from the cluster" not in b_log: failures.append("bridge b did not learn the cluster's other servers")
+        if b_log.count("nats: connected to") < 2: failures.append("bridge b did not reconnect after its server was killed")
     finally:
         for p in procs:
             p.terminate()
