@@ -273,8 +273,8 @@ extension CLI {
             .value("--token-file", "FILE", help: "require the token in FILE (?token= or Authorization: Bearer); without\nthis option, $SPOOL_TOKEN if set"),
             .value("--verify", "KIND", help: """
                 require the sender's HMAC-SHA256 signature: standard-webhooks (webhook-id,
-                webhook-timestamp, webhook-signature; also Svix), github (X-Hub-Signature-256)
-                or stripe (Stripe-Signature). The key then defaults to the webhook-id header,
+                webhook-timestamp, webhook-signature; Svix's svix-* too), github (X-Hub-Signature-256)
+                or stripe (Stripe-Signature). The key then defaults to the webhook-id (svix-id) header,
                 the X-GitHub-Delivery header, or the body's id. Missing or wrong: 401; a
                 malformed signature header: 400. Combines with --token-file (both must pass)
                 """),
@@ -357,7 +357,9 @@ extension CLI {
         ingress.keyHeader = args.value("--key-header")
         if let verify, args.all("--key-path").isEmpty, ingress.keyHeader == nil {
             switch verify.scheme {
-            case .standardWebhooks: ingress.keyHeader = StandardWebhooksHeaders.id
+            case .standardWebhooks:
+                ingress.keyHeader = StandardWebhooksHeaders.id
+                ingress.keyHeaderAlias = StandardWebhooksHeaders.svixID
             case .github: ingress.keyHeader = GitHubHeaders.delivery
             case .stripe: ingress.keyPaths = ["id"]
             }

@@ -14,6 +14,8 @@ public struct IngressConfiguration: Sendable {
     public var keyPaths = IngressConfiguration.json2videoKeyPaths
     /// Take the key from this request header instead of the body (for example `webhook-id`).
     public var keyHeader: String? = nil
+    /// Where `keyHeader` is absent, this header instead (`svix-id` beside `webhook-id`, for Svix's branded names).
+    public var keyHeaderAlias: String? = nil
     /// If set, required as `?token=` or `Authorization: Bearer`.
     public var token: String? = nil
     /// If set, every webhook must carry a valid signature of this scheme (checked once the body is complete,
@@ -211,7 +213,8 @@ public final class IngressHandler: HTTPHandler {
 
     /// The key, from the configured header or the body.
     func extractKey(_ request: HTTPRequest) throws(IngressError) -> SpoolKey {
-        if let name = config.keyHeader {
+        if var name = config.keyHeader {
+            if let alias = config.keyHeaderAlias, !request.head.headers.contains(name), request.head.headers.contains(alias) { name = alias }
             let values = request.head.headers.values(for: name)
             guard values.count == 1 else {
                 throw values.isEmpty ? .missingKeyHeader(name) : .repeatedKeyHeader(name)

@@ -39,11 +39,16 @@ public enum SignatureHeaderLimits {
     public static let maxEntries = 32
 }
 
-/// The Standard Webhooks headers (also what Svix sends when it sends `webhook-*` headers).
+/// The Standard Webhooks headers. Svix sends the same scheme under `svix-id`, `svix-timestamp` and
+/// `svix-signature` unless the sender pays for the unbranded `webhook-*` names; each is read where its
+/// `webhook-` name is absent, as Svix's own libraries do.
 public enum StandardWebhooksHeaders {
     public static let id = "webhook-id"
     public static let timestamp = "webhook-timestamp"
     public static let signature = "webhook-signature"
+    public static let svixID = "svix-id"
+    public static let svixTimestamp = "svix-timestamp"
+    public static let svixSignature = "svix-signature"
 
     /// The `v1` signatures of a `webhook-signature` value: entries `version,base64` separated by single spaces.
     /// Entries of other versions (`v1a`, asymmetric) are skipped, as the specification asks; a `v1` entry that is

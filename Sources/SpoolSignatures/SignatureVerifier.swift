@@ -64,9 +64,9 @@ public struct SignatureVerifier: Sendable {
     public func verify(body: [UInt8], nowSeconds: Int64, header: (String) -> [String]) throws(SignatureFailure) {
         switch scheme {
         case .standardWebhooks:
-            let id = try Self.single(StandardWebhooksHeaders.id, header)
-            let ts = try Self.single(StandardWebhooksHeaders.timestamp, header)
-            let sig = try Self.single(StandardWebhooksHeaders.signature, header)
+            let id = try Self.single(StandardWebhooksHeaders.id, or: StandardWebhooksHeaders.svixID, header)
+            let ts = try Self.single(StandardWebhooksHeaders.timestamp, or: StandardWebhooksHeaders.svixTimestamp, header)
+            let sig = try Self.single(StandardWebhooksHeaders.signature, or: StandardWebhooksHeaders.svixSignature, header)
             let t = try StandardWebhooksHeaders.parseTimestamp(ts)
             let signatures = try StandardWebhooksHeaders.parseSignature(sig)
             try match(signatures) { (c: inout HMACSHA256.Computation) in
@@ -101,6 +101,12 @@ public struct SignatureVerifier: Sendable {
     func checkTolerance(_ t: Int64, _ now: Int64) throws(SignatureFailure) {
         let (d, overflow) = now.subtractingReportingOverflow(t)
         guard !overflow, d.magnitude <= toleranceSeconds.magnitude else { throw .timestampOutsideTolerance }
+    }
+
+    /// `name`'s value, or where it is absent `alias`'s (Svix's branded names); missing names `name`.
+    static func single(_ name: String, or alias: String, _ header: (String) -> [String]) throws(SignatureFailure) -> String {
+        if header(name).isEmpty && !header(alias).isEmpty { return try single(alias, header) }
+        return try single(name, header)
     }
 
     /// The one value of a header: absent or empty is missing, repeated is malformed.

@@ -86,6 +86,7 @@ enum SigningOracle {
             C(lib: "standardwebhooks", secret: stranger, id: "msg_several", timestamp: t, body: body(7)),      // 6
             C(lib: "standardwebhooks", secret: current, id: "msg_several", timestamp: t, body: body(7)),       // 7
             C(lib: "standardwebhooks", secret: current, id: "msg_missing", timestamp: t, body: body(8)),       // 8
+            C(lib: "svix", secret: current, id: "msg_svix_branded", timestamp: t, body: body(9)),              // 9
         ]
         let sigs = try SigningOracle.sign(cases)
         func headers(_ i: Int, sig: String? = nil) -> [String] {
@@ -97,6 +98,9 @@ enum SigningOracle {
         #expect(try String(contentsOfFile: dir + "/new/msg_valid", encoding: .utf8) == body(1))
         // svix's Webhook class, signed with the previous secret (second line of the file).
         #expect(try post(server, body(2), headers(1)) == (200, #"{"status":"accepted","key":"msg_svix_rotated"}"#))
+        // Svix's branded header names (what Svix sends by default); the key is svix-id.
+        let branded = ["svix-id: msg_svix_branded", "svix-timestamp: \(t)", "svix-signature: \(sigs[9])"]
+        #expect(try post(server, body(9), branded) == (200, #"{"status":"accepted","key":"msg_svix_branded"}"#))
         // Several signatures, one valid (any order), and a future version skipped.
         #expect(try post(server, body(7), headers(7, sig: "\(sigs[6]) v1a,c2lnbmF0dXJl \(sigs[7])")).0 == 200)
         let invalid = #"{"error":"invalid signature"}"#, stale = #"{"error":"timestamp outside tolerance"}"#
@@ -116,8 +120,8 @@ enum SigningOracle {
         let malformed = try post(server, body(8), headers(8, sig: "v1," + String(sigs[8].dropFirst(4))))
         #expect(malformed.0 == 400 && malformed.1.hasPrefix(#"{"error":"malformed signature: webhook-signature"#), "\(malformed)")
         // Nothing of a refused request reached the spool.
-        #expect(entries(dir + "/new") == ["msg_several", "msg_svix_rotated", "msg_valid"])
-        #expect(entries(dir + "/keys").count == 3 && entries(dir + "/tmp").isEmpty)
+        #expect(entries(dir + "/new") == ["msg_several", "msg_svix_branded", "msg_svix_rotated", "msg_valid"])
+        #expect(entries(dir + "/keys").count == 4 && entries(dir + "/tmp").isEmpty)
         let m = try metrics(server)
         for (reason, n) in [("missing", 3), ("malformed", 1), ("invalid", 3), ("timestamp", 2)] {
             #expect(m.contains("spool_signature_rejected_total{reason=\"\(reason)\"} \(n)\n"), "\(reason) \(n)")

@@ -88,6 +88,20 @@ func lookup(_ pairs: [(String, String)]) -> (String) -> [String] {
         #expect(verify(v, Self.headers(sig: short)) == .invalidSignature)
     }
 
+    /// Svix's branded header names, read where the `webhook-` ones are absent.
+    @Test func svixBrandedHeaders() throws {
+        let v = try Self.verifier()
+        let ts = String(Self.ts)
+        #expect(verify(v, lookup([("svix-id", Self.id), ("svix-timestamp", ts), ("svix-signature", Self.sig)])) == nil)
+        #expect(verify(v, lookup([("webhook-id", Self.id), ("svix-timestamp", ts), ("svix-signature", Self.sig)])) == nil)
+        // Where both are sent the webhook- one is read.
+        let both = lookup([("webhook-id", "msg_other"), ("svix-id", Self.id), ("svix-timestamp", ts), ("svix-signature", Self.sig)])
+        #expect(verify(v, both) == .invalidSignature)
+        #expect(verify(v, lookup([("svix-id", Self.id), ("svix-timestamp", ts)])) == .missing(header: "webhook-signature"))
+        let twice = lookup([("svix-id", Self.id), ("svix-timestamp", ts), ("svix-signature", Self.sig), ("svix-signature", Self.sig)])
+        #expect(verify(v, twice) == .malformed("header svix-signature appears more than once"))
+    }
+
     @Test func secrets() throws {
         #expect(throws: SignatureScheme.SecretError.notBase64) { try SignatureScheme.standardWebhooks.key(fromSecret: "whsec_not base64!") }
         #expect(throws: SignatureScheme.SecretError.notBase64) { try SignatureScheme.standardWebhooks.key(fromSecret: "whsec_A") }
