@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
-        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem", "SpoolTLS"]),
+        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolTLS"]),
         // Child processes for the tests (posix_spawn and waitpid on known pids; not Foundation's Process).
         .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),

@@ -12,6 +12,7 @@ machine. Usage:
     Benchmarks/signatures.py [--rounds 5] [--seconds 5] [--conns 64] [--spool .build/release/spool] [--dir /var/tmp/spool-sig]
 """
 import argparse, base64, hashlib, hmac, os, re, statistics, subprocess, sys, time
+from urllib import request as urlreq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import fresh, free_port, wait_port, HERE
 
@@ -54,6 +55,14 @@ def wrk(port, conns, seconds, pool):
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50": lat(50), "p99": lat(99), "n": int(total.group(1)) if total else 0}
 
 
+def batches(port):
+    """Mean requests per durable batch, and mean batch duration (ms), from /metrics."""
+    text = urlreq.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    def v(name): return float(re.search(rf"^{name} ([\d.e+-]+)$", text, re.M).group(1))
+    n = v("spool_commit_batch_size_count")
+    return (v("spool_commit_batch_size_sum") / n if n else 0.0, v("spool_durable_write_seconds_sum") * 1000 / n if n else 0.0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -81,18 +90,20 @@ def main():
                 before = cpu_seconds(p.pid)
                 w = wrk(port, a.conns, a.seconds, pool)
                 w["cpu_ms_per_1000"] = (cpu_seconds(p.pid) - before) * 1e6 / max(w["n"], 1)
+                w["batch"], w["flush_ms"] = batches(port)
                 res[kind].append(w)
             finally:
                 p.terminate(); p.wait(timeout=30)
         print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{k} {res[k][-1]['rps']:,.0f}/s" for k in flags), file=sys.stderr)
     med = lambda k, f: statistics.median(x[f] for x in res[k] if x[f] is not None)
-    print(f"| {a.conns} connections, 1 KiB JSON | acked/s | p50 ms | p99 ms | server CPU ms per 1,000 acks |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"| {a.conns} connections, 1 KiB JSON | acked/s | p50 ms | p99 ms | server CPU ms per 1,000 acks | requests per durable batch | ms per batch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k, label in (("plain", "`spool serve --key-header webhook-id`"), ("verify", "`spool serve --verify standard-webhooks`")):
-        print(f"| {label} | {med(k, 'rps'):,.0f} | {med(k, 'p50'):.2f} | {med(k, 'p99'):.2f} | {med(k, 'cpu_ms_per_1000'):.0f} |")
+        print(f"| {label} | {med(k, 'rps'):,.0f} | {med(k, 'p50'):.2f} | {med(k, 'p99'):.2f} | {med(k, 'cpu_ms_per_1000'):.0f} "
+              f"| {med(k, 'batch'):.1f} | {med(k, 'flush_ms'):.2f} |")
     ratios = [v["rps"] / p["rps"] for v, p in zip(res["verify"], res["plain"])]
-    print(f"\nratio verify/plain: {med('verify', 'rps') / med('plain', 'rps'):.3f} (medians); per round: "
-          + ", ".join(f"{x:.3f}" for x in ratios))
+    print(f"\nratio verify/plain: {med('verify', 'rps') / med('plain', 'rps'):.3f} (of the medians), "
+          f"{statistics.median(ratios):.3f} (median of the per-round ratios); per round: " + ", ".join(f"{x:.3f}" for x in ratios))
     print("per round acked/s: " + "; ".join(f"{k} " + ", ".join(f"{x['rps']:,.0f}" for x in res[k]) for k in flags))
 
 

@@ -94,7 +94,7 @@ public struct SHA256: Sendable {
         return out
     }
 
-    @inline(__always) static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+    @inline(__always) static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x &>> n) | (x &<< (32 &- n)) }
 
     /// One 64-byte block into the state (FIPS 180-4, 6.2.2).
     static func compress(_ s: inout State, _ block: UnsafeRawBufferPointer) {
