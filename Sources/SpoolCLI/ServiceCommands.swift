@@ -273,17 +273,18 @@ extension CLI {
             .value("--token-file", "FILE", help: "require the token in FILE (?token= or Authorization: Bearer); without\nthis option, $SPOOL_TOKEN if set"),
             .value("--verify", "KIND", help: """
                 require the sender's HMAC-SHA256 signature: standard-webhooks (webhook-id,
-                webhook-timestamp, webhook-signature; Svix's svix-* too), github (X-Hub-Signature-256)
-                or stripe (Stripe-Signature). The key then defaults to the webhook-id (svix-id) header,
-                the X-GitHub-Delivery header, or the body's id. Missing or wrong: 401; a
-                malformed signature header: 400. Combines with --token-file (both must pass)
+                webhook-timestamp, webhook-signature, or Svix's svix-*), github
+                (X-Hub-Signature-256) or stripe (Stripe-Signature). The key then defaults to
+                the webhook-id (else svix-id) header, the X-GitHub-Delivery header, or the
+                body's id. Missing or wrong: 401; a malformed signature header: 400.
+                Combines with --token-file (both must pass)
                 """),
             .value("--secret-file", "FILE", help: """
                 the signing secrets for --verify, one a line (any one verifies: put the new
                 secret next to the old one to rotate); not readable by others. Standard
                 Webhooks: whsec_ and base64; GitHub and Stripe: exactly as the provider shows it
                 """),
-            .value("--tolerance", "D", default: "5m", help: "how far a signed timestamp may be from now, either way (not with github)"),
+            .value("--tolerance", "D", default: "5m", help: "how far a signed timestamp may be from now, either way\n(not with github: it signs no timestamp)"),
             .value("--metrics-listen", "HOST:PORT", help: """
                 serve /metrics and /healthz on this address instead (plain HTTP, no token);
                 the webhook port then answers 404 for /metrics. Without it, /metrics on the
