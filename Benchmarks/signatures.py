@@ -11,7 +11,7 @@ machine. Usage:
 
     Benchmarks/signatures.py [--rounds 5] [--seconds 5] [--conns 64] [--spool .build/release/spool] [--dir /var/tmp/spool-sig]
 """
-import argparse, base64, hashlib, hmac, os, re, statistics, subprocess, sys, time
+import argparse, base64, hashlib, hmac, os, re, shutil, statistics, subprocess, sys, time
 from urllib import request as urlreq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import fresh, free_port, wait_port, HERE
@@ -105,6 +105,7 @@ def main():
     print(f"\nratio verify/plain: {med('verify', 'rps') / med('plain', 'rps'):.3f} (of the medians), "
           f"{statistics.median(ratios):.3f} (median of the per-round ratios); per round: " + ", ".join(f"{x:.3f}" for x in ratios))
     print("per round acked/s: " + "; ".join(f"{k} " + ", ".join(f"{x['rps']:,.0f}" for x in res[k]) for k in flags))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
