@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),
         .library(name: "SpoolBridges", targets: ["SpoolBridges"]),
         .library(name: "SpoolTLS", targets: ["SpoolTLS"]),
+        .library(name: "SpoolSignatures", targets: ["SpoolSignatures"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).
@@ -30,6 +31,9 @@ let package = Package(
         // Pure wire formats, no I/O: byte classes, digits, header fields, log-safe text, the HTTP request and
         // response parsers and status codes. Shared by the server and the bridges.
         .target(name: "SpoolWire"),
+        // Webhook signatures, pure and dependency-free: SHA-256, HMAC-SHA256, strict base64, constant-time
+        // comparison, the Standard Webhooks / GitHub / Stripe header parsers and verifiers. Imports nothing.
+        .target(name: "SpoolSignatures"),
         // The spool directory protocol: key encoding, metadata, enqueue/claim/complete/fail/recover.
         .target(name: "SpoolCore", dependencies: ["SpoolSystem", "SpoolWire"]),
         // Consumers: the claim loop (inotify, retries, dead-claim recovery) and the `--exec` handler runner.
@@ -38,25 +42,26 @@ let package = Package(
         .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         // Our own epoll HTTP/1.1 server (the parser is SpoolWire's).
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
-        // The webhook ingress: key extraction, token check, group commit, metrics, on the HTTP server.
-        .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
+        // The webhook ingress: key extraction, token and signature checks, group commit, metrics, on the HTTP server.
+        .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
-        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem", "SpoolTLS"]),
+        .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolTLS"]),
         // Child processes for the tests (posix_spawn and waitpid on known pids; not Foundation's Process).
         .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
+        .testTarget(name: "SpoolSignaturesTests", dependencies: ["SpoolSignatures"]),
         // mallinfo2 for the tests' memory measurements (malloc.h is not in Swift's Glibc module).
         .target(name: "CSpoolTestShims", path: "Tests/CSpoolTestShims"),
         .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport", "CSpoolTestShims", "spool-testkit"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )

@@ -31,6 +31,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
+            name: "SignatureFuzzer",
+            dependencies: [.product(name: "SpoolSignatures", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
             name: "ExtractFuzzer",
             dependencies: [.product(name: "SpoolCore", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

@@ -3,6 +3,7 @@ import SpoolConsumer
 import SpoolCore
 import SpoolHTTP
 import SpoolIngress
+import SpoolSignatures
 import SpoolSystem
 import SpoolTLS
 import SpoolWire
@@ -286,7 +287,8 @@ extension CLI {
         description: """
         Accepts POST PATH, takes the key from the body (JSON at movie.project, then project; form data by
         field name) or from --key-header, stores the exact bytes durably and only then answers
-        200 {"status":"accepted"|"duplicate","key":"..."}. GET /healthz and GET /metrics (Prometheus).
+        200 {"status":"accepted"|"duplicate","key":"..."}. With --verify, a webhook must carry a valid
+        signature first (401 otherwise; nothing of it is stored). GET /healthz and GET /metrics (Prometheus).
         Prints one line 'listening on http://HOST:PORT spool DIR' (https:// with --tls-cert) once ready.
         SIGTERM/SIGINT: stop accepting, finish requests in flight (at most 10s), exit 0. SIGHUP: read the
         TLS certificate and key again (a pair that fails to load is logged and the old one kept).
@@ -298,6 +300,20 @@ extension CLI {
                       help: "dotted JSON path of the key; repeat to try several in order"),
             .value("--key-header", "NAME", help: "take the key from this request header instead (e.g. webhook-id)"),
             .value("--token-file", "FILE", help: "require the token in FILE (?token= or Authorization: Bearer); without\nthis option, $SPOOL_TOKEN if set"),
+            .value("--verify", "KIND", help: """
+                require the sender's HMAC-SHA256 signature: standard-webhooks (webhook-id,
+                webhook-timestamp, webhook-signature, or Svix's svix-*), github
+                (X-Hub-Signature-256) or stripe (Stripe-Signature). The key then defaults to
+                the webhook-id (else svix-id) header, the X-GitHub-Delivery header, or the
+                body's id. Missing or wrong: 401; a malformed signature header: 400.
+                Combines with --token-file (both must pass)
+                """),
+            .value("--secret-file", "FILE", help: """
+                the signing secrets for --verify, one a line (any one verifies: put the new
+                secret next to the old one to rotate); not readable by others. Standard
+                Webhooks: whsec_ and base64; GitHub and Stripe: exactly as the provider shows it
+                """),
+            .value("--tolerance", "D", default: "5m", help: "how far a signed timestamp may be from now, either way\n(not with github: it signs no timestamp)"),
             .value("--metrics-listen", "HOST:PORT", help: """
                 serve /metrics and /healthz on this address instead (plain HTTP, no token);
                 the webhook port then answers 404 for /metrics. Without it, /metrics on the
@@ -324,8 +340,10 @@ extension CLI {
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             let listen = try parseListen(args.value("--listen") ?? "127.0.0.1:8080")
-            var ingress = try ingressConfiguration(args, env: ctx.console.environment)
+            let verify = try parseVerify(args)
+            var ingress = try ingressConfiguration(args, env: ctx.console.environment, verify: verify)
             ingress.token = try readToken(args, env: ctx.console.environment)
+            ingress.signature = try readSignatureVerifier(verify)
             let http = try httpConfiguration(args)
             let flush = try flushMode(args)
             let tls = try serverCertificate(args, env: ctx.console.environment)
@@ -352,7 +370,9 @@ extension CLI {
     }
 
     /// Path, key source and committer threads (`SPOOL_COMMITTERS`, strictly 1 to 16); the token is read separately.
-    static func ingressConfiguration(_ args: ParsedArguments, env: [String: String]) throws(UsageError) -> IngressConfiguration {
+    /// With `--verify` and neither `--key-path` nor `--key-header`, the key is where that sender puts its
+    /// delivery id.
+    static func ingressConfiguration(_ args: ParsedArguments, env: [String: String], verify: VerifyOptions? = nil) throws(UsageError) -> IngressConfiguration {
         var ingress = IngressConfiguration()
         if let p = args.value("--path") {
             guard p.hasPrefix("/"), !p.contains("?"), !p.contains(" ") else { throw UsageError("--path must start with / and hold no query") }
@@ -365,8 +385,68 @@ extension CLI {
             ingress.keyPaths = args.all("--key-path")
         }
         ingress.keyHeader = args.value("--key-header")
+        if let verify, args.all("--key-path").isEmpty, ingress.keyHeader == nil {
+            switch verify.scheme {
+            case .standardWebhooks:
+                ingress.keyHeader = StandardWebhooksHeaders.id
+                ingress.keyHeaderAlias = StandardWebhooksHeaders.svixID
+            case .github: ingress.keyHeader = GitHubHeaders.delivery
+            case .stripe: ingress.keyPaths = ["id"]
+            }
+        }
         if let n = try Parse.environment(env, "SPOOL_COMMITTERS", in: 1...16) { ingress.committers = n }
         return ingress
+    }
+
+    /// `--verify KIND --secret-file FILE [--tolerance D]`, checked together before anything is read.
+    struct VerifyOptions {
+        let scheme: SignatureScheme
+        let secretFile: String
+        let toleranceSeconds: Int64
+    }
+
+    static func parseVerify(_ args: ParsedArguments) throws(UsageError) -> VerifyOptions? {
+        let kind = args.value("--verify"), file = args.value("--secret-file"), tolerance = args.value("--tolerance")
+        guard let kind else {
+            if file != nil { throw UsageError("--secret-file needs --verify KIND") }
+            if tolerance != nil { throw UsageError("--tolerance needs --verify KIND") }
+            return nil
+        }
+        guard let scheme = SignatureScheme(rawValue: kind) else {
+            throw UsageError("--verify takes standard-webhooks, github or stripe, got '\(logSafe(kind, maxScalars: 64))'")
+        }
+        guard let file, !file.isEmpty else { throw UsageError("--verify needs --secret-file FILE") }
+        var seconds: Int64 = 300
+        if let tolerance {
+            guard scheme.signsTimestamp else { throw UsageError("--tolerance does not apply to --verify github (GitHub signs no timestamp)") }
+            let nanos = try Parse.duration(tolerance, name: "--tolerance")
+            guard nanos >= 1_000_000_000 else { throw UsageError("--tolerance must be at least 1s (signed timestamps are whole seconds)") }
+            seconds = nanos / 1_000_000_000
+        }
+        return VerifyOptions(scheme: scheme, secretFile: file, toleranceSeconds: seconds)
+    }
+
+    /// At most this many secrets: each one costs an HMAC per request (rotation needs two).
+    static let maxSecrets = 16
+
+    /// The secrets of `--secret-file`, one a line (surrounding blanks and CR ignored, blank lines skipped), each
+    /// turned into its HMAC key. The file's mode is checked as the token file's; a secret never appears in a message.
+    static func readSignatureVerifier(_ options: VerifyOptions?) throws(CommandFailure) -> SignatureVerifier? {
+        guard let options else { return nil }
+        let path = options.secretFile
+        let bytes = try SecretFile.read(path, what: "secret file", limit: 65536)
+        var keys: [[UInt8]] = []
+        for (n, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+            guard let first = line.firstIndex(where: { !blank($0) }), let last = line.lastIndex(where: { !blank($0) }) else { continue }
+            let text = String(decoding: line[first...last], as: UTF8.self)
+            do throws(SignatureScheme.SecretError) { keys.append(try options.scheme.key(fromSecret: text)) } catch {
+                throw CommandFailure(message: "secret file \(path) line \(n + 1) \(error)")
+            }
+        }
+        guard !keys.isEmpty else { throw CommandFailure(message: "secret file \(path) holds no secret (one a line)") }
+        guard keys.count <= maxSecrets else { throw CommandFailure(message: "secret file \(path) holds \(keys.count) secrets; at most \(maxSecrets)") }
+        return SignatureVerifier(scheme: options.scheme, keys: keys, toleranceSeconds: options.toleranceSeconds)
     }
 
     /// `--tls-cert` and `--tls-key`: OpenSSL loaded and the pair checked before anything listens.
@@ -413,6 +493,10 @@ extension CLI {
         let report = spool.recover()
         for line in report.lines { log("recover: \(line)") }
         let handler = try IngressHandler(spool: spool, configuration: ingress)
+        if let v = ingress.signature {
+            let tolerance = v.scheme.signsTimestamp ? ", tolerance \(v.toleranceSeconds)s" : ""
+            log("verifying \(v.scheme.rawValue) signatures with \(v.keyCount) secret\(v.keyCount == 1 ? "" : "s")\(tolerance)")
+        }
         let server = makeHTTPServer(http, handler: handler, console: ctx.console, tls: tls)
         let bound: UInt16
         do { bound = try server.bind(host: listen.host, port: listen.port) } catch {

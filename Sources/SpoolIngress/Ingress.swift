@@ -1,6 +1,7 @@
 import Synchronization
 import SpoolCore
 import SpoolHTTP
+import SpoolSignatures
 import SpoolSystem
 import SpoolWire
 
@@ -13,8 +14,15 @@ public struct IngressConfiguration: Sendable {
     public var keyPaths = IngressConfiguration.json2videoKeyPaths
     /// Take the key from this request header instead of the body (for example `webhook-id`).
     public var keyHeader: String? = nil
+    /// Where `keyHeader` is absent, this header instead (`svix-id` beside `webhook-id`, for Svix's branded names).
+    public var keyHeaderAlias: String? = nil
     /// If set, required as `?token=` or `Authorization: Bearer`.
     public var token: String? = nil
+    /// If set, every webhook must carry a valid signature of this scheme (checked once the body is complete,
+    /// before the key is read; with a token, both must pass).
+    public var signature: SignatureVerifier? = nil
+    /// The clock signed timestamps are compared with.
+    public var clock: any WallClock = SystemClock()
     /// Request headers kept in the item's metadata.
     public var recordedHeaders = ["content-type", "x-request-id", "user-agent"]
     /// Seconds to put in `Retry-After` when the spool cannot write.
@@ -160,7 +168,11 @@ public final class IngressHandler: HTTPHandler {
     private func handleWebhook(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         metrics.bytesReceived.add(UInt64(request.body.count), ordering: .relaxed)
         let key: SpoolKey
-        do throws(IngressError) { key = try extractKey(request) } catch {
+        do throws(IngressError) {
+            try verifySignature(request)
+            key = try extractKey(request)
+        } catch {
+            if case .signature(let failure) = error { metrics.countSignatureRejection(failure) }
             respond(error.response)
             return
         }
@@ -190,9 +202,19 @@ public final class IngressHandler: HTTPHandler {
         }
     }
 
+    /// The signature over the complete request, when `--verify` asked for one. Nothing is stored on failure.
+    func verifySignature(_ request: HTTPRequest) throws(IngressError) {
+        guard let verifier = config.signature else { return }
+        let now = config.clock.nowNanos() / 1_000_000_000
+        do throws(SignatureFailure) {
+            try verifier.verify(body: request.body, nowSeconds: now) { request.head.headers.values(for: $0) }
+        } catch { throw .signature(error) }
+    }
+
     /// The key, from the configured header or the body.
     func extractKey(_ request: HTTPRequest) throws(IngressError) -> SpoolKey {
-        if let name = config.keyHeader {
+        if var name = config.keyHeader {
+            if let alias = config.keyHeaderAlias, !request.head.headers.contains(name), request.head.headers.contains(alias) { name = alias }
             let values = request.head.headers.values(for: name)
             guard values.count == 1 else {
                 throw values.isEmpty ? .missingKeyHeader(name) : .repeatedKeyHeader(name)
@@ -222,13 +244,7 @@ public final class IngressHandler: HTTPHandler {
 
 /// Compares two secrets in time that depends only on their lengths, not on where they differ.
 public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    var diff = UInt8(x.count == y.count ? 0 : 1)
-    let n = max(x.count, y.count)
-    for i in 0..<n {
-        diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
-    }
-    return diff == 0
+    constantTimeEqual(Array(a.utf8), Array(b.utf8))
 }
 
 /// Why the ingress refused a webhook before storing it: the ingress's one error type, mapped to a response here.
@@ -237,9 +253,15 @@ enum IngressError: Error {
     case repeatedKeyHeader(String)
     case badKeyHeader(String, String)
     case key(KeyExtractor.Failure)
+    case signature(SignatureFailure)
 
     var response: HTTPResponse {
         switch self {
+        // A missing signature is a wrong one: the sender learns only that it did not verify. A malformed header
+        // is the sender's bug, said precisely (the message names the header, never echoes its value).
+        case .signature(.missing), .signature(.invalidSignature): return .error(status: .unauthorized, "invalid signature")
+        case .signature(.timestampOutsideTolerance): return .error(status: .unauthorized, "timestamp outside tolerance")
+        case .signature(.malformed(let why)): return .error(status: .badRequest, "malformed signature: \(why)")
         case .missingKeyHeader(let name): return .error(status: .unprocessableContent, "no key: header \(name) is missing")
         case .repeatedKeyHeader(let name): return .error(status: .badRequest, "header \(name) appears more than once")
         case .badKeyHeader(let name, let why): return .error(status: .unprocessableContent, "header \(name): \(why)")

@@ -1,4 +1,5 @@
 import Synchronization
+import SpoolSignatures
 import SpoolWire
 
 /// A Prometheus histogram with fixed buckets (seconds).
@@ -35,6 +36,8 @@ final class IngressMetrics: Sendable {
     let accepted = Atomic<UInt64>(0)
     let duplicates = Atomic<UInt64>(0)
     let rejected = Atomic<UInt64>(0)
+    /// Signature refusals by `SignatureFailure.reason` (each also counted in `rejected`, as every 4xx is).
+    let signatureRejections = Mutex<[String: UInt64]>([:])
     let bytesReceived = Atomic<UInt64>(0)
     let ackLatency = Histogram()
     let durableWriteLatency = Histogram()
@@ -42,6 +45,10 @@ final class IngressMetrics: Sendable {
 
     func countResponse(status: Int) {
         requestsByStatus.withLock { $0[status, default: 0] += 1 }
+    }
+
+    func countSignatureRejection(_ failure: SignatureFailure) {
+        signatureRejections.withLock { $0[failure.reason, default: 0] += 1 }
     }
 
     func render(itemsPerState: [(String, Int)], openConnections: Int, flushedBatches: (fsync: Int, syncfs: Int) = (0, 0)) -> String {
@@ -56,6 +63,12 @@ final class IngressMetrics: Sendable {
         counter("spool_webhooks_accepted_total", "Webhooks stored as new items.", accepted.load(ordering: .relaxed))
         counter("spool_webhooks_duplicate_total", "Webhooks whose key was already stored.", duplicates.load(ordering: .relaxed))
         counter("spool_webhooks_rejected_total", "Requests refused with 4xx or 5xx (all paths but /healthz and /metrics).", rejected.load(ordering: .relaxed))
+        out += "# HELP spool_signature_rejected_total Webhooks refused by --verify, by reason (missing, malformed, invalid, timestamp).\n"
+        out += "# TYPE spool_signature_rejected_total counter\n"
+        let bySignature = signatureRejections.withLock { $0 }
+        for reason in SignatureFailure.reasons {
+            out += "spool_signature_rejected_total{reason=\"\(reason)\"} \(bySignature[reason, default: 0])\n"
+        }
         counter("spool_webhook_bytes_received_total", "Webhook body bytes received.", bytesReceived.load(ordering: .relaxed))
         out += ackLatency.render(name: "spool_ack_latency_seconds", help: "From the complete request to its acknowledgement.")
         out += durableWriteLatency.render(name: "spool_durable_write_seconds", help: "Duration of one durable group-commit batch.")

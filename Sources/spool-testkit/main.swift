@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import SpoolCore
+import SpoolSignatures
 import SpoolSystem
 import SpoolTLS
 
@@ -23,7 +24,7 @@ func fail(_ s: String) -> Never { try? FileDescriptor(rawValue: 2).writeAll(Arra
 
 let args = Array(CommandLine.arguments.dropFirst())
 guard args.count >= 2 else {
-    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | fill DIR PREFIX COUNT [SIZE] | claim-loop DIR [--hold | --quiet [--limit N]] | payload KEY SIZE | tls-load LIBSSL|default [LIBCRYPTO]")
+    fail("usage: spool-testkit enqueue DIR KEY... | enqueue-range DIR PREFIX FROM COUNT [SIZE] | fill DIR PREFIX COUNT [SIZE] | claim-loop DIR [--hold | --quiet [--limit N]] | payload KEY SIZE | tls-load LIBSSL|default [LIBCRYPTO] | verify-bench COUNT BODYSIZE")
 }
 let dir = args[1]
 switch args[0] {
@@ -87,6 +88,26 @@ case "claim-loop":
         let secs = Double(monotonicNanos() - t0) / 1e9
         say("{\"processed\":\(processed),\"seconds\":\(secs),\"per_second\":\(Double(processed) / max(secs, 1e-9))}")
     }
+case "verify-bench":
+    // Times COUNT Standard Webhooks verifications of one BODYSIZE-byte delivery (2 secrets, the second matching,
+    // as during a rotation) and COUNT SHA-256 digests of the body; prints ns per verification and SHA-256 MB/s.
+    guard args.count >= 3, let count = Int(args[1]), let size = Int(args[2]), count > 0 else { fail("verify-bench COUNT BODYSIZE") }
+    let body = payloadFor("msg_bench", size: size)
+    let key = Array("benchmark secret of 32 bytes....".utf8)
+    let ts = "1700000000"
+    let sig = "v1," + Base64.encode(HMACSHA256(key: key).authenticationCode(Array("msg_bench.\(ts).".utf8) + body))
+    let headers = ["webhook-id": "msg_bench", "webhook-timestamp": ts, "webhook-signature": sig]
+    let verifier = SignatureVerifier(scheme: .standardWebhooks, keys: [Array("the old secret".utf8), key], toleranceSeconds: 300)
+    let start = monotonicNanos()
+    for _ in 0..<count {
+        do throws(SignatureFailure) { try verifier.verify(body: body, nowSeconds: 1_700_000_000) { headers[$0].map { [$0] } ?? [] } } catch { fail("\(error)") }
+    }
+    let mid = monotonicNanos()
+    var sink: UInt8 = 0
+    for _ in 0..<count { sink ^= SHA256.hash(body)[0] }
+    let end = monotonicNanos()
+    let mbps = Double(count * size) / (Double(end - mid) / 1e9) / 1e6
+    say("verify \((mid - start) / Int64(count)) ns per delivery of \(size) bytes with 2 secrets; sha256 \(Int(mbps)) MB/s (\(sink))")
 case "tls-load":
     // Loads OpenSSL in a fresh process (the loader keeps its first success for the process) and prints
     // `loaded <version>` or `error: <description>` and `detail: <detail>`.

@@ -65,6 +65,19 @@ import Testing
         }
     }
 
+    /// Signature verification (SHA-256, HMAC, the header parsers) is pure too: no OpenSSL, no system module, so
+    /// `--verify` works wherever spool runs and the parsers can be fuzzed alone.
+    @Test func theSignaturesModuleIsPure() throws {
+        var seen = 0
+        for (module, file, text) in try Self.files() where module == "SpoolSignatures" {
+            seen += 1
+            for line in text.split(separator: "\n") where line.hasPrefix("import ") {
+                Issue.record("SpoolSignatures/\(file) imports \(line.dropFirst(7)): signature verification must not depend on anything")
+            }
+        }
+        #expect(seen > 0)
+    }
+
     @Test func libraryTargetsUseFoundationEssentialsOnly() throws {
         for (module, file, text) in try Self.files() {
             #expect(!text.contains("import Foundation\n"), "\(module)/\(file) imports Foundation")
