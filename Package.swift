@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),
         .library(name: "SpoolBridges", targets: ["SpoolBridges"]),
         .library(name: "SpoolTLS", targets: ["SpoolTLS"]),
+        .library(name: "SpoolReconcile", targets: ["SpoolReconcile"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).
@@ -36,12 +37,15 @@ let package = Package(
         .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire"]),
         // Sinks for consumers: NATS JetStream publisher and HTTP forwarder, over byte streams.
         .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
+        // `spool reconcile`: the JSON2Video list client (over SpoolBridges' HTTP exchange), the strict movie-list
+        // parser and the round loop that enqueues what no webhook delivered.
+        .target(name: "SpoolReconcile", dependencies: ["SpoolBridges", "SpoolCore", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         // Our own epoll HTTP/1.1 server (the parser is SpoolWire's).
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
         // The webhook ingress: key extraction, token check, group commit, metrics, on the HTTP server.
         .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSystem", "SpoolTLS"]),
@@ -57,6 +61,7 @@ let package = Package(
         .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolReconcileTests", dependencies: ["SpoolReconcile", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )
