@@ -43,7 +43,8 @@ extension CLI {
         guard c.sinceNanos > 0, c.sinceNanos <= ReconcileConfiguration.maxSinceNanos else { throw UsageError("--since must be more than 0 and at most 93d") }
         if let v = args.value("--every") { c.everyNanos = try Parse.duration(v, name: "--every") }
         guard c.everyNanos > 0 else { throw UsageError("--every must be positive") }
-        if let v = args.value("--grace") { c.graceNanos = try Parse.duration(v, name: "--grace") }
+        // `--grace 0` (pure polling) as the issue and README write it, besides `0s`.
+        if let v = args.value("--grace") { c.graceNanos = v == "0" ? 0 : try Parse.duration(v, name: "--grace") }
         if let v = args.value("--max-requests-per-minute") {
             c.maxRequestsPerMinute = try Parse.unsigned(v, name: "--max-requests-per-minute", max: 6000)
         }
