@@ -166,6 +166,8 @@ import Testing
         #expect(got == envelope, "\(String(decoding: got, as: UTF8.self))")
         #expect(try String(contentsOfFile: out + "/WAEE8PohgVwv2teP.type", encoding: .utf8) == "application/json\n")
         #expect(try items(dir).map(\.state) == ["done"])
+        // The claim and the completion kept where the item came from.
+        #expect(try spool("show", "WAEE8PohgVwv2teP", dir: dir).stdout.contains("source:      reconcile"))
     }
 
     @Test func matchWebhookAndClientDataLeaveOtherApplicationsAlone() throws {
