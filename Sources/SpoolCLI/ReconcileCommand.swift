@@ -117,8 +117,8 @@ extension CLI {
             let r = reconciler.round()
             let took = Double((monotonicNanos() - started) / 1_000_000) / 1000
             log("round \(reconciler.rounds): \(r.line) (\(took)s)")
+            if r.stopped { break }
             if let e = r.error {
-                if e.message == "stopped" { break }
                 if e.kind == .rejectedKey && (once || reconciler.rounds == 1) { throw CommandFailure(message: "the API rejected the key") }
                 if once { throw CommandFailure(message: e.message) }
             }

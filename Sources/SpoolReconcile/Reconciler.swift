@@ -19,8 +19,9 @@ public struct ReconcileConfiguration: Sendable {
     /// First pause after such a failure (doubling, at most `maxBackoffNanos`) when the API does not say Retry-After.
     public var backoffNanos: Int64 = 1_000_000_000
     public var maxBackoffNanos: Int64 = 60_000_000_000
-    /// Pages of one round, at most (a runaway cursor must end).
+    /// Pages of one round, at most (a runaway cursor must end), and bytes of movie objects kept for one round.
     public var maxPages = 1000
+    public var maxRoundBytes = 256 * 1024 * 1024
     public static let maxSinceNanos: Int64 = 93 * 86_400_000_000_000
     public init() {}
 }
@@ -42,6 +43,8 @@ public struct RoundReport: Sendable {
     public var apiErrors = 0
     /// Why the round failed (nothing more is enqueued by a failed round).
     public var error: ReconcileError?
+    /// The process was asked to stop while the round waited (it ends without deciding anything).
+    public var stopped = false
 
     public var line: String {
         var s = "\(pages) pages, \(seen) movies seen, \(final) final, \(enqueued) enqueued, \(known) already in the spool, "
@@ -88,11 +91,16 @@ public final class Reconciler: @unchecked Sendable {
         let now = clock.nowNanos()
         let from = now - min(configuration.sinceNanos, ReconcileConfiguration.maxSinceNanos)
         var movies: [Movie] = []
+        var bytes = 0
         var query = PageQuery(fromNanos: from, toNanos: now, limit: configuration.pageLimit)
         do throws(ReconcileError) {
             while true {
-                guard let page = try fetch(query, &r) else { r.error = ReconcileError(.network, "stopped"); return r }
+                guard let page = try fetch(query, &r) else { r.stopped = true; return r }
                 r.pages += 1
+                bytes += page.movies.reduce(0) { $0 + $1.raw.count }
+                guard bytes <= configuration.maxRoundBytes else {
+                    throw ReconcileError(.malformed, "more than \(configuration.maxRoundBytes) bytes of movies in one round")
+                }
                 movies += page.movies
                 guard page.hasNext, let token = page.nextToken else { break }
                 guard r.pages < configuration.maxPages else {
