@@ -1,5 +1,6 @@
 import SpoolBridges
 import SpoolCore
+import SpoolIngress
 import SpoolReconcile
 import SpoolSystem
 import SpoolTLS
@@ -70,29 +71,36 @@ extension CLI {
         return key
     }
 
+    /// The API client from the key file, the URL and the CA file (shared by `reconcile` and `serve --reconcile-…`).
+    static func makeReconcileClient(keyFile: String, apiURL: String, caFile: String?, timeout: Int64,
+                                    env: [String: String], caOption: String) throws -> JSON2VideoClient {
+        let endpoint: Endpoint
+        do throws(BridgeError) { endpoint = try Endpoint.http(apiURL) } catch { throw UsageError("--api-url: \(error.message)") }
+        if !endpoint.secure && caFile != nil { throw UsageError("\(caOption) needs an https:// API URL") }
+        let key = try readAPIKey(keyFile)
+        var profile: TLSClientProfile? = nil
+        if endpoint.secure {
+            try TLSSetup.loadLibrary(env: env)
+            let p = TLSClientProfile(caFile: caFile, alpnProtocols: ["http/1.1"])
+            do throws(TLSError) { _ = try p.context() } catch { throw CommandFailure(message: "TLS: \(error)") }
+            profile = p
+        }
+        do throws(BridgeError) {
+            return try JSON2VideoClient(apiURL: apiURL, apiKey: key, tls: profile, timeoutNanos: timeout)
+        } catch {
+            throw error.message.hasPrefix("--api-url") ? UsageError(error.message) : CommandFailure(message: error.message)
+        }
+    }
+
     static func runReconcile(_ args: ParsedArguments, _ ctx: Context) throws -> Int32 {
         let config = try reconcileConfiguration(args)
         guard let keyFile = args.value("--api-key-file") else { throw UsageError("--api-key-file FILE is required") }
         let apiURL = args.value("--api-url") ?? JSON2VideoClient.defaultURL
         let timeout = try args.value("--timeout").map { v throws(UsageError) in try Parse.duration(v, name: "--timeout") } ?? 30_000_000_000
         guard timeout > 0 else { throw UsageError("--timeout must be positive") }
-        let endpoint: Endpoint
-        do throws(BridgeError) { endpoint = try Endpoint.http(apiURL) } catch { throw UsageError("--api-url: \(error.message)") }
-        if !endpoint.secure && args.value("--ca-file") != nil { throw UsageError("--ca-file needs an https:// --api-url") }
-        let key = try readAPIKey(keyFile)
-        var profile: TLSClientProfile? = nil
-        if endpoint.secure {
-            try TLSSetup.loadLibrary(env: ctx.console.environment)
-            let p = TLSClientProfile(caFile: args.value("--ca-file"), alpnProtocols: ["http/1.1"])
-            do throws(TLSError) { _ = try p.context() } catch { throw CommandFailure(message: "TLS: \(error)") }
-            profile = p
-        }
-        let client: JSON2VideoClient
-        do throws(BridgeError) {
-            client = try JSON2VideoClient(apiURL: apiURL, apiKey: key, tls: profile, timeoutNanos: timeout)
-        } catch {
-            throw error.kind == .configuration && error.message.hasPrefix("--api-url") ? UsageError(error.message) : CommandFailure(message: error.message)
-        }
+        let client = try makeReconcileClient(keyFile: keyFile, apiURL: apiURL, caFile: args.value("--ca-file"), timeout: timeout,
+                                             env: ctx.console.environment, caOption: "--ca-file")
+        let endpoint = client.endpoint
         let log = logger(ctx.console, component: "reconcile")
         let spool = try ctx.openSpool()
         // An enqueue of ours cut short (a SIGKILL between its marker and its rename) is finished before we look.
@@ -128,5 +136,55 @@ extension CLI {
         let t = reconciler.totals
         log("stopped: \(reconciler.rounds) rounds, \(t.seen) movies seen, \(t.enqueued) enqueued, \(t.apiErrors) API errors")
         return 0
+    }
+}
+
+extension CLI {
+    /// `serve --reconcile-api-key-file`: the same loop on a thread of the server process, its counters on /metrics.
+    /// A rejected key or a failed round is logged (the server keeps serving webhooks); the thread ends with the process.
+    static func serveReconcileOptions() -> [Option] {
+        [
+            .value("--reconcile-api-key-file", "FILE", help: "also run 'spool reconcile' in this process with this API key\n(docs/reconcile.md); its counters are on /metrics"),
+            .value("--reconcile-every", "D", default: "5m", help: "with --reconcile-api-key-file: as reconcile's --every"),
+            .value("--reconcile-grace", "D", default: "10m", help: "with --reconcile-api-key-file: as reconcile's --grace"),
+            .value("--reconcile-api-url", "URL", default: JSON2VideoClient.defaultURL, help: "with --reconcile-api-key-file: as reconcile's --api-url"),
+            .value("--reconcile-ca-file", "FILE", help: "with --reconcile-api-key-file: as reconcile's --ca-file"),
+        ]
+    }
+
+    /// The loop to start inside `serve`, or nil without `--reconcile-api-key-file` (its companions are then usage errors).
+    static func serveReconcileSetup(_ args: ParsedArguments, env: [String: String]) throws -> (JSON2VideoClient, ReconcileConfiguration)? {
+        guard let keyFile = args.value("--reconcile-api-key-file") else {
+            for o in ["--reconcile-every", "--reconcile-grace", "--reconcile-api-url", "--reconcile-ca-file"] where args.value(o) != nil {
+                throw UsageError("\(o) needs --reconcile-api-key-file")
+            }
+            return nil
+        }
+        var c = ReconcileConfiguration()
+        if let v = args.value("--reconcile-every") { c.everyNanos = try Parse.duration(v, name: "--reconcile-every") }
+        guard c.everyNanos > 0 else { throw UsageError("--reconcile-every must be positive") }
+        if let v = args.value("--reconcile-grace") { c.graceNanos = v == "0" ? 0 : try Parse.duration(v, name: "--reconcile-grace") }
+        let client = try makeReconcileClient(keyFile: keyFile, apiURL: args.value("--reconcile-api-url") ?? JSON2VideoClient.defaultURL,
+                                             caFile: args.value("--reconcile-ca-file"), timeout: 30_000_000_000, env: env,
+                                             caOption: "--reconcile-ca-file")
+        return (client, c)
+    }
+
+    static func startServeReconcile(_ setup: (JSON2VideoClient, ReconcileConfiguration), spool: Spool, handler: IngressHandler,
+                                    console: Console) {
+        let log = logger(console, component: "reconcile")
+        let pause: (Int64) -> Bool = { nanos in sleep(nanoseconds: max(0, nanos)); return true }
+        let reconciler = Reconciler(spool: spool, pager: setup.0, configuration: setup.1, log: log, pause: pause)
+        handler.setExtraMetrics { reconciler.metricsText() }
+        let every = setup.1.everyNanos
+        startThread {
+            log("started inside serve (api \(setup.0.endpoint.authority), every \(humanDuration(nanos: every)))")
+            while true {
+                let started = monotonicNanos()
+                let r = reconciler.round()
+                log("round \(reconciler.rounds): \(r.line)")
+                sleep(nanoseconds: max(0, started + every - monotonicNanos()))
+            }
+        }
     }
 }

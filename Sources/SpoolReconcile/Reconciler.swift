@@ -1,3 +1,4 @@
+import Synchronization
 import SpoolCore
 import SpoolSystem
 
@@ -68,8 +69,11 @@ public final class Reconciler: @unchecked Sendable {
     /// When each project was first seen final here (for movies without a usable `ended_at`).
     private var firstSeenFinal: [String: Int64] = [:]
     private var lastRequestMono: Int64?
-    public private(set) var totals = RoundReport()
-    public private(set) var rounds = 0
+    /// Sums over all rounds, read by other threads (`/metrics` of `spool serve`).
+    private let counters = Mutex<(totals: RoundReport, rounds: Int, failed: Int)>((RoundReport(), 0, 0))
+    public var totals: RoundReport { counters.withLock { $0.totals } }
+    public var rounds: Int { counters.withLock { $0.rounds } }
+    public var failedRounds: Int { counters.withLock { $0.failed } }
 
     public init(spool: Spool, pager: any MoviePager, configuration: ReconcileConfiguration, clock: any WallClock = SystemClock(),
                 log: @escaping @Sendable (String) -> Void, pause: @escaping (Int64) -> Bool) {
@@ -87,7 +91,7 @@ public final class Reconciler: @unchecked Sendable {
     /// enqueues nothing.
     public func round() -> RoundReport {
         var r = RoundReport()
-        defer { rounds += 1; accumulate(r) }
+        defer { accumulate(r) }
         let now = clock.nowNanos()
         let from = now - min(configuration.sinceNanos, ReconcileConfiguration.maxSinceNanos)
         var movies: [Movie] = []
@@ -183,9 +187,28 @@ public final class Reconciler: @unchecked Sendable {
     }
 
     private func accumulate(_ r: RoundReport) {
-        totals.requests += r.requests; totals.pages += r.pages; totals.seen += r.seen; totals.final += r.final
-        totals.enqueued += r.enqueued; totals.known += r.known; totals.waiting += r.waiting; totals.filtered += r.filtered
-        totals.apiErrors += r.apiErrors
+        counters.withLock { c in
+            c.rounds += 1
+            if r.error != nil { c.failed += 1 }
+            c.totals.requests += r.requests; c.totals.pages += r.pages; c.totals.seen += r.seen; c.totals.final += r.final
+            c.totals.enqueued += r.enqueued; c.totals.known += r.known; c.totals.waiting += r.waiting
+            c.totals.filtered += r.filtered; c.totals.apiErrors += r.apiErrors
+        }
+    }
+
+    /// The counters in Prometheus text format (appended to `spool serve`'s `/metrics` when the loop runs inside it).
+    public func metricsText() -> String {
+        let c = counters.withLock { $0 }
+        var out = ""
+        func counter(_ name: String, _ help: String, _ v: Int) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name) \(v)\n"
+        }
+        counter("spool_reconcile_rounds_total", "Reconcile rounds run.", c.rounds)
+        counter("spool_reconcile_rounds_failed_total", "Reconcile rounds that failed (API, network, malformed response).", c.failed)
+        counter("spool_reconcile_movies_seen_total", "Movies listed by the API over all rounds.", c.totals.seen)
+        counter("spool_reconcile_enqueued_total", "Items enqueued by reconcile (no webhook within the grace).", c.totals.enqueued)
+        counter("spool_reconcile_api_errors_total", "API responses that were errors (429, 5xx, 401/403, network, malformed).", c.totals.apiErrors)
+        return out
     }
 
     static func seconds(_ n: Int64) -> String {

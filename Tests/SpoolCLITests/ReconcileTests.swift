@@ -329,4 +329,29 @@ import Testing
         #expect(again.stderr.contains("1 enqueued"), "\(again.stderr)")
         #expect(try items(dir).map(\.state) == ["new"])
     }
+
+    /// `serve --reconcile-api-key-file`: one process takes webhooks and reconciles; its counters are on /metrics.
+    @Test func serveRunsTheSameLoopAndShowsItsCountersOnMetrics() throws {
+        let api = try FakeAPI()
+        try api.set(movies: [Self.movie("viawebhook000001", endedAgo: 0), Self.movie("viareconcile0001")])
+        let dir = makeTempDir() + "/s"
+        let server = try Server(dir: dir, extra: ["--reconcile-api-key-file", Self.keyFile(), "--reconcile-api-url", api.url,
+                                                  "--reconcile-grace", "5s", "--reconcile-every", "500ms"])
+        // The webhook of the first project arrives within its grace; the other never does.
+        let hook = try curl(["-s", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+                             "{\"success\":true,\"movie\":{\"project\":\"viawebhook000001\",\"status\":\"done\"}}", server.url + "/json2video/done"])
+        #expect(hook.stdout.contains("accepted"), "\(hook.stdout)")
+        #expect(try waitUntil(timeout: 20) { try items(dir).count == 2 })
+        let all = try items(dir).sorted { $0.key < $1.key }
+        #expect(all.map(\.key) == ["viareconcile0001", "viawebhook000001"] && all.map(\.source) == ["reconcile", nil])
+        // Once its grace is over, the webhook's project is seen as already in the spool: still two items.
+        #expect(waitUntil(timeout: 20) { server.child.stderr.contains("2 final, 0 enqueued, 2 already in the spool") }, "\(server.child.stderr)")
+        #expect(try items(dir).count == 2)
+        let metrics = try curl(["-s", server.url + "/metrics"]).stdout
+        #expect(metrics.contains("spool_reconcile_enqueued_total 1") && metrics.contains("spool_reconcile_rounds_total"), "\(metrics)")
+        let end = server.stop()
+        #expect(end.stderr.contains("reconcile round 1:"), "\(end.stderr)")
+        let usage = try run(spoolBin, ["--dir", dir, "serve", "--reconcile-every", "1s"])
+        #expect(usage.status == 64)
+    }
 }
