@@ -84,6 +84,27 @@ import Testing
         }
     }
 
+    /// Every prefix of a valid page is refused; every one-byte change either is refused or keeps the invariants
+    /// the fuzzer checks (the kept bytes of each movie parse to the value the tree parser sees).
+    @Test func everyTruncationIsRefusedAndEveryByteFlipKeepsTheInvariants() throws {
+        let full = body([Self.movieA, Self.movieB], hasNext: "true", token: "\"t\"")
+        for n in 0..<full.count {
+            #expect(throws: ReconcileError.self) { try MovieListPage.parse(Array(full[..<n])) }
+        }
+        var rng = SplitMix(seed: 7)
+        for i in 0..<full.count {
+            for _ in 0..<3 {
+                var b = full
+                b[i] = UInt8(truncatingIfNeeded: rng.next())
+                guard let page = try? MovieListPage.parse(b) else { continue }
+                let tree = try JSONParser.parse(b)
+                guard case .array(let values)? = tree["movies"] else { Issue.record("accepted without movies"); continue }
+                #expect(values == page.movies.map(\.value))
+                for m in page.movies { #expect(try JSONParser.parse(m.raw) == m.value) }
+            }
+        }
+    }
+
     @Test func filtersMatchWebhookAndClientData() throws {
         let page = try MovieListPage.parse(body([Self.movieA, Self.movieB]))
         let a = page.movies[0], b = page.movies[1]
