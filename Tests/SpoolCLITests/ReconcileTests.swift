@@ -270,6 +270,10 @@ import Testing
         chmod(open, 0o644)
         let r = try reconcile(dir, api, ["--once"], key: open)
         #expect(r.status == 1 && r.stderr.contains("is open to others"), "\(r.stderr)")
+        // The fake's single mode, as the API documents it (reconcile itself lists).
+        try api.set(movies: [Self.movie("single0000000001")])
+        let single = try curl(["-s", "-H", "x-api-key: k", api.url + "/v2/movies?project=single0000000001"]).stdout
+        #expect(single.hasPrefix("{\"success\":true,\"movie\":{") && single.contains("single0000000001"), "\(single)")
         let help = try run(spoolBin, ["reconcile", "--help"])
         #expect(help.status == 0 && help.stdout.contains("--max-requests-per-minute"))
     }

@@ -15,7 +15,7 @@ Each request takes the next entry of "script" not used yet (counted from the las
 serves the normal answer; "429:N" answers 429 with Retry-After: N; "malformed" a 200 that is not the
 documented shape. A wrong x-api-key is 401. Pages: next_token is the offset of the next page ("o<N>").
 """
-import http.server, json, ssl, sys, threading, time, urllib.parse
+import datetime, http.server, json, ssl, sys, threading, time, urllib.parse
 
 SCENARIO = sys.argv[1]
 used = 0
@@ -72,6 +72,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for p in ("from", "to", "limit"):
             if p not in q:
                 return self.answer(400, '{"success":false,"message":"missing %s"}' % p)
+        try:
+            t0, t1 = (datetime.datetime.fromisoformat(q[p][0].replace("Z", "+00:00")) for p in ("from", "to"))
+        except ValueError:
+            return self.answer(400, '{"success":false,"message":"bad date"}')
+        if t1 < t0 or (t1 - t0).days > 93 or not 1 <= int(q["limit"][0]) <= 100:
+            return self.answer(400, '{"success":false,"message":"range over 93 days or limit outside 1-100"}')
         size = min(int(q["limit"][0]), int(sc.get("page_size", 100)))
         start = int(q["next_token"][0][1:]) if "next_token" in q else 0
         page = movies[start:start + size]
