@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SpoolBridges", targets: ["SpoolBridges"]),
         .library(name: "SpoolTLS", targets: ["SpoolTLS"]),
         .library(name: "SpoolSignatures", targets: ["SpoolSignatures"]),
+        .library(name: "SpoolReconcile", targets: ["SpoolReconcile"]),
     ],
     targets: [
         // Linux calls Glibc does not export (renameat2, epoll, eventfd, accept4, inotify, pipe2).
@@ -40,12 +41,15 @@ let package = Package(
         .target(name: "SpoolConsumer", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire"]),
         // Sinks for consumers: NATS JetStream publisher and HTTP forwarder, over byte streams.
         .target(name: "SpoolBridges", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
+        // `spool reconcile`: the JSON2Video list client (over SpoolBridges' HTTP exchange), the strict movie-list
+        // parser and the round loop that enqueues what no webhook delivered.
+        .target(name: "SpoolReconcile", dependencies: ["SpoolBridges", "SpoolCore", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         // Our own epoll HTTP/1.1 server (the parser is SpoolWire's).
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
         // The webhook ingress: key extraction, token and signature checks, group commit, metrics, on the HTTP server.
         .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolTLS"]),
@@ -62,6 +66,7 @@ let package = Package(
         .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolReconcileTests", dependencies: ["SpoolReconcile", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )

@@ -40,5 +40,11 @@ let package = Package(
             dependencies: [.product(name: "SpoolCore", package: "spool")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
+        .executableTarget(
+            name: "ReconcileFuzzer",
+            dependencies: [.product(name: "SpoolReconcile", package: "spool"), .product(name: "SpoolCore", package: "spool"),
+                           .product(name: "SpoolWire", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
     ]
 )

@@ -2,7 +2,9 @@
 # Builds the fuzzers with libFuzzer + AddressSanitizer and runs each for SECONDS (default 60).
 # Usage: Fuzz/run.sh [SECONDS] [TARGET...]   TARGET: http (the HTTP parser), keys (key encoding),
 #        extract (key extraction and JSON), peer (what forward targets and NATS servers send), tls (the server side
-#        of the TLS engine, over the system's OpenSSL 3), sig (the signature header parsers and verifiers); default all six. From anywhere; paths resolve from this script.
+#        of the TLS engine, over the system's OpenSSL 3), sig (the signature header parsers and verifiers),
+#        reconcile (JSON2Video API responses: status mapping and the movie list parser); default all seven.
+#        From anywhere; paths resolve from this script.
 # Output goes to Fuzz/.build/fuzz-TARGET.log; a crashing input is kept in Fuzz/crashes/ and the script exits nonzero.
 set -euo pipefail
 SECONDS_TO_RUN="${1:-60}"
@@ -20,7 +22,7 @@ BUILD=(swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -san
        --package-path "$HERE" --scratch-path "$HERE/.build")
 mkdir -p "$HERE/.build"
 TARGETS=("${@:2}")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http keys extract peer tls sig)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http keys extract peer tls sig reconcile)
 for T in "${TARGETS[@]}"; do
 case "$T" in
     http) PRODUCT=HTTPParserFuzzer; MAXLEN=4096 ;;
@@ -30,7 +32,8 @@ case "$T" in
     tls) PRODUCT=TLSFuzzer; MAXLEN=4096 ;;
     # Past the parsers' 8 KiB bound, so that the bound itself is exercised.
     sig) PRODUCT=SignatureFuzzer; MAXLEN=9000 ;;
-    *) echo "unknown fuzz target $T (http, keys, extract, peer, tls, sig)" >&2; exit 64 ;;
+    reconcile) PRODUCT=ReconcileFuzzer; MAXLEN=4096 ;;
+    *) echo "unknown fuzz target $T (http, keys, extract, peer, tls, sig, reconcile)" >&2; exit 64 ;;
 esac
 if ! timeout 1800 "${BUILD[@]}" --product "$PRODUCT" >"$HERE/.build/build.log" 2>&1; then
     grep -v 'ld.gold: warning' "$HERE/.build/build.log" | tail -n 40 >&2

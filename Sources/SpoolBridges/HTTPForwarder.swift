@@ -112,30 +112,42 @@ public struct HTTPForwarder: ItemProcessor {
         }
     }
 
-    /// Connects, sends, and reads the response until it is complete (or enough of its body is kept), all
-    /// before one deadline, through a byte stream (TLS will be one more kind of stream, not a change here).
+    /// One exchange through the shared `HTTPExchange`, with the outage gate told whether the endpoint was reached.
     func exchange(_ request: [UInt8]) throws(BridgeError) -> HTTPResponseParser {
-        let ep = configuration.endpoint
-        let deadline = monotonicNanos() + configuration.timeoutNanos
+        try HTTPExchange.perform(request, endpoint: configuration.endpoint, tls: tlsProfile, timeoutNanos: configuration.timeoutNanos,
+                                 limits: configuration.responseLimits,
+                                 reached: { gate.reached() }, unreachable: { gate.unreachable(now: monotonicNanos()) })
+    }
+}
+
+/// One HTTP/1.1 request and its response over a fresh connection (TLS for `https://`), all before one deadline:
+/// the forwarder's POSTs and reconcile's API calls. The request is sent as given (it should say
+/// `Connection: close`); the response is read until complete, or until enough of its body is kept.
+public enum HTTPExchange {
+    /// `reached` is called once the TCP connection is made, `unreachable` when it could not be; a certificate the
+    /// server cannot prove is an error after `reached` (the endpoint answered), not an outage.
+    public static func perform(_ request: [UInt8], endpoint ep: Endpoint, tls: TLSClientProfile, timeoutNanos: Int64,
+                               limits: HTTPResponseParser.Limits = HTTPResponseParser.Limits(),
+                               reached: () -> Void = {}, unreachable: () -> Void = {}) throws(BridgeError) -> HTTPResponseParser {
+        let deadline = monotonicNanos() + timeoutNanos
         var stream: any ByteStream
         do throws(BridgeError) {
-            stream = try BridgeConnect.stream(to: ep, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
-            gate.reached()
+            stream = try BridgeConnect.stream(to: ep, deadline: deadline, timeoutNanos: timeoutNanos)
+            reached()
         } catch {
-            gate.unreachable(now: monotonicNanos())
+            unreachable()
             throw error
         }
         defer { stream.close() }
         if ep.secure {
-            // The endpoint was reached; a certificate it cannot prove is this item's failed attempt, not an outage.
-            stream = try BridgeConnect.secure(stream, profile: tlsProfile, endpoint: ep, deadline: deadline, timeoutNanos: configuration.timeoutNanos)
+            stream = try BridgeConnect.secure(stream, profile: tls, endpoint: ep, deadline: deadline, timeoutNanos: timeoutNanos)
         }
-        let peer = ep.authority, limitMs = configuration.timeoutNanos / 1_000_000
+        let peer = ep.authority, limitMs = timeoutNanos / 1_000_000
         do throws(StreamError) { try stream.writeAll(request, deadline: deadline) } catch {
             if error == .timedOut { throw BridgeError(.timeout, "sending to \(peer) timed out after \(limitMs)ms") }
             throw BridgeError(.connectionLost, "sending to \(peer) failed: \(error)")
         }
-        var parser = HTTPResponseParser(limits: configuration.responseLimits)
+        var parser = HTTPResponseParser(limits: limits)
         var buf = [UInt8](repeating: 0, count: 16384)
         while !(parser.isComplete || (parser.head != nil && parser.bodyTruncated)) {
             let n: Int

@@ -76,6 +76,7 @@ extension CLI {
         if i.state == .claimed, let c = i.meta?.claimedBy { key("claimed_by"); str(c) }
         if let f = i.finishedAtNanos { key("finished_at"); time(f) }
         if let ct = i.meta?.header("content-type") { key("content_type"); str(ct) }
+        if let src = i.meta?.source { key("source"); str(src) }
         if i.meta == nil { key("meta_error"); str("metadata unreadable") }
         o.append(0x7D)
     }
@@ -90,6 +91,7 @@ extension CLI {
         var bits: [String] = []
         if i.state == .new, i.dueAtNanos > now { bits.append("retry in \(humanDuration(nanos: i.dueAtNanos.subtractingReportingOverflow(now).overflow ? Int64.max : i.dueAtNanos - now))") }
         if i.state == .claimed, let c = i.meta?.claimedBy { bits.append("by \(c)") }
+        if let src = i.meta?.source { bits.append("from \(src)") }
         if let s = i.meta?.lastStatus { bits.append(s) }
         if let e = i.meta?.lastError {
             let oneLine = e.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last.map(String.init) ?? ""
@@ -103,9 +105,9 @@ extension CLI {
         synopsis: "[STATE...]",
         description: """
         STATE is new, claimed, done or failed (default: all). The table shows STATE, KEY, AGE (since
-        received), SIZE, ATTEMPTS and INFO (next retry, claimant, last error). --json prints one object
+        received), SIZE, ATTEMPTS and INFO (next retry, claimant, "from reconcile", last error). --json prints one object
         per line with state, key, size, received_at, attempts, path, and next_attempt_at, last_error,
-        claimed_by when present.
+        claimed_by, source when present.
         """,
         options: [
             .flag("--json", help: "one JSON object per line instead of the table"),
@@ -182,6 +184,7 @@ extension CLI {
                 // Metadata comes from the disk, headers from the network, last_error from a handler: escaped.
                 if let c = m.claimedBy, info.state == .claimed { lines.append("claimed_by:  \(logSafe(c))") }
                 if let s = m.lastStatus { lines.append("last_status: \(logSafe(s))") }
+                if let src = m.source { lines.append("source:      \(logSafe(src))") }
                 for (n, v) in m.headers { lines.append("header:      \(logSafe(n)): \(logSafe(v))") }
                 if let e = m.lastError { lines.append("last_error:\n" + e.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + logSafe(String($0)) }.joined(separator: "\n")) }
             } else { lines.append("metadata:    unreadable") }

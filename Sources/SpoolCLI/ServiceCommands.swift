@@ -3,6 +3,7 @@ import SpoolConsumer
 import SpoolCore
 import SpoolHTTP
 import SpoolIngress
+import SpoolReconcile
 import SpoolSignatures
 import SpoolSystem
 import SpoolTLS
@@ -10,7 +11,7 @@ import SpoolWire
 
 extension CLI {
     /// Long-running commands (`serve`, `consume`).
-    static let serviceCommands: [Command] = [serveCommand, consumeCommand]
+    static let serviceCommands: [Command] = [serveCommand, consumeCommand, reconcileCommand]
 
     /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
     static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {
@@ -331,7 +332,7 @@ extension CLI {
                 file system); auto: per batch, whichever has measured cheaper lately
                 (syncfs only on Linux 5.8+, where it reports write errors)
                 """),
-        ],
+        ] + serveReconcileOptions(),
         environment: [
             EnvironmentVariable("SPOOL_TOKEN", "the token to require when --token-file is not given"),
             EnvironmentVariable("SPOOL_COMMITTERS", "threads making batches durable, a whole number from 1 to 16 (default 2)"),
@@ -349,7 +350,9 @@ extension CLI {
             let tls = try serverCertificate(args, env: ctx.console.environment)
             let metrics = try args.value("--metrics-listen").map { v throws(UsageError) in try parseListen(v) }
             ingress.metricsOnWebhookPort = metrics == nil
-            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls, metrics: metrics)
+            let reconcile = try serveReconcileSetup(args, env: ctx.console.environment)
+            return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls, metrics: metrics,
+                                   reconcile: reconcile)
         })
 
     /// `--listen HOST:PORT` (an IPv6 host without brackets: the port follows the last colon).
@@ -487,7 +490,8 @@ extension CLI {
     /// Opens the spool, binds, and serves until SIGTERM/SIGINT.
     static func startServer(_ ctx: Context, listen: ListenAddress, ingress: IngressConfiguration,
                             http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?,
-                            metrics: ListenAddress? = nil) throws -> Int32 {
+                            metrics: ListenAddress? = nil,
+                            reconcile: (JSON2VideoClient, ReconcileConfiguration)? = nil) throws -> Int32 {
         let spool = try ctx.openSpool(flush: flush)
         let log = logger(ctx.console, component: "serve")
         let report = spool.recover()
@@ -520,6 +524,7 @@ extension CLI {
                 probesDone?.signal()
             }
         }
+        if let reconcile { startServeReconcile(reconcile, spool: spool, handler: handler, console: ctx.console) }
         ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(hostText(listen.host)):\(bound) spool \(ctx.dir)")
         if let metrics, let probes { ctx.console.out("metrics on http://\(hostText(metrics.host)):\(probes.port)") }
         do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }

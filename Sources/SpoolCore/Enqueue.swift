@@ -12,10 +12,13 @@ public struct EnqueueRequest: Sendable {
     public var payload: [UInt8]
     /// Selected request headers, stored in the metadata (names are lowercased).
     public var headers: [(String, String)]
-    public init(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = []) {
+    /// Where the item comes from, recorded in its metadata (`reconcile`); nil for the ingress.
+    public var source: String?
+    public init(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = [], source: String? = nil) {
         self.key = key
         self.payload = payload
         self.headers = headers.map { ($0.0.lowercased(), $0.1) }
+        self.source = source
     }
 }
 
@@ -288,7 +291,9 @@ extension Spool {
             // it for a moment (it looks at every unlocked tmp/ file): wait for it rather than go on unlocked.
             try sys("lock payload") { () throws(Errno) in try p.lockExclusive() }
             try sys("write payload") { () throws(Errno) in try faults.check(.write); try p.writeAll(r.payload) }
-            let meta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers).jsonBytes
+            var itemMeta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers)
+            itemMeta.source = r.source
+            let meta = itemMeta.jsonBytes
             // A fresh item's metadata rides on the payload itself (one inode, one flush); where the file system has
             // no extended attributes, or the value is too large for it, it is a file of its own.
             if attributesUsable.load(ordering: .relaxed) {

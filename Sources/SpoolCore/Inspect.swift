@@ -108,6 +108,12 @@ extension Spool {
                         path: "\(path)/\(state.rawValue)/\(name)")
     }
 
+    /// Whether the key has its idempotency marker (`keys/<name>`): an item in some state, or one being enqueued.
+    /// The cheap check before building an item that enqueue would answer "duplicate" anyway.
+    public func hasMarker(key: SpoolKey) -> Bool {
+        (try? FS.stat(key.fileName, in: keys)) != nil
+    }
+
     /// Finds one item by key, looking in every state (twice, in case it moved while we looked).
     public func find(key: SpoolKey) throws(SpoolError) -> ItemInfo {
         for _ in 0..<2 {

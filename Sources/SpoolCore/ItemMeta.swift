@@ -22,6 +22,9 @@ public struct ItemMeta: Sendable, Equatable {
     public var lastAttemptAtNanos: Int64?
     public var claimedBy: String?
     public var finishedAtNanos: Int64?
+    /// Where the item came from when not from a request to the ingress: `reconcile` (docs/reconcile.md).
+    /// Absent for ingress items; an additive member, older readers ignore it.
+    public var source: String?
 
     public init(key: String, receivedAtNanos: Int64, size: Int64, headers: [(String, String)] = []) {
         self.key = key
@@ -74,6 +77,7 @@ public struct ItemMeta: Sendable, Equatable {
         if let t = lastAttemptAtNanos { key("last_attempt_at"); time(t) }
         if let c = claimedBy { key("claimed_by"); str(c) }
         if let f = finishedAtNanos { key("finished_at"); time(f); key("finished_at_ns"); int(f) }
+        if let s = source { key("source"); str(s) }
         o.append(0x7D); o.append(0x0A)
         return o
     }
@@ -100,6 +104,7 @@ public struct ItemMeta: Sendable, Equatable {
                 case "last_attempt_at": f.lastAttemptAt.set(try p.memberString())
                 case "claimed_by": f.claimedBy.set(try p.memberString())
                 case "finished_at_ns": f.finishedAt.set(try p.memberInteger())
+                case "source": f.source.set(try p.memberString())
                 default: _ = try p.memberValue()
                 }
             }
@@ -131,6 +136,7 @@ public struct ItemMeta: Sendable, Equatable {
         f.lastAttemptAt.set(fields["last_attempt_at"]?.stringValue)
         f.claimedBy.set(fields["claimed_by"]?.stringValue)
         f.finishedAt.set(fields["finished_at_ns"]?.intValue)
+        f.source.set(fields["source"]?.stringValue)
         return try f.build()
     }
 
@@ -147,7 +153,7 @@ public struct ItemMeta: Sendable, Equatable {
         var v = Once<Int64>(), key = Once<String>(), receivedAt = Once<Int64>(), size = Once<Int64>()
         var attempts = Once<Int64>(), headers = Once<JSONValue>(), nextAttemptAt = Once<Int64>()
         var lastError = Once<String>(), lastStatus = Once<String>(), lastAttemptAt = Once<String>()
-        var claimedBy = Once<String>(), finishedAt = Once<Int64>()
+        var claimedBy = Once<String>(), finishedAt = Once<Int64>(), source = Once<String>()
 
         func build() throws(SpoolError) -> ItemMeta {
             guard v.get == Int64(formatVersion) else { throw .corrupt("unknown metadata version") }
@@ -172,6 +178,7 @@ public struct ItemMeta: Sendable, Equatable {
             if let t = lastAttemptAt.get { m.lastAttemptAtNanos = RFC3339.parse(t) }
             m.claimedBy = claimedBy.get
             m.finishedAtNanos = finishedAt.get
+            m.source = source.get
             return m
         }
     }

@@ -105,6 +105,30 @@ public struct JSONParser {
         return try string()
     }
 
+    /// The current member's value (inside `visitObject`) when it is an array: each element parsed as `parse` would,
+    /// with the byte range of its exact source text (no surrounding white space), so a caller can pass an element on
+    /// byte for byte. Nil, with the value read and checked all the same, when the value is not an array.
+    public mutating func memberArrayWithRanges() throws(JSONError) -> [(value: JSONValue, range: Range<Int>)]? {
+        guard i < b.count, b[i] == UInt8(ascii: "[") else { _ = try value(depth: 1); return nil }
+        // The same steps as `array(depth: 2)`, remembering where each element starts and ends.
+        guard 2 <= maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
+        i += 1
+        var items: [(value: JSONValue, range: Range<Int>)] = []
+        skipWS()
+        if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return items }
+        while true {
+            skipWS()
+            let start = i
+            let v = try value(depth: 2)
+            items.append((v, start..<i))
+            skipWS()
+            guard i < b.count else { throw fail("unterminated array") }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "]") { i += 1; return items }
+            throw fail("expected ',' or ']'")
+        }
+    }
+
     /// An integer in plain decimal form (`-?[0-9]+`, no fraction or exponent) that fits in Int64.
     public static func strictInteger(_ t: String) -> Int64? { strictInteger(utf8: Substring(t).utf8[...]) }
 

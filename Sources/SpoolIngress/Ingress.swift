@@ -46,6 +46,9 @@ public final class IngressHandler: HTTPHandler {
     let metrics = IngressMetrics()
     /// Supplied after the server exists (for the open-connections gauge).
     let connectionGauge = Mutex<@Sendable () -> Int>({ 0 })
+    /// More Prometheus text for `/metrics` from what runs in the same process (reconcile's counters).
+    let extraMetrics = Mutex<@Sendable () -> String>({ "" })
+    public func setExtraMetrics(_ f: @escaping @Sendable () -> String) { extraMetrics.withLock { $0 = f } }
     public func setConnectionGauge(_ f: @escaping @Sendable () -> Int) { connectionGauge.withLock { $0 = f } }
     var openConnections: Int { connectionGauge.withLock { $0 }() }
 
@@ -157,7 +160,8 @@ public final class IngressHandler: HTTPHandler {
             startThread { [self] in
                 let stats = try? spool.stats()
                 let states = ItemState.allCases.map { ($0.rawValue, stats?.counts[$0] ?? 0) }
-                let text = metrics.render(itemsPerState: states, openConnections: openConnections, flushedBatches: spool.flushedBatches)
+                let extra = extraMetrics.withLock { $0 }
+                let text = metrics.render(itemsPerState: states, openConnections: openConnections, flushedBatches: spool.flushedBatches) + extra()
                 respond(HTTPResponse(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8)))
             }
         default:
