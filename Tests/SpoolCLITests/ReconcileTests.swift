@@ -16,17 +16,7 @@ import Testing
             try Data("{}".utf8).write(to: URL(fileURLWithPath: scenario))
             var args = [packageRoot + "/Tests/Fixtures/peers/json2video_api.py", scenario]
             if let tls { args += ["--cert", tls.certificate, "--key", tls.key] }
-            let c = try Child("/usr/bin/env", ["python3"] + args)
-            var found: UInt16? = nil
-            _ = c.waitFor(timeout: 20) {
-                if let r = c.stdout.range(of: "port "), let end = c.stdout[r.upperBound...].firstIndex(of: "\n") {
-                    found = UInt16(c.stdout[r.upperBound..<end])
-                }
-                return found != nil
-            }
-            guard let found else { c.signal(SIGKILL); throw TestCertificates.ToolFailure(description: "json2video_api.py: \(c.stderr)") }
-            child = c
-            port = found
+            (child, port) = try startPythonPeer(args[0], Array(args.dropFirst()))
         }
         deinit { child.signal(SIGKILL); _ = child.wait(timeout: 10) }
 

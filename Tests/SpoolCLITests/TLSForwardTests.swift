@@ -12,17 +12,7 @@ import Testing
         init(_ id: TestCertificates.Identity, clientCA: String? = nil) throws {
             var args = [packageRoot + "/Tests/Fixtures/peers/https_server.py", id.certificate, id.key]
             if let clientCA { args += ["--client-ca", clientCA] }
-            let c = try Child("/usr/bin/env", ["python3"] + args)
-            var found: UInt16? = nil
-            _ = c.waitFor(timeout: 20) {
-                if let r = c.stdout.range(of: "port "), let end = c.stdout[r.upperBound...].firstIndex(of: "\n") {
-                    found = UInt16(c.stdout[r.upperBound..<end])
-                }
-                return found != nil
-            }
-            guard let found else { c.signal(SIGKILL); throw TestCertificates.ToolFailure(description: "https_server.py: \(c.stderr)") }
-            child = c
-            port = found
+            (child, port) = try startPythonPeer(args[0], Array(args.dropFirst()))
         }
         deinit { child.signal(SIGKILL); _ = child.wait(timeout: 10) }
         var requests: [String] { child.stdout.split(separator: "\n").filter { $0.hasPrefix("POST ") }.map(String.init) }

@@ -124,3 +124,21 @@ private let ignoreSIGPIPEOnce: Void = { _ = Glibc.signal(SIGPIPE, SIG_IGN) }()
 public func runProcess(_ exe: String, _ args: [String], env: [String: String] = [:], stdin: [UInt8]? = nil, timeout: Double = 60) throws -> ProcessResult {
     try Child(exe, args, env: env, stdin: stdin).wait(timeout: timeout)
 }
+
+/// A peer written in Python (Tests/Fixtures/peers/*.py) that prints `port N` once it listens: started, and its
+/// port read, or an error with what it printed. The caller keeps the child and kills it.
+public func startPythonPeer(_ script: String, _ arguments: [String]) throws -> (child: Child, port: UInt16) {
+    let c = try Child("/usr/bin/env", ["python3", script] + arguments)
+    var found: UInt16? = nil
+    _ = c.waitFor(timeout: 20) {
+        if let r = c.stdout.range(of: "port "), let end = c.stdout[r.upperBound...].firstIndex(of: "\n") {
+            found = UInt16(c.stdout[r.upperBound..<end])
+        }
+        return found != nil
+    }
+    guard let found else {
+        c.signal(SIGKILL)
+        throw TestCertificates.ToolFailure(description: "\(script) did not start: \(c.stderr)")
+    }
+    return (c, found)
+}
