@@ -9,7 +9,7 @@ import SpoolWire
 
 extension CLI {
     /// Long-running commands (`serve`, `consume`).
-    static let serviceCommands: [Command] = [serveCommand, consumeCommand]
+    static let serviceCommands: [Command] = [serveCommand, consumeCommand, uiCommand]
 
     /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
     static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {
