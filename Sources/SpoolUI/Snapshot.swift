@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 import SpoolCore
 
@@ -53,17 +54,20 @@ public struct Snapshot: Sendable {
     public func count(_ state: ItemState) -> Int { items[state]?.count ?? 0 }
 }
 
-/// The directory scan behind every page, shared by all requests and taken again at most every `maxAgeNanos`
-/// (an action forces the next one). A rescan reads metadata only of items that changed since the last one.
+/// The directory scan behind every page, shared by all requests. A scan older than `maxAgeNanos` is still
+/// served while a new one runs on another thread (so no page waits for a scan of 100,000 items); only the first
+/// request, and the first after an action (`invalidate`), waits for a fresh scan. A rescan reads metadata only
+/// of items that changed since the last one.
 public final class ScanCache: Sendable {
     public let spool: Spool
     public let maxAgeNanos: Int64
     private struct State: Sendable {
         var snapshot: Snapshot?
         var stale = false
+        var refreshing = false
     }
     private let state = Mutex(State())
-    /// Held for the whole scan so that concurrent requests wait for one scan instead of starting their own.
+    /// Held for the whole scan so that concurrent callers wait for one scan instead of starting their own.
     private let scanning = Mutex(())
 
     public init(spool: Spool, maxAgeNanos: Int64 = 2_000_000_000) {
@@ -71,15 +75,53 @@ public final class ScanCache: Sendable {
         self.maxAgeNanos = maxAgeNanos
     }
 
-    /// The next request scans again.
+    /// The next request waits for a new scan (after an action, so that its redirect shows the result).
     public func invalidate() { state.withLock { $0.stale = true } }
 
+    /// After an action on one item: the cached scan is corrected in place (the item leaves whatever state it was
+    /// in, and `moved` joins its new state), so the page after a retry or purge does not wait for a rescan of
+    /// the whole spool. Without a cached scan nothing is done.
+    public func update(fileName: String, moved: ItemInfo?) {
+        state.withLock { s in
+            guard let old = s.snapshot else { return }
+            var items = old.items
+            for st in ItemState.allCases { items[st]?.removeAll { $0.fileName == fileName } }
+            if let moved {
+                var list = items[moved.state] ?? []
+                let at = list.firstIndex { $0.dueAtNanos > moved.dueAtNanos } ?? list.endIndex
+                list.insert(moved, at: at)
+                items[moved.state] = list
+            }
+            s.snapshot = Snapshot(takenAtNanos: old.takenAtNanos, items: items, tmpEntries: old.stats.tmpEntries,
+                                  keyMarkers: old.stats.keyMarkers - (moved == nil ? 1 : 0), scanNanos: old.scanNanos)
+        }
+    }
+
     public func snapshot() throws(UIError) -> Snapshot {
-        if let s = fresh() { return s }
-        return try scanning.withLock { _ throws(UIError) -> Snapshot in
-            if let s = fresh() { return s }
+        let now = spool.now()
+        let (cached, refresh) = state.withLock { s -> (Snapshot?, Bool) in
+            guard !s.stale, let snap = s.snapshot else { return (nil, false) }
+            guard now - snap.takenAtNanos >= maxAgeNanos, !s.refreshing else { return (snap, false) }
+            s.refreshing = true
+            return (snap, true)
+        }
+        if refresh {
+            DispatchQueue.global().async {
+                _ = try? self.scan(since: now)
+                self.state.withLock { $0.refreshing = false }
+            }
+        }
+        if let cached { return cached }
+        return try scan(since: now)
+    }
+
+    /// A new scan, unless one that started after `since` finished while this caller waited for the lock.
+    private func scan(since: Int64) throws(UIError) -> Snapshot {
+        try scanning.withLock { _ throws(UIError) -> Snapshot in
             let previous = state.withLock { $0.snapshot }
+            if let previous, previous.takenAtNanos >= since, !state.withLock({ $0.stale }) { return previous }
             let started = spool.now()
+            state.withLock { $0.stale = false }
             var items: [ItemState: [ItemInfo]] = [:]
             for st in ItemState.allCases {
                 var byName: [String: ItemInfo] = [:]
@@ -88,19 +130,15 @@ public final class ScanCache: Sendable {
                     byName.reserveCapacity(previous.count(st))
                     for i in previous.items[st] ?? [] { byName[i.fileName] = i }
                 }
-                do throws(SpoolError) { items[st] = try spool.list(state: st, reusing: byName) } catch { throw .spool(error) }
+                do throws(SpoolError) { items[st] = try spool.list(state: st, reusing: byName) } catch {
+                    state.withLock { $0.stale = true }
+                    throw .spool(error)
+                }
             }
             let counts = spool.directoryEntryCounts()
             let now = spool.now()
             let snap = Snapshot(takenAtNanos: now, items: items, tmpEntries: counts.tmp, keyMarkers: counts.keys, scanNanos: now - started)
-            state.withLock { $0 = State(snapshot: snap, stale: false) }
-            return snap
-        }
-    }
-
-    private func fresh() -> Snapshot? {
-        state.withLock { s in
-            guard !s.stale, let snap = s.snapshot, spool.now() - snap.takenAtNanos < maxAgeNanos else { return nil }
+            state.withLock { $0.snapshot = snap }
             return snap
         }
     }

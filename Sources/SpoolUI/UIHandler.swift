@@ -195,16 +195,18 @@ public final class UIHandler: HTTPHandler {
         case "/actions/retry":
             let key = try formKey(form)
             do throws(SpoolError) { try spool.retry(key: key) } catch { throw .spool(error) }
+            cache.update(fileName: key.fileName, moved: try? spool.find(key: key))
             back = "/items/" + percentEncoded(key.value)
         case "/actions/retry-all":
             do throws(SpoolError) { _ = try spool.retryAllFailed() } catch { throw .spool(error) }
+            cache.invalidate()
         case "/actions/purge":
             let key = try formKey(form)
             do throws(SpoolError) { try spool.purge(key: key) } catch { throw .spool(error) }
+            cache.update(fileName: key.fileName, moved: nil)
         default:
             throw .notFound("no such action")
         }
-        cache.invalidate()
         return HTTPResponse(status: 303, headers: [("Location", back), ("Content-Type", "text/plain; charset=utf-8")], body: Array("done\n".utf8))
     }
 
