@@ -54,10 +54,59 @@ func skipWithoutChromium() -> Bool {
         }
     }
 
+    /// Chromium clicks the retry button of a failed item on the overview: the browser's own POST (its Origin,
+    /// the page's CSRF field) moves the item to new/. A page of another origin that submits the same form with
+    /// a script is refused and changes nothing.
+    @Test func retryClickedInTheBrowserAndCrossOriginFormRefused() throws {
+        if skipWithoutChromium() { return }
+        let dir = makeTempDir("ui-click")
+        let spool = try Spool(path: dir)
+        let claimed = try makeFixture(spool)
+        defer { _ = claimed }
+        let p = try UIProcess(dir: dir)
+        defer { _ = p.stop() }
+        let browser = try DevToolsBrowser(chromium: chromiumPath!)
+        let session = try browser.open(p.url + "/")
+        // The new tab starts as about:blank: wait for our page.
+        #expect(waitUntil(timeout: 20) {
+            ((try? browser.evaluate("document.readyState === 'complete' && document.getElementById('count-failed') ? document.getElementById('count-failed').textContent : ''", session: session)) as? String) == "2"
+        })
+        #expect(try browser.evaluate("document.querySelectorAll('#chart polyline').length", session: session) as? Int == 3)
+        #expect(try browser.evaluate("document.title", session: session) as? String == "spool: 4 waiting, 2 failed")
+        // The failed-1 row's retry button.
+        let clicked = try browser.evaluate("""
+            (() => { for (const f of document.querySelectorAll('form[action="/actions/retry"]')) {
+                if (f.querySelector('input[name=key]').value === 'failed-1') { f.querySelector('button').click(); return true } }
+              return false })()
+            """, session: session)
+        #expect(clicked as? Bool == true)
+        #expect(waitUntil(timeout: 15) { names(dir, "new").contains("failed-1") }, "the click did not move failed-1 to new/")
+        #expect(!names(dir, "failed").contains("failed-1"))
+        // It landed on the item's page, which says so.
+        #expect(waitUntil(timeout: 15) { ((try? browser.evaluate("location.pathname", session: session)) as? String) == "/items/failed-1" })
+
+        // An attacker's page on another origin (another port) posting the same fields with a script.
+        let csrf = try #require(formFields(in: try curl([p.url + "/"]).stdout, action: "/actions/retry-all")?.first?.1)
+        let evil = HTTPServerForTests(html: """
+            <form id=f method=post action="\(p.url)/actions/retry-all"><input name=csrf value="\(csrf)"></form>
+            <script>document.getElementById('f').submit()</script>
+            """)
+        let evilPort = try evil.start()
+        defer { evil.stop() }
+        let before = names(dir, "failed")
+        let attack = try browser.open("http://localhost:\(evilPort)/")
+        _ = attack
+        #expect(waitUntil(timeout: 10) { evil.served > 0 })
+        // The browser did send it, and the UI refused it.
+        #expect(waitUntil(timeout: 10) { p.child.stderr.contains("POST /actions/retry-all 403") }, "\(p.child.stderr)")
+        #expect(names(dir, "failed") == before && !before.isEmpty, "a cross-origin form changed the spool")
+    }
+
     /// docs/ui-screenshot.png: the overview of a spool with items in every state.
     @Test func screenshotForTheDocs() throws {
         if skipWithoutChromium() { return }
         let dir = makeTempDir("ui-shot")
+        try makeHistory(dir)
         let spool = try Spool(path: dir)
         let claimed = try makeFixture(spool)
         defer { _ = claimed }

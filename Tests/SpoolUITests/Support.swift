@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SpoolCore
 import SpoolHTTP
+import SpoolSystem
 import SpoolTestSupport
 import SpoolWire
 @testable import SpoolUI
@@ -134,4 +135,41 @@ func formFields(in html: String, action: String) -> [(String, String)]? {
         rest = afterValue[q2...]
     }
     return out
+}
+
+/// A wall clock the test moves.
+final class ManualClock: WallClock, @unchecked Sendable {
+    private let lock = NSLock()
+    private var now: Int64
+    init(_ start: Int64) { now = start }
+    func nowNanos() -> Int64 { lock.lock(); defer { lock.unlock() }; return now }
+    func set(_ t: Int64) { lock.lock(); now = t; lock.unlock() }
+}
+
+/// An hour of history for the chart: items that arrived over the last 55 minutes in bursts, most of them done a
+/// little later, a few failed (through the library, on a clock set into the past).
+func makeHistory(_ dir: String) throws {
+    let real = SystemClock().nowNanos()
+    let clock = ManualClock(real - 55 * 60_000_000_000)
+    let past = try Spool(path: dir, clock: clock)
+    let minute: Int64 = 60_000_000_000
+    for m in 0..<55 {
+        let t = real - Int64(55 - m) * minute
+        let burst = 2 + (m * 7 % 11) + (m > 30 && m < 40 ? 12 : 0)
+        for j in 0..<burst {
+            clock.set(t + Int64(j) * 1_000_000_000)
+            _ = try past.enqueue(key: SpoolKey("hist-\(m)-\(j)"), payload: Array("{\"project\":\"hist-\(m)-\(j)\"}".utf8))
+        }
+        // The payloads' mtimes are the real time of writing: claim on the real clock, finish in the past.
+        clock.set(SystemClock().nowNanos())
+        while let c = try past.claim() {
+            clock.set(t + 40_000_000_000)
+            defer { clock.set(SystemClock().nowNanos()) }
+            if c.key.value.hasSuffix("-3") && m % 4 == 0 {
+                try past.fail(c, error: "HTTP 422 from downstream", status: "422", retryable: false, policy: RetryPolicy(maxAttempts: 1))
+            } else {
+                try past.complete(c, status: "200")  // with a status the finish time is recorded in the metadata
+            }
+        }
+    }
 }
