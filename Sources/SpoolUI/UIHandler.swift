@@ -139,7 +139,12 @@ public final class UIHandler: HTTPHandler {
     func login(_ head: HTTPRequestHead) throws(UIError) -> HTTPResponse? {
         guard let token = configuration.token, head.method == "GET", let given = Self.queryValue(head.query, "token") else { return nil }
         guard constantTimeEquals(given, token) else { throw .unauthorized }
-        let path = head.path.hasPrefix("/") && !head.path.hasPrefix("//") ? head.path : "/"
+        // Back to the page asked for, if its path is plainly local: never `//host` or `/\host` (which browsers
+        // read as another site), never anything that needs escaping in a header.
+        let safe = head.path.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "/-._~%".utf8.contains(b)
+        }
+        let path = safe && head.path.hasPrefix("/") && !head.path.hasPrefix("//") ? head.path : "/"
         return HTTPResponse(status: 303, headers: [
             ("Location", path),
             ("Set-Cookie", "\(Self.cookieName)=\(sessionSecret); Path=/; HttpOnly; SameSite=Strict"),

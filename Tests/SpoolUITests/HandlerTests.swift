@@ -187,6 +187,10 @@ import SpoolTestSupport
         #expect(secured.get("/?token=wrong", headers: host).status == 401)
         let login = secured.get("/?token=s3cret-token", headers: host)
         #expect(login.status == 303 && login.header("Location") == "/")
+        #expect(secured.get("/items/failed-1?token=s3cret-token", headers: host).header("Location") == "/items/failed-1")
+        for sneaky in ["//evil.example/", "/\\evil.example/", "/a\"b"] {
+            #expect(secured.get(sneaky + "?token=s3cret-token", headers: host).header("Location") == "/", "\(sneaky)")
+        }
         let cookie = try #require(login.header("Set-Cookie"))
         #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains("s3cret-token"))
         let pair = String(cookie.split(separator: ";")[0])
