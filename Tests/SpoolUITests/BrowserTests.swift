@@ -6,7 +6,12 @@ import SpoolTestSupport
 @testable import SpoolUI
 
 /// Real headless Chromium (Debian's `chromium`) against `spool ui`. Skipped, loudly, when it is not installed.
-let chromiumPath: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+/// `SPOOL_TEST_CHROMIUM=none` behaves as if it were not installed (to see the skip); another value is the binary.
+let chromiumPath: String? = {
+    let env = ProcessInfo.processInfo.environment["SPOOL_TEST_CHROMIUM"]
+    if env == "none" { return nil }
+    return ([env].compactMap { $0 } + ["/usr/bin/chromium", "/usr/bin/chromium-browser"]).first { FileManager.default.isExecutableFile(atPath: $0) }
+}()
 
 func chromium(_ args: [String], timeout: Double = 90) throws -> ProcessResult {
     // As root Chromium needs --no-sandbox; a private profile so that parallel runs do not share one.
