@@ -60,7 +60,11 @@ struct Pages {
         for st in ItemState.allCases {
             b += "<td><a id=\"count-\(st.rawValue)\" href=\"/list?state=\(st.rawValue)\">\(snap.count(st))</a></td>"
         }
-        b += "<td id=\"oldest\">\(snap.stats.oldestWaitingReceivedAtNanos.map { Self.since($0, now: now) } ?? "none")</td></tr></table>"
+        if let oldest = snap.items[.new]?.first {
+            b += "<td id=\"oldest\">\(Self.since(oldest.dueAtNanos, now: now)) <span class=\"small\">\(keyLink(oldest.key))</span></td></tr></table>"
+        } else {
+            b += "<td id=\"oldest\">none</td></tr></table>"
+        }
         b += "<h2>Last hour, per minute</h2><p class=\"legend\"><span class=\"arrivals\">arrivals \(snap.arrivals.reduce(0, +))</span> "
         b += "<span class=\"completions\">completions \(snap.completions.reduce(0, +))</span> <span class=\"failures\">failures \(snap.failures.reduce(0, +))</span></p>"
         b += Chart.svg(arrivals: snap.arrivals, completions: snap.completions, failures: snap.failures)
@@ -215,6 +219,6 @@ struct Pages {
     pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:600px;white-space:pre-wrap;word-break:break-all}
     form.inline{display:inline;margin:0}button{cursor:pointer}
     .legend .arrivals{color:#1f6feb}.legend .completions{color:#2da44e}.legend .failures{color:#cf222e}
-    .foot,.note{color:#57606a;font-size:12px}
+    .foot,.note{color:#57606a;font-size:12px}.small{font-size:12px;display:block}
     """
 }

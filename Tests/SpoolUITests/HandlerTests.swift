@@ -33,6 +33,7 @@ import SpoolTestSupport
         #expect(html.contains("handler exited 1: connection refused"))
         #expect(html.contains("href=\"/items/claimed-1\""))
         #expect(html.contains("href=\"/items/waiting-1\""))
+        #expect(html.contains("<td id=\"oldest\">") && html.contains("<span class=\"small\"><a class=\"key\" href=\"/items/"))
         #expect(html.contains("<td>in "))  // retrying-1 is due in minutes
         #expect(!html.contains("<script"))
         #expect(!html.contains("style="))
