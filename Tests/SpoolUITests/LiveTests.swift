@@ -61,7 +61,7 @@ import SpoolTestSupport
         #expect(try runProcess(spoolBin, ["--dir", dir, "ui", "extra"]).status == 64)
         #expect(try runProcess(spoolBin, ["--dir", dir, "ui", "--listen", "nonsense"]).status == 64)
         let tokenFile = dir + "/token"
-        FileManager.default.createFile(atPath: tokenFile, contents: Data("t0ken\n".utf8), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(atPath: tokenFile, contents: Data("t0ken\n".utf8), attributes: [.posixPermissions: 0o644])
         let open = try runProcess(spoolBin, ["--dir", dir, "ui", "--token-file", tokenFile])
         #expect(open.status == 1 && open.stderr.contains("open to others"))
     }
@@ -72,7 +72,7 @@ import SpoolTestSupport
         let claimed = try makeFixture(spool)
         defer { _ = claimed }
         let tokenFile = dir + "/token"
-        FileManager.default.createFile(atPath: tokenFile, contents: Data("very-secret-token\n".utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: tokenFile, contents: Data("very-secret-token\n".utf8), attributes: [.posixPermissions: 0o600])
         // Any address is allowed with a token; 127.0.0.1 keeps the test local.
         let p = try UIProcess(dir: dir, extra: ["--token-file", tokenFile])
         let jar = dir + "/jar"
