@@ -48,8 +48,10 @@ let package = Package(
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
         // The webhook ingress: key extraction, token and signature checks, group commit, metrics, on the HTTP server.
         .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
+        // `spool ui`: the operator's web pages and JSON API over a cached scan of the spool, on the HTTP server.
+        .target(name: "SpoolUI", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolUI", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolTLS"]),
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolUITests", dependencies: ["SpoolUI", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolReconcileTests", dependencies: ["SpoolReconcile", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),

@@ -55,31 +55,8 @@ extension CLI {
 
     static func infoJSON(_ i: ItemInfo, now: Int64) -> String { String(decoding: infoJSONBytes(i, now: now), as: UTF8.self) }
 
-    /// One `ls --json` line, built byte by byte (listings can hold 100,000 items).
-    static func infoJSONBytes(_ i: ItemInfo, now: Int64, into o: inout [UInt8]) {
-        func key(_ k: StaticString) {
-            if o.last != 0x7B { o.append(0x2C) }
-            o.append(0x22); k.withUTF8Buffer { o.append(contentsOf: $0) }; o.append(0x22); o.append(0x3A)
-        }
-        func str(_ s: String) { JSONWriter.appendQuoted(s, to: &o) }
-        func time(_ n: Int64) { o.append(0x22); RFC3339.append(nanos: n, to: &o); o.append(0x22) }
-        o.append(0x7B)
-        key("state"); str(i.state.rawValue)
-        key("key"); str(i.key)
-        key("size"); o.append(contentsOf: String(i.size).utf8)
-        key("received_at"); time(i.receivedAtNanos)
-        key("attempts"); o.append(contentsOf: String(i.meta?.attempts ?? 0).utf8)
-        key("path"); str(i.path)
-        if i.state == .new, i.dueAtNanos > now { key("next_attempt_at"); time(i.dueAtNanos) }
-        if let e = i.meta?.lastError { key("last_error"); str(e) }
-        if let s = i.meta?.lastStatus { key("last_status"); str(s) }
-        if i.state == .claimed, let c = i.meta?.claimedBy { key("claimed_by"); str(c) }
-        if let f = i.finishedAtNanos { key("finished_at"); time(f) }
-        if let ct = i.meta?.header("content-type") { key("content_type"); str(ct) }
-        if let src = i.meta?.source { key("source"); str(src) }
-        if i.meta == nil { key("meta_error"); str("metadata unreadable") }
-        o.append(0x7D)
-    }
+    /// One `ls --json` line (the object is SpoolCore's, shared with `spool ui`).
+    static func infoJSONBytes(_ i: ItemInfo, now: Int64, into o: inout [UInt8]) { i.appendJSON(now: now, to: &o) }
 
     static func infoJSONBytes(_ i: ItemInfo, now: Int64) -> [UInt8] {
         var o: [UInt8] = []
@@ -215,11 +192,9 @@ extension CLI {
             let spool = try ctx.openSpool()
             let s = try spool.stats()
             let now = spool.now()
-            let age = s.oldestWaitingReceivedAtNanos.map { max(0, (now - $0) / 1_000_000_000) }
+            let age = s.oldestWaitingAgeSeconds(now: now)
             if args.flag("--json") {
-                let counts = ItemState.allCases.map { "\"\($0.rawValue)\":\(s.counts[$0] ?? 0)" }.joined(separator: ",")
-                let bytes = ItemState.allCases.map { "\"\($0.rawValue)\":\(s.bytes[$0] ?? 0)" }.joined(separator: ",")
-                ctx.console.out("{\(counts),\"bytes\":{\(bytes)},\"oldest_waiting_age_seconds\":\(age.map(String.init) ?? "null"),\"tmp\":\(s.tmpEntries),\"keys\":\(s.keyMarkers)}")
+                ctx.console.out(s.json(now: now))
                 return 0
             }
             var lines: [String] = []

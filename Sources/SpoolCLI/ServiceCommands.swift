@@ -11,7 +11,7 @@ import SpoolWire
 
 extension CLI {
     /// Long-running commands (`serve`, `consume`).
-    static let serviceCommands: [Command] = [serveCommand, consumeCommand, reconcileCommand]
+    static let serviceCommands: [Command] = [serveCommand, consumeCommand, reconcileCommand, uiCommand]
 
     /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
     static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {

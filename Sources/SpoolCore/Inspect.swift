@@ -65,6 +65,8 @@ public struct SpoolStats: Sendable {
     public var oldestWaitingReceivedAtNanos: Int64?
     public var tmpEntries = 0
     public var keyMarkers = 0
+
+    public init() {}
 }
 
 extension Spool {

@@ -187,28 +187,47 @@ extension Spool {
             let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
             for name in names {
                 guard let key = SpoolKey(fileName: name) else { continue }
-                // Finished at: the metadata's time if it recorded one, else the ctime the move into this state set.
-                guard let st = try? FS.stat(name, in: d) else { continue }
-                let finished = (try? readMeta(name: name, state: state))?.finishedAtNanos ?? st.ctimeNanos
-                guard finished <= cutoff else { continue }
-                guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow, .nonBlocking]) else { continue }
-                defer { try? fd.close() }
-                guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { continue }
-                guard let cur = try? FS.stat(name, in: d), cur.sameFile(as: held) else { continue }
-                let trash = tmpName(for: name, kind: "p")
-                do { try FS.renameNoReplace(name, in: d, to: trash, in: tmp) } catch { continue }
-                // Metadata before the marker: while the marker exists no new item of this key can be accepted,
-                // so the metadata file removed here is certainly this item's.
-                if let m = try? FS.stat(name, in: keys), m.sameFile(as: held) {
-                    try? FS.unlink(name, in: metas)
-                    try sys("remove key marker of \(key)") { () throws(Errno) in try FS.unlink(name, in: keys) }
-                }
-                try? FS.unlink(trash, in: tmp)
-                removed.append(key.value)
+                if try purgeItem(name: name, key: key, state: state, cutoff: cutoff) { removed.append(key.value) }
             }
         }
         if !removed.isEmpty { _ = try? keys.fsync() }
         return removed
+    }
+
+    /// Purges one finished item (done or failed), whenever it finished; the same steps and lock as `purge`.
+    public func purge(key: SpoolKey) throws(SpoolError) {
+        for state in [ItemState.done, .failed] where (try? FS.stat(key.fileName, in: dir(state))) != nil {
+            if try purgeItem(name: key.fileName, key: key, state: state, cutoff: Int64.max) {
+                _ = try? keys.fsync()
+                return
+            }
+            throw .busy(key: key.value)
+        }
+        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not finished (it is waiting or claimed)") }
+        throw .notFound(key: key.value)
+    }
+
+    /// One item of `purge`: false when it is not there any more, finished after `cutoff`, or locked.
+    func purgeItem(name: String, key: SpoolKey, state: ItemState, cutoff: Int64) throws(SpoolError) -> Bool {
+        let d = dir(state)
+        // Finished at: the metadata's time if it recorded one, else the ctime the move into this state set.
+        guard let st = try? FS.stat(name, in: d) else { return false }
+        let finished = (try? readMeta(name: name, state: state))?.finishedAtNanos ?? st.ctimeNanos
+        guard finished <= cutoff else { return false }
+        guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow, .nonBlocking]) else { return false }
+        defer { try? fd.close() }
+        guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { return false }
+        guard let cur = try? FS.stat(name, in: d), cur.sameFile(as: held) else { return false }
+        let trash = tmpName(for: name, kind: "p")
+        do { try FS.renameNoReplace(name, in: d, to: trash, in: tmp) } catch { return false }
+        // Metadata before the marker: while the marker exists no new item of this key can be accepted,
+        // so the metadata file removed here is certainly this item's.
+        if let m = try? FS.stat(name, in: keys), m.sameFile(as: held) {
+            try? FS.unlink(name, in: metas)
+            try sys("remove key marker of \(key)") { () throws(Errno) in try FS.unlink(name, in: keys) }
+        }
+        try? FS.unlink(trash, in: tmp)
+        return true
     }
 
     /// Puts items back into `new/`, due now, with their attempt count reset. Takes items from `failed/`,

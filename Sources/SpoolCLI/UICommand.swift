@@ -1,0 +1,59 @@
+import SpoolCore
+import SpoolHTTP
+import SpoolSystem
+import SpoolUI
+import SpoolWire
+
+extension CLI {
+    static let uiCommand = Command(
+        name: "ui", summary: "a web page of the queue: counts, chart, failed items, retry",
+        description: """
+        Serves the operator's pages (counts per state, arrivals and completions per minute over the last
+        hour, failed, claimed and waiting items, each item's metadata and payload; retry and purge) and
+        /api/stats and /api/items?state=S&limit=N as JSON. No JavaScript; every response carries a strict
+        Content-Security-Policy. Loopback only unless --token-file is given (open /?token=TOKEN once: it
+        sets a cookie). Prints 'listening on http://HOST:PORT spool DIR' once ready; SIGTERM/SIGINT stop it.
+        """,
+        options: [
+            .value("--listen", "HOST:PORT", default: "127.0.0.1:8081", help: """
+                address to listen on; port 0 picks a free one. An address other than
+                loopback needs --token-file
+                """),
+            .value("--token-file", "FILE", help: "require the token in FILE (first line; the file must not be open to others)"),
+        ],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let listen = try parseListen(args.value("--listen") ?? "127.0.0.1:8081")
+            if args.value("--token-file") == nil && !UIHandler.isLoopbackHost(listen.host) {
+                throw UsageError("--listen \(listen.text) is not a loopback address: anyone who can reach it could retry and purge items; give --token-file FILE (or use SSH port forwarding to 127.0.0.1)")
+            }
+            // Only --token-file: $SPOOL_TOKEN is the ingress's, and a UI opened by mistake must not guess.
+            let token = args.value("--token-file") == nil ? nil : try readToken(args, env: [:])
+            let spool = try ctx.openSpool()
+            let log = logger(ctx.console, component: "ui")
+            let handler = UIHandler(spool: spool, configuration: UIConfiguration(token: token))
+            var http = HTTPServerConfiguration()
+            http.maxBody = 64 * 1024
+            http.maxConnections = 256
+            let console = ctx.console
+            // The path only: a `?token=` never reaches the log.
+            let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
+                console.writeErr(Array("\(RFC3339.format(nanos: e.timeNanos)) ui \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) \(format3(e.durationMilliseconds))ms\n".utf8))
+            })
+            let bound: UInt16
+            do { bound = try server.bind(host: listen.host, port: listen.port) } catch {
+                throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")
+            }
+            let stop = try Wakeup()
+            do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+            startThread {
+                while (try? pollReadable([stop.fd], timeoutMillis: -1))?.first != true {}
+                log("stop requested")
+                server.shutdown(grace: .seconds(5))
+            }
+            ctx.console.out("listening on http://\(hostText(listen.host)):\(bound) spool \(ctx.dir)")
+            do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
+            log("stopped")
+            return 0
+        })
+}
