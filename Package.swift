@@ -49,7 +49,7 @@ let package = Package(
         // The webhook ingress: key extraction, token and signature checks, group commit, metrics, on the HTTP server.
         .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // `spool ui`: the operator's web pages and JSON API over a cached scan of the spool, on the HTTP server.
-        .target(name: "SpoolUI", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire"]),
+        .target(name: "SpoolUI", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
         .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolUI", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),

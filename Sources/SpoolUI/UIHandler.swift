@@ -1,5 +1,6 @@
 import Dispatch
 import SpoolCore
+import SpoolSignatures
 import SpoolHTTP
 import SpoolSystem
 import SpoolWire
@@ -349,12 +350,6 @@ public final class UIHandler: HTTPHandler {
     }
 }
 
-/// Compares two secrets in time that depends only on their lengths, not on where they differ (as the ingress's).
-func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    var diff = UInt8(x.count == y.count ? 0 : 1)
-    for i in 0..<max(x.count, y.count) {
-        diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
-    }
-    return diff == 0
-}
+/// Compares two secrets in time that does not depend on where they differ (SpoolSignatures' comparison, the one
+/// the ingress uses too).
+func constantTimeEquals(_ a: String, _ b: String) -> Bool { constantTimeEqual(Array(a.utf8), Array(b.utf8)) }
