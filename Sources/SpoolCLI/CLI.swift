@@ -86,7 +86,7 @@ public enum CLI {
     DIR defaults to $SPOOL_DIR, else ./spool.
 
     commands:
-    \(commands.map { "  " + $0.name.padding(9) + $0.summary }.joined(separator: "\n"))
+    \(commands.map { "  " + $0.name.padding(commands.map(\.name.count).max()! + 2) + $0.summary }.joined(separator: "\n"))
 
     Run 'spool COMMAND --help' for a command's options.
     """
