@@ -53,15 +53,30 @@ async def create_stream(urls):
 
 
 async def stored_keys(urls):
+    """Every message's Nats-Msg-Id, read back once the cluster answers (after restarts a stream leader may still be
+    being elected: JetStream API requests time out until then, so each is retried for up to a minute)."""
     import nats
     nc = await nats.connect(servers=urls, connect_timeout=2)
-    js = nc.jetstream()
-    info = await js.stream_info("HOOKS")
+    js = nc.jetstream(timeout=10)
+
+    async def retried(call):
+        last = None
+        for _ in range(30):
+            try:
+                return await call()
+            except nats.js.errors.NotFoundError:
+                raise
+            except Exception as e:
+                last = e
+                await asyncio.sleep(2)
+        raise RuntimeError(f"the cluster did not answer: {last!r}")
+
+    info = await retried(lambda: js.stream_info("HOOKS"))
     keys = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         try:
-            m = await js.get_msg("HOOKS", seq)
-        except Exception:
+            m = await retried(lambda: js.get_msg("HOOKS", seq))
+        except nats.js.errors.NotFoundError:
             continue
         keys.append((m.headers or {}).get("Nats-Msg-Id"))
     await nc.close()
