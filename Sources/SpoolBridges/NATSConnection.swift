@@ -54,6 +54,8 @@ public final class NATSConnection: Sendable {
         var connecting: (any ByteStream)?
         var info: NATSServerInfo?
         var waiters: [UInt64: ReplySlot] = [:]
+        /// Subscriptions (by sid) that collect many messages (a JetStream pull batch).
+        var batches: [String: BatchSlot] = [:]
         var nextToken: UInt64 = 1
         var started = false
         var closed = false
@@ -436,8 +438,54 @@ public final class NATSConnection: Sendable {
     }
 
     private func deliver(_ m: NATSMessage) {
+        // A pulled JetStream message carries its stream subject, not the inbox: it is routed by subscription.
+        if let batch = state.withLock({ $0.batches[m.sid] }) {
+            batch.add(m)
+            return
+        }
         guard m.subject.hasPrefix(inboxPrefix), let token = Digits.decimal(m.subject.utf8.dropFirst(inboxPrefix.utf8.count)) else { return }
         let slot = state.withLock { $0.waiters.removeValue(forKey: UInt64(token)) }
         slot?.fulfill(.success(m))
+    }
+
+    /// Publishes `payload` to `subject` with an inbox of its own as the reply subject and collects what arrives
+    /// there, until `maxMessages` came, a status message ended it (a JetStream pull's 404 "no messages", 408
+    /// "request timeout", 409), or `deadline` (monotonic) passed.
+    public func collect(subject: String, payload: [UInt8], maxMessages: Int, deadline: Int64) throws(BridgeError) -> [NATSMessage] {
+        switch awaitConnection(until: deadline) {
+        case .connected: break
+        case .closed: throw BridgeError(.connectionLost, "the NATS connection is closed")
+        case .timedOut(let last): throw BridgeError(.connect, "not connected to \(url): \(last)")
+        }
+        let batch: BatchSlot
+        do { batch = try BatchSlot(limit: maxMessages) } catch { throw BridgeError(.connectionLost, "cannot wait for messages: \(error)") }
+        // A subscription of its own (sid `b<n>`, inbox `<prefix>b<n>`, which the shared `<prefix>*` reply
+        // subscription also matches but ignores: it is not a number).
+        let sid = state.withLock { st -> String in
+            let t = st.nextToken
+            st.nextToken += 1
+            st.batches["b\(t)"] = batch
+            return "b\(t)"
+        }
+        defer {
+            _ = state.withLock { $0.batches.removeValue(forKey: sid) }
+            try? write(NATSCommand.unsub(sid: sid))
+        }
+        try write(NATSCommand.sub(inboxPrefix + sid, sid: sid) + NATSCommand.publish(subject: subject, replyTo: inboxPrefix + sid, headers: nil, payload: payload))
+        return batch.wait(until: deadline)
+    }
+
+    /// Publishes without waiting for anything (a JetStream `+ACK`/`-NAK` to a message's reply subject).
+    public func publish(subject: String, payload: [UInt8]) throws(BridgeError) {
+        _ = try awaitConnectedInfo()
+        try write(NATSCommand.publish(subject: subject, replyTo: nil, headers: nil, payload: payload))
+    }
+
+    private func awaitConnectedInfo() throws(BridgeError) -> NATSServerInfo {
+        switch awaitConnection(until: monotonicNanos() + options.writeTimeoutNanos) {
+        case .connected(let i): return i
+        case .closed: throw BridgeError(.connectionLost, "the NATS connection is closed")
+        case .timedOut(let last): throw BridgeError(.connect, "not connected to \(url): \(last)")
+        }
     }
 }

@@ -228,6 +228,9 @@ public enum NATSCommand {
         out += [ByteClass.cr, ByteClass.lf]
         return out
     }
+
+    /// `UNSUB <sid>`: ends a subscription.
+    public static func unsub(sid: String) -> [UInt8] { Array("UNSUB \(sid)\r\n".utf8) }
 }
 
 /// JSON string quoting through SpoolCore's writer (one escaping rule for the whole program).

@@ -11,7 +11,7 @@ import SpoolWire
 
 extension CLI {
     /// Long-running commands (`serve`, `consume`).
-    static let serviceCommands: [Command] = [serveCommand, consumeCommand, reconcileCommand, uiCommand]
+    static let serviceCommands: [Command] = [serveCommand, consumeCommand, pullCommand, reconcileCommand, uiCommand]
 
     /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
     static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {
@@ -208,6 +208,20 @@ extension CLI {
     static func makeNATSPublisher(_ args: ParsedArguments, env: [String: String], url: String, timeout: Int64,
                                   log: @escaping @Sendable (String) -> Void) throws -> PreparedSink {
         guard let subject = args.value("--subject"), !subject.isEmpty else { throw UsageError("--nats needs --subject SUBJECT") }
+        let options = try natsOptions(args, env: env, urls: url, timeout: timeout)
+        var js = JetStreamConfiguration(subject: subject)
+        js.stream = args.value("--nats-stream")
+        js.createStream = args.flag("--create-stream")
+        if js.createStream && js.stream == nil { throw UsageError("--create-stream needs --nats-stream NAME") }
+        js.timeoutNanos = timeout
+        try js.validate()
+        let connection = try NATSConnection(options: options, log: log)
+        let publisher = try JetStreamPublisher(connection: connection, configuration: js)
+        return PreparedSink(processor: publisher, natsConnection: connection, name: "nats \(url) subject \(subject)")
+    }
+
+    /// `--nats URL[,URL...]` with its authentication and TLS options, as `consume --nats` and `pull` take them.
+    static func natsOptions(_ args: ParsedArguments, env: [String: String], urls url: String, timeout: Int64) throws -> NATSConnectionOptions {
         let urls = url.split(separator: ",", omittingEmptySubsequences: false).map { String($0.drop(while: { $0 == " " })) }
         guard !urls.contains(where: { $0.isEmpty }), urls.count <= 32 else { throw UsageError("--nats takes URL[,URL...] (at most 32)") }
         var servers: [Endpoint] = []
@@ -221,15 +235,7 @@ extension CLI {
             options.tls = try TLSSetup.clientProfile(args, env: env, alpn: [])
         }
         options.connectTimeoutNanos = min(timeout, 5_000_000_000)
-        var js = JetStreamConfiguration(subject: subject)
-        js.stream = args.value("--nats-stream")
-        js.createStream = args.flag("--create-stream")
-        if js.createStream && js.stream == nil { throw UsageError("--create-stream needs --nats-stream NAME") }
-        js.timeoutNanos = timeout
-        try js.validate()
-        let connection = try NATSConnection(options: options, log: log)
-        let publisher = try JetStreamPublisher(connection: connection, configuration: js)
-        return PreparedSink(processor: publisher, natsConnection: connection, name: "nats \(url) subject \(subject)")
+        return options
     }
 
     /// Token or user/password, never both; the environment only fills in what the flags leave open.

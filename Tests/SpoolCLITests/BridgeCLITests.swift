@@ -36,6 +36,16 @@ private let natsInstalled: Bool = {
     return natsBinary != nil
 }()
 
+/// Messages of a consumer not yet acknowledged plus not yet delivered (`num_ack_pending + num_pending`).
+func consumerPending(_ url: String, stream: String, consumer: String) throws -> Int64 {
+    let c = try NATSConnection(options: NATSConnectionOptions(endpoint: try Endpoint.nats(url)), log: { _ in })
+    c.start()
+    defer { c.close() }
+    let r = try c.request(subject: "$JS.API.CONSUMER.INFO.\(stream).\(consumer)", headers: nil, payload: [], timeoutNanos: 5_000_000_000)
+    let v = try JetStreamAPI.json(r, what: "consumer info")
+    return (v["num_ack_pending"]?.intValue ?? -1) + (v["num_pending"]?.intValue ?? -1)
+}
+
 /// True when python3 can import `module` (an independent implementation used as an oracle).
 func pythonHas(_ module: String) -> Bool {
     (try? run("/usr/bin/env", ["python3", "-c", "import \(module)"]).status) == 0
@@ -162,6 +172,55 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         let right = try bridgeSpool(base, dir: dir, env: ["SPOOL_NATS_TOKEN": "s3cret"])
         #expect(right.status == 0 && entries(dir + "/done").count == 5, "\(right.stderr.suffix(400))")
         #expect(try nats.count("AUTH", token: "s3cret") == 5)
+    }
+
+    /// `spool pull`: two pullers on one durable consumer into two worker spools, one of them SIGKILLed and restarted
+    /// twice mid-run; every key in at least one worker spool, nothing left unacknowledged, and `consume --exec` on
+    /// each worker handles what it got.
+    @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
+    func twoPullersShareADurableConsumerThroughKills() throws {
+        let nats = try NATSChild()
+        let ingress = makeTempDir() + "/in"
+        let n = 600
+        try fill(ingress, prefix: "pl", count: n)
+        let pub = try bridgeSpool(["consume", "--nats", nats.url, "--subject", "hooks.pull", "--nats-stream", "PULL", "--create-stream",
+                                   "--drain", "--concurrency", "8"], dir: ingress)
+        #expect(pub.status == 0 && entries(ingress + "/done").count == n, "\(pub.stderr.suffix(400))")
+        let w1 = makeTempDir() + "/w1", w2 = makeTempDir() + "/w2"
+        func puller(_ dir: String) throws -> Child {
+            try Child(bridgeSpoolBin, ["--dir", dir, "pull", "--nats", nats.url, "--stream", "PULL", "--consumer", "WORK", "--create-consumer",
+                                       "--batch", "16", "--ack-wait", "2s"])
+        }
+        var p1 = try puller(w1)
+        let p2 = try puller(w2)
+        defer { p2.signal(SIGKILL); _ = p2.wait(timeout: 10) }
+        for _ in 0..<2 {
+            _ = waitUntil(timeout: 5) { entries(w1 + "/new").count + entries(w2 + "/new").count > 0 }
+            usleep(150_000)
+            p1.signal(SIGKILL)
+            _ = p1.wait(timeout: 10)
+            p1 = try puller(w1)
+        }
+        defer { p1.signal(SIGKILL); _ = p1.wait(timeout: 10) }
+        let all = Set((0..<n).map { "pl\($0)" })
+        #expect(waitUntil(timeout: 60) { Set(entries(w1 + "/new")).union(entries(w2 + "/new")) == all },
+                "missing: \(all.subtracting(Set(entries(w1 + "/new")).union(entries(w2 + "/new"))).count)")
+        // Byte for byte, with the ingress's metadata carried over.
+        let one = entries(w1 + "/new").first ?? entries(w2 + "/new").first ?? "pl0"
+        let dir = entries(w1 + "/new").contains(one) ? w1 : w2
+        #expect(FileManager.default.contents(atPath: dir + "/new/\(one)") == FileManager.default.contents(atPath: ingress + "/done/\(one)"))
+        // Nothing left unacknowledged once both have caught up (redeliveries of the killed puller's batches included).
+        #expect(waitUntil(timeout: 20) { (try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")) == 0 },
+                "\(String(describing: try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")))")
+        p1.signal(SIGTERM)
+        #expect(p1.wait(timeout: 20).status == 0)
+        var handled = 0
+        for w in [w1, w2] {
+            let r = try bridgeSpool(["consume", "--exec", "cat > /dev/null", "--drain", "--concurrency", "4"], dir: w)
+            #expect(r.status == 0)
+            handled += entries(w + "/done").count
+        }
+        #expect(handled >= n)
     }
 
     /// `--nats-nkey`: the seed signs the server's nonce (the seed and the server's user list made by the `nkeys`

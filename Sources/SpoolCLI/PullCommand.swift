@@ -1,0 +1,104 @@
+import SpoolBridges
+import SpoolCore
+import SpoolSystem
+
+extension CLI {
+    static let pullCommand = Command(
+        name: "pull", summary: "move messages of a JetStream pull consumer into the local spool",
+        synopsis: "--nats URL[,URL...] --stream NAME --consumer DURABLE",
+        description: """
+        The worker side of a cluster: fetches messages of a durable JetStream pull consumer and enqueues each
+        under its key (the Spool-Key header, else Nats-Msg-Id, else js-STREAM-SEQUENCE), payload byte for
+        byte, Content-Type and Spool-Received-At kept; 'spool consume --exec' then handles them with claims,
+        retries and dead letters. A message is acknowledged only after its item is durable (accepted, or
+        already there: a redelivery is a duplicate and is acked); a full or failing disk answers -NAK with a
+        5s delay. Several pulls may share one durable: each message goes to one of them (at-least-once across
+        machines, once by key within one spool). SIGTERM/SIGINT: stop fetching, finish the batch, exit 0.
+        """,
+        options: [
+            .value("--nats", "URL[,URL...]", help: "the servers (nats:// or tls://), tried in random order"),
+            .value("--stream", "NAME", help: "the stream"),
+            .value("--consumer", "DURABLE", help: "the durable pull consumer"),
+            .flag("--create-consumer", help: "create DURABLE (explicit acks, deliver all) if it does not exist"),
+            .value("--filter", "SUBJECT", help: "with --create-consumer: only messages on SUBJECT"),
+            .value("--batch", "N", default: "64", help: "messages per pull request (and per durable enqueue)"),
+            .value("--max-ack-pending", "N", default: "1024", help: "with --create-consumer: unacknowledged messages at most"),
+            .value("--ack-wait", "D", default: "30s", help: "with --create-consumer: redelivery after D without an ack"),
+            .value("--nats-token", "T", default: "$SPOOL_NATS_TOKEN", help: "token auth"),
+            .value("--nats-user", "U", help: "user/password auth"),
+            .value("--nats-password", "P", default: "$SPOOL_NATS_PASSWORD", help: "the password for --nats-user"),
+            .value("--nats-nkey", "FILE", help: "NKEY auth: a user seed (SU...) in FILE, not readable by others"),
+            .value("--nats-creds", "FILE", help: "JWT auth: a .creds file, not readable by others"),
+            .flag("--nats-no-discover", help: "use only the --nats servers, not the cluster peers they announce"),
+            .value("--ca-file", "FILE", default: "the system's roots", help: "TLS: trust only the CAs in this PEM file"),
+            .value("--client-cert", "FILE", help: "TLS: certificate chain to present"),
+            .value("--client-key", "FILE", help: "TLS: its private key (not readable by others)"),
+        ],
+        environment: [
+            EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
+            EnvironmentVariable("SPOOL_NATS_PASSWORD", "the password for --nats-user when --nats-password is not given"),
+        ],
+        run: { args, ctx in try runPull(args, ctx) })
+
+    static func runPull(_ args: ParsedArguments, _ ctx: Context) throws -> Int32 {
+        guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+        guard let url = args.value("--nats") else { throw UsageError("pull needs --nats URL") }
+        guard let stream = args.value("--stream") else { throw UsageError("pull needs --stream NAME") }
+        guard let durable = args.value("--consumer") else { throw UsageError("pull needs --consumer DURABLE") }
+        var config = JetStreamPullConfiguration(stream: stream, durable: durable)
+        config.createConsumer = args.flag("--create-consumer")
+        config.filterSubject = args.value("--filter")
+        if config.filterSubject != nil && !config.createConsumer { throw UsageError("--filter needs --create-consumer") }
+        if let v = args.value("--batch") { config.batch = try Parse.unsigned(v, name: "--batch", max: 1000) }
+        if let v = args.value("--max-ack-pending") { config.maxAckPending = try Parse.unsigned(v, name: "--max-ack-pending", max: 1_000_000) }
+        if let v = args.value("--ack-wait") { config.ackWaitNanos = max(1_000_000_000, try Parse.duration(v, name: "--ack-wait")) }
+        if (args.value("--client-cert") == nil) != (args.value("--client-key") == nil) {
+            throw UsageError("--client-cert and --client-key go together")
+        }
+        do throws(BridgeError) { try config.validate() } catch { throw UsageError(error.message) }
+        let log = logger(ctx.console, component: "pull")
+        let options: NATSConnectionOptions
+        do { options = try natsOptions(args, env: ctx.console.environment, urls: url, timeout: 10_000_000_000) } catch let e as BridgeError {
+            if e.kind == .configuration { throw UsageError(e.message) }
+            throw CommandFailure(message: e.message)
+        }
+        let spool = try ctx.openSpool()
+        for line in spool.recover().lines { log("recover: \(line)") }
+        let connection = try NATSConnection(options: options, log: log)
+        let stop = try Wakeup()
+        do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        connection.start()
+        defer { connection.close() }
+        let puller = JetStreamPuller(connection: connection, spool: spool, configuration: config, log: log)
+        log("started on \(ctx.dir) (stream \(stream), consumer \(durable), batch \(config.batch), pid \(FS.processID))")
+        var consumerReady = false
+        var delay: Int64 = 100_000_000
+        var lastReport = monotonicNanos()
+        while (try? pollReadable([stop.fd], timeoutMillis: 0))?.first != true {
+            do throws(BridgeError) {
+                if !consumerReady {
+                    try puller.ensureConsumer()
+                    consumerReady = true
+                }
+                let r = try puller.pullOnce()
+                delay = 100_000_000
+                if r.naked > 0 { _ = try? pollReadable([stop.fd], timeoutMillis: 1000) }
+            } catch {
+                if error.kind == .configuration || (error.kind == .serverError && !consumerReady && error.message.contains("create it")) {
+                    throw CommandFailure(message: error.message)
+                }
+                log("nats: \(error.message); retrying")
+                _ = try? pollReadable([stop.fd], timeoutMillis: Int32(delay / 1_000_000))
+                delay = min(delay * 2, 5_000_000_000)
+            }
+            if monotonicNanos() - lastReport >= 10_000_000_000 {
+                lastReport = monotonicNanos()
+                let t = puller.total
+                log("fetched \(t.fetched), enqueued \(t.enqueued), duplicates \(t.duplicates), acked \(t.acked), naked \(t.naked)")
+            }
+        }
+        let t = puller.total
+        log("stopped: fetched \(t.fetched), enqueued \(t.enqueued), duplicates \(t.duplicates), acked \(t.acked), naked \(t.naked)")
+        return 0
+    }
+}
