@@ -46,14 +46,15 @@ def rss_kib(pid):
     return 0
 
 
-def wrk(port, conns, seconds, dup=0, run_id="", url=None, script=True, headers=()):
-    """wrk against `url` (default: the webhook path on 127.0.0.1:`port`), with unique webhooks (`unique.lua`)
-    unless `script` is False; returns rps, p50/p99 (ms) and the count of non-2xx answers."""
+def wrk(port, conns, seconds, dup=0, run_id="", url=None, script=True, headers=(), env=None):
+    """wrk against `url` (default: the webhook path on 127.0.0.1:`port`), with unique webhooks (`unique.lua`),
+    another Lua script (a path), or none (`script=False`); `env` adds to the script's environment (THREADS is
+    set). Returns rps, p50/p99 (ms), the number of requests and the count of non-2xx answers."""
     threads = 1 if conns < 2 else 2
-    env = dict(os.environ, DUP_PERCENT=str(dup), RUN_ID=run_id or str(time.time_ns()))
+    env = dict(os.environ, DUP_PERCENT=str(dup), RUN_ID=run_id or str(time.time_ns()), THREADS=str(threads), **(env or {}))
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency"]
     for h in headers: cmd += ["-H", h]
-    if script: cmd += ["-s", os.path.join(HERE, "unique.lua")]
+    if script: cmd += ["-s", script if isinstance(script, str) else os.path.join(HERE, "unique.lua")]
     cmd.append(url or f"http://127.0.0.1:{port}/json2video/done")
     out = subprocess.run(cmd, env=env, text=True, capture_output=True).stdout
     def lat(p):
@@ -63,8 +64,9 @@ def wrk(port, conns, seconds, dup=0, run_id="", url=None, script=True, headers=(
         return v / 1000 if u == "us" else v * 1000 if u == "s" else v
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50_ms": lat(50), "p99_ms": lat(99),
-            "non2xx": int(non2xx.group(1)) if non2xx else 0}
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "n": int(total.group(1)) if total else 0, "out": out}
 
 
 class Server:

@@ -14,7 +14,7 @@ machine. Usage:
 import argparse, base64, hashlib, hmac, os, re, shutil, statistics, subprocess, sys, time
 from urllib import request as urlreq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import fresh, free_port, wait_port, HERE
+from run import fresh, free_port, wait_port, HERE, wrk as run_wrk
 
 POOL = 200_000
 
@@ -38,21 +38,10 @@ def cpu_seconds(pid):
 
 
 def wrk(port, conns, seconds, pool):
-    threads = 1 if conns < 2 else 2
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, "signed.lua"),
-                          f"http://127.0.0.1:{port}/json2video/done"],
-                         env=dict(os.environ, SIGNED=pool, THREADS=str(threads)), text=True, capture_output=True).stdout
-    def lat(p):
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m: return None
-        v, u = float(m.group(1)), m.group(2)
-        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if bad: sys.exit(f"{bad.group(1)} non-2xx responses: the benchmark is broken\n{out}")
-    if total and int(total.group(1)) > POOL: sys.exit(f"{total.group(1)} requests > pool of {POOL}: duplicates would skew it")
-    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": lat(50), "p99": lat(99), "n": int(total.group(1)) if total else 0}
+    w = run_wrk(port, conns, seconds, script=os.path.join(HERE, "signed.lua"), env={"SIGNED": pool})
+    if w["non2xx"]: sys.exit(f"{w['non2xx']} non-2xx responses: the benchmark is broken\n{w['out']}")
+    if w["n"] > POOL: sys.exit(f"{w['n']} requests > pool of {POOL}: duplicates would skew it")
+    return {"rps": w["rps"], "p50": w["p50_ms"], "p99": w["p99_ms"], "n": w["n"]}
 
 
 def batches(port):

@@ -15,16 +15,8 @@ final class Server: @unchecked Sendable {
         let args = ["--dir", dir, "serve", "--listen", "127.0.0.1:0"] + extra
         let c = try fdLimit.map { try Child("/bin/sh", ["-c", "ulimit -n \($0) && exec \"$0\" \"$@\"", spoolBin] + args, env: env) }
             ?? Child(spoolBin, args, env: env)
-        var found: UInt16? = nil
-        _ = c.waitFor(timeout: 20) {
-            if let r = c.stdout.range(of: "127.0.0.1:"), let end = c.stdout[r.upperBound...].firstIndex(of: " ") {
-                found = UInt16(c.stdout[r.upperBound..<end])
-            }
-            return found != nil
-        }
         child = c
-        guard let found else { c.signal(SIGKILL); throw POSIXError(.ETIMEDOUT) }
-        port = found
+        port = try bannerPort(of: c)
     }
 
     var url: String { "http://127.0.0.1:\(port)" }

@@ -142,3 +142,21 @@ public func startPythonPeer(_ script: String, _ arguments: [String]) throws -> (
     }
     return (c, found)
 }
+
+/// The port in a server child's banner (`listening on http://127.0.0.1:PORT ...`), once it printed it; the child
+/// is killed (and an error thrown) when it does not within `timeout` seconds.
+public func bannerPort(of c: Child, timeout: Double = 20) throws -> UInt16 {
+    var found: UInt16? = nil
+    _ = c.waitFor(timeout: timeout) {
+        if let r = c.stdout.range(of: "127.0.0.1:"), let end = c.stdout[r.upperBound...].firstIndex(where: { $0 == " " || $0 == "\n" }) {
+            found = UInt16(c.stdout[r.upperBound..<end])
+        }
+        return found != nil
+    }
+    guard let found else {
+        c.signal(SIGKILL)
+        _ = c.wait(timeout: 5)
+        throw TestCertificates.ToolFailure(description: "no listening banner: \(c.stdout) \(c.stderr)")
+    }
+    return found
+}

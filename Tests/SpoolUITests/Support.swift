@@ -97,16 +97,8 @@ final class UIProcess: @unchecked Sendable {
 
     init(dir: String, extra: [String] = []) throws {
         let c = try Child(spoolBin, ["--dir", dir, "ui", "--listen", "127.0.0.1:0"] + extra)
-        var found: UInt16? = nil
-        _ = c.waitFor(timeout: 20) {
-            if let r = c.stdout.range(of: "127.0.0.1:"), let end = c.stdout[r.upperBound...].firstIndex(of: " ") {
-                found = UInt16(c.stdout[r.upperBound..<end])
-            }
-            return found != nil
-        }
         child = c
-        guard let found else { c.signal(SIGKILL); _ = c.wait(timeout: 5); throw POSIXError(.ETIMEDOUT) }
-        port = found
+        port = try bannerPort(of: c)
     }
 
     var url: String { "http://127.0.0.1:\(port)" }
