@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The JetStream side of a cluster, side by side (issue 14), on a local 3-node nats-server cluster.
+
+1. The bridge's publish rate (`spool consume --nats URLS --drain` over N waiting items) into an R1 and an R3 stream
+   at concurrency 1, 16 and 64, against a reference publisher: nats-py publishing the same N messages (same size,
+   Nats-Msg-Id headers) with the same number of acknowledgements in flight.
+2. `spool pull` moving N messages into a fresh local spool, against that spool's own batch enqueue rate
+   (`spool-testkit fill`, the same group commit path).
+Prints messages per second and the ratios. Usage:
+
+    Benchmarks/jetstream.py [--messages 3000] [--spool .build/release/spool] [--testkit .build/release/spool-testkit]
+"""
+import argparse, asyncio, os, subprocess, sys, tempfile, time
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "Reliability"))
+from common import free_port  # noqa: E402
+from jetstream_cluster import Node  # noqa: E402
+
+
+async def make_stream(urls, name, subject, replicas):
+    import nats
+    for _ in range(60):
+        try:
+            nc = await nats.connect(servers=urls)
+            js = nc.jetstream()
+            await js.add_stream(name=name, subjects=[subject], num_replicas=replicas, duplicate_window=120.0)
+            await nc.close(); return
+        except Exception:
+            await asyncio.sleep(0.5)
+    raise RuntimeError("cannot create stream")
+
+
+async def reference(urls, subject, n, inflight, prefix, size):
+    """nats-py: n publishes with acks, at most `inflight` awaiting their ack at once; messages per second."""
+    import nats
+    nc = await nats.connect(servers=urls)
+    js = nc.jetstream()
+    payload = b"x" * size
+    sem = asyncio.Semaphore(inflight)
+
+    async def one(i):
+        async with sem:
+            await js.publish(subject, payload, headers={"Nats-Msg-Id": f"{prefix}{i}"})
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    dt = time.monotonic() - t0
+    await nc.close()
+    return n / dt
+
+
+def bridge(spool, testkit, urls, subject, stream, n, conc, size):
+    d = os.path.join(tempfile.mkdtemp(prefix="jsb-"), "s")
+    subprocess.run([testkit, "fill", d, f"b{time.time_ns()}-", str(n), str(size)], check=True, capture_output=True)
+    t0 = time.monotonic()
+    r = subprocess.run([spool, "--dir", d, "consume", "--nats", ",".join(urls), "--subject", subject, "--nats-stream", stream,
+                        "--concurrency", str(conc), "--drain"], capture_output=True, text=True)
+    dt = time.monotonic() - t0
+    done = len(os.listdir(os.path.join(d, "done")))
+    if done != n: print(f"  warning: {done} of {n} done: {r.stderr[-300:]}", file=sys.stderr)
+    return done / dt
+
+
+def pull(spool, urls, stream, n):
+    d = os.path.join(tempfile.mkdtemp(prefix="jsp-"), "s")
+    durable = f"W{time.time_ns()}"
+    p = subprocess.Popen([spool, "--dir", d, "pull", "--nats", ",".join(urls), "--stream", stream, "--consumer", durable,
+                          "--create-consumer", "--batch", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    try:
+        while True:
+            have = len(os.listdir(os.path.join(d, "new"))) if os.path.isdir(os.path.join(d, "new")) else 0
+            if have >= n: break
+            if time.monotonic() - t0 > 120: break
+            time.sleep(0.01)
+        return have / (time.monotonic() - t0)
+    finally:
+        p.terminate(); p.wait()
+
+
+def enqueue_rate(testkit, n, size):
+    d = os.path.join(tempfile.mkdtemp(prefix="jse-"), "s")
+    t0 = time.monotonic()
+    subprocess.run([testkit, "fill", d, "e", str(n), str(size)], check=True, capture_output=True)
+    return n / (time.monotonic() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--spool", default=".build/release/spool")
+    ap.add_argument("--testkit", default=".build/release/spool-testkit")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="jsbench-")
+    ports, cports = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
+    nodes = [Node(i, ports, cports, work) for i in range(3)]
+    for n in nodes: n.start()
+    urls = [f"nats://127.0.0.1:{p}" for p in ports]
+    try:
+        print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>20}{'nats-py msg/s':>16}{'ratio':>8}")
+        for replicas in (1, 3):
+            stream, subject = f"R{replicas}", f"bench.r{replicas}"
+            asyncio.run(make_stream(urls, stream, subject, replicas))
+            for conc in (1, 16, 64):
+                n = a.messages if conc > 1 else max(300, a.messages // 5)
+                ours = bridge(a.spool, a.testkit, urls, subject, stream, n, conc, a.size)
+                ref = asyncio.run(reference(urls, subject, n, conc, f"ref{time.time_ns()}-", a.size))
+                print(f"{stream:<6}{conc:>10}{ours:>20.0f}{ref:>16.0f}{ours / ref:>8.2f}", flush=True)
+        got = pull(a.spool, urls, "R3", a.messages)
+        local = enqueue_rate(a.testkit, a.messages, a.size)
+        print(f"spool pull from R3 into a local spool: {got:.0f} msg/s; that spool's batch enqueue (spool-testkit fill): "
+              f"{local:.0f} items/s; ratio {got / local:.2f}")
+    finally:
+        for n in nodes:
+            if n.p and n.p.poll() is None: n.kill()
+
+
+if __name__ == "__main__":
+    main()
