@@ -94,9 +94,14 @@ public final class JetStreamPuller: Sendable {
     /// One pull request: fetch up to `batch` messages, make them durable in one group commit, then ack each.
     public func pullOnce() throws(BridgeError) -> PullReport {
         let c = configuration
-        let body = Array("{\"batch\":\(c.batch),\"expires\":\(c.expiresNanos)}".utf8)
-        let messages = try connection.collect(subject: "$JS.API.CONSUMER.MSG.NEXT.\(c.stream).\(c.durable)", payload: body,
-                                              maxMessages: c.batch, deadline: monotonicNanos() + c.expiresNanos + 1_000_000_000)
+        // What is there now, without waiting (`no_wait`: the server answers 404 after the last one); when nothing
+        // is, a long poll for one message, then at once the rest of a batch. A request for a whole batch that
+        // waits would hold the first messages of a small burst until it expires.
+        var messages = try fetch(c.batch, wait: false)
+        if messages.isEmpty {
+            messages = try fetch(1, wait: true)
+            if !messages.isEmpty && c.batch > 1 { messages += try fetch(c.batch - 1, wait: false) }
+        }
         var report = PullReport()
         var requests: [EnqueueRequest] = []
         var replies: [String] = []
@@ -107,25 +112,37 @@ public final class JetStreamPuller: Sendable {
             replies.append(reply)
         }
         if !requests.isEmpty {
+            // The batch is durable when enqueueBatch returns; its acks then go out in one write.
+            var answers: [(subject: String, payload: [UInt8])] = []
             for (reply, result) in zip(replies, spool.enqueueBatch(requests)) {
                 switch result {
                 case .success(let outcome):
                     if outcome == .accepted { report.enqueued += 1 } else { report.duplicates += 1 }
-                    try connection.publish(subject: reply, payload: Array("+ACK".utf8))
+                    answers.append((reply, Array("+ACK".utf8)))
                     report.acked += 1
                 case .failure(let e):
                     // Not stored: the server must deliver it again later, here or to another puller.
                     log("nats: cannot store a message (\(e)); asking for redelivery in 5s")
-                    try connection.publish(subject: reply, payload: Array("-NAK {\"delay\":5000000000}".utf8))
+                    answers.append((reply, Array("-NAK {\"delay\":5000000000}".utf8)))
                     report.naked += 1
                 }
             }
+            try connection.publish(answers)
         }
         totals.withLock { t in
             t.fetched += report.fetched; t.enqueued += report.enqueued; t.duplicates += report.duplicates
             t.acked += report.acked; t.naked += report.naked
         }
         return report
+    }
+
+    /// One pull request: `count` messages, waiting up to `expiresNanos` for them, or only for what is there now.
+    private func fetch(_ count: Int, wait: Bool) throws(BridgeError) -> [NATSMessage] {
+        let c = configuration
+        let body = wait ? "{\"batch\":\(count),\"expires\":\(c.expiresNanos)}" : "{\"batch\":\(count),\"no_wait\":true}"
+        let deadline = monotonicNanos() + (wait ? c.expiresNanos : 0) + c.timeoutNanos
+        return try connection.collect(subject: "$JS.API.CONSUMER.MSG.NEXT.\(c.stream).\(c.durable)", payload: Array(body.utf8),
+                                      maxMessages: count, deadline: deadline).filter { $0.replyTo?.hasPrefix("$JS.ACK.") == true }
     }
 
     /// The item for one message: key from `Spool-Key`, else from `Nats-Msg-Id` (a spool file name), else

@@ -477,8 +477,16 @@ public final class NATSConnection: Sendable {
 
     /// Publishes without waiting for anything (a JetStream `+ACK`/`-NAK` to a message's reply subject).
     public func publish(subject: String, payload: [UInt8]) throws(BridgeError) {
+        try publish([(subject, payload)])
+    }
+
+    /// Publishes several messages in one write (a batch of acks costs one system call, not one per message).
+    public func publish(_ messages: [(subject: String, payload: [UInt8])]) throws(BridgeError) {
+        guard !messages.isEmpty else { return }
         _ = try awaitConnectedInfo()
-        try write(NATSCommand.publish(subject: subject, replyTo: nil, headers: nil, payload: payload))
+        var bytes: [UInt8] = []
+        for m in messages { bytes += NATSCommand.publish(subject: m.subject, replyTo: nil, headers: nil, payload: m.payload) }
+        try write(bytes)
     }
 
     private func awaitConnectedInfo() throws(BridgeError) -> NATSServerInfo {
