@@ -29,7 +29,14 @@ case "$T" in
     keys) PRODUCT=KeyFuzzer; MAXLEN=300 ;;
     extract) PRODUCT=ExtractFuzzer; MAXLEN=4096 ;;
     peer) PRODUCT=PeerFuzzer; MAXLEN=4096 ;;
-    tls) PRODUCT=TLSFuzzer; MAXLEN=4096 ;;
+    tls) PRODUCT=TLSFuzzer; MAXLEN=4096
+         # A throwaway self-signed certificate for the engine's server side, made here: no key is kept in git.
+         if [ ! -s "$HERE/.build/tls/server.key" ]; then
+             mkdir -p "$HERE/.build/tls"
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+                 -keyout "$HERE/.build/tls/server.key" -out "$HERE/.build/tls/server.pem" >/dev/null 2>&1 \
+                 || { echo "the tls fuzz target needs the openssl tool" >&2; exit 2; }
+         fi ;;
     # Past the parsers' 8 KiB bound, so that the bound itself is exercised.
     sig) PRODUCT=SignatureFuzzer; MAXLEN=9000 ;;
     reconcile) PRODUCT=ReconcileFuzzer; MAXLEN=4096 ;;

@@ -5,10 +5,10 @@ import SpoolTLS
 /// picks. Invariants: no crash, no hang, every outcome a clean `TLSError` or a bounded result; the engine's
 /// output stays bounded (no amplification beyond a handshake flight per input).
 nonisolated(unsafe) let context: TLSServerContext = {
-    // A fixed test-only certificate and key next to this package (Fuzz/tls), never used anywhere else.
+    // A throwaway certificate and key that Fuzz/run.sh makes in Fuzz/.build/tls before running this target.
     let fuzz = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
-    do { return try TLSServerContext(certificateChainFile: fuzz + "/tls/server.pem", privateKeyFile: fuzz + "/tls/server.key") } catch {
-        fatalError("TLSFuzzer needs OpenSSL 3 and Fuzz/tls/server.{pem,key}: \(error)")
+    do { return try TLSServerContext(certificateChainFile: fuzz + "/.build/tls/server.pem", privateKeyFile: fuzz + "/.build/tls/server.key") } catch {
+        fatalError("TLSFuzzer needs OpenSSL 3 and Fuzz/.build/tls/server.{pem,key} (Fuzz/run.sh makes them): \(error)")
     }
 }()
 
