@@ -134,26 +134,31 @@ public final class NATSConnection: Sendable {
     /// Sleeps (in poll(2) on an eventfd of its own, never a busy wait) until the connection is up or closed,
     /// or `deadline` passes.
     func awaitConnection(until deadline: Int64) -> ConnectionWait {
+        // The connected case (every publish) costs one lock; a waiter's eventfd and token are made only when needed.
         var wake: Wakeup? = nil
-        let token = state.withLock { st -> UInt64 in defer { st.nextToken += 1 }; return st.nextToken }
-        defer { if wake != nil { _ = state.withLock { $0.connectWaiters.removeValue(forKey: token) } } }
+        var token: UInt64? = nil
+        defer { if let token { _ = state.withLock { $0.connectWaiters.removeValue(forKey: token) } } }
         while true {
             let now = monotonicNanos()
             let seen = state.withLock { st -> ConnectionWait? in
                 if st.closed { return .closed }
                 if st.stream != nil, let i = st.info { return .connected(i) }
                 if now >= deadline { return .timedOut(st.lastError) }
-                if let wake { st.connectWaiters[token] = wake }  // registered under the same lock as the check
+                if let wake, token == nil {  // registered under the same lock as the check
+                    token = st.nextToken
+                    st.nextToken += 1
+                    st.connectWaiters[token!] = wake
+                }
                 return nil
             }
             if let seen { return seen }
-            if wake == nil {
+            guard let w = wake else {
                 guard let w = try? Wakeup() else { sleep(nanoseconds: 50_000_000); continue }
                 wake = w
                 continue  // register it, re-checking the state under the lock
             }
-            _ = try? pollReadable([wake!.fd], timeoutMillis: Int32(clamping: (deadline - now + 999_999) / 1_000_000))
-            wake!.drain()
+            _ = try? pollReadable([w.fd], timeoutMillis: Int32(clamping: (deadline - now + 999_999) / 1_000_000))
+            w.drain()
         }
     }
 
