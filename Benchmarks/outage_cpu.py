@@ -8,18 +8,9 @@ uses more than --limit percent of a core (CI runs it with a short window). Usage
 
     Benchmarks/outage_cpu.py [--spool .build/release/spool] [--seconds 5] [--settle 2] [--limit 1.0]
 """
-import argparse, os, socket, subprocess, sys, tempfile, time
-
-
-def closed_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
-    return p
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+import argparse, os, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Reliability"))
+from common import cpu_seconds, free_port as closed_port  # noqa: E402  (a port bound and released: nothing listens)
 
 
 def case(spool, sink, conc, settle, seconds):

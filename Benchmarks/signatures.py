@@ -15,6 +15,7 @@ import argparse, base64, hashlib, hmac, os, re, shutil, statistics, subprocess, 
 from urllib import request as urlreq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import fresh, free_port, wait_port, HERE, wrk as run_wrk
+from common import cpu_seconds  # noqa: E402
 
 POOL = 200_000
 
@@ -29,12 +30,6 @@ def signed_pool(d, secret_bytes, ts):
             mac = hmac.new(secret_bytes, f"{i}.{ts}.{body}".encode(), hashlib.sha256).digest()
             f.write(f"{i} {ts} v1,{base64.b64encode(mac).decode()}\n")
     return path
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(port, conns, seconds, pool):

@@ -51,3 +51,10 @@ def wait_port(port, timeout=20):
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nothing listening on {port}")
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system, seconds) process `pid` has used so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
