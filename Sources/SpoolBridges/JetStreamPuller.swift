@@ -16,8 +16,12 @@ public struct JetStreamPullConfiguration: Sendable {
     public var maxAckPending = 1024
     /// For a created consumer: redelivery after this long without an ack.
     public var ackWaitNanos: Int64 = 30_000_000_000
-    /// How long one pull request waits on the server for messages.
-    public var expiresNanos: Int64 = 5_000_000_000
+    /// How long one pull request stays open on the server (it delivers each message as it comes, until it has
+    /// had its count or expires).
+    public var expiresNanos: Int64 = 30_000_000_000
+    /// While a request waits with nothing to deliver, the server says it is alive this often; missing two in a
+    /// row means the requests are gone (a server restarted, a consumer leader moved) and are sent again.
+    public var heartbeatNanos: Int64 = 5_000_000_000
     /// API requests (consumer info and create).
     public var timeoutNanos: Int64 = 5_000_000_000
 
@@ -39,6 +43,67 @@ public struct JetStreamPullConfiguration: Sendable {
         }
         guard (1...1000).contains(batch) else { throw BridgeError(.configuration, "--batch must be 1 to 1000") }
         guard (1...1_000_000).contains(maxAckPending) else { throw BridgeError(.configuration, "--max-ack-pending must be 1 to 1000000") }
+        guard heartbeatNanos >= 100_000_000, expiresNanos > heartbeatNanos else {
+            throw BridgeError(.configuration, "a pull request's heartbeat must be at least 100ms and shorter than its expiry")
+        }
+    }
+}
+
+/// The bookkeeping of a pull consumer that keeps requests open on the server, as the official clients' "consume"
+/// does: messages asked for and not yet delivered, when to ask for more, when the server has been silent too
+/// long. Pure: tests drive it with events and instants.
+struct PullFlow: Sendable {
+    struct Request: Sendable, Equatable { var left: Int; var expiresAt: Int64 }
+    let batch: Int
+    let expiresNanos: Int64
+    let heartbeatNanos: Int64
+    private(set) var requests: [Request] = []
+    /// The subscription epoch the requests were sent on (a reconnect makes them void).
+    var epoch = 0
+
+    init(batch: Int, expiresNanos: Int64, heartbeatNanos: Int64) {
+        self.batch = max(1, batch)
+        self.expiresNanos = expiresNanos
+        self.heartbeatNanos = heartbeatNanos
+    }
+
+    /// Messages asked for and not yet delivered.
+    var outstanding: Int { requests.reduce(0) { $0 + $1.left } }
+
+    /// How many to ask for now, recorded as sent; nil while at least a batch is outstanding. Up to two batches are
+    /// outstanding, so the next one is on its way while one is being made durable.
+    mutating func nextRequest(now: Int64) -> Int? {
+        // The server answers an expired request with a 408; one that never came is forgotten a heartbeat later.
+        requests.removeAll { $0.expiresAt + heartbeatNanos <= now }
+        let have = outstanding
+        guard have < batch else { return nil }
+        requests.append(Request(left: 2 * batch - have, expiresAt: now + expiresNanos))
+        return 2 * batch - have
+    }
+
+    /// A message came: the server fills requests in the order they were made.
+    mutating func delivered() {
+        guard !requests.isEmpty else { return }  // a request of an earlier connection still delivering
+        requests[0].left -= 1
+        if requests[0].left <= 0 { requests.removeFirst() }
+    }
+
+    /// A status (408 expired, 409) ended the oldest request.
+    mutating func ended() {
+        if !requests.isEmpty { requests.removeFirst() }
+    }
+
+    mutating func reset() { requests.removeAll() }
+
+    /// Requests are open and nothing (a message or a heartbeat) came for two heartbeats.
+    func isSilent(now: Int64, lastActivity: Int64) -> Bool {
+        !requests.isEmpty && now - lastActivity > 2 * heartbeatNanos
+    }
+
+    /// When to look again if nothing arrives: the silence check, or the first expiry.
+    func nextCheck(lastActivity: Int64) -> Int64 {
+        guard let first = requests.map(\.expiresAt).min() else { return lastActivity + 2 * heartbeatNanos + 1 }
+        return min(first + heartbeatNanos, lastActivity + 2 * heartbeatNanos + 1)
     }
 }
 
@@ -58,12 +123,26 @@ public final class JetStreamPuller: Sendable {
     let spool: Spool
     let log: @Sendable (String) -> Void
     private let totals = Mutex(PullReport())
+    private let flow: Mutex<PullFlow>
+    private let inbox = Mutex<NATSSubscription?>(nil)
+    private let checkConsumer = Mutex(true)
+    private let consumerFound = Mutex(false)
+    /// The consumer was found (or created) at least once: a later "not found" is an outage, not a mistake.
+    public var hasFoundConsumer: Bool { consumerFound.withLock { $0 } }
+    /// The consumer is to be looked up (and created when asked) before the next requests: at the start, and after
+    /// the server said it is gone.
+    private var consumerUnchecked: Bool {
+        get { checkConsumer.withLock { $0 } }
+        set { checkConsumer.withLock { $0 = newValue } }
+    }
 
     public init(connection: NATSConnection, spool: Spool, configuration: JetStreamPullConfiguration, log: @escaping @Sendable (String) -> Void) {
         self.connection = connection
         self.spool = spool
         self.configuration = configuration
         self.log = log
+        self.flow = Mutex(PullFlow(batch: configuration.batch, expiresNanos: configuration.expiresNanos,
+                                   heartbeatNanos: configuration.heartbeatNanos))
     }
 
     public var total: PullReport { totals.withLock { $0 } }
@@ -91,22 +170,87 @@ public final class JetStreamPuller: Sendable {
         log("nats: created durable consumer \(c.durable) on stream \(c.stream)")
     }
 
-    /// One pull request: fetch up to `batch` messages, make them durable in one group commit, then ack each.
-    public func pullOnce() throws(BridgeError) -> PullReport {
-        let c = configuration
-        // What is there now, without waiting (`no_wait`: the server answers 404 after the last one); when nothing
-        // is, a long poll for one message, then at once the rest of a batch. A request for a whole batch that
-        // waits would hold the first messages of a small burst until it expires.
-        var messages = try fetch(c.batch, wait: false)
-        if messages.isEmpty {
-            messages = try fetch(1, wait: true)
-            if !messages.isEmpty && c.batch > 1 { messages += try fetch(c.batch - 1, wait: false) }
+    /// One turn: keep requests open on the server, wait (at most until the next check, or until `stop` is
+    /// readable) for what they deliver, make every message that came durable in one group commit, then ack each.
+    public func step(stop: FileDescriptor) throws(BridgeError) -> PullReport {
+        let sub = try subscription()
+        if consumerUnchecked {
+            try ensureConsumer()
+            consumerUnchecked = false
+            consumerFound.withLock { $0 = true }
         }
+        let now = monotonicNanos()
+        var wakeAt = now + 1_000_000_000
+        if sub.isReady {
+            try sendRequests(sub, now: now)
+            wakeAt = flow.withLock { $0.nextCheck(lastActivity: sub.lastActivityNanos) }
+        }
+        let ms = max(0, min(Int64(Int32.max), (wakeAt - monotonicNanos() + 999_999) / 1_000_000))
+        _ = try? pollReadable([sub.fd, stop], timeoutMillis: Int32(ms))
+        return try store(sub)
+    }
+
+    /// After a stop: ends the subscription (the server drops the open requests), then stores and acks what had
+    /// already arrived. A message the server sent after the UNSUB crossed it is redelivered after the ack wait.
+    public func finish() -> PullReport {
+        guard let sub = inbox.withLock({ $0 }) else { return PullReport() }
+        connection.unsubscribe(sub)
+        inbox.withLock { $0 = nil }
+        return (try? store(sub)) ?? PullReport()
+    }
+
+    private func subscription() throws(BridgeError) -> NATSSubscription {
+        if let sub = inbox.withLock({ $0 }) { return sub }
+        let sub = try connection.subscribe(limit: 4 * configuration.batch + 64)
+        inbox.withLock { $0 = sub }
+        return sub
+    }
+
+    /// Asks for more when fewer than a batch are outstanding; first forgets requests of an earlier connection,
+    /// and requests after a silence of two heartbeats.
+    private func sendRequests(_ sub: NATSSubscription, now: Int64) throws(BridgeError) {
+        let c = configuration
+        let epoch = sub.epoch
+        let lastActivity = sub.lastActivityNanos
+        let (count, silent) = flow.withLock { f -> (Int?, Bool) in
+            if f.epoch != epoch { f.reset(); f.epoch = epoch }
+            let silent = f.isSilent(now: now, lastActivity: lastActivity)
+            if silent { f.reset() }
+            return (f.nextRequest(now: now), silent)
+        }
+        if silent { log("nats: no message or heartbeat on the pull requests for \(2 * c.heartbeatNanos / 1_000_000_000)s; asking again") }
+        guard let count else { return }
+        let body = "{\"batch\":\(count),\"expires\":\(c.expiresNanos),\"idle_heartbeat\":\(c.heartbeatNanos)}"
+        do throws(BridgeError) {
+            try connection.publish(subject: "$JS.API.CONSUMER.MSG.NEXT.\(c.stream).\(c.durable)", replyTo: sub.subject, payload: Array(body.utf8))
+        } catch {
+            flow.withLock { $0.reset() }
+            throw error
+        }
+    }
+
+    /// Stores what arrived: stream messages durably in one group commit, then one write of acks; status messages
+    /// end requests (408 expired, 409 for reasons such as a leader change), or say the consumer is gone.
+    private func store(_ sub: NATSSubscription) throws(BridgeError) -> PullReport {
+        let c = configuration
+        let (messages, dropped) = sub.take(max: 4 * c.batch + 64)
+        if dropped > 0 { log("nats: \(dropped) messages beyond what was asked for were dropped (they are delivered again)") }
         var report = PullReport()
         var requests: [EnqueueRequest] = []
         var replies: [String] = []
+        var consumerGone: String? = nil
         for m in messages {
+            if let status = m.headers?.status {
+                if status == 100 { continue }  // a heartbeat: the requests are alive
+                flow.withLock { $0.ended() }
+                let text = m.headers?.statusDescription ?? ""
+                if status == 409 && (text.lowercased().contains("deleted") || text.lowercased().contains("push based")) {
+                    consumerGone = "\(status) \(logSafe(text, maxScalars: 120))"
+                }
+                continue
+            }
             guard let reply = m.replyTo, reply.hasPrefix("$JS.ACK.") else { continue }  // not a stream message: nothing to ack
+            flow.withLock { $0.delivered() }
             report.fetched += 1
             requests.append(JetStreamPuller.request(for: m, stream: c.stream))
             replies.append(reply)
@@ -127,22 +271,28 @@ public final class JetStreamPuller: Sendable {
                     report.naked += 1
                 }
             }
-            try connection.publish(answers)
+            do throws(BridgeError) { try connection.publish(answers) } catch {
+                // Stored but not acked: the server delivers them again after the ack wait, and they are duplicates.
+                report.acked = 0
+                report.naked = 0
+                add(report)
+                throw error
+            }
         }
-        totals.withLock { t in
-            t.fetched += report.fetched; t.enqueued += report.enqueued; t.duplicates += report.duplicates
-            t.acked += report.acked; t.naked += report.naked
+        add(report)
+        if let consumerGone {
+            flow.withLock { $0.reset() }
+            consumerUnchecked = true
+            throw BridgeError(.serverError, "the server ended the pull requests: \(consumerGone)")
         }
         return report
     }
 
-    /// One pull request: `count` messages, waiting up to `expiresNanos` for them, or only for what is there now.
-    private func fetch(_ count: Int, wait: Bool) throws(BridgeError) -> [NATSMessage] {
-        let c = configuration
-        let body = wait ? "{\"batch\":\(count),\"expires\":\(c.expiresNanos)}" : "{\"batch\":\(count),\"no_wait\":true}"
-        let deadline = monotonicNanos() + (wait ? c.expiresNanos : 0) + c.timeoutNanos
-        return try connection.collect(subject: "$JS.API.CONSUMER.MSG.NEXT.\(c.stream).\(c.durable)", payload: Array(body.utf8),
-                                      maxMessages: count, deadline: deadline).filter { $0.replyTo?.hasPrefix("$JS.ACK.") == true }
+    private func add(_ report: PullReport) {
+        totals.withLock { t in
+            t.fetched += report.fetched; t.enqueued += report.enqueued; t.duplicates += report.duplicates
+            t.acked += report.acked; t.naked += report.naked
+        }
     }
 
     /// The item for one message: key from `Spool-Key`, else from `Nats-Msg-Id` (a spool file name), else

@@ -54,8 +54,8 @@ public final class NATSConnection: Sendable {
         var connecting: (any ByteStream)?
         var info: NATSServerInfo?
         var waiters: [UInt64: ReplySlot] = [:]
-        /// Subscriptions (by sid) that collect many messages (a JetStream pull batch).
-        var batches: [String: BatchSlot] = [:]
+        /// Subscriptions (by sid) that outlive reconnects (a JetStream pull consumer's inbox).
+        var subscriptions: [String: NATSSubscription] = [:]
         var nextToken: UInt64 = 1
         var started = false
         var closed = false
@@ -243,14 +243,19 @@ public final class NATSConnection: Sendable {
                 continue
             }
             if options.discover { learnServers(info.connectURLs, secure: server.secure) }
-            let closedMeanwhile = state.withLock { st -> Bool in
+            // The subscriptions to renew are taken under the same lock that publishes the stream: one made later
+            // sees the stream and sends its own SUB.
+            let (closedMeanwhile, renew) = state.withLock { st -> (Bool, [NATSSubscription]) in
                 st.connecting = nil
-                if st.closed { return true }
+                if st.closed { return (true, []) }
                 st.stream = stream; st.info = info; st.connects += 1; st.lastError = ""
-                return false
+                return (false, Array(st.subscriptions.values))
+            }
+            if closedMeanwhile { stream.close(); wakeConnectWaiters(); break }
+            for sub in renew {
+                if (try? write(NATSCommand.sub(sub.subject, sid: sub.sid))) != nil { sub.connection(ready: true) }
             }
             wakeConnectWaiters()
-            if closedMeanwhile { stream.close(); break }
             log("nats: connected to \(url) (server \(info.version)\(failuresInARow > 0 ? ", after \(failuresInARow) failed attempts" : ""))")
             delay = options.reconnectMinNanos
             failuresInARow = 0
@@ -261,6 +266,7 @@ public final class NATSConnection: Sendable {
                 stream.close()
             }
             failWaiters(reason)
+            for sub in state.withLock({ Array($0.subscriptions.values) }) { sub.connection(ready: false) }
             if !state.withLock({ $0.closed }) { log("nats: connection to \(url) lost: \(reason); reconnecting") }
         }
         failWaiters("connection closed")
@@ -444,8 +450,8 @@ public final class NATSConnection: Sendable {
 
     private func deliver(_ m: NATSMessage) {
         // A pulled JetStream message carries its stream subject, not the inbox: it is routed by subscription.
-        if let batch = state.withLock({ $0.batches[m.sid] }) {
-            batch.add(m)
+        if let sub = state.withLock({ $0.subscriptions[m.sid] }) {
+            sub.add(m)
             return
         }
         guard m.subject.hasPrefix(inboxPrefix), let token = Digits.decimal(m.subject.utf8.dropFirst(inboxPrefix.utf8.count)) else { return }
@@ -453,31 +459,37 @@ public final class NATSConnection: Sendable {
         slot?.fulfill(.success(m))
     }
 
-    /// Publishes `payload` to `subject` with an inbox of its own as the reply subject and collects what arrives
-    /// there, until `maxMessages` came, a status message ended it (a JetStream pull's 404 "no messages", 408
-    /// "request timeout", 409), or `deadline` (monotonic) passed.
-    public func collect(subject: String, payload: [UInt8], maxMessages: Int, deadline: Int64) throws(BridgeError) -> [NATSMessage] {
-        switch awaitConnection(until: deadline) {
-        case .connected: break
-        case .closed: throw BridgeError(.connectionLost, "the NATS connection is closed")
-        case .timedOut(let last): throw BridgeError(.connect, "not connected to \(url): \(last)")
+    /// A subscription on an inbox of its own (sid `p<n>`, subject `<prefix>p.<n>`: two tokens, so the shared
+    /// `<prefix>*` reply subscription does not match it and the server sends each message once), kept across reconnects until
+    /// `unsubscribe`. It holds at most `limit` messages not yet taken.
+    public func subscribe(limit: Int) throws(BridgeError) -> NATSSubscription {
+        let token = state.withLock { st -> UInt64 in st.nextToken += 1; return st.nextToken - 1 }
+        let sub: NATSSubscription
+        do { sub = try NATSSubscription(subject: inboxPrefix + "p.\(token)", sid: "p\(token)", limit: limit) } catch {
+            throw BridgeError(.connectionLost, "cannot subscribe: \(error)")
         }
-        let batch: BatchSlot
-        do { batch = try BatchSlot(limit: maxMessages) } catch { throw BridgeError(.connectionLost, "cannot wait for messages: \(error)") }
-        // A subscription of its own (sid `b<n>`, inbox `<prefix>b<n>`, which the shared `<prefix>*` reply
-        // subscription also matches but ignores: it is not a number).
-        let sid = state.withLock { st -> String in
-            let t = st.nextToken
-            st.nextToken += 1
-            st.batches["b\(t)"] = batch
-            return "b\(t)"
+        let connected = state.withLock { st -> Bool in
+            st.subscriptions[sub.sid] = sub
+            return st.stream != nil
         }
-        defer {
-            _ = state.withLock { $0.batches.removeValue(forKey: sid) }
-            try? write(NATSCommand.unsub(sid: sid))
-        }
-        try write(NATSCommand.sub(inboxPrefix + sid, sid: sid) + NATSCommand.publish(subject: subject, replyTo: inboxPrefix + sid, headers: nil, payload: payload))
-        return batch.wait(until: deadline)
+        // Not connected: the next handshake sends the SUB. A failed write here breaks the connection, and the
+        // reconnect sends it.
+        if connected, (try? write(NATSCommand.sub(sub.subject, sid: sub.sid))) != nil { sub.connection(ready: true) }
+        return sub
+    }
+
+    /// Ends a subscription: the server stops delivering to it (a pull request whose inbox lost its interest is
+    /// dropped by JetStream), and a later reconnect does not renew it.
+    public func unsubscribe(_ sub: NATSSubscription) {
+        _ = state.withLock { $0.subscriptions.removeValue(forKey: sub.sid) }
+        try? write(NATSCommand.unsub(sid: sub.sid))
+        sub.connection(ready: false)
+    }
+
+    /// Publishes without waiting, with a reply subject (a JetStream pull request whose messages arrive on a
+    /// subscription). Needs a connection: while there is none, it fails at once.
+    public func publish(subject: String, replyTo: String, payload: [UInt8]) throws(BridgeError) {
+        try write(NATSCommand.publish(subject: subject, replyTo: replyTo, headers: nil, payload: payload))
     }
 
     /// Publishes without waiting for anything (a JetStream `+ACK`/`-NAK` to a message's reply subject).

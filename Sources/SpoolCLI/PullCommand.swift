@@ -71,20 +71,19 @@ extension CLI {
         defer { connection.close() }
         let puller = JetStreamPuller(connection: connection, spool: spool, configuration: config, log: log)
         log("started on \(ctx.dir) (stream \(stream), consumer \(durable), batch \(config.batch), pid \(FS.processID))")
-        var consumerReady = false
         var delay: Int64 = 100_000_000
         var lastReport = monotonicNanos()
+        func report(_ prefix: String) {
+            let t = puller.total
+            log("\(prefix)fetched \(t.fetched), enqueued \(t.enqueued), duplicates \(t.duplicates), acked \(t.acked), naked \(t.naked)")
+        }
         while (try? pollReadable([stop.fd], timeoutMillis: 0))?.first != true {
             do throws(BridgeError) {
-                if !consumerReady {
-                    try puller.ensureConsumer()
-                    consumerReady = true
-                }
-                let r = try puller.pullOnce()
+                let r = try puller.step(stop: stop.fd)
                 delay = 100_000_000
                 if r.naked > 0 { _ = try? pollReadable([stop.fd], timeoutMillis: 1000) }
             } catch {
-                if error.kind == .configuration || (error.kind == .serverError && !consumerReady && error.message.contains("create it")) {
+                if error.kind == .configuration || (error.kind == .serverError && !puller.hasFoundConsumer && error.message.contains("create it")) {
                     throw CommandFailure(message: error.message)
                 }
                 log("nats: \(error.message); retrying")
@@ -93,12 +92,11 @@ extension CLI {
             }
             if monotonicNanos() - lastReport >= 10_000_000_000 {
                 lastReport = monotonicNanos()
-                let t = puller.total
-                log("fetched \(t.fetched), enqueued \(t.enqueued), duplicates \(t.duplicates), acked \(t.acked), naked \(t.naked)")
+                report("")
             }
         }
-        let t = puller.total
-        log("stopped: fetched \(t.fetched), enqueued \(t.enqueued), duplicates \(t.duplicates), acked \(t.acked), naked \(t.naked)")
+        _ = puller.finish()
+        report("stopped: ")
         return 0
     }
 }

@@ -32,22 +32,60 @@ import SpoolSystem
         #expect(d.key.value == "js-S-0", "never dropped, even without a readable sequence")
     }
 
-    @Test func aBatchEndsAtItsSizeOrAtAStatusButNotAtAHeartbeat() throws {
-        let slot = try BatchSlot(limit: 2)
-        func status(_ code: Int) -> NATSMessage {
-            NATSMessage(subject: "_INBOX.x.b1", sid: "b1", replyTo: nil, headers: NATSHeaders(status: code), payload: [])
-        }
-        slot.add(status(100))
-        slot.add(message([]))
-        #expect(slot.wait(until: monotonicNanos()).count == 1, "a heartbeat neither ends the batch nor counts")
-        let full = try BatchSlot(limit: 2)
-        full.add(message([])); full.add(message([])); full.add(message([]))
-        #expect(full.wait(until: monotonicNanos() + 5_000_000_000).count == 2)
-        let ended = try BatchSlot(limit: 10)
-        ended.add(message([])); ended.add(status(408)); ended.add(message([]))
-        let t0 = monotonicNanos()
-        #expect(ended.wait(until: t0 + 5_000_000_000).count == 1)
-        #expect(monotonicNanos() - t0 < 1_000_000_000, "a 408 ends the wait at once")
+    @Test func theFlowKeepsOneToTwoBatchesOutstanding() {
+        var f = PullFlow(batch: 4, expiresNanos: 30_000, heartbeatNanos: 5_000)
+        #expect(f.nextRequest(now: 0) == 8, "two batches at first")
+        #expect(f.nextRequest(now: 1) == nil, "nothing more while a batch or more is outstanding")
+        for _ in 0..<4 { f.delivered() }
+        #expect(f.outstanding == 4 && f.nextRequest(now: 2) == nil)
+        f.delivered()
+        #expect(f.outstanding == 3)
+        #expect(f.nextRequest(now: 3) == 5, "topped up to two batches")
+        #expect(f.requests.map(\.left) == [3, 5])
+        for _ in 0..<3 { f.delivered() }
+        #expect(f.requests == [PullFlow.Request(left: 5, expiresAt: 30_003)], "filled in order: the first request is done")
+        f.delivered()  // more than was asked for: never below zero, never crashes
+        f.ended()
+        #expect(f.outstanding == 0)
+        f.delivered()
+        #expect(f.outstanding == 0 && f.requests.isEmpty)
+    }
+
+    @Test func theFlowForgetsEndedExpiredAndSilentRequests() {
+        var f = PullFlow(batch: 2, expiresNanos: 30_000, heartbeatNanos: 5_000)
+        #expect(f.nextRequest(now: 0) == 4)
+        f.ended()  // a 408 or a 409
+        #expect(f.outstanding == 0 && f.nextRequest(now: 10) == 4)
+        #expect(f.nextRequest(now: 30_010 + 4_999) == nil, "expired, but the 408 may still be on its way")
+        #expect(f.nextRequest(now: 30_010 + 5_000) == 4, "no 408 a heartbeat after the expiry: forgotten")
+        #expect(!f.isSilent(now: 40_000, lastActivity: 30_001), "a heartbeat ago")
+        #expect(f.isSilent(now: 40_002, lastActivity: 30_001), "two heartbeats without a word")
+        #expect(f.nextCheck(lastActivity: 30_001) == 40_002)
+        f.reset()
+        #expect(!f.isSilent(now: 1_000_000, lastActivity: 0), "silence without open requests is no fault")
+        #expect(f.nextCheck(lastActivity: 100) == 10_101)
+        _ = f.nextRequest(now: 100)
+        #expect(f.nextCheck(lastActivity: 100 + 30_000) == 30_100 + 5_000, "the expiry check comes first")
+    }
+
+    @Test func aSubscriptionQueuesMessagesAndStatusesUpToItsLimit() throws {
+        let sub = try NATSSubscription(subject: "_INBOX.x.p.1", sid: "p1", limit: 3)
+        #expect(!sub.isReady && sub.epoch == 0)
+        sub.connection(ready: true)
+        #expect(sub.isReady && sub.epoch == 1)
+        sub.add(NATSMessage(subject: "_INBOX.x.p.1", sid: "p1", replyTo: nil, headers: NATSHeaders(status: 100), payload: []))
+        for _ in 0..<3 { sub.add(message([])) }
+        #expect(try pollReadable([sub.fd], timeoutMillis: 0).first == true, "the owner is woken")
+        let first = sub.take(max: 2)
+        #expect(first.messages.count == 2 && first.messages[0].headers?.status == 100 && first.dropped == 1)
+        #expect(try pollReadable([sub.fd], timeoutMillis: 0).first == true, "still readable: one is left")
+        let rest = sub.take(max: 10)
+        #expect(rest.messages.count == 1 && rest.dropped == 0)
+        #expect(try pollReadable([sub.fd], timeoutMillis: 0).first == false)
+        sub.connection(ready: false)
+        #expect(!sub.isReady && sub.epoch == 1)
+        sub.connection(ready: true)
+        #expect(sub.epoch == 2, "a new connection: requests sent before are void")
     }
 
     @Test func configurationIsChecked() {

@@ -1,0 +1,114 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import SpoolBridges
+import SpoolConsumer
+import SpoolCore
+import SpoolSystem
+import SpoolTestSupport
+
+/// `spool pull`'s open requests against a real `nats-server -js`: messages arrive while a request waits, a
+/// server that falls silent is asked again, a deleted consumer is created again.
+@Suite(.serialized, .enabled(if: natsAvailable, "nats-server is not installed (apt-get install nats-server): pull tests SKIPPED"))
+struct JetStreamPullLiveTests {
+    /// Publishes `count` items named `prefix<i>` into `stream` through the bridge (the way they get there in production).
+    func publish(_ server: NATSServerProcess, stream: String, prefix: String, count: Int) throws {
+        let log = LogLines()
+        let (conn, pub) = try startedPublisher(endpoint: server.endpoint, tls: nil, subject: "pull.\(stream.lowercased())", stream: stream, log: log)
+        defer { conn.close() }
+        var cfg = ConsumerConfiguration()
+        cfg.concurrency = 4
+        cfg.mode = .drain
+        let r = try Consumer(spool: try filledSpool(prefix, prefix: prefix, count: count), processor: pub, configuration: cfg, log: log.log).run()
+        #expect(r.done == count, "\(r) \(log.all.suffix(3))")
+    }
+
+    /// A puller stepping on its own thread until stopped.
+    final class Running: @unchecked Sendable {
+        let puller: JetStreamPuller
+        let connection: NATSConnection
+        let spool: Spool
+        let log = LogLines()
+        let stop: Wakeup
+        private let finished = Mutex(false)
+
+        init(_ server: NATSServerProcess, stream: String, configure: (inout JetStreamPullConfiguration) -> Void) throws {
+            var o = NATSConnectionOptions(endpoint: server.endpoint)
+            o.reconnectMinNanos = 20_000_000
+            o.reconnectMaxNanos = 200_000_000
+            connection = try NATSConnection(options: o, log: log.log)
+            connection.start()
+            var c = JetStreamPullConfiguration(stream: stream, durable: "W")
+            c.createConsumer = true
+            configure(&c)
+            spool = try Spool(path: makeTempDir("pull") + "/spool")
+            puller = JetStreamPuller(connection: connection, spool: spool, configuration: c, log: log.log)
+            stop = try Wakeup()
+            startThread { [self] in
+                while (try? pollReadable([stop.fd], timeoutMillis: 0))?.first != true {
+                    do throws(BridgeError) { _ = try puller.step(stop: stop.fd) } catch {
+                        log.log("step: \(error.message)")
+                        usleep(50_000)
+                    }
+                }
+                _ = puller.finish()
+                finished.withLock { $0 = true }
+            }
+        }
+
+        var stored: Int { entries(spool.path + "/new").count }
+
+        func shutDown() {
+            stop.signal()
+            _ = waitUntil(timeout: 10) { finished.withLock { $0 } }
+            connection.close()
+        }
+    }
+
+    @Test func aMessageArrivesWhileItsRequestWaits() throws {
+        let server = try NATSServerProcess()
+        try publish(server, stream: "OPEN", prefix: "a", count: 3)
+        let r = try Running(server, stream: "OPEN") { $0.expiresNanos = 20_000_000_000; $0.heartbeatNanos = 5_000_000_000 }
+        defer { r.shutDown() }
+        #expect(waitUntil(timeout: 10) { r.stored == 3 })
+        // The requests now wait on the server (20 s); a new message is delivered to one of them as it comes, not
+        // when the request ends.
+        let t0 = Date()
+        try publish(server, stream: "OPEN", prefix: "b", count: 1)
+        #expect(waitUntil(timeout: 15) { r.stored == 4 })
+        #expect(Date().timeIntervalSince(t0) < 10, "held until the request expired: \(Date().timeIntervalSince(t0)) s")
+        #expect(r.puller.total.acked == 4 && r.puller.total.fetched == 4)
+    }
+
+    @Test func aSilentServerIsAskedAgain() throws {
+        let server = try NATSServerProcess()
+        try publish(server, stream: "QUIET", prefix: "q", count: 20)
+        let r = try Running(server, stream: "QUIET") { $0.expiresNanos = 30_000_000_000; $0.heartbeatNanos = 200_000_000 }
+        defer { r.shutDown() }
+        #expect(waitUntil(timeout: 10) { r.stored == 20 })
+        usleep(1_000_000)
+        #expect(r.log.count("asking again") == 0, "heartbeats came while the requests waited: \(r.log.all.suffix(5))")
+        // Frozen, the server sends no heartbeats: two missed ones and the requests are sent again.
+        kill(server.pid, SIGSTOP)
+        usleep(1_000_000)
+        kill(server.pid, SIGCONT)
+        #expect(waitUntil(timeout: 10) { r.log.count("asking again") >= 1 }, "\(r.log.all.suffix(5))")
+        try publish(server, stream: "QUIET", prefix: "p", count: 20)
+        #expect(waitUntil(timeout: 10) { r.stored == 40 }, "\(r.log.all.suffix(5))")
+    }
+
+    @Test func aDeletedConsumerIsCreatedAgain() throws {
+        let server = try NATSServerProcess()
+        try publish(server, stream: "GONE", prefix: "g", count: 5)
+        let r = try Running(server, stream: "GONE") { $0.heartbeatNanos = 1_000_000_000 }
+        defer { r.shutDown() }
+        #expect(waitUntil(timeout: 10) { r.stored == 5 })
+        let admin = try connectedClient(server)
+        defer { admin.close() }
+        _ = try admin.request(subject: "$JS.API.CONSUMER.DELETE.GONE.W", headers: nil, payload: [], timeoutNanos: 5_000_000_000)
+        #expect(waitUntil(timeout: 10) { r.log.count("created durable consumer W") >= 2 }, "\(r.log.all.suffix(5))")
+        // The new consumer delivers all again: the first five are duplicates, the next ones new.
+        try publish(server, stream: "GONE", prefix: "h", count: 5)
+        #expect(waitUntil(timeout: 10) { r.stored == 10 && r.puller.total.duplicates == 5 }, "\(r.puller.total) \(r.log.all.suffix(5))")
+    }
+}
