@@ -13,7 +13,7 @@ Prints messages per second and the ratios. Usage:
 import argparse, asyncio, os, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "Reliability"))
-from common import free_port  # noqa: E402
+from common import cpu_seconds, free_port  # noqa: E402
 from jetstream_cluster import Node  # noqa: E402
 
 
@@ -60,19 +60,34 @@ def bridge(spool, testkit, urls, subject, stream, n, conc, size):
     return done / dt
 
 
-def pull(spool, urls, stream, n):
+async def make_consumer(urls, stream, durable):
+    import nats
+    from nats.js.api import ConsumerConfig, AckPolicy
+    nc = await nats.connect(servers=urls)
+    await nc.jetstream().add_consumer(stream, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1024))
+    await nc.close()
+
+
+def pull(spool, urls, stream, n, servers):
+    """`spool pull` into a fresh spool from a durable made beforehand (an R3 consumer's creation waits for its own
+    leader election, which is not the pull's speed): (msg/s from start to the n-th item in new/, seconds to the first)."""
     d = os.path.join(tempfile.mkdtemp(prefix="jsp-"), "s")
     durable = f"W{time.time_ns()}"
+    asyncio.run(make_consumer(urls, stream, durable))
     p = subprocess.Popen([spool, "--dir", d, "pull", "--nats", ",".join(urls), "--stream", stream, "--consumer", durable,
-                          "--create-consumer", "--batch", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--batch", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.monotonic()
+    first = None
+    before = sum(cpu_seconds(s.p.pid) for s in servers)
     try:
         while True:
             have = len(os.listdir(os.path.join(d, "new"))) if os.path.isdir(os.path.join(d, "new")) else 0
+            if have and first is None: first = time.monotonic() - t0
             if have >= n: break
             if time.monotonic() - t0 > 120: break
             time.sleep(0.01)
-        return have / (time.monotonic() - t0)
+        dt = time.monotonic() - t0
+        return have / dt, first, cpu_seconds(p.pid) / dt, (sum(cpu_seconds(s.p.pid) for s in servers) - before) / dt
     finally:
         p.terminate(); p.wait()
 
@@ -90,6 +105,9 @@ def main():
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--spool", default=".build/release/spool")
     ap.add_argument("--testkit", default=".build/release/spool-testkit")
+    ap.add_argument("--only", choices=["bridge", "pull"], help="run one half")
+    ap.add_argument("--concurrency", default="1,16,64", help="bridge: the numbers in flight to measure")
+    ap.add_argument("--rounds", type=int, default=1, help="pull: measured rounds (interleaved with the local enqueue)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="jsbench-")
     ports, cports = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
@@ -97,19 +115,23 @@ def main():
     for n in nodes: n.start()
     urls = [f"nats://127.0.0.1:{p}" for p in ports]
     try:
-        print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>20}{'nats-py msg/s':>16}{'ratio':>8}")
-        for replicas in (1, 3):
+        if a.only != "pull": print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>20}{'nats-py msg/s':>16}{'ratio':>8}")
+        for replicas in ((1, 3) if a.only != "pull" else (3,)):
             stream, subject = f"R{replicas}", f"bench.r{replicas}"
             asyncio.run(make_stream(urls, stream, subject, replicas))
-            for conc in (1, 16, 64):
+            for conc in ([int(c) for c in a.concurrency.split(",")] if a.only != "pull" else []):
                 n = a.messages if conc > 1 else max(300, a.messages // 5)
                 ours = bridge(a.spool, a.testkit, urls, subject, stream, n, conc, a.size)
                 ref = asyncio.run(reference(urls, subject, n, conc, f"ref{time.time_ns()}-", a.size))
                 print(f"{stream:<6}{conc:>10}{ours:>20.0f}{ref:>16.0f}{ours / ref:>8.2f}", flush=True)
-        got = pull(a.spool, urls, "R3", a.messages)
-        local = enqueue_rate(a.testkit, a.messages, a.size)
-        print(f"spool pull from R3 into a local spool: {got:.0f} msg/s; that spool's batch enqueue (spool-testkit fill): "
-              f"{local:.0f} items/s; ratio {got / local:.2f}")
+        if a.only == "bridge": return
+        if a.only == "pull":  # the stream gets its messages from the reference publisher
+            asyncio.run(reference(urls, "bench.r3", a.messages, 64, f"pull{time.time_ns()}-", a.size))
+        for _ in range(a.rounds):
+            got, first, own, theirs = pull(a.spool, urls, "R3", a.messages, nodes)
+            local = enqueue_rate(a.testkit, a.messages, a.size)
+            print(f"spool pull from R3 into a local spool: {got:.0f} msg/s; that spool's batch enqueue (spool-testkit fill): "
+                  f"{local:.0f} items/s; ratio {got / local:.2f} (first item after {first * 1000:.0f} ms; CPU: pull {own:.2f}, the 3 servers {theirs:.2f} cores)", flush=True)
     finally:
         for n in nodes:
             if n.p and n.p.poll() is None: n.kill()

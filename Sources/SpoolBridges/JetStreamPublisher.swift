@@ -64,18 +64,47 @@ public final class JetStreamPublisher: ItemProcessor {
     }
 
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
-        if cancellation.isCancelled { return .released }
+        process(batch: [item], cancellation: cancellation)[0]
+    }
+
+    /// Publishes pipeline: the consumer hands over up to half of `--concurrency` items at once.
+    public var pipelines: Bool { true }
+
+    /// All items in one write, then every acknowledgement awaited together; each item's outcome is its own.
+    public func process(batch items: [ClaimedItem], cancellation: CancellationFlag) -> [ProcessOutcome] {
+        if cancellation.isCancelled { return items.map { _ in .released } }
         do throws(BridgeError) {
             // Wait out a short outage here, all attempts at once, rather than one by one behind the stream check.
             guard connection.waitUntilConnected(timeoutNanos: configuration.timeoutNanos) else {
                 throw BridgeError(.connect, "not connected to \(connection.url): \(connection.lastError)")
             }
             try ensureStream()
-            let payload: [UInt8]
-            do { payload = try item.readPayload() } catch { throw BridgeError(.serverError, "cannot read the payload: \(error)", status: "read error") }
-            let reply = try connection.request(subject: configuration.subject, headers: JetStreamPublisher.headers(for: item),
-                                               payload: payload, timeoutNanos: configuration.timeoutNanos)
-            let ack = try JetStreamAPI.ack(reply)
+            var outcomes = [ProcessOutcome?](repeating: nil, count: items.count)
+            var requests: [NATSRequest] = []
+            var sent: [Int] = []
+            for (i, item) in items.enumerated() {
+                do {
+                    requests.append(NATSRequest(subject: configuration.subject, headers: JetStreamPublisher.headers(for: item),
+                                                payload: try item.readPayload()))
+                    sent.append(i)
+                } catch {
+                    outcomes[i] = BridgeError(.serverError, "cannot read the payload: \(error)", status: "read error").outcome
+                }
+            }
+            for (i, reply) in zip(sent, try connection.requests(requests, timeoutNanos: configuration.timeoutNanos)) {
+                outcomes[i] = outcome(reply)
+            }
+            return outcomes.map { $0! }
+        } catch {
+            if error.status == "no responders" { streamReady.withLock { $0 = false } }
+            return items.map { _ in error.outcome }
+        }
+    }
+
+    /// The outcome of one publish from its reply: done with the stream sequence, or the error's retry or failure.
+    private func outcome(_ reply: Result<NATSMessage, BridgeError>) -> ProcessOutcome {
+        do throws(BridgeError) {
+            let ack = try JetStreamAPI.ack(try reply.get())
             if let s = configuration.stream, ack.stream != s {
                 // Stored, but not where the operator said: keep it (it is durable) and say so.
                 return .done(status: "stored in stream \(ack.stream) (expected \(s)) seq \(ack.sequence)")

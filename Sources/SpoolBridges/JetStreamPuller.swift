@@ -53,7 +53,7 @@ public struct JetStreamPullConfiguration: Sendable {
 /// does: messages asked for and not yet delivered, when to ask for more, when the server has been silent too
 /// long. Pure: tests drive it with events and instants.
 struct PullFlow: Sendable {
-    struct Request: Sendable, Equatable { var left: Int; var expiresAt: Int64 }
+    struct Request: Sendable, Equatable { var left: Int; var sentAt: Int64; var expiresAt: Int64 }
     let batch: Int
     let expiresNanos: Int64
     let heartbeatNanos: Int64
@@ -77,7 +77,7 @@ struct PullFlow: Sendable {
         requests.removeAll { $0.expiresAt + heartbeatNanos <= now }
         let have = outstanding
         guard have < batch else { return nil }
-        requests.append(Request(left: 2 * batch - have, expiresAt: now + expiresNanos))
+        requests.append(Request(left: 2 * batch - have, sentAt: now, expiresAt: now + expiresNanos))
         return 2 * batch - have
     }
 
@@ -95,15 +95,24 @@ struct PullFlow: Sendable {
 
     mutating func reset() { requests.removeAll() }
 
-    /// Requests are open and nothing (a message or a heartbeat) came for two heartbeats.
+    /// Requests are open and nothing (a message or a heartbeat) came for two heartbeats, counted from the last
+    /// activity or from the oldest open request, whichever is later: a request just sent has not been silent yet.
     func isSilent(now: Int64, lastActivity: Int64) -> Bool {
-        !requests.isEmpty && now - lastActivity > 2 * heartbeatNanos
+        guard let since = quietSince(lastActivity: lastActivity) else { return false }
+        return now - since > 2 * heartbeatNanos
     }
 
-    /// When to look again if nothing arrives: the silence check, or the first expiry.
+    private func quietSince(lastActivity: Int64) -> Int64? {
+        guard let oldest = requests.map(\.sentAt).min() else { return nil }
+        return max(lastActivity, oldest)
+    }
+
+    /// When to look again if nothing arrives: the silence check, or the first expiry; a while when nothing is open.
     func nextCheck(lastActivity: Int64) -> Int64 {
-        guard let first = requests.map(\.expiresAt).min() else { return lastActivity + 2 * heartbeatNanos + 1 }
-        return min(first + heartbeatNanos, lastActivity + 2 * heartbeatNanos + 1)
+        guard let since = quietSince(lastActivity: lastActivity), let first = requests.map(\.expiresAt).min() else {
+            return lastActivity + 2 * heartbeatNanos + 1
+        }
+        return min(first + heartbeatNanos, since + 2 * heartbeatNanos + 1)
     }
 }
 

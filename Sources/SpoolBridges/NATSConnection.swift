@@ -53,7 +53,8 @@ public final class NATSConnection: Sendable {
         /// The stream of a handshake in progress (so `close` can interrupt it).
         var connecting: (any ByteStream)?
         var info: NATSServerInfo?
-        var waiters: [UInt64: ReplySlot] = [:]
+        /// Requests waiting for their reply, by inbox token: the group and the request's place in it.
+        var waiters: [UInt64: (group: ReplyGroup, index: Int)] = [:]
         /// Subscriptions (by sid) that outlive reconnects (a JetStream pull consumer's inbox).
         var subscriptions: [String: NATSSubscription] = [:]
         var nextToken: UInt64 = 1
@@ -172,6 +173,14 @@ public final class NATSConnection: Sendable {
     /// A connection outage shorter than the timeout is waited out; the reply may arrive from the server,
     /// from a service (JetStream), or as a 503 "no responders" status.
     public func request(subject: String, headers: NATSHeaders?, payload: [UInt8], timeoutNanos: Int64) throws(BridgeError) -> NATSMessage {
+        try requests([NATSRequest(subject: subject, headers: headers, payload: payload)], timeoutNanos: timeoutNanos)[0].get()
+    }
+
+    /// Sends several requests in one write and waits for all their replies (pipelining: a batch of JetStream
+    /// publishes costs one write and one wake-up, not one per message). One result per request, in order: its
+    /// reply, or why there is none (too large, timed out, connection lost). Throws only when nothing was sent.
+    public func requests(_ batch: [NATSRequest], timeoutNanos: Int64) throws(BridgeError) -> [Result<NATSMessage, BridgeError>] {
+        guard !batch.isEmpty else { return [] }
         let deadline = monotonicNanos() + timeoutNanos
         let info: NATSServerInfo
         switch awaitConnection(until: deadline) {
@@ -179,24 +188,31 @@ public final class NATSConnection: Sendable {
         case .closed: throw BridgeError(.connectionLost, "the NATS connection is closed")
         case .timedOut(let last): throw BridgeError(.connect, "not connected to \(url): \(last)")
         }
-        let h = headers?.encoded() ?? []
-        guard h.count + payload.count <= info.maxPayload else {
-            throw BridgeError(.rejected, "message of \(h.count + payload.count) bytes exceeds the server's max_payload (\(info.maxPayload))", status: "too large")
-        }
-        let slot: ReplySlot
-        do { slot = try ReplySlot() } catch { throw BridgeError(.connectionLost, "cannot wait for a reply: \(error)") }
-        let token = state.withLock { st -> UInt64 in
+        let group: ReplyGroup
+        do { group = try ReplyGroup(count: batch.count) } catch { throw BridgeError(.connectionLost, "cannot wait for a reply: \(error)") }
+        var bytes: [UInt8] = []
+        var tokens: [UInt64] = []
+        tokens.reserveCapacity(batch.count)
+        let first = state.withLock { st -> UInt64 in
             let t = st.nextToken
-            st.nextToken += 1
-            st.waiters[t] = slot
+            st.nextToken += UInt64(batch.count)
             return t
         }
-        defer { _ = state.withLock { $0.waiters.removeValue(forKey: token) } }
-        try write(NATSCommand.publish(subject: subject, replyTo: inboxPrefix + String(token), headers: headers, payload: payload))
-        guard let r = slot.wait(until: deadline) else {
-            throw BridgeError(.timeout, "no reply from \(url) on \(subject) within \(timeoutNanos / 1_000_000)ms")
+        for (i, r) in batch.enumerated() {
+            let h = r.headers?.encoded() ?? []
+            guard h.count + r.payload.count <= info.maxPayload else {
+                group.fulfill(i, .failure(BridgeError(.rejected, "message of \(h.count + r.payload.count) bytes exceeds the server's max_payload (\(info.maxPayload))", status: "too large")))
+                continue
+            }
+            tokens.append(first + UInt64(i))
+            bytes += NATSCommand.publish(subject: r.subject, replyTo: inboxPrefix + String(first + UInt64(i)), headers: r.headers, payload: r.payload)
         }
-        return try r.get()
+        state.withLock { st in for t in tokens { st.waiters[t] = (group, Int(t - first)) } }
+        defer { state.withLock { st in for t in tokens { st.waiters.removeValue(forKey: t) } } }
+        if !tokens.isEmpty { try write(bytes) }
+        return group.wait(until: deadline).enumerated().map { i, r in
+            r ?? .failure(BridgeError(.timeout, "no reply from \(url) on \(batch[i].subject) within \(timeoutNanos / 1_000_000)ms"))
+        }
     }
 
     /// Writes one whole command. A failed or timed-out write leaves a partial command on the wire, so the
@@ -273,12 +289,12 @@ public final class NATSConnection: Sendable {
     }
 
     private func failWaiters(_ reason: String) {
-        let waiters = state.withLock { st -> [ReplySlot] in
+        let waiters = state.withLock { st -> [(group: ReplyGroup, index: Int)] in
             let w = Array(st.waiters.values)
             st.waiters.removeAll()
             return w
         }
-        for w in waiters { w.fulfill(.failure(BridgeError(.connectionLost, "connection to \(url) lost before the reply: \(reason)"))) }
+        for w in waiters { w.group.fulfill(w.index, .failure(BridgeError(.connectionLost, "connection to \(url) lost before the reply: \(reason)"))) }
     }
 
     /// The next server to try, round-robin over the pool, passing over servers that refused our credentials
@@ -455,8 +471,7 @@ public final class NATSConnection: Sendable {
             return
         }
         guard m.subject.hasPrefix(inboxPrefix), let token = Digits.decimal(m.subject.utf8.dropFirst(inboxPrefix.utf8.count)) else { return }
-        let slot = state.withLock { $0.waiters.removeValue(forKey: UInt64(token)) }
-        slot?.fulfill(.success(m))
+        if let w = state.withLock({ $0.waiters.removeValue(forKey: UInt64(token)) }) { w.group.fulfill(w.index, .success(m)) }
     }
 
     /// A subscription on an inbox of its own (sid `p<n>`, subject `<prefix>p.<n>`: two tokens, so the shared

@@ -8,6 +8,18 @@ public struct NATSProtocolError: Error, Sendable, Equatable, CustomStringConvert
     public var description: String { message }
 }
 
+/// One request to send: a publish that expects one reply on an inbox.
+public struct NATSRequest: Sendable {
+    public var subject: String
+    public var headers: NATSHeaders?
+    public var payload: [UInt8]
+    public init(subject: String, headers: NATSHeaders?, payload: [UInt8]) {
+        self.subject = subject
+        self.headers = headers
+        self.payload = payload
+    }
+}
+
 /// A message delivered to one of our subscriptions (MSG or HMSG).
 public struct NATSMessage: Sendable, Equatable {
     public var subject: String

@@ -50,6 +50,9 @@ public final class Consumer: Sendable {
     let wake: Wakeup
     let state = Mutex(LoopState())
     let cancellation = CancellationFlag()
+    /// Items one attempt thread takes at a time: 1, or for a pipelining processor half of `concurrency` (two
+    /// threads: one waits for its batch's answers while the other finishes and claims the next).
+    let perThread: Int
 
     struct LoopState {
         var inFlight = 0
@@ -65,6 +68,7 @@ public final class Consumer: Sendable {
         self.config = configuration
         self.log = log
         self.wake = try Wakeup()
+        self.perThread = processor.pipelines && configuration.mode != .once ? max(1, (configuration.concurrency + 1) / 2) : 1
     }
 
     /// Asks the loop to stop claiming; running attempts get the grace period. Safe from any thread.
@@ -179,46 +183,60 @@ public final class Consumer: Sendable {
             }
             guard canStart else { return (startedAny, nil) }
             if let until = downstreamBlockedUntil() { return (startedAny, until) }
-            let item: ClaimedItem?
-            do { item = try spool.claim(policy: config.policy) } catch {
+            // A slot of up to `perThread` items, reserved whole so the thread can fill it later.
+            let slot = state.withLock { min(perThread, config.concurrency - $0.inFlight) }
+            var items: [ClaimedItem] = []
+            do {
+                while items.count < slot, let item = try spool.claim(policy: config.policy) { items.append(item) }
+            } catch {
                 log("claim failed: \(error)")
-                return (startedAny, nil)
+                if items.isEmpty { return (startedAny, nil) }
             }
-            guard let item else { return (startedAny, nil) }
-            state.withLock { $0.inFlight += 1; $0.started += 1 }
+            guard !items.isEmpty else { return (startedAny, nil) }
+            state.withLock { $0.inFlight += slot; $0.started += items.count }
             startedAny = true
-            startThread { [self] in self.work(first: item) }
+            startThread { [self, items] in self.work(first: items, slot: slot) }
         }
     }
 
-    /// One attempt thread: runs `first`, then keeps its slot and claims the next due item itself, so a busy
+    /// One attempt thread: runs `first`, then keeps its slot and claims the next due items itself, so a busy
     /// consumer neither starts a thread nor wakes the loop per item. It hands the slot back when nothing is due.
-    private func work(first: ClaimedItem) {
-        var item = first
+    private func work(first: [ClaimedItem], slot: Int) {
+        var items = first
         while true {
-            attempt(item)
-            guard let next = claimNextInSlot() else { break }
-            item = next
+            attempt(items)
+            let next = claimNextInSlot(max: slot)
+            if next.isEmpty { break }
+            items = next
         }
-        state.withLock { $0.inFlight -= 1 }
+        state.withLock { $0.inFlight -= slot }
         wake.signal()
     }
 
-    private func claimNextInSlot() -> ClaimedItem? {
+    private func claimNextInSlot(max: Int) -> [ClaimedItem] {
         let go = state.withLock { st -> Bool in
             if st.stopRequested || config.mode == .once { return false }
             return true
         }
-        guard go, downstreamBlockedUntil() == nil,
-              let item = try? spool.claim(policy: config.policy) else { return nil }
-        state.withLock { $0.started += 1 }
-        return item
+        guard go, downstreamBlockedUntil() == nil else { return [] }
+        var items: [ClaimedItem] = []
+        while items.count < max, let item = try? spool.claim(policy: config.policy) { items.append(item) }
+        state.withLock { $0.started += items.count }
+        return items
     }
 
-    private func attempt(_ item: ClaimedItem) {
+    private func attempt(_ items: [ClaimedItem]) {
         let t0 = monotonicNanos()
-        let outcome = processor.process(item, cancellation: cancellation)
+        let outcomes = items.count == 1 || !processor.pipelines
+            ? items.map { processor.process($0, cancellation: cancellation) }
+            : processor.process(batch: items, cancellation: cancellation)
+        precondition(outcomes.count == items.count, "a processor answered \(outcomes.count) outcomes for \(items.count) items")
         let ms = (monotonicNanos() - t0) / 1_000_000
+        for (item, outcome) in zip(items, outcomes) { settle(item, outcome, ms: ms) }
+    }
+
+    /// Moves one item where its outcome says, logs the attempt and counts it.
+    private func settle(_ item: ClaimedItem, _ outcome: ProcessOutcome, ms: Int64) {
         var line = "key=\(logSafe(item.key.value)) attempt=\(item.attempt) "
         var counted: (inout ConsumerResult) -> Void = { _ in }
         do {

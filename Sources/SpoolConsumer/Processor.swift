@@ -31,6 +31,12 @@ public protocol ItemProcessor: Sendable {
     /// unreachable, the monotonic instant to ask again. The consumer claims nothing before then, so an outage
     /// costs neither CPU nor attempts. A nil may make the caller the one probe of a gate (`DownstreamGate`).
     func unavailableUntil(now: Int64) -> Int64?
+    /// True when the processor pipelines: `process(batch:)` sends several items together and waits for all of
+    /// their answers (JetStream publishes). The consumer then runs two attempt threads that each take up to half
+    /// of `--concurrency` items at a time, instead of one thread per item.
+    var pipelines: Bool { get }
+    /// Several claimed items at once (only called when `pipelines`); one outcome per item, in order.
+    func process(batch: [ClaimedItem], cancellation: CancellationFlag) -> [ProcessOutcome]
 }
 
 final class AtomicFlag: Sendable {
@@ -42,6 +48,11 @@ final class AtomicFlag: Sendable {
 extension ItemProcessor {
     /// Ready unless a processor says otherwise.
     public func unavailableUntil(now: Int64) -> Int64? { nil }
+    /// One item at a time unless a processor says otherwise.
+    public var pipelines: Bool { false }
+    public func process(batch: [ClaimedItem], cancellation: CancellationFlag) -> [ProcessOutcome] {
+        batch.map { process($0, cancellation: cancellation) }
+    }
 }
 
 /// A circuit breaker for one downstream (the bridges' broker or endpoint): after it could not be reached,

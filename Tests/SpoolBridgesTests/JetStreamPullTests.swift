@@ -43,7 +43,7 @@ import SpoolSystem
         #expect(f.nextRequest(now: 3) == 5, "topped up to two batches")
         #expect(f.requests.map(\.left) == [3, 5])
         for _ in 0..<3 { f.delivered() }
-        #expect(f.requests == [PullFlow.Request(left: 5, expiresAt: 30_003)], "filled in order: the first request is done")
+        #expect(f.requests == [PullFlow.Request(left: 5, sentAt: 3, expiresAt: 30_003)], "filled in order: the first request is done")
         f.delivered()  // more than was asked for: never below zero, never crashes
         f.ended()
         #expect(f.outstanding == 0)
@@ -58,14 +58,19 @@ import SpoolSystem
         #expect(f.outstanding == 0 && f.nextRequest(now: 10) == 4)
         #expect(f.nextRequest(now: 30_010 + 4_999) == nil, "expired, but the 408 may still be on its way")
         #expect(f.nextRequest(now: 30_010 + 5_000) == 4, "no 408 a heartbeat after the expiry: forgotten")
-        #expect(!f.isSilent(now: 40_000, lastActivity: 30_001), "a heartbeat ago")
-        #expect(f.isSilent(now: 40_002, lastActivity: 30_001), "two heartbeats without a word")
-        #expect(f.nextCheck(lastActivity: 30_001) == 40_002)
+        // The open request was sent at 35_010.
+        #expect(!f.isSilent(now: 45_010, lastActivity: 35_011), "two heartbeats since the last word, not more")
+        #expect(f.isSilent(now: 45_012, lastActivity: 35_011), "two heartbeats without a word")
+        #expect(f.nextCheck(lastActivity: 35_011) == 45_012)
+        #expect(!f.isSilent(now: 45_009, lastActivity: 0), "silence is counted from the request when nothing came since")
+        #expect(f.isSilent(now: 45_011, lastActivity: 0))
         f.reset()
         #expect(!f.isSilent(now: 1_000_000, lastActivity: 0), "silence without open requests is no fault")
         #expect(f.nextCheck(lastActivity: 100) == 10_101)
-        _ = f.nextRequest(now: 100)
-        #expect(f.nextCheck(lastActivity: 100 + 30_000) == 30_100 + 5_000, "the expiry check comes first")
+        #expect(f.nextRequest(now: 1_000_000) == 4)
+        #expect(!f.isSilent(now: 1_000_001, lastActivity: 0), "a request just sent after a long silence is not silent yet")
+        #expect(f.nextCheck(lastActivity: 0) == 1_010_001, "its silence check is two heartbeats after it")
+        #expect(f.nextCheck(lastActivity: 1_000_000 + 30_000) == 1_030_000 + 5_000, "the expiry check comes first")
     }
 
     @Test func aSubscriptionQueuesMessagesAndStatusesUpToItsLimit() throws {

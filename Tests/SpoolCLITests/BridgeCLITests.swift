@@ -212,6 +212,9 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         // Nothing left unacknowledged once both have caught up (redeliveries of the killed puller's batches included).
         #expect(waitUntil(timeout: 20) { (try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")) == 0 },
                 "\(String(describing: try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")))")
+        // A SIGTERM before the handlers are in place ends a process the default way (143), which a fast pull now
+        // makes possible here: wait until the restarted puller says it started.
+        #expect(p1.waitFor { p1.stderr.contains("pull started") })
         p1.signal(SIGTERM)
         #expect(p1.wait(timeout: 20).status == 0)
         var handled = 0
