@@ -13,19 +13,18 @@ public final class ClaimedItem: @unchecked Sendable {
     /// Path of the claimed payload (`claimed/<name>`).
     public let payloadPath: String
     let payload: FileDescriptor
+    /// The payload's size when it was claimed (from the claim's fstat).
+    let size: Int
     var finished = false
 
-    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor) {
-        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload
+    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor, size: Int) {
+        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload; self.size = size
     }
 
     /// The stored bytes, exactly as received.
     public func readPayload() throws(SpoolError) -> [UInt8] {
-        try sys("read payload") { () throws(Errno) in
-            try payload.rewind()
-            // Bounded by the file's real size (never by metadata, which could be anything).
-            return try payload.readAll(limit: Int(try payload.stat().size) + 1)
-        }
+        // Bounded by the file's real size when it was claimed (never by metadata, which could be anything).
+        try sys("read payload") { () throws(Errno) in try payload.readFromStart(size: size) }
     }
 
     /// The open payload descriptor (positioned anywhere); handlers may read it with pread.
@@ -75,6 +74,8 @@ extension Spool {
     public func nextDueTime() -> Int64? { scan.withLock { $0.nextDueNanos } }
 
     private func refreshCandidatesIfNeeded(now: Int64) {
+        // A full, recent cache needs no look at the directory (one stat per claim saved when busy).
+        if scan.withLock({ !$0.invalidated && !$0.isEmpty && now - $0.scannedAt <= 5_000_000_000 }) { return }
         let dirMtime = (try? dir(.new).stat().mtimeNanos) ?? -2
         let wallNow = SystemClock().nowNanos()
         let needScan = scan.withLock { st -> Bool in
@@ -121,8 +122,15 @@ extension Spool {
         do { fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow, .nonBlocking]) } catch { return nil }
         var keep = false
         defer { if !keep { try? fd.close() } }
-        guard (try? fd.tryLockExclusive()) == .acquired else {
-            // Another process is claiming it (or a retry is being written back): look again shortly.
+        var locked = (try? fd.tryLockExclusive()) == .acquired
+        if !locked {
+            // Every lock on a file in new/ is brief: an enqueuer drops its lock just after the rename that woke us
+            // (inotify), a claimant between its lock and its rename, a retry being written back. One short wait
+            // nearly always finds it free; otherwise look again in 5 ms.
+            sleep(nanoseconds: 200_000)
+            locked = (try? fd.tryLockExclusive()) == .acquired
+        }
+        guard locked else {
             noteDue(now + 5_000_000)
             return nil
         }
@@ -143,7 +151,8 @@ extension Spool {
             meta = ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
             meta.lastError = "metadata was unreadable and has been rebuilt: \(error)"
         }
-        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd)
+        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd,
+                               size: Int(held.size))
         keep = true
         if meta.attempts >= policy.maxAttempts {
             // Every allowed attempt was claimed and none finished: the handler keeps killing its consumer.

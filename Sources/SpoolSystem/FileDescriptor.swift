@@ -107,6 +107,24 @@ public struct FileDescriptor: Sendable, Hashable {
         }
     }
 
+    /// Reads a regular file of `size` bytes from byte 0 with pread(2), leaving the offset alone. A short read of a
+    /// regular file is its end, so the expected size costs one call; a file grown beyond `size` is `EFBIG`.
+    public func readFromStart(size: Int) throws(Errno) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: size + 1)
+        var have = 0
+        while have < out.count {
+            let asked = out.count - have
+            let n = try out.withUnsafeMutableBytes { p in
+                Result { () throws(Errno) in try retryingSyscall { Glibc.pread(rawValue, p.baseAddress! + have, asked, off_t(have)) } }
+            }.get()
+            have += n
+            if n < asked { break }
+        }
+        if have > size { throw Errno.fileTooLarge }
+        out.removeSubrange(have...)
+        return out
+    }
+
     /// Writes every byte, looping over short writes; a write that makes no progress is an error.
     public func writeAll(_ bytes: [UInt8]) throws(Errno) {
         try bytes.withUnsafeBytes { p in Result { () throws(Errno) in try writeAll(p) } }.get()
