@@ -67,7 +67,7 @@ public final class JetStreamPublisher: ItemProcessor {
         process(batch: [item], cancellation: cancellation)[0]
     }
 
-    /// Publishes pipeline: the consumer hands over up to half of `--concurrency` items at once.
+    /// Publishes pipeline: the consumer hands over several items at once (`Consumer.pipelineBatch`).
     public var pipelines: Bool { true }
 
     /// All items in one write, then every acknowledgement awaited together; each item's outcome is its own.

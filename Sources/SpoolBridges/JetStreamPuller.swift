@@ -20,8 +20,9 @@ public struct JetStreamPullConfiguration: Sendable {
     /// had its count or expires).
     public var expiresNanos: Int64 = 30_000_000_000
     /// While a request waits with nothing to deliver, the server says it is alive this often; missing two in a
-    /// row means the requests are gone (a server restarted, a consumer leader moved) and are sent again.
-    public var heartbeatNanos: Int64 = 5_000_000_000
+    /// row means the requests are gone (a server restarted, a consumer leader moved, or there was no leader to
+    /// take them) and are sent again. Two open requests cost two small messages a second when idle.
+    public var heartbeatNanos: Int64 = 1_000_000_000
     /// API requests (consumer info and create).
     public var timeoutNanos: Int64 = 5_000_000_000
 

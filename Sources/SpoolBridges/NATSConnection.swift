@@ -371,8 +371,18 @@ public final class NATSConnection: Sendable {
                     }
                 }
             }
+            // What came in the same read as the PONG is ordinary traffic: a server announces a changed cluster
+            // (INFO) at any time, which is exactly when a peer fails over; no message can come before our SUB.
+            for e in pending {
+                switch e {
+                case .info(let i): info = i
+                case .ping: try send(stream, NATSCommand.pong, deadline: deadline)
+                case .ok, .pong: break
+                case .err(let text): throw BridgeError(.connect, "the server refused the connection: \(text)")
+                case .message: throw BridgeError(.protocolViolation, "a message before any subscription")
+                }
+            }
             try send(stream, NATSCommand.sub(inboxPrefix + "*", sid: "1"), deadline: deadline)
-            if !pending.isEmpty { throw BridgeError(.protocolViolation, "unexpected data after PONG") }
             return (stream, info)
         } catch {
             state.withLock { $0.connecting = nil }

@@ -50,8 +50,7 @@ public final class Consumer: Sendable {
     let wake: Wakeup
     let state = Mutex(LoopState())
     let cancellation = CancellationFlag()
-    /// Items one attempt thread takes at a time: 1, or for a pipelining processor half of `concurrency` (two
-    /// threads: one waits for its batch's answers while the other finishes and claims the next).
+    /// Items one attempt thread takes at a time: 1, or for a pipelining processor `pipelineBatch`.
     let perThread: Int
 
     struct LoopState {
@@ -68,7 +67,15 @@ public final class Consumer: Sendable {
         self.config = configuration
         self.log = log
         self.wake = try Wakeup()
-        self.perThread = processor.pipelines && configuration.mode != .once ? max(1, (configuration.concurrency + 1) / 2) : 1
+        self.perThread = processor.pipelines && configuration.mode != .once
+            ? Consumer.pipelineBatch(concurrency: configuration.concurrency) : 1
+    }
+
+    /// Items per attempt thread for a pipelining processor: two threads (one waits for its batch's answers while
+    /// the other finishes and claims the next) up to 32 in flight, then batches of 16 over up to four threads.
+    static func pipelineBatch(concurrency: Int) -> Int {
+        let threads = min(4, max(2, concurrency / 16))
+        return max(1, (concurrency + threads - 1) / threads)
     }
 
     /// Asks the loop to stop claiming; running attempts get the grace period. Safe from any thread.

@@ -32,8 +32,8 @@ public protocol ItemProcessor: Sendable {
     /// costs neither CPU nor attempts. A nil may make the caller the one probe of a gate (`DownstreamGate`).
     func unavailableUntil(now: Int64) -> Int64?
     /// True when the processor pipelines: `process(batch:)` sends several items together and waits for all of
-    /// their answers (JetStream publishes). The consumer then runs two attempt threads that each take up to half
-    /// of `--concurrency` items at a time, instead of one thread per item.
+    /// their answers (JetStream publishes). The consumer then runs two to four attempt threads that share
+    /// `--concurrency` items in flight between them, instead of one thread per item.
     var pipelines: Bool { get }
     /// Several claimed items at once (only called when `pipelines`); one outcome per item, in order.
     func process(batch: [ClaimedItem], cancellation: CancellationFlag) -> [ProcessOutcome]

@@ -89,6 +89,27 @@ let goodInfo = #"INFO {"server_id":"FAKE","version":"9.9.9","headers":true,"max_
         #expect(!c.isConnected)
     }
 
+    /// During a failover a server sends its changed cluster (INFO) at any moment, also in the same read as the
+    /// handshake's PONG; that is ordinary traffic, not a reason to drop the connection.
+    @Test func anInfoOrPingRightAfterThePongIsOrdinaryTraffic() throws {
+        let seen = Mutex<[String]>([])
+        let server = try FakeNATSServer { peer, _ in
+            peer.send(goodInfo)
+            guard let connect = peer.line(), connect.hasPrefix("CONNECT {"), peer.line() == "PING" else { return }
+            peer.send("PONG\r\n" + #"INFO {"server_id":"FAKE","version":"9.9.9","headers":true,"max_payload":1024,"connect_urls":["127.0.0.1:1"]} "# + "\r\nPING\r\n")
+            while let l = peer.line() { seen.withLock { $0.append(l) } }
+        }
+        defer { server.stop() }
+        let log = LogLines()
+        let c = try client(server.port, log: log)
+        defer { c.close() }
+        #expect(waitUntil(timeout: 5) { seen.withLock { $0.contains { $0.hasPrefix("SUB _INBOX.") } } }, "\(log.all)")
+        #expect(seen.withLock { $0.first } == "PONG", "the PING after the PONG answered first: \(seen.withLock { $0 })")
+        #expect(c.connectCount == 1 && c.isConnected, "\(log.all)")
+        #expect(c.knownServers.contains("nats://127.0.0.1:1"), "the INFO was taken in: \(c.knownServers)")
+        #expect(log.count("cannot connect") == 0, "\(log.all)")
+    }
+
     @Test func answersPingsAndDropsTheConnectionOnGarbage() throws {
         let seen = Mutex<[String]>([])
         let server = try FakeNATSServer { peer, n in
