@@ -27,10 +27,13 @@ class Node:
         self.log = os.path.join(work, f"nats{i}.log")
         self.p = None
 
+    def command(self):
+        """The server's command line (Reliability/topology.py gives the one of docs/bridges.md instead)."""
+        return [NATS, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store, "-n", f"n{self.i}",
+                "--cluster_name", "spooltest", "--cluster", f"nats://127.0.0.1:{self.cport}", "--routes", self.routes, "-l", self.log]
+
     def start(self):
-        self.p = subprocess.Popen([NATS, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store, "-n", f"n{self.i}",
-                                   "--cluster_name", "spooltest", "--cluster", f"nats://127.0.0.1:{self.cport}",
-                                   "--routes", self.routes, "-l", self.log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.p = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
     def kill(self):
@@ -52,7 +55,7 @@ async def create_stream(urls):
     raise RuntimeError(f"cannot create the R3 stream: {last}")
 
 
-async def stored_keys(urls):
+async def stored_keys(urls, stream="HOOKS"):
     """Every message's Nats-Msg-Id, read back once the cluster answers (after restarts a stream leader may still be
     being elected: JetStream API requests time out until then, so each is retried for up to a minute)."""
     import nats
@@ -71,11 +74,11 @@ async def stored_keys(urls):
                 await asyncio.sleep(2)
         raise RuntimeError(f"the cluster did not answer: {last!r}")
 
-    info = await retried(lambda: js.stream_info("HOOKS"))
+    info = await retried(lambda: js.stream_info(stream))
     keys = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         try:
-            m = await retried(lambda: js.get_msg("HOOKS", seq))
+            m = await retried(lambda: js.get_msg(stream, seq))
         except nats.js.errors.NotFoundError:
             continue
         keys.append((m.headers or {}).get("Nats-Msg-Id"))
