@@ -10,10 +10,12 @@ extension CLI {
         The worker side of a cluster: fetches messages of a durable JetStream pull consumer and enqueues each
         under its key (the Spool-Key header, else Nats-Msg-Id, else js-STREAM-SEQUENCE), payload byte for
         byte, Content-Type and Spool-Received-At kept; 'spool consume --exec' then handles them with claims,
-        retries and dead letters. A message is acknowledged only after its item is durable (accepted, or
-        already there: a redelivery is a duplicate and is acked); a full or failing disk answers -NAK with a
-        5s delay. Several pulls may share one durable: each message goes to one of them (at-least-once across
-        machines, once by key within one spool). SIGTERM/SIGINT: stop fetching, finish the batch, exit 0.
+        retries and dead letters. Pull requests stay open on the server (heartbeats every second; silence for
+        two means they are sent again), so a message arrives as soon as it is stored. What arrived is made
+        durable in one group commit, and only then acknowledged (accepted, or already there: a redelivery is
+        a duplicate and is acked); a full or failing disk answers -NAK with a 5s delay. Several pulls may share
+        one durable: each message goes to one of them (at-least-once across machines, once by key within one
+        spool). SIGTERM/SIGINT: stop fetching, store and ack what arrived, exit 0.
         """,
         options: [
             .value("--nats", "URL[,URL...]", help: "the servers (nats:// or tls://), tried in random order"),
@@ -21,7 +23,7 @@ extension CLI {
             .value("--consumer", "DURABLE", help: "the durable pull consumer"),
             .flag("--create-consumer", help: "create DURABLE (explicit acks, deliver all) if it does not exist"),
             .value("--filter", "SUBJECT", help: "with --create-consumer: only messages on SUBJECT"),
-            .value("--batch", "N", default: "64", help: "messages per pull request (and per durable enqueue)"),
+            .value("--batch", "N", default: "64", help: "ask for more when fewer than N are still to come (up to 2N open)"),
             .value("--max-ack-pending", "N", default: "1024", help: "with --create-consumer: unacknowledged messages at most"),
             .value("--ack-wait", "D", default: "30s", help: "with --create-consumer: redelivery after D without an ack"),
             .value("--nats-token", "T", default: "$SPOOL_NATS_TOKEN", help: "token auth"),
