@@ -8,9 +8,9 @@
    (`spool-testkit fill`, the same group commit path).
 Prints messages per second and the ratios. Usage:
 
-    Benchmarks/jetstream.py [--messages 3000] [--spool .build/release/spool] [--testkit .build/release/spool-testkit]
+    Benchmarks/jetstream.py [--messages 5000] [--rounds 3] [--only bridge|pull] [--concurrency 1,16,64] [--spool .build/release/spool] [--testkit .build/release/spool-testkit]
 """
-import argparse, asyncio, os, subprocess, sys, tempfile, time
+import argparse, asyncio, os, statistics, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "Reliability"))
 from common import cpu_seconds, free_port  # noqa: E402
@@ -101,13 +101,13 @@ def enqueue_rate(testkit, n, size):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--spool", default=".build/release/spool")
     ap.add_argument("--testkit", default=".build/release/spool-testkit")
     ap.add_argument("--only", choices=["bridge", "pull"], help="run one half")
     ap.add_argument("--concurrency", default="1,16,64", help="bridge: the numbers in flight to measure")
-    ap.add_argument("--rounds", type=int, default=1, help="pull: measured rounds (interleaved with the local enqueue)")
+    ap.add_argument("--rounds", type=int, default=3, help="measured rounds per cell, interleaved with the reference; medians")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="jsbench-")
     ports, cports = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
@@ -115,15 +115,21 @@ def main():
     for n in nodes: n.start()
     urls = [f"nats://127.0.0.1:{p}" for p in ports]
     try:
-        if a.only != "pull": print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>20}{'nats-py msg/s':>16}{'ratio':>8}")
+        if a.only != "pull":
+            print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>20}{'nats-py msg/s':>16}{'ratio':>8}   ratios of the rounds")
         for replicas in ((1, 3) if a.only != "pull" else (3,)):
             stream, subject = f"R{replicas}", f"bench.r{replicas}"
             asyncio.run(make_stream(urls, stream, subject, replicas))
             for conc in ([int(c) for c in a.concurrency.split(",")] if a.only != "pull" else []):
                 n = a.messages if conc > 1 else max(300, a.messages // 5)
-                ours = bridge(a.spool, a.testkit, urls, subject, stream, n, conc, a.size)
-                ref = asyncio.run(reference(urls, subject, n, conc, f"ref{time.time_ns()}-", a.size))
-                print(f"{stream:<6}{conc:>10}{ours:>20.0f}{ref:>16.0f}{ours / ref:>8.2f}", flush=True)
+                mine, refs = [], []
+                for r in range(a.rounds):  # alternating which goes first
+                    for who in (("bridge", "ref") if r % 2 == 0 else ("ref", "bridge")):
+                        if who == "bridge": mine.append(bridge(a.spool, a.testkit, urls, subject, stream, n, conc, a.size))
+                        else: refs.append(asyncio.run(reference(urls, subject, n, conc, f"ref{time.time_ns()}-", a.size)))
+                ratios = sorted(m / r for m, r in zip(mine, refs))
+                print(f"{stream:<6}{conc:>10}{statistics.median(mine):>20.0f}{statistics.median(refs):>16.0f}"
+                      f"{statistics.median(ratios):>8.2f}   {' '.join(f'{x:.2f}' for x in ratios)}", flush=True)
         if a.only == "bridge": return
         if a.only == "pull":  # the stream gets its messages from the reference publisher
             asyncio.run(reference(urls, "bench.r3", a.messages, 64, f"pull{time.time_ns()}-", a.size))

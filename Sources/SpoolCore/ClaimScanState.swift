@@ -12,6 +12,9 @@ struct ClaimScanState {
     /// Earliest not-before time among items that were not yet due at the last scan.
     var nextDueNanos: Int64? = nil
     var invalidated = true
+    /// xorshift64 state for `popNear`: the pick only spreads consumers apart, and the system generator costs a
+    /// getrandom(2) per call, one per claim.
+    private var spread = UInt64.random(in: 1...UInt64.max)
 
     var isEmpty: Bool { head >= items.count }
 
@@ -32,7 +35,10 @@ struct ClaimScanState {
     /// consumers rarely try the same name at the same moment.
     mutating func popNear(head window: Int) -> String? {
         guard head < items.count else { return nil }
-        let pick = head + Int.random(in: 0..<min(window, items.count - head))
+        spread ^= spread << 13
+        spread ^= spread >> 7
+        spread ^= spread << 17
+        let pick = head + Int(spread % UInt64(min(window, items.count - head)))
         items.swapAt(head, pick)
         let name = items[head]
         head += 1
