@@ -32,7 +32,7 @@ struct JetStreamPullLiveTests {
         let stop: Wakeup
         private let finished = Mutex(false)
 
-        init(_ server: NATSServerProcess, stream: String, configure: (inout JetStreamPullConfiguration) -> Void) throws {
+        init(_ server: NATSServerProcess, stream: String, faults: FaultHooks = .none, configure: (inout JetStreamPullConfiguration) -> Void) throws {
             var o = NATSConnectionOptions(endpoint: server.endpoint)
             o.reconnectMinNanos = 20_000_000
             o.reconnectMaxNanos = 200_000_000
@@ -41,7 +41,7 @@ struct JetStreamPullLiveTests {
             var c = JetStreamPullConfiguration(stream: stream, durable: "W")
             c.createConsumer = true
             configure(&c)
-            spool = try Spool(path: makeTempDir("pull") + "/spool")
+            spool = try Spool(path: makeTempDir("pull") + "/spool", faults: faults)
             puller = JetStreamPuller(connection: connection, spool: spool, configuration: c, log: log.log)
             stop = try Wakeup()
             startThread { [self] in
@@ -115,4 +115,32 @@ struct JetStreamPullLiveTests {
         try publish(server, stream: "GONE", prefix: "h", count: 5)
         #expect(waitUntil(timeout: 10) { r.stored == 10 && r.puller.total.duplicates == 5 }, "\(r.puller.total) \(r.log.all.suffix(5))")
     }
+
+    /// A full disk: what cannot be stored is answered -NAK (with a delay), never acked, and comes again once the
+    /// disk takes writes.
+    @Test func aFullDiskIsANakNeverAnAck() throws {
+        let server = try NATSServerProcess()
+        try publish(server, stream: "FULL", prefix: "n", count: 5)
+        let full = Mutex(true)
+        let faults = FaultHooks { p in full.withLock { $0 } && p == .write ? .noSpace : nil }
+        let r = try Running(server, stream: "FULL", faults: faults) { $0.heartbeatNanos = 1_000_000_000 }
+        defer { r.shutDown() }
+        #expect(waitUntil(timeout: 10) { r.puller.total.naked >= 5 }, "\(r.puller.total) \(r.log.all.suffix(5))")
+        #expect(r.puller.total.acked == 0 && r.stored == 0)
+        #expect(r.log.count("asking for redelivery in 5s") >= 5)
+        full.withLock { $0 = false }
+        // Redelivered after the NAK's 5 s delay, then stored and acked.
+        #expect(waitUntil(timeout: 20) { r.stored == 5 && r.puller.total.acked == 5 }, "\(r.puller.total) \(r.log.all.suffix(5))")
+        #expect(waitUntil(timeout: 10) { (try? consumerState(server, stream: "FULL", durable: "W")) == 0 }, "nothing left unacknowledged")
+    }
+}
+
+/// Messages the consumer still has to deliver plus those delivered and not yet acknowledged, from
+/// `$JS.API.CONSUMER.INFO` (read with our own client).
+func consumerState(_ server: NATSServerProcess, stream: String, durable: String) throws -> Int {
+    let c = try connectedClient(server)
+    defer { c.close() }
+    let m = try c.request(subject: "$JS.API.CONSUMER.INFO.\(stream).\(durable)", headers: nil, payload: [], timeoutNanos: 5_000_000_000)
+    let obj = try JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any]
+    return ((obj?["num_pending"] as? Int) ?? -1) + ((obj?["num_ack_pending"] as? Int) ?? -1)
 }
