@@ -132,30 +132,30 @@ public final class JetStreamPuller: Sendable {
     let connection: NATSConnection
     let spool: Spool
     let log: @Sendable (String) -> Void
-    private let totals = Mutex(PullReport())
-    private let flow: Mutex<PullFlow>
-    private let inbox = Mutex<NATSSubscription?>(nil)
-    private let checkConsumer = Mutex(true)
-    private let consumerFound = Mutex(false)
-    /// The consumer was found (or created) at least once: a later "not found" is an outage, not a mistake.
-    public var hasFoundConsumer: Bool { consumerFound.withLock { $0 } }
-    /// The consumer is to be looked up (and created when asked) before the next requests: at the start, and after
-    /// the server said it is gone.
-    private var consumerUnchecked: Bool {
-        get { checkConsumer.withLock { $0 } }
-        set { checkConsumer.withLock { $0 = newValue } }
+    private struct State {
+        var totals = PullReport()
+        var flow: PullFlow
+        var inbox: NATSSubscription?
+        /// The consumer is to be looked up (and created when asked) before the next requests: at the start, and
+        /// after the server said it is gone.
+        var consumerUnchecked = true
+        var consumerFound = false
     }
+    /// Stepped by one thread; the lock is for the totals and `hasFoundConsumer`, read from others.
+    private let state: Mutex<State>
+    /// The consumer was found (or created) at least once: a later "not found" is an outage, not a mistake.
+    public var hasFoundConsumer: Bool { state.withLock { $0.consumerFound } }
 
     public init(connection: NATSConnection, spool: Spool, configuration: JetStreamPullConfiguration, log: @escaping @Sendable (String) -> Void) {
         self.connection = connection
         self.spool = spool
         self.configuration = configuration
         self.log = log
-        self.flow = Mutex(PullFlow(batch: configuration.batch, expiresNanos: configuration.expiresNanos,
-                                   heartbeatNanos: configuration.heartbeatNanos))
+        self.state = Mutex(State(flow: PullFlow(batch: configuration.batch, expiresNanos: configuration.expiresNanos,
+                                                heartbeatNanos: configuration.heartbeatNanos)))
     }
 
-    public var total: PullReport { totals.withLock { $0 } }
+    public var total: PullReport { state.withLock { $0.totals } }
 
     /// Checks that the durable consumer exists, creating it when asked.
     public func ensureConsumer() throws(BridgeError) {
@@ -184,16 +184,16 @@ public final class JetStreamPuller: Sendable {
     /// readable) for what they deliver, make every message that came durable in one group commit, then ack each.
     public func step(stop: FileDescriptor) throws(BridgeError) -> PullReport {
         let sub = try subscription()
-        if consumerUnchecked {
+        if state.withLock({ $0.consumerUnchecked }) {
             try ensureConsumer()
-            consumerUnchecked = false
-            consumerFound.withLock { $0 = true }
+            state.withLock { $0.consumerUnchecked = false; $0.consumerFound = true }
         }
         let now = monotonicNanos()
         var wakeAt = now + 1_000_000_000
         if sub.isReady {
             try sendRequests(sub, now: now)
-            wakeAt = flow.withLock { $0.nextCheck(lastActivity: sub.lastActivityNanos) }
+            let lastActivity = sub.lastActivityNanos
+            wakeAt = state.withLock { $0.flow.nextCheck(lastActivity: lastActivity) }
         }
         let ms = max(0, min(Int64(Int32.max), (wakeAt - monotonicNanos() + 999_999) / 1_000_000))
         _ = try? pollReadable([sub.fd, stop], timeoutMillis: Int32(ms))
@@ -203,16 +203,15 @@ public final class JetStreamPuller: Sendable {
     /// After a stop: ends the subscription (the server drops the open requests), then stores and acks what had
     /// already arrived. A message the server sent after the UNSUB crossed it is redelivered after the ack wait.
     public func finish() -> PullReport {
-        guard let sub = inbox.withLock({ $0 }) else { return PullReport() }
+        guard let sub = state.withLock({ st in defer { st.inbox = nil }; return st.inbox }) else { return PullReport() }
         connection.unsubscribe(sub)
-        inbox.withLock { $0 = nil }
         return (try? store(sub)) ?? PullReport()
     }
 
     private func subscription() throws(BridgeError) -> NATSSubscription {
-        if let sub = inbox.withLock({ $0 }) { return sub }
+        if let sub = state.withLock({ $0.inbox }) { return sub }
         let sub = try connection.subscribe(limit: 4 * configuration.batch + 64)
-        inbox.withLock { $0 = sub }
+        state.withLock { $0.inbox = sub }
         return sub
     }
 
@@ -222,11 +221,11 @@ public final class JetStreamPuller: Sendable {
         let c = configuration
         let epoch = sub.epoch
         let lastActivity = sub.lastActivityNanos
-        let (count, silent) = flow.withLock { f -> (Int?, Bool) in
-            if f.epoch != epoch { f.reset(); f.epoch = epoch }
-            let silent = f.isSilent(now: now, lastActivity: lastActivity)
-            if silent { f.reset() }
-            return (f.nextRequest(now: now), silent)
+        let (count, silent) = state.withLock { st -> (Int?, Bool) in
+            if st.flow.epoch != epoch { st.flow.reset(); st.flow.epoch = epoch }
+            let silent = st.flow.isSilent(now: now, lastActivity: lastActivity)
+            if silent { st.flow.reset() }
+            return (st.flow.nextRequest(now: now), silent)
         }
         if silent { log("nats: no message or heartbeat on the pull requests for \(2 * c.heartbeatNanos / 1_000_000_000)s; asking again") }
         guard let count else { return }
@@ -234,7 +233,7 @@ public final class JetStreamPuller: Sendable {
         do throws(BridgeError) {
             try connection.publish(subject: "$JS.API.CONSUMER.MSG.NEXT.\(c.stream).\(c.durable)", replyTo: sub.subject, payload: Array(body.utf8))
         } catch {
-            flow.withLock { $0.reset() }
+            state.withLock { $0.flow.reset() }
             throw error
         }
     }
@@ -249,10 +248,13 @@ public final class JetStreamPuller: Sendable {
         var requests: [EnqueueRequest] = []
         var replies: [String] = []
         var consumerGone: String? = nil
+        /// What the messages did to the open requests, in order (true: delivered one; false: ended one), applied
+        /// under one lock.
+        var effects: [Bool] = []
         for m in messages {
             if let status = m.headers?.status {
                 if status == 100 { continue }  // a heartbeat: the requests are alive
-                flow.withLock { $0.ended() }
+                effects.append(false)
                 let text = m.headers?.statusDescription ?? ""
                 if status == 409 && (text.lowercased().contains("deleted") || text.lowercased().contains("push based")) {
                     consumerGone = "\(status) \(logSafe(text, maxScalars: 120))"
@@ -260,10 +262,13 @@ public final class JetStreamPuller: Sendable {
                 continue
             }
             guard let reply = m.replyTo, reply.hasPrefix("$JS.ACK.") else { continue }  // not a stream message: nothing to ack
-            flow.withLock { $0.delivered() }
+            effects.append(true)
             report.fetched += 1
             requests.append(JetStreamPuller.request(for: m, stream: c.stream))
             replies.append(reply)
+        }
+        if !effects.isEmpty {
+            state.withLock { st in for delivered in effects { if delivered { st.flow.delivered() } else { st.flow.ended() } } }
         }
         if !requests.isEmpty {
             // The batch is durable when enqueueBatch returns; its acks then go out in one write.
@@ -291,17 +296,16 @@ public final class JetStreamPuller: Sendable {
         }
         add(report)
         if let consumerGone {
-            flow.withLock { $0.reset() }
-            consumerUnchecked = true
+            state.withLock { $0.flow.reset(); $0.consumerUnchecked = true }
             throw BridgeError(.serverError, "the server ended the pull requests: \(consumerGone)")
         }
         return report
     }
 
     private func add(_ report: PullReport) {
-        totals.withLock { t in
-            t.fetched += report.fetched; t.enqueued += report.enqueued; t.duplicates += report.duplicates
-            t.acked += report.acked; t.naked += report.naked
+        state.withLock { st in
+            st.totals.fetched += report.fetched; st.totals.enqueued += report.enqueued; st.totals.duplicates += report.duplicates
+            st.totals.acked += report.acked; st.totals.naked += report.naked
         }
     }
 

@@ -357,10 +357,12 @@ public final class NATSConnection: Sendable {
             }
             if !info.headers { throw BridgeError(.connect, "the server does not support headers (NATS 2.2 or later is needed)") }
             try send(stream, try NATSCommand.connect(options.credentials, tls: secure, nonce: info.nonce) + NATSCommand.ping, deadline: deadline)
+            // Everything up to the PONG, and whatever came in the same read after it: a server announces a changed
+            // cluster (INFO) at any time, which is exactly when a peer fails over. No message can come before our SUB.
             var ponged = false
             while !ponged {
                 if pending.isEmpty { pending = try readEvents(stream, &parser, deadline: deadline) }
-                while !pending.isEmpty, !ponged {
+                while !pending.isEmpty {
                     switch pending.removeFirst() {
                     case .pong: ponged = true
                     case .ping: try send(stream, NATSCommand.pong, deadline: deadline)
@@ -369,17 +371,6 @@ public final class NATSConnection: Sendable {
                     case .err(let text): throw BridgeError(.connect, "the server refused the connection: \(text)")
                     case .message: throw BridgeError(.protocolViolation, "a message before any subscription")
                     }
-                }
-            }
-            // What came in the same read as the PONG is ordinary traffic: a server announces a changed cluster
-            // (INFO) at any time, which is exactly when a peer fails over; no message can come before our SUB.
-            for e in pending {
-                switch e {
-                case .info(let i): info = i
-                case .ping: try send(stream, NATSCommand.pong, deadline: deadline)
-                case .ok, .pong: break
-                case .err(let text): throw BridgeError(.connect, "the server refused the connection: \(text)")
-                case .message: throw BridgeError(.protocolViolation, "a message before any subscription")
                 }
             }
             try send(stream, NATSCommand.sub(inboxPrefix + "*", sid: "1"), deadline: deadline)
@@ -511,15 +502,11 @@ public final class NATSConnection: Sendable {
         sub.connection(ready: false)
     }
 
-    /// Publishes without waiting, with a reply subject (a JetStream pull request whose messages arrive on a
-    /// subscription). Needs a connection: while there is none, it fails at once.
-    public func publish(subject: String, replyTo: String, payload: [UInt8]) throws(BridgeError) {
-        try write(NATSCommand.publish(subject: subject, replyTo: replyTo, headers: nil, payload: payload))
-    }
-
     /// Publishes without waiting for anything (a JetStream `+ACK`/`-NAK` to a message's reply subject).
-    public func publish(subject: String, payload: [UInt8]) throws(BridgeError) {
-        try publish([(subject, payload)])
+    /// With `replyTo`, what answers goes there (a JetStream pull request's messages, to a subscription).
+    public func publish(subject: String, replyTo: String? = nil, payload: [UInt8]) throws(BridgeError) {
+        _ = try awaitConnectedInfo()
+        try write(NATSCommand.publish(subject: subject, replyTo: replyTo, headers: nil, payload: payload))
     }
 
     /// Publishes several messages in one write (a batch of acks costs one system call, not one per message).

@@ -192,13 +192,7 @@ public final class Consumer: Sendable {
             if let until = downstreamBlockedUntil() { return (startedAny, until) }
             // A slot of up to `perThread` items, reserved whole so the thread can fill it later.
             let slot = state.withLock { min(perThread, config.concurrency - $0.inFlight) }
-            var items: [ClaimedItem] = []
-            do {
-                while items.count < slot, let item = try spool.claim(policy: config.policy) { items.append(item) }
-            } catch {
-                log("claim failed: \(error)")
-                if items.isEmpty { return (startedAny, nil) }
-            }
+            let items = claim(upTo: slot)
             guard !items.isEmpty else { return (startedAny, nil) }
             state.withLock { $0.inFlight += slot; $0.started += items.count }
             startedAny = true
@@ -226,17 +220,26 @@ public final class Consumer: Sendable {
             return true
         }
         guard go, downstreamBlockedUntil() == nil else { return [] }
-        var items: [ClaimedItem] = []
-        while items.count < max, let item = try? spool.claim(policy: config.policy) { items.append(item) }
+        let items = claim(upTo: max)
         state.withLock { $0.started += items.count }
+        return items
+    }
+
+    /// Up to `count` due items (fewer when fewer are due); a failing claim is logged and ends the batch.
+    private func claim(upTo count: Int) -> [ClaimedItem] {
+        var items: [ClaimedItem] = []
+        do {
+            while items.count < count, let item = try spool.claim(policy: config.policy) { items.append(item) }
+        } catch {
+            log("claim failed: \(error)")
+        }
         return items
     }
 
     private func attempt(_ items: [ClaimedItem]) {
         let t0 = monotonicNanos()
-        let outcomes = items.count == 1 || !processor.pipelines
-            ? items.map { processor.process($0, cancellation: cancellation) }
-            : processor.process(batch: items, cancellation: cancellation)
+        // One item, unless the processor pipelines (perThread); the default `process(batch:)` takes them one by one.
+        let outcomes = processor.process(batch: items, cancellation: cancellation)
         precondition(outcomes.count == items.count, "a processor answered \(outcomes.count) outcomes for \(items.count) items")
         let ms = (monotonicNanos() - t0) / 1_000_000
         for (item, outcome) in zip(items, outcomes) { settle(item, outcome, ms: ms) }
