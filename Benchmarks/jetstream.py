@@ -30,10 +30,21 @@ async def make_stream(urls, name, subject, replicas):
     raise RuntimeError("cannot create stream")
 
 
+async def stream_leader(urls, stream):
+    """The server name (n0, n1, n2) of the stream's leader: a publisher connected elsewhere goes through a route."""
+    import nats
+    nc = await nats.connect(servers=urls)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return info.cluster.leader if info.cluster else None
+    finally:
+        await nc.close()
+
+
 async def reference(urls, subject, n, inflight, prefix, size):
     """nats-py: n publishes with acks, at most `inflight` awaiting their ack at once; messages per second."""
     import nats
-    nc = await nats.connect(servers=urls)
+    nc = await nats.connect(servers=urls, dont_randomize=True)
     js = nc.jetstream()
     payload = b"x" * size
     sem = asyncio.Semaphore(inflight)
@@ -52,8 +63,8 @@ def bridge(spool, testkit, urls, subject, stream, n, conc, size):
     d = os.path.join(tempfile.mkdtemp(prefix="jsb-"), "s")
     subprocess.run([testkit, "fill", d, f"b{time.time_ns()}-", str(n), str(size)], check=True, capture_output=True)
     t0 = time.monotonic()
-    r = subprocess.run([spool, "--dir", d, "consume", "--nats", ",".join(urls), "--subject", subject, "--nats-stream", stream,
-                        "--concurrency", str(conc), "--drain"], capture_output=True, text=True)
+    r = subprocess.run([spool, "--dir", d, "consume", "--nats", ",".join(urls), "--nats-no-discover", "--subject", subject,
+                        "--nats-stream", stream, "--concurrency", str(conc), "--drain"], capture_output=True, text=True)
     dt = time.monotonic() - t0
     names = os.listdir(os.path.join(d, "done"))
     if len(names) != n: print(f"  warning: {len(names)} of {n} done: {r.stderr[-300:]}", file=sys.stderr)
@@ -116,6 +127,8 @@ def main():
     ap.add_argument("--only", choices=["bridge", "pull"], help="run one half")
     ap.add_argument("--concurrency", default="1,16,64", help="bridge: the numbers in flight to measure")
     ap.add_argument("--rounds", type=int, default=3, help="measured rounds per cell, interleaved with the reference; medians")
+    ap.add_argument("--server", choices=["rotate", "leader", "other"], default="rotate",
+                    help="bridge: the one server both publishers use in a round: each in turn, the stream leader, or not the leader")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="jsbench-")
     ports, cports = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
@@ -125,24 +138,33 @@ def main():
     try:
         if a.only != "pull":
             print("bridge: from process start (and from its first claim, ms resolution) to the last item in done/; medians")
-            print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>26}{'nats-py msg/s':>16}{'ratio':>16}   ratios of the rounds")
+            print(f"{'stream':<6}{'in flight':>10}{'spool bridge msg/s':>26}{'nats-py msg/s':>16}{'ratio':>16}   ratios of the rounds"
+                  " in order (L: both connected to the stream leader, o: to another server)")
         for replicas in ((1, 3) if a.only != "pull" else (3,)):
             stream, subject = f"R{replicas}", f"bench.r{replicas}"
             asyncio.run(make_stream(urls, stream, subject, replicas))
             for conc in ([int(c) for c in a.concurrency.split(",")] if a.only != "pull" else []):
                 n = a.messages if conc > 1 else max(300, a.messages // 5)
-                mine, steady, refs = [], [], []
+                mine, steady, refs, placed = [], [], [], []
+                leader = asyncio.run(stream_leader(urls, stream))
                 for r in range(a.rounds):  # alternating which goes first
+                    # Both publishers of a round use the same one server: a publisher whose server does not hold the
+                    # stream (R1) or its leader (R3) pays a route hop per message, which swung single rounds 0.4x-1.3x
+                    # when each picked one of the three at random.
+                    li = next((i for i in range(3) if f"n{i}" == leader), 0)
+                    si = {"rotate": r % 3, "leader": li, "other": (li + 1 + r % 2) % 3}[a.server]
+                    one = [urls[si]]
+                    placed.append("L" if f"n{si}" == leader else "o")
                     for who in (("bridge", "ref") if r % 2 == 0 else ("ref", "bridge")):
                         if who == "bridge":
-                            total, publishing = bridge(a.spool, a.testkit, urls, subject, stream, n, conc, a.size)
+                            total, publishing = bridge(a.spool, a.testkit, one, subject, stream, n, conc, a.size)
                             mine.append(total); steady.append(publishing)
-                        else: refs.append(asyncio.run(reference(urls, subject, n, conc, f"ref{time.time_ns()}-", a.size)))
-                ratios = sorted(m / r for m, r in zip(mine, refs))
-                sratios = sorted(m / r for m, r in zip(steady, refs))
+                        else: refs.append(asyncio.run(reference(one, subject, n, conc, f"ref{time.time_ns()}-", a.size)))
+                ratios = [m / r for m, r in zip(mine, refs)]
+                sratios = [m / r for m, r in zip(steady, refs)]
                 med = statistics.median
                 print(f"{stream:<6}{conc:>10}{med(mine):>14.0f} ({med(steady):>7.0f}){med(refs):>16.0f}"
-                      f"{med(ratios):>8.2f} ({med(sratios):.2f})   {' '.join(f'{x:.2f}' for x in ratios)}"
+                      f"{med(ratios):>8.2f} ({med(sratios):.2f})   {' '.join(f'{x:.2f}{p}' for x, p in zip(ratios, placed))}"
                       f"  ({' '.join(f'{x:.2f}' for x in sratios)})", flush=True)
         if a.only == "bridge": return
         if a.only == "pull":  # the stream gets its messages from the reference publisher

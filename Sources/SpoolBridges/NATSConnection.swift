@@ -199,13 +199,15 @@ public final class NATSConnection: Sendable {
             return t
         }
         for (i, r) in batch.enumerated() {
-            let h = r.headers?.encoded() ?? []
-            guard h.count + r.payload.count <= info.maxPayload else {
-                group.fulfill(i, .failure(BridgeError(.rejected, "message of \(h.count + r.payload.count) bytes exceeds the server's max_payload (\(info.maxPayload))", status: "too large")))
+            let h = r.headers?.encoded()
+            let size = (h?.count ?? 0) + r.payload.count
+            guard size <= info.maxPayload else {
+                group.fulfill(i, .failure(BridgeError(.rejected, "message of \(size) bytes exceeds the server's max_payload (\(info.maxPayload))", status: "too large")))
                 continue
             }
             tokens.append(first + UInt64(i))
-            bytes += NATSCommand.publish(subject: r.subject, replyTo: inboxPrefix + String(first + UInt64(i)), headers: r.headers, payload: r.payload)
+            NATSCommand.appendPublish(subject: r.subject, replyTo: inboxPrefix + String(first + UInt64(i)), headerBlock: h,
+                                      payload: r.payload, to: &bytes)
         }
         state.withLock { st in for t in tokens { st.waiters[t] = (group, Int(t - first)) } }
         defer { state.withLock { st in for t in tokens { st.waiters.removeValue(forKey: t) } } }

@@ -19,15 +19,25 @@ public struct NATSHeaders: Sendable, Hashable {
 
     /// The wire form. Callers validate fields first (`HTTPField.isValid`); invalid ones are a programming error.
     public func encoded() -> [UInt8] {
-        var out = Array("NATS/1.0".utf8)
-        if let status { out += Array(" \(status)".utf8); if !statusDescription.isEmpty { out += Array(" \(statusDescription)".utf8) } }
-        out += [ByteClass.cr, ByteClass.lf]
+        var out: [UInt8] = []
+        encode(into: &out)
+        return out
+    }
+
+    /// Appends the wire form to `out` (the bridge writes a whole batch of publishes into one buffer).
+    public func encode(into out: inout [UInt8]) {
+        out.append(contentsOf: "NATS/1.0".utf8)
+        if let status {
+            out.append(ByteClass.sp); Digits.append(status, to: &out)
+            if !statusDescription.isEmpty { out.append(ByteClass.sp); out.append(contentsOf: statusDescription.utf8) }
+        }
+        out.append(ByteClass.cr); out.append(ByteClass.lf)
         for f in fields {
             precondition(HTTPField.isValid(name: f.name, value: f.value), "invalid NATS header field")
-            out += Array(f.name.utf8) + [ByteClass.colon, ByteClass.sp] + Array(f.value.utf8) + [ByteClass.cr, ByteClass.lf]
+            out.append(contentsOf: f.name.utf8); out.append(ByteClass.colon); out.append(ByteClass.sp)
+            out.append(contentsOf: f.value.utf8); out.append(ByteClass.cr); out.append(ByteClass.lf)
         }
-        out += [ByteClass.cr, ByteClass.lf]
-        return out
+        out.append(ByteClass.cr); out.append(ByteClass.lf)
     }
 
     /// Parses exactly one header block that must fill `bytes` completely.

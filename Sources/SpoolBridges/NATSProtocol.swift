@@ -125,29 +125,49 @@ public struct NATSParser: Sendable {
 
     private static func isSubjectByte(_ b: UInt8) -> Bool { b > 0x20 && b != 0x7F }
 
+    private enum Operation { case ping, pong, ok, err, info, msg, hmsg }
+
+    /// The operation a control line starts with (ASCII case-insensitive, as the server accepts them), or nil.
+    private static func operation(_ op: ArraySlice<UInt8>) -> Operation? {
+        switch op.count {
+        case 3:
+            if ByteClass.equalsLowercase(op, "msg") { return .msg }
+            if ByteClass.equalsLowercase(op, "+ok") { return .ok }
+        case 4:
+            if ByteClass.equalsLowercase(op, "hmsg") { return .hmsg }
+            if ByteClass.equalsLowercase(op, "ping") { return .ping }
+            if ByteClass.equalsLowercase(op, "pong") { return .pong }
+            if ByteClass.equalsLowercase(op, "info") { return .info }
+            if ByteClass.equalsLowercase(op, "-err") { return .err }
+        default: break
+        }
+        return nil
+    }
+
     private mutating func controlLine() throws(NATSProtocolError) -> NATSEvent? {
         let all = line[...]
         let parts = NATSParser.fields(all)
         guard let op = parts.first else { throw NATSProtocolError("empty control line") }
-        if ByteClass.equalsIgnoringCase(op, "PING") || ByteClass.equalsIgnoringCase(op, "PONG") || ByteClass.equalsIgnoringCase(op, "+OK") {
-            guard parts.count == 1 else { throw NATSProtocolError("unexpected arguments after \(String(decoding: op, as: UTF8.self))") }
-            if ByteClass.equalsIgnoringCase(op, "PING") { return .ping }
-            return ByteClass.equalsIgnoringCase(op, "PONG") ? .pong : .ok
+        guard let kind = NATSParser.operation(op) else {
+            throw NATSProtocolError("unknown operation '\(String(decoding: op.prefix(16), as: UTF8.self))'")
         }
-        if ByteClass.equalsIgnoringCase(op, "-ERR") {
+        switch kind {
+        case .ping, .pong, .ok:
+            guard parts.count == 1 else { throw NATSProtocolError("unexpected arguments after \(String(decoding: op, as: UTF8.self))") }
+            return kind == .ping ? .ping : kind == .pong ? .pong : .ok
+        case .err:
             var text = ByteClass.trimOWS(all[op.endIndex...])
             if text.count >= 2, text.first == 0x27, text.last == 0x27 { text = text.dropFirst().dropLast() }
             guard text.allSatisfy(ByteClass.isFieldValueByte) else { throw NATSProtocolError("-ERR text has control bytes") }
             return .err(String(decoding: text, as: UTF8.self))
-        }
-        if ByteClass.equalsIgnoringCase(op, "INFO") {
+        case .info:
             let json = ByteClass.trimOWS(all[op.endIndex...])
             let info = try NATSServerInfo.parse(json)
             return .info(info)
+        case .msg, .hmsg:
+            break
         }
-        let isMsg = ByteClass.equalsIgnoringCase(op, "MSG")
-        let isHMsg = ByteClass.equalsIgnoringCase(op, "HMSG")
-        guard isMsg || isHMsg else { throw NATSProtocolError("unknown operation '\(String(decoding: op.prefix(16), as: UTF8.self))'") }
+        let isHMsg = kind == .hmsg
         // MSG <subject> <sid> [reply-to] <#bytes> ; HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>
         let sizes = isHMsg ? 2 : 1
         let args = parts.dropFirst()
@@ -225,20 +245,27 @@ public enum NATSCommand {
 
     /// `PUB` without headers, or `HPUB` with them; `payload` is sent exactly.
     public static func publish(subject: String, replyTo: String?, headers: NATSHeaders?, payload: [UInt8]) -> [UInt8] {
-        let reply = replyTo.map { " " + $0 } ?? ""
-        var out: [UInt8]
-        if let headers {
-            let h = headers.encoded()
-            out = Array("HPUB \(subject)\(reply) \(h.count) \(h.count + payload.count)\r\n".utf8)
-            out.reserveCapacity(out.count + h.count + payload.count + 2)
-            out += h
-        } else {
-            out = Array("PUB \(subject)\(reply) \(payload.count)\r\n".utf8)
-            out.reserveCapacity(out.count + payload.count + 2)
-        }
-        out += payload
-        out += [ByteClass.cr, ByteClass.lf]
+        var out: [UInt8] = []
+        appendPublish(subject: subject, replyTo: replyTo, headerBlock: headers?.encoded(), payload: payload, to: &out)
         return out
+    }
+
+    /// Appends one `PUB`/`HPUB` to `out`, with the header block already encoded (`NATSHeaders.encode`): a batch of
+    /// publishes is one buffer and one `write(2)`.
+    public static func appendPublish(subject: String, replyTo: String?, headerBlock: [UInt8]?, payload: [UInt8],
+                                     to out: inout [UInt8]) {
+        let h = headerBlock?.count ?? 0
+        out.reserveCapacity(out.count + subject.utf8.count + (replyTo?.utf8.count ?? 0) + h + payload.count + 32)
+        out.append(contentsOf: headerBlock == nil ? "PUB ".utf8 : "HPUB ".utf8)
+        out.append(contentsOf: subject.utf8)
+        if let replyTo { out.append(ByteClass.sp); out.append(contentsOf: replyTo.utf8) }
+        out.append(ByteClass.sp)
+        if let headerBlock { Digits.append(h, to: &out); out.append(ByteClass.sp) }
+        Digits.append(h + payload.count, to: &out)
+        out.append(ByteClass.cr); out.append(ByteClass.lf)
+        if let headerBlock { out.append(contentsOf: headerBlock) }
+        out.append(contentsOf: payload)
+        out.append(ByteClass.cr); out.append(ByteClass.lf)
     }
 
     /// `UNSUB <sid>`: ends a subscription.

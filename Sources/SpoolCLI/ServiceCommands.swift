@@ -16,7 +16,20 @@ extension CLI {
     /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
     static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {
         let clock = SystemClock()
-        return { line in console.writeErr(Array("\(RFC3339.format(nanos: clock.nowNanos())) \(component) \(line)\n".utf8)) }
+        // Each line of a call gets the prefix; the call is one write (a batch of attempts is one call).
+        return { text in
+            var prefix: [UInt8] = []
+            RFC3339.append(nanos: clock.nowNanos(), to: &prefix)
+            prefix.append(0x20); prefix.append(contentsOf: component.utf8); prefix.append(0x20)
+            var out = prefix
+            out.reserveCapacity(text.utf8.count + 2 * prefix.count)
+            for b in text.utf8 {
+                out.append(b)
+                if b == 0x0A { out.append(contentsOf: prefix) }
+            }
+            out.append(0x0A)
+            console.writeErr(out)
+        }
     }
 
     static let consumeCommand = Command(

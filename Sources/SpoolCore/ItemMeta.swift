@@ -1,4 +1,5 @@
 import SpoolSystem
+import SpoolWire
 
 /// Per-item metadata: a small JSON object in the payload's `user.spool.meta` attribute (so it moves with the
 /// payload), or in `meta/<name>` when too large for an attribute or on file systems without them.
@@ -55,7 +56,7 @@ public struct ItemMeta: Sendable, Equatable {
             if o.count > 1 { o.append(0x2C) }
             o.append(0x22); k.withUTF8Buffer { o.append(contentsOf: $0) }; o.append(0x22); o.append(0x3A)
         }
-        func int(_ v: Int64) { o.append(contentsOf: String(v).utf8) }
+        func int(_ v: Int64) { Digits.append(v, to: &o) }
         func str(_ s: String) { JSONWriter.appendQuoted(s, to: &o) }
         func time(_ n: Int64) { o.append(0x22); RFC3339.append(nanos: n, to: &o); o.append(0x22) }
         o.append(0x7B)

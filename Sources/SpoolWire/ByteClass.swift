@@ -45,7 +45,10 @@ public enum ByteClass {
     @inline(__always)
     public static func lower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
 
-    /// ASCII case-insensitive equality of a byte sequence with a lowercase ASCII literal.
+    /// ASCII case-insensitive equality of a byte sequence with a lowercase ASCII literal. Inlinable, as are the
+    /// other generic helpers here: other modules call them per message, and unspecialised generics cost more there
+    /// than the comparison itself.
+    @inlinable
     public static func equalsLowercase<C: Collection>(_ bytes: C, _ lowercase: StaticString) -> Bool where C.Element == UInt8 {
         guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
         var i = 0
@@ -58,6 +61,7 @@ public enum ByteClass {
     }
 
     /// ASCII case-insensitive equality of a byte sequence with any string (names of fields chosen at run time).
+    @inlinable
     public static func equalsIgnoringCase<C: Collection>(_ bytes: C, _ s: String) -> Bool where C.Element == UInt8 {
         guard bytes.count == s.utf8.count else { return false }
         return zip(bytes, s.utf8).allSatisfy { lower($0) == lower($1) }

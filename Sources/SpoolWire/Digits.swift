@@ -8,6 +8,7 @@ public enum Digits {
     }
 
     /// Decimal digits to a value no larger than `max`, or why not.
+    @inlinable
     public static func parseDecimal<C: Collection>(_ bytes: C, max: Int = Int.max) -> Result<Int, Failure> where C.Element == UInt8 {
         guard !bytes.isEmpty else { return .failure(.empty) }
         var v = 0
@@ -23,11 +24,13 @@ public enum Digits {
     }
 
     /// Decimal digits to a value no larger than `max`; nil for anything else (empty, a non-digit, too large).
+    @inlinable
     public static func decimal<C: Collection>(_ bytes: C, max: Int = Int.max) -> Int? where C.Element == UInt8 {
         try? parseDecimal(bytes, max: max).get()
     }
 
     /// Hexadecimal digits (either case) to a value no larger than `max`; nil otherwise.
+    @inlinable
     public static func hex<C: Collection>(_ bytes: C, max: Int = Int.max) -> Int? where C.Element == UInt8 {
         guard !bytes.isEmpty else { return nil }
         var v = 0
@@ -40,4 +43,19 @@ public enum Digits {
         }
         return v
     }
+
+    /// Appends `v` in decimal (a `-` first when negative): how sizes and numbers go into the frames and JSON we
+    /// write, without a String in between.
+    public static func append(_ v: Int64, to out: inout [UInt8]) {
+        var n = v.magnitude
+        if v < 0 { out.append(0x2D) }
+        var buf: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
+        withUnsafeMutableBytes(of: &buf) { b in
+            var i = b.count
+            repeat { i -= 1; b[i] = UInt8(truncatingIfNeeded: 0x30 + n % 10); n /= 10 } while n > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[i...]))
+        }
+    }
+
+    public static func append(_ v: Int, to out: inout [UInt8]) { append(Int64(v), to: &out) }
 }

@@ -110,6 +110,20 @@ import SpoolWire
         rejects("PING extra\r\n", "unexpected arguments")
     }
 
+    @Test func operationsAreCaseInsensitiveAndExact() throws {
+        var p = NATSParser()
+        let events = p.feed(Array("ping\r\nPoNg\r\n+ok\r\n-err 'x'\r\nmsg a 1 2\r\nhi\r\nhMsG b 2 12 12\r\nNATS/1.0\r\n\r\n\r\n".utf8))
+        #expect(p.failure == nil)
+        #expect(events.count == 6)
+        #expect(Array(events.prefix(4)) == [.ping, .pong, .ok, .err("x")])
+        guard case .message(let m) = events[4], case .message(let h) = events[5] else { Issue.record("\(events)"); return }
+        #expect(m.payload == Array("hi".utf8) && m.headers == nil && h.headers == NATSHeaders() && h.payload.isEmpty)
+        // Near misses of each operation: one byte off, a prefix, one byte longer.
+        for op in ["PIN", "PINGS", "PINH", "PONF", "+OKK", "OK", "-ER", "INF", "INFOS", "MSGS", "MS", "HMS", "HMSGX", "NSG", "+0K"] {
+            rejects("\(op)\r\n", "unknown operation")
+        }
+    }
+
     @Test func refusesBadSizes() {
         rejects("MSG a 1 99999999999999999999999\r\n", "message size")
         rejects("MSG a 1 -1\r\n", "message size")
@@ -173,6 +187,15 @@ import SpoolWire
         let hb = "NATS/1.0\r\nNats-Msg-Id: k\r\n\r\n"
         #expect(cmd == "HPUB a.b _INBOX.z.1 \(hb.utf8.count) \(hb.utf8.count + 4)\r\n\(hb)\r\nxy\r\n")
         #expect(String(decoding: NATSCommand.publish(subject: "s", replyTo: nil, headers: nil, payload: []), as: UTF8.self) == "PUB s 0\r\n\r\n")
+        // A batch is appended into one buffer: each command framed exactly as on its own.
+        var batch = Array("PING\r\n".utf8)
+        NATSCommand.appendPublish(subject: "a.b", replyTo: "_INBOX.z.1", headerBlock: h.encoded(), payload: Array("\r\nxy".utf8), to: &batch)
+        NATSCommand.appendPublish(subject: "s", replyTo: "r", headerBlock: nil, payload: Array("12345678901".utf8), to: &batch)
+        #expect(String(decoding: batch, as: UTF8.self) == "PING\r\n" + cmd + "PUB s r 11\r\n12345678901\r\n")
+        let status = NATSHeaders(status: 503, statusDescription: "No Responders", fields: HTTPHeaders([("A", "b")]))
+        #expect(String(decoding: status.encoded(), as: UTF8.self) == "NATS/1.0 503 No Responders\r\nA: b\r\n\r\n")
+        #expect(try NATSHeaders.parse(status.encoded()[...]) == status)
+        #expect(String(decoding: NATSHeaders(status: 100).encoded(), as: UTF8.self) == "NATS/1.0 100\r\n\r\n")
         let connect = String(decoding: try NATSCommand.connect({ var o = NATSCommand.ConnectOptions(); o.token = "t\"x"; return o }()), as: UTF8.self)
         #expect(connect.hasPrefix("CONNECT {") && connect.hasSuffix("}\r\n") && connect.contains(#""auth_token":"t\"x""#) && connect.contains(#""headers":true"#))
     }

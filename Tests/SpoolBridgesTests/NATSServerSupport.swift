@@ -158,7 +158,8 @@ func filledSpool(_ tag: String, prefix: String, count: Int) throws -> Spool {
 /// Collects consumer log lines (for assertions and for failure messages).
 final class LogLines: Sendable {
     private let lines = Mutex<[String]>([])
-    var log: @Sendable (String) -> Void { { [self] l in lines.withLock { $0.append(l) } } }
+    /// One entry per line: a consumer logs a batch's lines in one call.
+    var log: @Sendable (String) -> Void { { [self] l in lines.withLock { $0 += l.split(separator: "\n").map(String.init) } } }
     var all: [String] { lines.withLock { $0 } }
     func count(_ fragment: String) -> Int { all.filter { $0.contains(fragment) }.count }
 }

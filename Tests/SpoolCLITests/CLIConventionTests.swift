@@ -1,12 +1,32 @@
+import Synchronization
 import Foundation
 import Testing
 import SpoolWire
 @testable import SpoolCLI
 import SpoolCore
+import SpoolSystem
 import SpoolTestSupport
 
 @Suite struct CLIConventionTests {
     static let commandNames = CLI.commands.map(\.name)
+
+    /// A consumer logs a batch's attempts in one call: every line gets the time stamp and component, in one write.
+    @Test func logLinesOfOneCallEachGetThePrefixInOneWrite() throws {
+        let writes = Mutex<[[UInt8]]>([])
+        let console = Console(writeOut: { _ in }, writeErr: { b in writes.withLock { $0.append(b) } }, environment: [:], readStdin: { [] })
+        let log = CLI.logger(console, component: "consume")
+        log("key=a outcome=done\nkey=b outcome=done")
+        log("one")
+        let w = writes.withLock { $0 }
+        #expect(w.count == 2)
+        let lines = String(decoding: w[0], as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.count == 3 && lines[2].isEmpty, "\(lines)")
+        for (line, body) in zip(lines, ["key=a outcome=done", "key=b outcome=done"]) {
+            let parts = line.split(separator: " ", maxSplits: 2)
+            #expect(parts.count == 3 && RFC3339.parse(String(parts[0])) != nil && parts[1] == "consume" && parts[2] == body, "\(line)")
+        }
+        #expect(String(decoding: w[1], as: UTF8.self).hasSuffix(" consume one\n"))
+    }
 
     @Test(arguments: commandNames)
     func helpGoesToStdoutWithExitZero(_ name: String) {
