@@ -153,24 +153,37 @@ extension Spool {
     }
 
     private func recoverMarkers(into report: inout RecoveryReport) {
-        guard let markers = try? FS.listNames(in: keys) else { report.problems.append("cannot list keys/"); return }
-        for name in markers {
-            guard let st = try? FS.stat(name, in: keys), st.linkCount < 2 else { continue }
-            guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry keys/\(name)"); continue }
+        guard let markers = try? FS.listEntries(in: keys) else { report.problems.append("cannot list keys/"); return }
+        // A name listed in keys/ and in a state directory with the same inode number is one file with two links:
+        // a healthy item, known without a stat. Only the rest are looked at one by one (this made the start of
+        // every consumer three stats per item of backlog). Entries moving during the listings land in the rest.
+        var markerInodes: [String: UInt64] = [:]
+        markerInodes.reserveCapacity(markers.count)
+        for m in markers where m.isRegular != false { markerInodes[m.name] = m.inode }
+        var listings: [(ItemState, [FS.DirectoryEntry])] = []
+        var healthy = Set<String>()
+        for state in ItemState.allCases {
+            guard let entries = try? FS.listEntries(in: dir(state)) else { continue }
+            listings.append((state, entries))
+            for e in entries where e.isRegular == true && markerInodes[e.name] == e.inode { healthy.insert(e.name) }
+        }
+        for m in markers where !healthy.contains(m.name) {
+            guard let st = try? FS.stat(m.name, in: keys), st.linkCount < 2 else { continue }
+            guard let key = SpoolKey(fileName: m.name) else { report.problems.append("foreign entry keys/\(m.name)"); continue }
             if (try? resolveExistingMarker(key)) == false { report.removedOrphanMarkers.append(key.value) }
         }
-        for state in ItemState.allCases {
-            guard let names = try? FS.listNames(in: dir(state)) else { continue }
-            for name in names {
-                guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry \(state)/\(name)"); continue }
-                guard let st = try? FS.stat(name, in: dir(state)) else { continue }
-                guard st.isRegular else { report.problems.append("\(state)/\(name) is not a regular file"); continue }
+        for (state, entries) in listings {
+            for e in entries {
+                guard let key = SpoolKey(fileName: e.name) else { report.problems.append("foreign entry \(state)/\(e.name)"); continue }
+                if e.isRegular == true && healthy.contains(e.name) && markerInodes[e.name] == e.inode { continue }
+                guard let st = try? FS.stat(e.name, in: dir(state)) else { continue }
+                guard st.isRegular else { report.problems.append("\(state)/\(e.name) is not a regular file"); continue }
                 if st.linkCount >= 2 { continue }
                 do {
-                    try FS.link(name, in: dir(state), to: name, in: keys)
+                    try FS.link(e.name, in: dir(state), to: e.name, in: keys)
                     report.relinkedMarkers.append(key.value)
                 } catch {
-                    report.problems.append("\(state)/\(name) has no key marker and it cannot be restored: \(error)")
+                    report.problems.append("\(state)/\(e.name) has no key marker and it cannot be restored: \(error)")
                 }
             }
         }

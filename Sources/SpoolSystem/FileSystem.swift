@@ -42,6 +42,20 @@ public enum FS {
 
     /// The names in a directory, without `.` and `..`. Reads through a duplicate descriptor so `dir` stays open.
     public static func listNames(in dir: FileDescriptor) throws(Errno) -> [String] {
+        try listEntries(in: dir).map(\.name)
+    }
+
+    /// One directory entry as `getdents` gives it: no `stat` needed for its inode number or, on file systems
+    /// that fill in `d_type` (ext4, XFS, tmpfs), whether it is a regular file.
+    public struct DirectoryEntry: Sendable, Equatable {
+        public var name: String
+        public var inode: UInt64
+        /// nil when the file system does not say (`DT_UNKNOWN`): `stat` it.
+        public var isRegular: Bool?
+    }
+
+    /// The entries of `dir` except `.` and `..`, in directory order.
+    public static func listEntries(in dir: FileDescriptor) throws(Errno) -> [DirectoryEntry] {
         let dupFD = try retryingSyscall { fcntl(dir.rawValue, F_DUPFD_CLOEXEC, 0) }
         guard let d = fdopendir(dupFD) else {
             let e = Errno.current
@@ -50,20 +64,22 @@ public enum FS {
         }
         defer { closedir(d) }
         rewinddir(d)
-        var names: [String] = []
+        var entries: [DirectoryEntry] = []
         while true {
             spool_set_errno(0)
             guard let ent = readdir(d) else {
                 let e = Errno.current
                 if e.rawValue != 0 { throw e }
-                return names
+                return entries
             }
             let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> String in
                 let p = raw.bindMemory(to: CChar.self)
                 return String(cString: p.baseAddress!)
             }
             if name == "." || name == ".." { continue }
-            names.append(name)
+            let type = ent.pointee.d_type
+            entries.append(DirectoryEntry(name: name, inode: UInt64(ent.pointee.d_ino),
+                                          isRegular: type == UInt8(DT_UNKNOWN) ? nil : type == UInt8(DT_REG)))
         }
     }
 

@@ -226,6 +226,33 @@ import SpoolTestSupport
         #expect(s.recover().isEmpty, "a second recover finds nothing")
     }
 
+    /// A copy that did not keep hard links (`cp -r`, `rsync` without `-H`) has markers that are separate files
+    /// under the right names: recover must not take a marker for healthy because its name is there.
+    @Test func recoverRepairsMarkersThatAreNoLongerLinks() throws {
+        let root = makeTempDir() + "/s"
+        let s = try Spool(path: root)
+        for k in ["A", "B", "C"] { _ = try s.enqueue(key: SpoolKey(k), payload: Array(k.utf8)) }
+        let done = try #require(try s.claim())
+        try s.complete(done)
+        for k in ["A", "B", "C"] {
+            let state = k == done.key.value ? "done" : "new"
+            // Break the link: the marker becomes a copy with its own inode.
+            try FileManager.default.removeItem(atPath: "\(root)/keys/\(k)")
+            try FileManager.default.copyItem(atPath: "\(root)/\(state)/\(k)", toPath: "\(root)/keys/\(k)")
+        }
+        let before = try FileManager.default.contentsOfDirectory(atPath: root + "/keys").count
+        #expect(before == 3)
+        let r = s.recover()
+        #expect(Set(r.removedOrphanMarkers) == ["A", "B", "C"], "\(r)")
+        #expect(Set(r.relinkedMarkers) == ["A", "B", "C"], "\(r)")
+        for k in ["A", "B", "C"] {
+            let item = try FileManager.default.attributesOfItem(atPath: root + "/keys/" + k)
+            #expect((item[.referenceCount] as? Int) == 2, "keys/\(k) is a link to its item again")
+            #expect(try s.enqueue(key: SpoolKey(k), payload: [9]) == .duplicate)
+        }
+        #expect(s.recover().isEmpty, "a second recover finds nothing")
+    }
+
     @Test func publishFailureAfterTheMarkerKeepsTheWriteForRecover() throws {
         // A request links the marker, then its rename into new/ fails. A racing request for the key has been
         // answered "duplicate" meanwhile, so the write must survive and be finished by recover.
