@@ -279,14 +279,18 @@ public struct JSONParser {
         // Fast path: no escapes (most strings). Scan to the closing quote and validate the run once.
         let start = i
         var j = i
+        var ascii = true
         while j < b.count {
             let c = b[j]
             if c == UInt8(ascii: "\"") {
-                guard let s = String(validating: b[start..<j], as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
+                // ASCII is valid UTF-8 as it stands: the validating initialiser (generic, slower) only for the rest.
+                let s = ascii ? String(decoding: b[start..<j], as: UTF8.self) : String(validating: b[start..<j], as: UTF8.self)
+                guard let s else { throw fail("invalid UTF-8 in string") }
                 i = j + 1
                 return s
             }
             if c == UInt8(ascii: "\\") || c < 0x20 { break }
+            if c >= 0x80 { ascii = false }
             j += 1
         }
         var out: [UInt8] = Array(b[start..<j])

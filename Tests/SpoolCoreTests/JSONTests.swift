@@ -15,6 +15,17 @@ import SpoolSystem
 
     @Test func rejectsInvalidUTF8AndDeepNesting() {
         #expect(throws: JSONError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }
+        // Strings without escapes take a fast path when all ASCII; a byte >= 0x80 anywhere, first or last, after
+        // any amount of ASCII, must still be validated: lone continuation, overlong, encoded surrogate, cut short.
+        for bad: [UInt8] in [[0x80], [0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xE6, 0x97], [0xF4, 0x90, 0x80, 0x80]] {
+            for (pre, post) in [("", ""), ("abc", ""), ("", "xyz"), (String(repeating: "a", count: 40), "b")] {
+                let bytes = [0x22] + Array(pre.utf8) + bad + Array(post.utf8) + [0x22]
+                #expect(throws: JSONError.self, "\(bytes)") { try JSONParser.parse(bytes) }
+            }
+        }
+        for good in ["", "plain ascii ~!", "caf\u{e9}", "\u{65e5}\u{672c}", "\u{1F3AC} end", "a\u{7F}b"] {
+            #expect((try? JSONParser.parse(Array(("\"" + good + "\"").utf8))) == .string(good), "\(good)")
+        }
         #expect(throws: JSONError.self) { try JSONParser.parse(String(repeating: "[", count: 100) + String(repeating: "]", count: 100)) }
     }
 
