@@ -22,6 +22,7 @@ extension CLI {
         ],
         run: { args, ctx in
             guard args.positionals.count <= 1 else { throw UsageError("at most one FILE") }
+            let paths = try keyPaths(args)
             let source = args.positionals.first ?? "-"
             let body: [UInt8]
             do {
@@ -33,8 +34,7 @@ extension CLI {
             if let k = args.value("--key") {
                 key = try SpoolKey(k)
             } else {
-                let paths = args.all("--key-path")
-                let extractor = KeyExtractor(paths: paths.isEmpty ? IngressConfiguration.json2videoKeyPaths : paths)
+                let extractor = KeyExtractor(paths: paths ?? IngressConfiguration.json2videoKeyPaths)
                 key = try extractor.extract(body: body, contentType: args.value("--content-type"))
             }
             var headers: [(String, String)] = []

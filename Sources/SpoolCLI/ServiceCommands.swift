@@ -251,6 +251,16 @@ extension CLI {
         return options
     }
 
+    /// The `--key-path` values (nil when none is given), each a dotted path of non-empty members (`serve`, `enqueue`).
+    static func keyPaths(_ args: ParsedArguments) throws(UsageError) -> [String]? {
+        let paths = args.all("--key-path")
+        if paths.isEmpty { return nil }
+        for p in paths where p.isEmpty || p.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+            throw UsageError("--key-path '\(p)' is not a dotted path")
+        }
+        return paths
+    }
+
     /// Token or user/password, never both; the environment only fills in what the flags leave open.
     static func setNATSCredentials(_ options: inout NATSConnectionOptions, _ args: ParsedArguments, env: [String: String]) throws {
         let ways = ["--nats-token", "--nats-user", "--nats-nkey", "--nats-creds"].filter { args.value($0) != nil }
@@ -276,11 +286,16 @@ extension CLI {
             return
         }
         if let user = args.value("--nats-user") {
+            // An empty value is a mistake (an unset variable in a unit file), not a credential: say so, or, from the
+            // environment, treat it as absent, as SPOOL_NATS_TOKEN is.
+            guard !user.isEmpty else { throw UsageError("--nats-user is empty") }
+            if args.value("--nats-password") == "" { throw UsageError("--nats-password is empty") }
             options.credentials.user = user
-            options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"]
+            options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         } else if args.value("--nats-password") != nil {
             throw UsageError("--nats-password needs --nats-user")
         } else {
+            if args.value("--nats-token") == "" { throw UsageError("--nats-token is empty") }
             options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         }
     }
@@ -400,12 +415,7 @@ extension CLI {
             guard p.hasPrefix("/"), !p.contains("?"), !p.contains(" ") else { throw UsageError("--path must start with / and hold no query") }
             ingress.path = p
         }
-        if !args.all("--key-path").isEmpty {
-            for p in args.all("--key-path") where p.isEmpty || p.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
-                throw UsageError("--key-path '\(p)' is not a dotted path")
-            }
-            ingress.keyPaths = args.all("--key-path")
-        }
+        if let paths = try keyPaths(args) { ingress.keyPaths = paths }
         ingress.keyHeader = args.value("--key-header")
         if let verify, args.all("--key-path").isEmpty, ingress.keyHeader == nil {
             switch verify.scheme {

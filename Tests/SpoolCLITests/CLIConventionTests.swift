@@ -4,11 +4,35 @@ import Testing
 import SpoolWire
 @testable import SpoolCLI
 import SpoolCore
+import SpoolBridges
 import SpoolSystem
 import SpoolTestSupport
 
 @Suite struct CLIConventionTests {
     static let commandNames = CLI.commands.map(\.name)
+
+    /// Credentials from the environment: an empty variable (an unset one in a unit file) is no credential.
+    @Test func emptyCredentialVariablesCountAsAbsent() throws {
+        let cmd = try #require(CLI.commands.first { $0.name == "consume" })
+        func creds(_ a: [String], _ env: [String: String]) throws -> NATSCommand.ConnectOptions {
+            var o = NATSConnectionOptions(endpoint: Endpoint(host: "127.0.0.1", port: 1, defaultPort: 4222))
+            try CLI.setNATSCredentials(&o, try cmd.parse(a), env: env)
+            return o.credentials
+        }
+        #expect(try creds(["--nats-user", "u"], ["SPOOL_NATS_PASSWORD": ""]).password == nil)
+        #expect(try creds(["--nats-user", "u"], ["SPOOL_NATS_PASSWORD": "pw"]).password == "pw")
+        #expect(try creds(["--nats-user", "u", "--nats-password", "flag"], ["SPOOL_NATS_PASSWORD": "pw"]).password == "flag")
+        #expect(try creds([], ["SPOOL_NATS_TOKEN": ""]).token == nil)
+        #expect(try creds([], ["SPOOL_NATS_TOKEN": "t"]).token == "t")
+    }
+
+    /// `enqueue --key-path` is checked like `serve --key-path`, before any input is read.
+    @Test func enqueueRefusesAKeyPathWithAnEmptyMember() {
+        for p in ["a..b", ".a", "a.", ""] {
+            let r = cli(["--dir", "/nonexistent/spool", "enqueue", "--key-path", p], stdin: Array("{\"a\":{\"b\":\"k\"}}".utf8))
+            #expect(r.code == 64 && r.err.contains("is not a dotted path"), "\(p): \(r.err)")
+        }
+    }
 
     /// A consumer logs a batch's attempts in one call: every line gets the time stamp and component, in one write.
     @Test func logLinesOfOneCallEachGetThePrefixInOneWrite() throws {
