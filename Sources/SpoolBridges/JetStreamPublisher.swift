@@ -37,6 +37,8 @@ public final class JetStreamPublisher: ItemProcessor {
     /// Whether the stream was seen (or made); reset by "no responders" so a deleted stream is made again.
     private let streamReady = Mutex(false)
     private let ensureLock = Mutex(())
+    /// Whether the connected server still reaches the stream (see `StrandedServer`).
+    private let stranded = Mutex(StrandedServer())
 
     public init(connection: NATSConnection, configuration: JetStreamConfiguration) throws(BridgeError) {
         try configuration.validate()
@@ -91,13 +93,30 @@ public final class JetStreamPublisher: ItemProcessor {
                     outcomes[i] = BridgeError(.serverError, "cannot read the payload: \(error)", status: "read error").outcome
                 }
             }
-            for (i, reply) in zip(sent, try connection.requests(requests, timeoutNanos: configuration.timeoutNanos)) {
-                outcomes[i] = outcome(reply)
-            }
+            let replies = try connection.requests(requests, timeoutNanos: configuration.timeoutNanos)
+            for (i, reply) in zip(sent, replies) { outcomes[i] = outcome(reply) }
+            noteRound(replies.map { r -> BridgeError? in if case .failure(let e) = r { return e }; return nil })
             return outcomes.map { $0! }
         } catch {
             if error.status == "no responders" { streamReady.withLock { $0 = false } }
+            noteRound([error])
             return items.map { _ in error.outcome }
+        }
+    }
+
+    /// Leaves a server that is up but reaches no stream: a round in which every request got "no responders" or
+    /// timed out counts against it, any answer from JetStream clears it (`StrandedServer`).
+    private func noteRound(_ failures: [BridgeError?]) {
+        guard !failures.isEmpty else { return }
+        let unreachable = failures.allSatisfy { e in e.map { $0.kind == .timeout || $0.status == "no responders" } ?? false }
+        let answered = failures.contains { e in e == nil || e!.kind == .serverError && e!.status != "no responders" || e!.kind == .rejected }
+        let leave = stranded.withLock { st -> Bool in
+            if answered { st.answered(); return false }
+            return unreachable && st.unanswered(now: monotonicNanos())
+        }
+        if leave {
+            streamReady.withLock { $0 = false }
+            connection.leaveServer(reason: "no answer from JetStream (no responders or timeouts) in several rounds of publishes")
         }
     }
 

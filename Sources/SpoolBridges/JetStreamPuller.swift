@@ -140,6 +140,8 @@ public final class JetStreamPuller: Sendable {
         /// after the server said it is gone.
         var consumerUnchecked = true
         var consumerFound = false
+        /// Whether the connected server still reaches the consumer (see `StrandedServer`).
+        var stranded = StrandedServer()
     }
     /// Stepped by one thread; the lock is for the totals and `hasFoundConsumer`, read from others.
     private let state: Mutex<State>
@@ -183,6 +185,26 @@ public final class JetStreamPuller: Sendable {
     /// One turn: keep requests open on the server, wait (at most until the next check, or until `stop` is
     /// readable) for what they deliver, make every message that came durable in one group commit, then ack each.
     public func step(stop: FileDescriptor) throws(BridgeError) -> PullReport {
+        do throws(BridgeError) { return try turn(stop: stop) } catch {
+            if error.kind == .timeout || error.status == "no responders" { noteJetStream(answered: false) }
+            throw error
+        }
+    }
+
+    /// A turn in which JetStream answered (a message, a heartbeat, a status) or did not (silence, no responders,
+    /// a timed-out API request): a server cut off from its cluster is left for another (`StrandedServer`).
+    private func noteJetStream(answered: Bool) {
+        let leave = state.withLock { st -> Bool in
+            if answered { st.stranded.answered(); return false }
+            return st.stranded.unanswered(now: monotonicNanos())
+        }
+        if leave {
+            state.withLock { $0.flow.reset(); $0.consumerUnchecked = true }
+            connection.leaveServer(reason: "no answer from JetStream (no responders, silence or timeouts) to several rounds of pull requests")
+        }
+    }
+
+    private func turn(stop: FileDescriptor) throws(BridgeError) -> PullReport {
         let sub = try subscription()
         if state.withLock({ $0.consumerUnchecked }) {
             try ensureConsumer()
@@ -227,7 +249,10 @@ public final class JetStreamPuller: Sendable {
             if silent { st.flow.reset() }
             return (st.flow.nextRequest(now: now), silent)
         }
-        if silent { log("nats: no message or heartbeat on the pull requests for \(2 * c.heartbeatNanos / 1_000_000_000)s; asking again") }
+        if silent {
+            log("nats: no message or heartbeat on the pull requests for \(2 * c.heartbeatNanos / 1_000_000_000)s; asking again")
+            noteJetStream(answered: false)
+        }
         guard let count else { return }
         let body = "{\"batch\":\(count),\"expires\":\(c.expiresNanos),\"idle_heartbeat\":\(c.heartbeatNanos)}"
         do throws(BridgeError) {
@@ -248,6 +273,7 @@ public final class JetStreamPuller: Sendable {
         var requests: [EnqueueRequest] = []
         var replies: [String] = []
         var consumerGone: String? = nil
+        var noResponders = false
         /// What the messages did to the open requests, in order (true: delivered one; false: ended one), applied
         /// under one lock.
         var effects: [Bool] = []
@@ -255,6 +281,9 @@ public final class JetStreamPuller: Sendable {
             if let status = m.headers?.status {
                 if status == 100 { continue }  // a heartbeat: the requests are alive
                 effects.append(false)
+                // Nobody on this server's side of the cluster serves the consumer (its stream's servers are gone,
+                // or this server is cut off from them): asking again at once would loop.
+                if status == 503 { noResponders = true; continue }
                 let text = m.headers?.statusDescription ?? ""
                 if status == 409 && (text.lowercased().contains("deleted") || text.lowercased().contains("push based")) {
                     consumerGone = "\(status) \(logSafe(text, maxScalars: 120))"
@@ -270,6 +299,7 @@ public final class JetStreamPuller: Sendable {
         if !effects.isEmpty {
             state.withLock { st in for delivered in effects { if delivered { st.flow.delivered() } else { st.flow.ended() } } }
         }
+        if messages.contains(where: { $0.headers?.status != 503 }) { noteJetStream(answered: true) }
         if !requests.isEmpty {
             // The batch is durable when enqueueBatch returns; its acks then go out in one write.
             var answers: [(subject: String, payload: [UInt8])] = []
@@ -298,6 +328,10 @@ public final class JetStreamPuller: Sendable {
         if let consumerGone {
             state.withLock { $0.flow.reset(); $0.consumerUnchecked = true }
             throw BridgeError(.serverError, "the server ended the pull requests: \(consumerGone)")
+        }
+        if noResponders {
+            throw BridgeError(.serverError, "no responders for the pull requests: nothing reachable from \(connection.url) serves consumer \(c.durable) of stream \(c.stream)",
+                              status: "no responders")
         }
         return report
     }

@@ -60,6 +60,8 @@ public final class NATSConnection: Sendable {
         var nextToken: UInt64 = 1
         var started = false
         var closed = false
+        /// Set by `leaveServer`: the coming end of the connection is ours, not the server's.
+        var leaving = false
         var lastError = "not connected yet"
         var connects = 0
         /// While waiting out a reconnect backoff: when the next attempt starts (monotonic); 0 otherwise.
@@ -108,6 +110,22 @@ public final class NATSConnection: Sendable {
         wakeConnectWaiters()
         for s in streams { s.interrupt() }
         if !state.withLock({ $0.started }) { failWaiters("connection closed") }
+    }
+
+    /// Drops the connection to the current server so that the next one of the pool is tried (requests waiting on
+    /// it fail as on any lost connection). For a server that is up but cut off from the rest of its cluster
+    /// (`StrandedServer`); with a pool of one server it does nothing. True when the connection was dropped.
+    @discardableResult
+    public func leaveServer(reason: String) -> Bool {
+        let stream = state.withLock { st -> (any ByteStream)? in
+            guard st.pool.count > 1, let s = st.stream else { return nil }
+            st.leaving = true
+            return s
+        }
+        guard let stream else { return false }
+        log("nats: leaving \(url): \(reason); trying the next server")
+        stream.interrupt()
+        return true
     }
 
     public var isConnected: Bool { state.withLock { $0.stream != nil } }
@@ -266,7 +284,7 @@ public final class NATSConnection: Sendable {
             let (closedMeanwhile, renew) = state.withLock { st -> (Bool, [NATSSubscription]) in
                 st.connecting = nil
                 if st.closed { return (true, []) }
-                st.stream = stream; st.info = info; st.connects += 1; st.lastError = ""
+                st.stream = stream; st.info = info; st.connects += 1; st.lastError = ""; st.leaving = false
                 return (false, Array(st.subscriptions.values))
             }
             if closedMeanwhile { stream.close(); wakeConnectWaiters(); break }
@@ -277,7 +295,8 @@ public final class NATSConnection: Sendable {
             log("nats: connected to \(url) (server \(info.version)\(failuresInARow > 0 ? ", after \(failuresInARow) failed attempts" : ""))")
             delay = options.reconnectMinNanos
             failuresInARow = 0
-            let reason = readLoop(stream, &parser)
+            var reason = readLoop(stream, &parser)
+            if state.withLock({ st in defer { st.leaving = false }; return st.leaving }) { reason = "left it for another server" }
             stream.interrupt()
             writeLock.withLock { _ in
                 state.withLock { $0.stream = nil; $0.lastError = reason }

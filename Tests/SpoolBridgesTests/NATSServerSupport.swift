@@ -40,10 +40,14 @@ final class NATSServerProcess: @unchecked Sendable {
     let extra: [String]
     /// What test clients (`connectedClient`, `streamCount`) present when the server requires TLS.
     let clientTLS: TLSClientProfile?
+    /// Without JetStream the server answers every stream request with "no responders", as a server cut off from
+    /// its cluster's stream does.
+    let jetstream: Bool
     private var process: Child?
 
-    init(extra: [String] = [], clientTLS: TLSClientProfile? = nil) throws {
+    init(extra: [String] = [], clientTLS: TLSClientProfile? = nil, jetstream: Bool = true) throws {
         self.extra = extra
+        self.jetstream = jetstream
         self.clientTLS = clientTLS
         port = try freePort()
         let base = makeTempDir("nats")
@@ -58,7 +62,7 @@ final class NATSServerProcess: @unchecked Sendable {
 
     /// Starts the server (again, on the same port and store) and waits until it accepts connections.
     func start() throws {
-        process = try Child(natsServerPath!, ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath] + extra)
+        process = try Child(natsServerPath!, (jetstream ? ["-js"] : []) + ["-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDir, "-l", logPath] + extra)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if let fd = try? Socket.connect(Socket.Address(host: "127.0.0.1", port: port)!) {
