@@ -62,6 +62,8 @@ public final class NATSConnection: Sendable {
         var closed = false
         /// Set by `leaveServer`: the coming end of the connection is ours, not the server's.
         var leaving = false
+        /// Servers left by `leaveServer`, passed over until then (unless no other is left to try).
+        var leftUntil: [String: Int64] = [:]
         var lastError = "not connected yet"
         var connects = 0
         /// While waiting out a reconnect backoff: when the next attempt starts (monotonic); 0 otherwise.
@@ -120,6 +122,7 @@ public final class NATSConnection: Sendable {
         let stream = state.withLock { st -> (any ByteStream)? in
             guard st.pool.count > 1, let s = st.stream else { return nil }
             st.leaving = true
+            st.leftUntil[st.current.natsURL] = monotonicNanos() + 30_000_000_000
             return s
         }
         guard let stream else { return false }
@@ -318,8 +321,8 @@ public final class NATSConnection: Sendable {
         for w in waiters { w.group.fulfill(w.index, .failure(BridgeError(.connectionLost, "connection to \(url) lost before the reply: \(reason)"))) }
     }
 
-    /// The next server to try, round-robin over the pool, passing over servers that refused our credentials
-    /// lately (unless every one did); `wrapped` is true when this choice starts a new round of the pool.
+    /// The next server to try, round-robin over the pool, passing over servers that refused our credentials or
+    /// that `leaveServer` left lately (unless every one did); `wrapped` is true when this choice starts a new round.
     private func nextServer() -> (Endpoint, wrapped: Bool) {
         state.withLock { st in
             let now = monotonicNanos()
@@ -330,10 +333,12 @@ public final class NATSConnection: Sendable {
                 st.next += 1
                 if st.next >= st.pool.count { wrapped = true }
                 if let until = st.authRejectedUntil[candidate.natsURL], until > now { continue }
+                if let until = st.leftUntil[candidate.natsURL], until > now { continue }
                 st.current = candidate
                 return (candidate, wrapped)
             }
-            // Every server refused us lately: try the next anyway, at the slow pace of a full round.
+            // Every server refused us (or was left for reaching no stream) lately: try the next anyway, at the slow
+            // pace of a full round.
             if st.next >= st.pool.count { st.next = 0 }
             st.current = st.pool[st.next]
             st.next += 1
