@@ -26,6 +26,20 @@ enum SecretFile {
     }
 }
 
+extension SecretFile {
+    /// A one-line secret (a token, a password): the file's first line, without its line end or trailing spaces
+    /// (what `echo` leaves); an empty one is an error. The bytes read are wiped.
+    static func readLine(_ path: String, what: String) throws(CommandFailure) -> String {
+        var bytes = try read(path, what: what, limit: 4096)
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        let end = bytes.firstIndex { $0 == 0x0A || $0 == 0x0D } ?? bytes.endIndex
+        var t = String(decoding: bytes[..<end], as: UTF8.self)
+        while t.last == " " { t.removeLast() }
+        guard !t.isEmpty else { throw CommandFailure(message: "\(what) \(path) is empty") }
+        return t
+    }
+}
+
 /// Loading OpenSSL for a command that asked for TLS: `SPOOL_LIBSSL` names another libssl.so.3 (tests use it to
 /// force the failure). A failure is exit 1 with the one sentence that says what to install.
 enum TLSSetup {

@@ -64,11 +64,13 @@ extension CLI {
             OptionGroup("with --nats", [
                 .value("--subject", "SUBJECT", help: "the subject to publish to (required)"),
                 .value("--nats-token", "T", default: "$SPOOL_NATS_TOKEN", help: "token auth"),
+                .value("--nats-token-file", "FILE", help: "token auth, the token read from FILE (not readable by others)"),
                 .value("--nats-nkey", "FILE", help: "NKEY auth: a user seed (SU...) in FILE, not readable by others"),
                 .value("--nats-creds", "FILE", help: "JWT auth: a .creds file (user JWT + NKEY seed), not readable by others"),
                 .flag("--nats-no-discover", help: "use only the --nats servers, not the cluster peers they announce"),
                 .value("--nats-user", "U", help: "user/password auth"),
                 .value("--nats-password", "P", default: "$SPOOL_NATS_PASSWORD", help: "the password for --nats-user"),
+                .value("--nats-password-file", "FILE", help: "the password for --nats-user, read from FILE (not readable by others)"),
                 .value("--nats-stream", "NAME", help: "the stream that must store SUBJECT (checked before the first publish)"),
                 .flag("--create-stream", help: "create --nats-stream for SUBJECT if it does not exist"),
             ]),
@@ -135,7 +137,8 @@ extension CLI {
                                            : "--exec, --nats and --post exclude each other; give exactly one")
         }
         if exec == "" { throw UsageError("--exec CMD is required") }
-        let natsOnly = ["--subject", "--nats-token", "--nats-user", "--nats-password", "--nats-stream", "--nats-nkey", "--nats-creds"]
+        let natsOnly = ["--subject", "--nats-token", "--nats-token-file", "--nats-user", "--nats-password", "--nats-password-file",
+                        "--nats-stream", "--nats-nkey", "--nats-creds"]
         if nats == nil {
             for o in natsOnly where args.value(o) != nil { throw UsageError("\(o) needs --nats") }
             if args.flag("--create-stream") { throw UsageError("--create-stream needs --nats") }
@@ -263,7 +266,7 @@ extension CLI {
 
     /// Token or user/password, never both; the environment only fills in what the flags leave open.
     static func setNATSCredentials(_ options: inout NATSConnectionOptions, _ args: ParsedArguments, env: [String: String]) throws {
-        let ways = ["--nats-token", "--nats-user", "--nats-nkey", "--nats-creds"].filter { args.value($0) != nil }
+        let ways = ["--nats-token", "--nats-token-file", "--nats-user", "--nats-nkey", "--nats-creds"].filter { args.value($0) != nil }
         if ways.count > 1 { throw UsageError("\(ways.joined(separator: " and ")) exclude each other") }
         // Seeds come from files whose mode is checked; the text is wiped once parsed (the seed itself stays in
         // memory for the connection's life: every reconnect signs a new nonce).
@@ -290,10 +293,19 @@ extension CLI {
             // environment, treat it as absent, as SPOOL_NATS_TOKEN is.
             guard !user.isEmpty else { throw UsageError("--nats-user is empty") }
             if args.value("--nats-password") == "" { throw UsageError("--nats-password is empty") }
+            if args.value("--nats-password") != nil && args.value("--nats-password-file") != nil {
+                throw UsageError("--nats-password and --nats-password-file exclude each other")
+            }
             options.credentials.user = user
-            options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
-        } else if args.value("--nats-password") != nil {
-            throw UsageError("--nats-password needs --nats-user")
+            if let f = args.value("--nats-password-file") {
+                options.credentials.password = try SecretFile.readLine(f, what: "NATS password file")
+            } else {
+                options.credentials.password = args.value("--nats-password") ?? env["SPOOL_NATS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+            }
+        } else if let flag = ["--nats-password", "--nats-password-file"].first(where: { args.value($0) != nil }) {
+            throw UsageError("\(flag) needs --nats-user")
+        } else if let f = args.value("--nats-token-file") {
+            options.credentials.token = try SecretFile.readLine(f, what: "NATS token file")
         } else {
             if args.value("--nats-token") == "" { throw UsageError("--nats-token is empty") }
             options.credentials.token = args.value("--nats-token") ?? env["SPOOL_NATS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
@@ -496,11 +508,7 @@ extension CLI {
     /// The token webhooks must carry: the first line of `--token-file`, else `$SPOOL_TOKEN`, else none.
     static func readToken(_ args: ParsedArguments, env: [String: String]) throws -> String? {
         guard let f = args.value("--token-file") else { return env["SPOOL_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } }
-        let bytes = try SecretFile.read(f, what: "token file", limit: 4096)
-        var t = String(decoding: bytes, as: UTF8.self)
-        while t.last == "\n" || t.last == "\r" || t.last == " " { t.removeLast() }
-        guard !t.isEmpty else { throw CommandFailure(message: "token file \(f) is empty") }
-        return t
+        return try SecretFile.readLine(f, what: "token file")
     }
 
     static func httpConfiguration(_ args: ParsedArguments) throws(UsageError) -> HTTPServerConfiguration {

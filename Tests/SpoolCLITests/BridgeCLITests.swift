@@ -114,6 +114,9 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-user", "u", "--nats-password", ""], "--nats-password is empty"),
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-user", ""], "--nats-user is empty"),
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-token", ""], "--nats-token is empty"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-password-file", "f"], "--nats-password-file needs --nats-user"),
+            (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-token-file", "f", "--nats-user", "u"], "exclude each other"),
+            (["consume", "--exec", "true", "--nats-token-file", "f"], "--nats-token-file needs --nats"),
             (["consume", "--nats", "nats://127.0.0.1:1", "--subject", "a", "--nats-token", "t", "--nats-user", "u"], "exclude each other"),
             (["consume", "--nats", "http://127.0.0.1:1", "--subject", "a"], "must start with nats://"),
             (["consume", "--exec", "true", "--subject", "a"], "--subject needs --nats"),
@@ -328,6 +331,13 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         _ = try bridgeSpool(["retry", "--all-failed"], dir: dir)
         let right = try bridgeSpool(base + ["--nats-stream", "USER", "--create-stream"], dir: dir, env: ["SPOOL_NATS_PASSWORD": "pw"])
         #expect(right.status == 0 && entries(dir + "/done").count == 3, "\(right.stderr.suffix(400))")
+        // The password from a file (first line; its mode checked), kept out of ps and the environment.
+        try fill(dir, prefix: "userfile", count: 2)
+        let pwFile = makeTempDir() + "/pw"
+        try "pw\n".write(toFile: pwFile, atomically: true, encoding: .utf8)
+        chmod(pwFile, 0o600)
+        let fromFile = try bridgeSpool(base + ["--nats-stream", "USER", "--nats-password-file", pwFile], dir: dir)
+        #expect(fromFile.status == 0 && entries(dir + "/done").count == 5, "\(fromFile.stderr.suffix(400))")
     }
 
     /// Two spools bridged over HTTP: `consume --post` on one feeds `spool serve` of the other, which takes the key

@@ -26,6 +26,35 @@ import SpoolTestSupport
         #expect(try creds([], ["SPOOL_NATS_TOKEN": "t"]).token == "t")
     }
 
+    /// `--nats-token-file` and `--nats-password-file`: the first line, trailing newline dropped, the mode checked.
+    @Test func natsSecretsFromFiles() throws {
+        let cmd = try #require(CLI.commands.first { $0.name == "pull" })
+        func creds(_ a: [String]) throws -> NATSCommand.ConnectOptions {
+            var o = NATSConnectionOptions(endpoint: Endpoint(host: "127.0.0.1", port: 1, defaultPort: 4222))
+            try CLI.setNATSCredentials(&o, try cmd.parse(a), env: ["SPOOL_NATS_TOKEN": "env", "SPOOL_NATS_PASSWORD": "env"])
+            return o.credentials
+        }
+        let dir = makeTempDir()
+        let token = dir + "/token", password = dir + "/password", empty = dir + "/empty"
+        try "s3cr3t\nsecond line\n".write(toFile: token, atomically: true, encoding: .utf8)
+        try "pa ss\r\n".write(toFile: password, atomically: true, encoding: .utf8)
+        try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        for f in [token, password, empty] { chmod(f, 0o600) }
+        #expect(try creds(["--nats-token-file", token]).token == "s3cr3t")
+        let up = try creds(["--nats-user", "u", "--nats-password-file", password])
+        #expect(up.user == "u" && up.password == "pa ss" && up.token == nil)
+        #expect(throws: CommandFailure.self) { try creds(["--nats-token-file", empty]) }
+        chmod(token, 0o644)
+        do { _ = try creds(["--nats-token-file", token]); Issue.record("a token file open to others was read") } catch let e as CommandFailure {
+            #expect(e.message.contains("is open to others") && !e.message.contains("s3cr3t"), "\(e.message)")
+        }
+        #expect(throws: UsageError("--nats-token and --nats-token-file exclude each other")) { try creds(["--nats-token", "t", "--nats-token-file", token]) }
+        #expect(throws: UsageError("--nats-password-file needs --nats-user")) { try creds(["--nats-password-file", password]) }
+        #expect(throws: UsageError("--nats-password and --nats-password-file exclude each other")) {
+            try creds(["--nats-user", "u", "--nats-password", "p", "--nats-password-file", password])
+        }
+    }
+
     /// `enqueue --key-path` is checked like `serve --key-path`, before any input is read.
     @Test func enqueueRefusesAKeyPathWithAnEmptyMember() {
         for p in ["a..b", ".a", "a.", ""] {
