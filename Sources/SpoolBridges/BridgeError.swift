@@ -69,3 +69,9 @@ extension BridgeError {
                              || message.contains("authentication"))
     }
 }
+
+extension BridgeError {
+    /// Nothing in JetStream answered the request: nobody serves the subject from this server ("no responders"),
+    /// or no reply came in time. What `StrandedServer` counts against a server.
+    var isNoAnswerFromJetStream: Bool { kind == .timeout || status == "no responders" }
+}

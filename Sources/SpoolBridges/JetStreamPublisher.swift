@@ -108,11 +108,15 @@ public final class JetStreamPublisher: ItemProcessor {
     /// timed out counts against it, any answer from JetStream clears it (`StrandedServer`).
     private func noteRound(_ failures: [BridgeError?]) {
         guard !failures.isEmpty else { return }
-        let unreachable = failures.allSatisfy { e in e.map { $0.kind == .timeout || $0.status == "no responders" } ?? false }
-        let answered = failures.contains { e in e == nil || e!.kind == .serverError && e!.status != "no responders" || e!.kind == .rejected }
+        // JetStream answered when a publish was acknowledged or refused by it (an API error, a rejection).
+        let answered = failures.contains { e in
+            guard let e else { return true }
+            return !e.isNoAnswerFromJetStream && (e.kind == .serverError || e.kind == .rejected)
+        }
+        let unanswered = failures.allSatisfy { $0?.isNoAnswerFromJetStream ?? false }
         let leave = stranded.withLock { st -> Bool in
             if answered { st.answered(); return false }
-            return unreachable && st.unanswered(now: monotonicNanos())
+            return unanswered && st.unanswered(now: monotonicNanos())
         }
         if leave {
             streamReady.withLock { $0 = false }

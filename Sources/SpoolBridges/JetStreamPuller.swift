@@ -186,7 +186,7 @@ public final class JetStreamPuller: Sendable {
     /// readable) for what they deliver, make every message that came durable in one group commit, then ack each.
     public func step(stop: FileDescriptor) throws(BridgeError) -> PullReport {
         do throws(BridgeError) { return try turn(stop: stop) } catch {
-            if error.kind == .timeout || error.status == "no responders" { noteJetStream(answered: false) }
+            if error.isNoAnswerFromJetStream { noteJetStream(answered: false) }
             throw error
         }
     }

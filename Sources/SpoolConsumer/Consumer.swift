@@ -259,41 +259,39 @@ public final class Consumer: Sendable {
     /// Moves one item where its outcome says, counts it into `counts` and returns its log line.
     private func settle(_ item: ClaimedItem, _ outcome: ProcessOutcome, ms: Int64, counts: inout ConsumerResult) -> String {
         var line = "key=\(logSafe(item.key.value)) attempt=\(item.attempt) "
-        var counted: (inout ConsumerResult) -> Void = { _ in }
+        counts.processed += 1
         do {
             switch outcome {
             case .done(let status):
                 try spool.complete(item, status: status)
                 line += "outcome=done"
                 if let status { line += " status=\(logSafe(status))" }
-                counted = { $0.done += 1 }
+                counts.done += 1
             case let .retry(error, status, retryAfter):
                 switch try spool.fail(item, error: error, status: status, retryable: true, policy: config.policy, retryAfterNanos: retryAfter) {
                 case .retry(let at):
                     line += "outcome=retry in \(max(0, (at - spool.now() + 500_000_000) / 1_000_000_000))s"
-                    counted = { $0.retried += 1 }
+                    counts.retried += 1
                 case .failed:
                     line += "outcome=failed (attempts used up)"
-                    counted = { $0.failed += 1 }
+                    counts.failed += 1
                 }
                 if let status { line += " status=\(logSafe(status))" }
             case let .failed(error, status):
                 _ = try spool.fail(item, error: error, status: status, retryable: false, policy: config.policy)
                 line += "outcome=failed (permanent)"
                 if let status { line += " status=\(logSafe(status))" }
-                counted = { $0.failed += 1 }
+                counts.failed += 1
             case .released:
                 try spool.release(item)
                 line += "outcome=released"
-                counted = { $0.released += 1 }
+                counts.released += 1
             }
         } catch {
             // The item stays in claimed/ with our lock until we drop it; recover returns it to new/.
             line += "outcome=error (\(error)); the item will be recovered"
         }
         line += " duration=\(ms)ms"
-        counts.processed += 1
-        counted(&counts)
         return line
     }
 

@@ -175,7 +175,7 @@ extension Spool {
         for (state, entries) in listings {
             for e in entries {
                 guard let key = SpoolKey(fileName: e.name) else { report.problems.append("foreign entry \(state)/\(e.name)"); continue }
-                if e.isRegular == true && healthy.contains(e.name) && markerInodes[e.name] == e.inode { continue }
+                if e.isRegular == true && markerInodes[e.name] == e.inode { continue }  // healthy, as above
                 guard let st = try? FS.stat(e.name, in: dir(state)) else { continue }
                 guard st.isRegular else { report.problems.append("\(state)/\(e.name) is not a regular file"); continue }
                 if st.linkCount >= 2 { continue }
