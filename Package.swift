@@ -56,7 +56,7 @@ let package = Package(
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolTLS"]),
         // Child processes for the tests (posix_spawn and waitpid on known pids; not Foundation's Process).
-        .target(name: "SpoolTestSupport", dependencies: ["SpoolSystem"], path: "Tests/SpoolTestSupport"),
+        .target(name: "SpoolTestSupport", dependencies: ["SpoolCore", "SpoolSystem"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
         .testTarget(name: "SpoolSignaturesTests", dependencies: ["SpoolSignatures"]),

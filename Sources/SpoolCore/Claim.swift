@@ -119,7 +119,15 @@ extension Spool {
         guard let key = SpoolKey(fileName: name) else { return nil }
         let newDir = dir(.new)
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow, .nonBlocking]) } catch { return nil }
+        do throws(Errno) {
+            try faults.check(.open)
+            fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow, .nonBlocking])
+        } catch where error == .noEntry || error == .tooManySymbolicLinkLevels {
+            return nil  // another claimant won the race, or a symbolic link that is not ours (recover reports it)
+        } catch {
+            // Out of descriptors, an I/O error: say so, rather than look like an empty queue.
+            throw SpoolError.system(operation: "claim \(key)", errno: error)
+        }
         var keep = false
         defer { if !keep { try? fd.close() } }
         var locked = (try? fd.tryLockExclusive()) == .acquired
@@ -131,6 +139,7 @@ extension Spool {
             locked = (try? fd.tryLockExclusive()) == .acquired
         }
         guard locked else {
+            lockedAtClaim.add(1, ordering: .relaxed)
             noteDue(now + 5_000_000)
             return nil
         }

@@ -51,6 +51,11 @@ public final class Spool: Sendable {
     /// False once the file system refused extended attributes: metadata files are then written at enqueue.
     let attributesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())
+    let lockedAtClaim = Atomic<Int>(0)
+    /// Claims that found a due item locked by someone else and left it for a look 5 ms later: a racing claimant,
+    /// an enqueue just done, or a child process between its fork and its exec, which holds copies of our
+    /// descriptors and so of our locks.
+    public var claimsThatFoundItLocked: Int { lockedAtClaim.load(ordering: .relaxed) }
 
     /// Opens (and on first use creates) a spool directory. Refuses a root or state directory that is a
     /// symlink, not a directory, not owned by us, or writable by group or others.

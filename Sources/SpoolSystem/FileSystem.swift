@@ -55,15 +55,16 @@ public enum FS {
     }
 
     /// The entries of `dir` except `.` and `..`, in directory order.
+    /// Each listing opens the directory afresh: a `dup` would share one read position with every other listing
+    /// through `dir`, and threads listing at once would skip and repeat each other's entries.
     public static func listEntries(in dir: FileDescriptor) throws(Errno) -> [DirectoryEntry] {
-        let dupFD = try retryingSyscall { fcntl(dir.rawValue, F_DUPFD_CLOEXEC, 0) }
-        guard let d = fdopendir(dupFD) else {
+        let own = try FileDescriptor.open(".", in: dir, [.readOnly, .directory])
+        guard let d = fdopendir(own.rawValue) else {
             let e = Errno.current
-            Glibc.close(dupFD)
+            try? own.close()
             throw e
         }
-        defer { closedir(d) }
-        rewinddir(d)
+        defer { closedir(d) }  // closes `own`
         var entries: [DirectoryEntry] = []
         while true {
             spool_set_errno(0)

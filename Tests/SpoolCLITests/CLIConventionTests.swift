@@ -261,7 +261,7 @@ import SpoolTestSupport
 
         // Process one to failure, retry it, finish both, purge.
         let s = try Spool(path: dir)
-        let item = try #require(try s.claim())
+        let item = try #require(try s.claimSoon())
         try s.fail(item, error: "downstream said no\nsecond line", status: "exit 65", retryable: false, policy: RetryPolicy())
         let failedLine = cli(["--dir", dir, "ls", "failed", "--json"]).out
         #expect(try JSONParser.parse(failedLine)["last_error"]?.stringValue == "downstream said no\nsecond line")

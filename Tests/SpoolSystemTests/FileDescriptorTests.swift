@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SpoolSystem
 import SpoolTestSupport
+import Synchronization
 
 /// The payload read of a claim: one pread for a file of the size seen at claim time, the offset left alone.
 @Suite struct FileDescriptorTests {
@@ -28,5 +29,28 @@ import SpoolTestSupport
         defer { try? fd.close() }
         #expect(throws: Errno.fileTooLarge) { try fd.readFromStart(size: 99) }
         #expect(try fd.readFromStart(size: 150) == Array(repeating: 7, count: 100), "shorter than expected: what is there")
+    }
+}
+
+/// Directory listings through one shared descriptor, as a spool's threads make them (claim scans, recover, `ls`).
+@Suite struct DirectoryListingTests {
+    @Test func concurrentListingsOfOneDirectoryDescriptorEachSeeEveryEntry() throws {
+        let path = makeTempDir("ls")
+        let names = (0..<2000).map { "item-\($0)" }
+        for n in names { FileManager.default.createFile(atPath: path + "/" + n, contents: nil) }
+        let dir = try FileDescriptor.open(path, [.readOnly, .directory])
+        defer { try? dir.close() }
+        // A listing through a dup of `dir` shared its read position with every other one: two threads listing
+        // at once skipped and repeated each other's entries.
+        let wrong = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<50 {
+                let seen = (try? FS.listNames(in: dir)) ?? []
+                if seen.count != names.count || Set(seen).count != names.count { wrong.withLock { $0 += 1 } }
+            }
+        }
+        #expect(wrong.withLock { $0 } == 0, "listings that missed or repeated entries")
+        #expect(Set(try FS.listNames(in: dir)) == Set(names))
+        #expect(try FS.listEntries(in: dir).allSatisfy { $0.isRegular == true && $0.inode != 0 })
     }
 }
