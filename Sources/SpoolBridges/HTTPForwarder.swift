@@ -60,6 +60,7 @@ public struct HTTPForwarder: ItemProcessor {
     }
 
     public func unavailableUntil(now: Int64) -> Int64? { gate.unavailableUntil(now: now) }
+    public func isBackingOff(now: Int64) -> Bool { gate.isBackingOff(now: now) }
 
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
         if cancellation.isCancelled { return .released }

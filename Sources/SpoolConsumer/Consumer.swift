@@ -243,8 +243,16 @@ public final class Consumer: Sendable {
 
     private func attempt(_ items: [ClaimedItem]) {
         let t0 = monotonicNanos()
-        // One item, unless the processor pipelines (perThread); the default `process(batch:)` takes them one by one.
-        let outcomes = processor.process(batch: items, cancellation: cancellation)
+        // Items claimed before another attempt found the downstream unreachable (the burst at start, or at the
+        // onset of an outage) go back unattempted: the gate's probe finds out when it is back. Only a long-running
+        // consumer waits on the gate; `--drain` and `--once` would claim them again at once.
+        let outcomes: [ProcessOutcome]
+        if config.mode == .forever && processor.isBackingOff(now: t0) {
+            outcomes = items.map { _ in .released }
+        } else {
+            // One item, unless the processor pipelines (perThread); the default `process(batch:)` takes them one by one.
+            outcomes = processor.process(batch: items, cancellation: cancellation)
+        }
         precondition(outcomes.count == items.count, "a processor answered \(outcomes.count) outcomes for \(items.count) items")
         let ms = (monotonicNanos() - t0) / 1_000_000
         // One log write and one count update per batch: at 64 in flight these were a syscall and a contended

@@ -31,6 +31,9 @@ public protocol ItemProcessor: Sendable {
     /// unreachable, the monotonic instant to ask again. The consumer claims nothing before then, so an outage
     /// costs neither CPU nor attempts. A nil may make the caller the one probe of a gate (`DownstreamGate`).
     func unavailableUntil(now: Int64) -> Int64?
+    /// Asked (without side effects) just before an attempt starts: true when the downstream was found unreachable
+    /// after the item was claimed, so a long-running consumer puts it back unattempted (`Consumer.attempt`).
+    func isBackingOff(now: Int64) -> Bool
     /// True when the processor pipelines: `process(batch:)` sends several items together and waits for all of
     /// their answers (JetStream publishes). The consumer then runs two to four attempt threads that share
     /// `--concurrency` items in flight between them, instead of one thread per item.
@@ -48,6 +51,7 @@ final class AtomicFlag: Sendable {
 extension ItemProcessor {
     /// Ready unless a processor says otherwise.
     public func unavailableUntil(now: Int64) -> Int64? { nil }
+    public func isBackingOff(now: Int64) -> Bool { false }
     /// One item at a time unless a processor says otherwise.
     public var pipelines: Bool { false }
     public func process(batch: [ClaimedItem], cancellation: CancellationFlag) -> [ProcessOutcome] {
@@ -105,4 +109,7 @@ public final class DownstreamGate: Sendable {
     }
 
     public var isClosed: Bool { state.withLock { $0.failures > 0 } }
+
+    /// Closed and its backoff still running (a probe, which goes after the backoff, is not held back).
+    public func isBackingOff(now: Int64) -> Bool { state.withLock { $0.failures > 0 && now < $0.closedUntil } }
 }

@@ -36,3 +36,16 @@ import SpoolConsumer
         #expect((4_000...8_000).contains(g.unavailableUntil(now: 0)!))
     }
 }
+
+extension DownstreamGateTests {
+    @Test func backingOffOnlyWhileTheBackoffRuns() {
+        let g = DownstreamGate(minBackoffNanos: 1_000, maxBackoffNanos: 8_000, probeTimeoutNanos: 50_000)
+        #expect(!g.isBackingOff(now: 0), "open")
+        g.unreachable(now: 0)
+        let until = g.unavailableUntil(now: 0)!
+        #expect(g.isBackingOff(now: 0) && g.isBackingOff(now: until - 1))
+        #expect(g.unavailableUntil(now: until) == nil && !g.isBackingOff(now: until), "the probe is not held back")
+        g.reached()
+        #expect(!g.isBackingOff(now: until))
+    }
+}
