@@ -182,10 +182,8 @@ import SpoolTestSupport
         #expect(try other.claim() == nil)
         // The claimant "dies": its descriptors close without finishing.
         item.close(); item.finished = true
-        // At once: no grace period. Looked at again only while a child another test is spawning may still hold
-        // a copy of the dead claimant's descriptor (see `claimSoon`).
-        var r = other.recover()
-        _ = waitUntil(timeout: 2) { if r.requeuedClaims.isEmpty { r = other.recover() }; return !r.requeuedClaims.isEmpty }
+        // At once: no grace period (`recoverSoon` only covers a spawning child's copy of the dead claimant's lock).
+        let r = other.recoverSoon { !$0.requeuedClaims.isEmpty }
         #expect(r.requeuedClaims == ["D"])
         let again = try #require(try other.claimSoon())
         #expect(again.attempt == 2, "the dead attempt stays counted")
@@ -392,13 +390,7 @@ import SpoolTestSupport
                     // A write whose marker was linked is kept in tmp/ (another request may have been told
                     // "duplicate") and finished by recover; anything else is gone already.
                     let linkedBeforeFailure = !entries(root + "/keys").isEmpty && entries(root + "/new").isEmpty
-                    // The writer's lock decides whether a tmp/ file is in progress; looked at again only while a
-                    // child another test is spawning may hold a copy of it (see `claimSoon`).
-                    var r = clean.recover(tmpGraceNanos: 0)
-                    _ = waitUntil(timeout: 2) {
-                        if !entries(root + "/tmp").isEmpty { r = clean.recover(tmpGraceNanos: 0) }
-                        return entries(root + "/tmp").isEmpty
-                    }
+                    let r = clean.recoverSoon(tmpGraceNanos: 0) { _ in entries(root + "/tmp").isEmpty }
                     if linkedBeforeFailure { #expect(r.completedWrites == ["F"], "\(point)#\(position): \(r.lines)") }
                     #expect(entries(root + "/tmp").isEmpty, "\(point)#\(position) left tmp files")
                     if entries(root + "/new").isEmpty {

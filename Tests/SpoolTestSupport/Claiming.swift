@@ -16,4 +16,15 @@ extension Spool {
             noteNewItems()
         }
     }
+
+    /// `recover`, run again for up to 2 s until `done` holds: which items it may touch is decided by their locks,
+    /// and the lock of a dead claimant or writer can outlive it in a spawning child for a moment (see `claimSoon`).
+    public func recoverSoon(tmpGraceNanos: Int64 = 2_000_000_000, until done: (RecoveryReport) -> Bool) -> RecoveryReport {
+        var r = recover(tmpGraceNanos: tmpGraceNanos)
+        _ = waitUntil(timeout: 2) {
+            if !done(r) { r = recover(tmpGraceNanos: tmpGraceNanos) }
+            return done(r)
+        }
+        return r
+    }
 }
