@@ -219,3 +219,33 @@ int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp
     sigset_t all; sigfillset(&all);
     return spawn_child(pid, path, argv, envp, cwd, in_fd, out_fd, err_fd, &all, 0);
 }
+
+int spool_open_tmpfile(int dirfd, uint32_t mode) {
+    return openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+}
+int spool_link_fd(int fd, int newdirfd, const char *newpath) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, path, newdirfd, newpath, AT_SYMLINK_FOLLOW);
+}
+int spool_ofd_lock(int fd, int64_t offset, int exclusive, int wait) {
+    struct flock fl = {0};
+    fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)offset;
+    fl.l_len = 1;
+    fl.l_pid = 0;
+    return fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+}
+int spool_ofd_unlock(int fd, int64_t offset) {
+    struct flock fl = {0};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)offset;
+    fl.l_len = 1;
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+int64_t spool_pread(int fd, void *buf, uint64_t count, int64_t offset) {
+    return (int64_t)pread(fd, buf, (size_t)count, (off_t)offset);
+}
+int64_t spool_lseek_set(int fd, int64_t offset) { return (int64_t)lseek(fd, (off_t)offset, SEEK_SET); }

@@ -358,7 +358,7 @@ public final class JetStreamPuller: Sendable {
         if let ct = h?["content-type"] { headers.append(("content-type", ct)) }
         if let at = h?["spool-received-at"] { headers.append(("spool-received-at", at)) }
         // `js-…` keys are always valid; the force is on a name we built.
-        return EnqueueRequest(key: key!, payload: m.payload, headers: headers, source: "pull")
+        return EnqueueRequest(key: key!, payload: m.payload, headers: headers, source: .pull)
     }
 
     /// The stream sequence in a JetStream ack subject: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.…` (9

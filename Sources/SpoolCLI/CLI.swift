@@ -34,7 +34,7 @@ struct Command: Sendable {
     }
 
     /// Every option the command accepts, in help order: the groups, the general options, then `--dir`.
-    var allGroups: [OptionGroup] { groups + [OptionGroup("options", generalOptions + [CLI.dirOption])] }
+    var allGroups: [OptionGroup] { groups + [OptionGroup("options", generalOptions + [CLI.queueOption, CLI.dirOption])] }
     var options: [Option] { allGroups.flatMap(\.options) }
     var allEnvironment: [EnvironmentVariable] { [CLI.dirVariable] + environment }
 
@@ -61,12 +61,17 @@ struct EnvironmentVariable: Sendable {
     init(_ name: String, _ help: String) { self.name = name; self.help = help }
 }
 
-/// What every command gets: the console and the spool directory it should use.
+/// What every command gets: the console, the spool directory and the queue(s) it should use.
 struct Context: Sendable {
     let console: Console
     let dir: String
+    /// `--queue` as given (several only for `enqueue`); empty: `default`.
+    var queues: [String] = []
 
-    func openSpool(flush: FlushMode = .auto) throws -> Spool { try Spool(path: dir, flush: flush) }
+    /// The one queue a command acts on.
+    var queue: String { queues.first ?? QueueName.defaultName }
+
+    func openSpool(flush: FlushMode = .auto) throws -> Spool { try Spool(path: dir, queue: queue, flush: flush) }
 }
 
 public enum CLI {
@@ -78,6 +83,9 @@ public enum CLI {
     /// Accepted by every command (and before the command name); shown in each command's help.
     static let dirOption = Option.value("--dir", "DIR", help: "the spool directory (default $SPOOL_DIR, else ./spool)")
     static let dirVariable = EnvironmentVariable("SPOOL_DIR", "the spool directory when --dir is not given")
+    /// Accepted by every command: the queue it acts on (docs/spool-format.md, "Queues"). Repeated only by `enqueue`.
+    static let queueOption = Option.repeated("--queue", "NAME", default: "default",
+                                             help: "the queue to act on (enqueue: repeat to enter the item into several)")
 
     static let mainUsage = """
     usage: spool [--dir DIR] COMMAND [ARGS...]
@@ -122,7 +130,11 @@ public enum CLI {
             if dir != nil { return usage("--dir given more than once", console: console, text: cmd.usageLine) }
             dir = d
         }
-        let ctx = Context(console: console, dir: dir ?? console.environment["SPOOL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./spool")
+        let queues = parsed.all("--queue")
+        if queues.count > 1 && cmd.name != "enqueue" { return usage("--queue given more than once", console: console, text: cmd.usageLine) }
+        if let bad = queues.first(where: { !QueueName.isValid($0) }) { return usage("\(SpoolError.invalidQueue(bad))", console: console, text: cmd.usageLine) }
+        let ctx = Context(console: console, dir: dir ?? console.environment["SPOOL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./spool",
+                          queues: queues)
         do {
             return try cmd.run(parsed, ctx)
         } catch {

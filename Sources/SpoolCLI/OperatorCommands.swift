@@ -4,7 +4,8 @@ import SpoolSystem
 import SpoolWire
 
 extension CLI {
-    static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand]
+    static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand,
+                                              migrateCommand]
 
     static let enqueueCommand = Command(
         name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",
@@ -40,7 +41,7 @@ extension CLI {
             var headers: [(String, String)] = []
             if let ct = args.value("--content-type") { headers.append(("content-type", ct)) }
             let spool = try ctx.openSpool()
-            let outcome = try spool.enqueue(key: key, payload: body, headers: headers)
+            let outcome = try spool.enqueue(key: key, payload: body, headers: headers, source: .enqueue, queues: ctx.queues)
             ctx.console.out("\(outcome.rawValue) \(logSafe(key.value))")
             return 0
         })
@@ -144,12 +145,17 @@ extension CLI {
                 j.removeLast()
                 if let m = info.meta {
                     j += ",\"headers\":{" + m.headers.map { JSONWriter.quote($0.0) + ":" + JSONWriter.quote($0.1) }.joined(separator: ",") + "}"
+                    j += ",\"history\":[" + m.history.map { a in
+                        "{\"started_at\":\"\(RFC3339.format(nanos: a.startedAtNanos))\",\"duration_ns\":\(a.durationNanos),\"outcome\":\"\(a.outcome.rawValue)\""
+                            + (a.status.map { ",\"status\":" + JSONWriter.quote($0) } ?? "") + (a.error.map { ",\"error\":" + JSONWriter.quote($0) } ?? "") + "}"
+                    }.joined(separator: ",") + "]"
                 }
                 ctx.console.out(j + "}")
                 return 0
             }
             var lines = [
                 "key:         \(logSafe(info.key))",
+                "queue:       \(info.queue)",
                 "state:       \(info.state.rawValue)",
                 "path:        \(info.path)",
                 "size:        \(info.size)",
@@ -164,6 +170,14 @@ extension CLI {
                 if let src = m.source { lines.append("source:      \(logSafe(src))") }
                 for (n, v) in m.headers { lines.append("header:      \(logSafe(n)): \(logSafe(v))") }
                 if let e = m.lastError { lines.append("last_error:\n" + e.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + logSafe(String($0)) }.joined(separator: "\n")) }
+                if !m.history.isEmpty {
+                    lines.append("history:")
+                    for a in m.history {
+                        let err = a.error.map { ": " + (($0.split(whereSeparator: { $0 == "\n" }).last).map(String.init) ?? "") } ?? ""
+                        lines.append("  \(RFC3339.format(nanos: a.startedAtNanos)) \(humanDuration(nanos: a.durationNanos)) \(a.outcome.rawValue)"
+                                     + (a.status.map { " (\(logSafe($0)))" } ?? "") + logSafe(err))
+                    }
+                }
             } else { lines.append("metadata:    unreadable") }
             ctx.console.out(lines.joined(separator: "\n"))
             ctx.console.out("")
@@ -285,6 +299,32 @@ extension CLI {
             } else {
                 // Names found in tmp/ and elsewhere come from the disk: escaped like everything else shown.
                 ctx.console.out(r.isEmpty ? "nothing to recover" : r.lines.map { logSafe($0) }.joined(separator: "\n"))
+            }
+            return r.problems.isEmpty ? 0 : 1
+        })
+}
+
+extension CLI {
+    static let migrateCommand = Command(
+        name: "migrate", summary: "upgrade a format 1 spool directory in place",
+        description: """
+        Rewrites every item of a format 1 spool as a format 2 item file (header, then the payload), moves its
+        attempts and errors into state/, returns items of dead claimants to new/, and records the format.
+        Stop every spool process first. Safe to interrupt: run it again and it finishes the job. A format 2
+        spool is left alone (exit 0). docs/spool-format.md, "Upgrading from format 1".
+        """,
+        options: [
+            .flag("--dry-run", help: "say what would be done, change nothing"),
+            .flag("--json", help: "print what was done as one object"),
+        ],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let r = try SpoolMigration.migrate(path: ctx.dir, dryRun: args.flag("--dry-run"))
+            if args.flag("--json") {
+                func arr(_ a: [String]) -> String { "[" + a.map(JSONWriter.quote).joined(separator: ",") + "]" }
+                ctx.console.out("{\"from\":\(r.from),\"dry_run\":\(r.dryRun),\"converted\":\(r.converted.count),\"already_converted\":\(r.alreadyConverted),\"requeued\":\(arr(r.requeued)),\"completed_writes\":\(arr(r.completedWrites)),\"removed_tmp\":\(arr(r.removedTmp)),\"removed_orphan_markers\":\(arr(r.removedOrphanMarkers)),\"problems\":\(arr(r.problems))}")
+            } else {
+                ctx.console.out(r.lines.map { logSafe($0) }.joined(separator: "\n"))
             }
             return r.problems.isEmpty ? 0 : 1
         })

@@ -3,8 +3,8 @@ import SpoolSystem
 import SpoolWire
 
 /// Runs `/bin/sh -c COMMAND` once per item (the `--exec` handler contract, docs/consumers.md):
-/// stdin is the stored payload, the environment carries SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE, SPOOL_DIR and
-/// SPOOL_RECEIVED_AT; exit 0 is done, 65 (EX_DATAERR) is a permanent failure, anything else is retried.
+/// stdin is the stored payload, the environment carries SPOOL_KEY, SPOOL_ATTEMPT, SPOOL_FILE (the item file: header,
+/// then the payload at SPOOL_PAYLOAD_OFFSET, SPOOL_PAYLOAD_SIZE bytes), SPOOL_QUEUE, SPOOL_DIR and SPOOL_RECEIVED_AT; exit 0 is done, 65 (EX_DATAERR) is a permanent failure, anything else is retried.
 public struct ExecProcessor: ItemProcessor {
     public static let exDataErr: Int32 = 65
     /// Bytes of the handler's stderr kept with the item.
@@ -35,10 +35,11 @@ public struct ExecProcessor: ItemProcessor {
     }
 
     private func run(_ item: ClaimedItem, cancellation: CancellationFlag) throws(Errno) -> ProcessOutcome {
-        // stdin is the claimed payload descriptor itself: the handler inherits the claim's lock, so if this
-        // consumer is killed the item is not handed to another consumer while its handler is still running.
+        // stdin is the claimed item's descriptor itself, positioned at the payload (after the item header): the handler
+        // inherits the claim's lock, so if this consumer is killed the item is not handed to another consumer while
+        // its handler is still running. Reading stdin to its end gives exactly the payload.
         let stdinFD = item.payloadDescriptor
-        try stdinFD.rewind()
+        try stdinFD.seek(to: item.payloadOffset)
         let out = try Spawn.pipe()
         defer { try? out.read.close() }
         let err: (read: FileDescriptor, write: FileDescriptor)
@@ -66,6 +67,10 @@ public struct ExecProcessor: ItemProcessor {
             "SPOOL_KEY=\(item.key.value)",
             "SPOOL_ATTEMPT=\(item.attempt)",
             "SPOOL_FILE=\(absolute(item.payloadPath))",
+            // Format 2: SPOOL_FILE starts with the item header; the payload is SIZE bytes from OFFSET.
+            "SPOOL_PAYLOAD_OFFSET=\(item.payloadOffset)",
+            "SPOOL_PAYLOAD_SIZE=\(item.payloadSize)",
+            "SPOOL_QUEUE=\(item.queueName)",
             "SPOOL_DIR=\(absolute(spoolDir))",
             "SPOOL_RECEIVED_AT=\(RFC3339.format(nanos: item.meta.receivedAtNanos))",
         ] + (item.meta.header("content-type").map { ["SPOOL_CONTENT_TYPE=\($0)"] } ?? [])

@@ -1,34 +1,52 @@
 import SpoolSystem
 
-/// An item this process has claimed. It holds an exclusive `flock` on the payload for as long as it
-/// lives, so every other process sees at once that the claimant is alive (and, after a crash, that it is not).
+/// An item this process has claimed in one queue. It holds that queue's lock byte on the item file for as long as
+/// it lives, so every other process sees at once that the claimant is alive (and, after a crash, that it is not).
 /// Finish it with exactly one of `complete`, `fail` or `release`.
 public final class ClaimedItem: @unchecked Sendable {
     // @unchecked: the descriptors are immutable; `meta` and `finished` are only touched by the owner
     // of the claim, which the API hands to one caller at a time.
     public let key: SpoolKey
+    /// The header and this queue's delivery state; `attempts` counts this attempt.
     public internal(set) var meta: ItemMeta
     /// The attempt this claim is (1 for the first).
     public var attempt: Int { meta.attempts }
-    /// Path of the claimed payload (`claimed/<name>`).
+    /// Path of the claimed item file (`claimed/<name>` of the queue). It starts with the item header: the payload
+    /// is the `payloadSize` bytes from `payloadOffset`.
     public let payloadPath: String
+    public let payloadOffset: Int
+    public var payloadSize: Int { size }
+    /// The queue it was claimed from.
+    public var queueName: String { queue.name }
     let payload: FileDescriptor
-    /// The payload's size when it was claimed (from the claim's fstat).
+    let queue: QueueDirectories
+    /// The payload's size (from the header, checked against the claim's fstat).
     let size: Int
+    /// The delivery state the item had in this queue before this attempt (nil: it never failed here).
+    let previous: DeliveryState?
+    let startedAt: Int64
     var finished = false
 
-    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor, size: Int) {
-        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload; self.size = size
+    init(key: SpoolKey, meta: ItemMeta, payloadPath: String, payload: FileDescriptor, payloadOffset: Int, size: Int,
+         queue: QueueDirectories, previous: DeliveryState?, startedAt: Int64) {
+        self.key = key; self.meta = meta; self.payloadPath = payloadPath; self.payload = payload
+        self.payloadOffset = payloadOffset; self.size = size; self.queue = queue; self.previous = previous; self.startedAt = startedAt
     }
 
     /// The stored bytes, exactly as received.
     public func readPayload() throws(SpoolError) -> [UInt8] {
-        // Bounded by the file's real size when it was claimed (never by metadata, which could be anything).
-        try sys("read payload") { () throws(Errno) in try payload.readFromStart(size: size) }
+        // Bounded by the header's size, which the claim checked against the file's real size.
+        try sys("read payload") { () throws(Errno) in try payload.readToEnd(from: payloadOffset, size: size) }
     }
 
-    /// The open payload descriptor (positioned anywhere); handlers may read it with pread.
+    /// The open item descriptor, which holds the claim's lock (read and write: the lock needs it). Handlers that
+    /// inherit it must keep it open and never write to it; `positionAtPayload` makes reading it give the payload.
     public var payloadDescriptor: FileDescriptor { payload }
+
+    /// Sets the descriptor's offset to the payload's first byte: reading it to the end gives exactly the payload.
+    public func positionAtPayload() throws(SpoolError) {
+        try sys("seek to the payload") { () throws(Errno) in try payload.seek(to: payloadOffset) }
+    }
 
     func close() {
         try? payload.close()
@@ -47,11 +65,11 @@ public enum FailOutcome: Sendable, Equatable {
 extension Spool {
     /// Claims the oldest due item it can get, or returns nil when none is due.
     ///
-    /// Lock first, then rename: open `new/<name>`, take its `flock` without blocking, check the name still
+    /// Lock first, then rename: open `new/<name>`, take the queue's lock byte without blocking, check the name still
     /// refers to that file and that it is due, then `renameat2(new/<name>, claimed/<name>, NOREPLACE)`. The
     /// lock is held before the item ever appears in `claimed/`, so `recover` cannot mistake a fresh claim for a
-    /// dead one. The attempt count goes up here, at claim time, so an item that kills its consumer every time
-    /// still reaches `maxAttempts` and is dead-lettered instead of looping for ever.
+    /// dead one. Nothing is written: the attempt is recorded when it ends (`fail`, or `recover` for a claimant that
+    /// died), so an item that kills its consumer every time still reaches `maxAttempts` and is dead-lettered.
     public func claim(policy: RetryPolicy = RetryPolicy()) throws(SpoolError) -> ClaimedItem? {
         let now = self.now()
         refreshCandidatesIfNeeded(now: now)
@@ -93,17 +111,21 @@ extension Spool {
         if needScan { rescan(now: now, dirMtime: dirMtime, wallNow: wallNow) }
     }
 
-    /// Lists `new/` and keeps the due items, oldest not-before time (payload mtime) first.
+    /// Lists `new/` and keeps the due items, oldest first: an item's arrival (its file's mtime), or for a waiting
+    /// retry the not-before time (the mtime of its `state/` file, listed once, so most items cost one stat).
     func rescan(now: Int64, dirMtime: Int64, wallNow: Int64) {
         let d = dir(.new)
         scan.withLock { $0.invalidated = false }
         guard let names = try? FS.listNames(in: d) else { return }
+        let withState = Set((try? FS.listNames(in: q.state)) ?? [])
         var due: [(Int64, String)] = []
         var nextDue: Int64? = nil
         due.reserveCapacity(names.count)
         for n in names {
             guard let st = try? FS.stat(n, in: d), st.isRegular else { continue }
-            if st.mtimeNanos <= now { due.append((st.mtimeNanos, n)) } else { nextDue = min(nextDue ?? st.mtimeNanos, st.mtimeNanos) }
+            var at = st.mtimeNanos
+            if withState.contains(n), let ss = try? FS.stat(n, in: q.state) { at = ss.mtimeNanos }
+            if at <= now { due.append((at, n)) } else { nextDue = min(nextDue ?? at, at) }
         }
         due.sort { $0.0 < $1.0 }
         scan.withLock { st in
@@ -121,7 +143,7 @@ extension Spool {
         let fd: FileDescriptor
         do throws(Errno) {
             try faults.check(.open)
-            fd = try FileDescriptor.open(name, in: newDir, [.readOnly, .noFollow, .nonBlocking])
+            fd = try FileDescriptor.open(name, in: newDir, [.readWrite, .noFollow, .nonBlocking])
         } catch where error == .noEntry || error == .tooManySymbolicLinkLevels {
             return nil  // another claimant won the race, or a symbolic link that is not ours (recover reports it)
         } catch {
@@ -130,13 +152,13 @@ extension Spool {
         }
         var keep = false
         defer { if !keep { try? fd.close() } }
-        var locked = (try? fd.tryLockExclusive()) == .acquired
+        var locked = (try? fd.tryLockByte(q.lockByte)) == .acquired
         if !locked {
-            // Every lock on a file in new/ is brief: an enqueuer drops its lock just after the rename that woke us
-            // (inotify), a claimant between its lock and its rename, a retry being written back. One short wait
-            // nearly always finds it free; otherwise look again in 5 ms.
+            // Every lock on a file in new/ is brief: a claimant between its lock and its rename, a retry being
+            // written back, a child between fork and exec. One short wait nearly always finds it free; otherwise
+            // look again in 5 ms.
             sleep(nanoseconds: 200_000)
-            locked = (try? fd.tryLockExclusive()) == .acquired
+            locked = (try? fd.tryLockByte(q.lockByte)) == .acquired
         }
         guard locked else {
             lockedAtClaim.add(1, ordering: .relaxed)
@@ -145,7 +167,10 @@ extension Spool {
         }
         guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: newDir),
               cur.sameFile(as: held) else { return nil }
-        guard held.mtimeNanos <= now else { noteDue(held.mtimeNanos); return nil }
+        var previous: DeliveryState?
+        var stateError: SpoolError?
+        do throws(SpoolError) { previous = try readState(name: name, in: q) } catch { stateError = error }
+        if let due = previous?.nextAttemptAtNanos, due > now { noteDue(due); return nil }
         do throws(Errno) {
             try faults.check(.rename)
             try FS.renameNoReplace(name, in: newDir, to: name, in: dir(.claimed))
@@ -154,40 +179,48 @@ extension Spool {
         } catch {
             throw SpoolError.system(operation: "claim \(key)", errno: error)
         }
-        var meta: ItemMeta
-        do { meta = try readMeta(name: name, payload: fd) } catch {
-            // Metadata lost or unreadable (a hand edit, a torn disk): keep the payload, rebuild what we can.
-            meta = ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
-            meta.lastError = "metadata was unreadable and has been rebuilt: \(error)"
-        }
-        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd,
-                               size: Int(held.size))
-        keep = true
-        if meta.attempts >= policy.maxAttempts {
-            // Every allowed attempt was claimed and none finished: the handler keeps killing its consumer.
-            _ = try? finishFailed(item, error: "gave up after \(meta.attempts) attempts that never finished (the consumer died each time)", status: "abandoned")
+        let header: ItemHeader, offset: Int
+        do throws(SpoolError) { (header, offset) = try Spool.readHeader(fd, fileSize: held.size) } catch {
+            // Not an item this release can read (a hand edit, a torn disk): keep the file, dead-letter it, say why.
+            let item = ClaimedItem(key: key, meta: ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size),
+                                   payloadPath: payloadPath(state: .claimed, name: name), payload: fd, payloadOffset: 0,
+                                   size: Int(held.size), queue: q, previous: previous, startedAt: now)
+            keep = true
+            _ = try? finishFailed(item, error: "the item file is unreadable: \(error)", status: "corrupt")
             return nil
         }
-        item.meta.attempts += 1
-        item.meta.claimedBy = identity
-        item.meta.lastAttemptAtNanos = now
-        item.meta.nextAttemptAtNanos = nil
-        do { try writeMeta(item.meta, payload: fd, name: name) } catch {
-            try? release(item)
-            throw error
+        var meta = Spool.meta(header: header, state: previous)
+        if let stateError { meta.lastError = "delivery state was unreadable and has been reset: \(stateError)" }
+        meta.attempts = (previous?.attempts ?? 0) + 1
+        meta.lastAttemptAtNanos = now
+        meta.nextAttemptAtNanos = nil
+        let item = ClaimedItem(key: key, meta: meta, payloadPath: payloadPath(state: .claimed, name: name), payload: fd,
+                               payloadOffset: offset, size: Int(header.size), queue: q, previous: previous, startedAt: now)
+        keep = true
+        if let done = previous?.attempts, done >= policy.maxAttempts {
+            // Every allowed attempt was made and none finished: the handler keeps killing its consumer.
+            item.meta.attempts = done
+            _ = try? finishFailed(item, error: "gave up after \(done) attempts that never finished (the consumer died each time)",
+                                  status: "abandoned", recordAttempt: false)
+            return nil
         }
         return item
     }
 
-    /// Moves a claimed item to `done/`: one rename. The metadata is rewritten only when there is something to
-    /// record (`status`); otherwise the time it finished is the payload's ctime, which the rename sets.
+    /// Moves a claimed item to `done/`: one rename. Its delivery state is written only for an item that has one
+    /// (it failed before, so its current state must say it succeeded now) or when there is something to record.
     public func complete(_ item: ClaimedItem, status: String? = nil) throws(SpoolError) {
         precondition(!item.finished, "item already finished")
-        if let status {
-            item.meta.claimedBy = nil
-            item.meta.finishedAtNanos = now()
-            item.meta.lastStatus = status
-            try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
+        if item.previous != nil || status != nil {
+            var st = item.previous ?? DeliveryState()
+            let now = self.now()
+            st.attempts = item.attempt
+            st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .done, status: status))
+            st.lastStatus = status ?? "done"
+            st.lastError = nil
+            st.nextAttemptAtNanos = nil
+            st.finishedAtNanos = now
+            try writeState(st, name: item.key.fileName, in: item.queue)
         }
         try move(item, to: .done)
     }
@@ -206,40 +239,50 @@ extension Spool {
         if let ra = retryAfterNanos { delay = max(delay, min(ra, policy.maxNanos)) }
         let (sum, overflow) = now.addingReportingOverflow(delay)
         let due = overflow ? 4_400_000_000_000_000_000 : min(sum, 4_400_000_000_000_000_000)
-        item.meta.claimedBy = nil
-        item.meta.lastError = ItemMeta.clipError(error)
+        var st = item.previous ?? DeliveryState()
+        st.attempts = item.attempt
+        st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .retry,
+                                status: status, error: error))
+        st.lastError = ItemMeta.clipError(error)
+        st.lastStatus = status
+        st.nextAttemptAtNanos = due
+        try writeState(st, name: item.key.fileName, in: item.queue, dueAt: due)
+        item.meta.lastError = st.lastError
         item.meta.lastStatus = status
         item.meta.nextAttemptAtNanos = due
-        try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
-        try sys("set retry time") { () throws(Errno) in try item.payload.setModificationTime(nanos: due) }
         try move(item, to: .new)
         noteDue(due)
         return .retry(atNanos: due)
     }
 
-    /// Puts a claimed item back in `new/`, due now, without using up an attempt (graceful shutdown).
+    /// Puts a claimed item back in `new/`, due now, without using up an attempt (graceful shutdown): one rename, as
+    /// the attempt was never recorded.
     public func release(_ item: ClaimedItem) throws(SpoolError) {
         precondition(!item.finished, "item already finished")
-        item.meta.claimedBy = nil
-        item.meta.attempts = max(0, item.meta.attempts - 1)
-        try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
-        try sys("set retry time") { () throws(Errno) in try item.payload.setModificationTime(nanos: now()) }
         try move(item, to: .new)
         noteNewItems(names: [item.key.fileName])
     }
 
-    func finishFailed(_ item: ClaimedItem, error: String, status: String?) throws(SpoolError) -> FailOutcome {
-        item.meta.claimedBy = nil
-        item.meta.lastError = ItemMeta.clipError(error)
+    func finishFailed(_ item: ClaimedItem, error: String, status: String?, recordAttempt: Bool = true) throws(SpoolError) -> FailOutcome {
+        let now = self.now()
+        var st = item.previous ?? DeliveryState()
+        if recordAttempt {
+            st.attempts = item.attempt
+            st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .failed,
+                                    status: status, error: error))
+        }
+        st.lastError = ItemMeta.clipError(error)
+        st.lastStatus = status
+        st.nextAttemptAtNanos = nil
+        st.finishedAtNanos = now
+        try writeState(st, name: item.key.fileName, in: item.queue)
+        item.meta.lastError = st.lastError
         item.meta.lastStatus = status
-        item.meta.nextAttemptAtNanos = nil
-        item.meta.finishedAtNanos = now()
-        try writeMeta(item.meta, payload: item.payload, name: item.key.fileName)
         try move(item, to: .failed)
         return .failed
     }
 
-    /// Renames `claimed/<name>` into `state/<name>` while the lock is still held, then drops the lock.
+    /// Renames `claimed/<name>` into `<state>/<name>` while the lock is still held, then drops the lock.
     private func move(_ item: ClaimedItem, to state: ItemState) throws(SpoolError) {
         let name = item.key.fileName
         do throws(Errno) {

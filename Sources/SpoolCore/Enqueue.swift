@@ -12,20 +12,25 @@ public struct EnqueueRequest: Sendable {
     public var payload: [UInt8]
     /// Selected request headers, stored in the metadata (names are lowercased).
     public var headers: [(String, String)]
-    /// Where the item comes from, recorded in its metadata (`reconcile`); nil for the ingress.
-    public var source: String?
-    public init(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = [], source: String? = nil) {
+    /// Where the item comes from, recorded in its header.
+    public var source: ItemHeader.Source
+    /// The queues it enters (fan-out); empty: the queue of the `Spool` it is enqueued through.
+    public var queues: [String]
+    public init(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = [], source: ItemHeader.Source = .webhook,
+                queues: [String] = []) {
         self.key = key
         self.payload = payload
         self.headers = headers.map { ($0.0.lowercased(), $0.1) }
         self.source = source
+        self.queues = queues
     }
 }
 
 extension Spool {
     /// Enqueues one item, durably, before returning. See `enqueueBatch`.
-    public func enqueue(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = []) throws(SpoolError) -> EnqueueOutcome {
-        try enqueueBatch([EnqueueRequest(key: key, payload: payload, headers: headers)])[0].get()
+    public func enqueue(key: SpoolKey, payload: [UInt8], headers: [(String, String)] = [], source: ItemHeader.Source = .webhook,
+                        queues: [String] = []) throws(SpoolError) -> EnqueueOutcome {
+        try enqueueBatch([EnqueueRequest(key: key, payload: payload, headers: headers, source: source, queues: queues)])[0].get()
     }
 
     /// Enqueues several items with shared flushes (group commit): every payload is written, then all are
@@ -36,14 +41,14 @@ extension Spool {
     /// runs its step for the whole batch before the next one begins (steps 3 and 4 item by item, in `publishAll`):
     /// - before step 1, `findKnownDuplicates`: a key whose marker already has an item is a duplicate, nothing is
     ///   written for it (it is still answered only after step 5);
-    /// 1. `writeIntoTmp`: create `tmp/<name>.<unique>.w` (the payload, locked, its metadata in an attribute) and write it;
+    /// 1. `writeIntoTmp`: open an unnamed file in `tmp/` (`O_TMPFILE`; the fallback names it `tmp/<name>.<unique>.w`),
+    ///    lock it, write the header and the payload;
     /// 2. `flushData`: fsync it (or one `syncfs` for the batch);
-    /// 3. `publishAll` → `linkMarker`: `link(tmp/….w, keys/<name>)`, the atomic create-if-absent that decides
-    ///    accepted vs duplicate;
-    /// 4. `publishAll` → `moveIntoNew`: `rename(tmp/….m, meta/<name>)` without attributes, then
-    ///    `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`;
-    /// 5. `flushNames`: fsync `keys/` and `new/` (`meta/` too if step 4 touched it, and `tmp/` first when the batch
-    ///    answers a duplicate), or one `syncfs`;
+    /// 3. `publishAll` → `linkMarker`: link it as `keys/<name>`, the atomic create-if-absent that decides
+    ///    accepted vs duplicate (an item for several queues is first linked as `tmp/<name>.<unique>.w`);
+    /// 4. `publishAll` → `linkIntoQueues`: link it as `new/<name>` of each of its queues, remove the `tmp/` name;
+    /// 5. `flushNames`: fsync `keys/` and each queue's `new/` (and `tmp/` first when the batch answers a
+    ///    duplicate), or one `syncfs`;
     /// 6. `answer`: the results, from which the caller answers.
     public func enqueueBatch(_ requests: [EnqueueRequest]) -> [Result<EnqueueOutcome, SpoolError>] {
         let receivedAt = now()
@@ -58,7 +63,7 @@ extension Spool {
 
         var batch = EnqueueBatch(count: requests.count)
         batch.knownDuplicates = findKnownDuplicates(requests)
-        writeIntoTmp(requests, receivedAt: receivedAt, &batch)  // step 1
+        writeIntoTmp(requests, receivedAt: receivedAt, handles, &batch)  // step 1
         flushData(&batch, handles)                              // step 2
         publishAll(&batch)                                      // steps 3 and 4
         flushNames(&batch, handles)                             // step 5
@@ -74,9 +79,9 @@ extension Spool {
         var knownDuplicates: [Int] = []
         /// Requests with an outcome (accepted or duplicate): it stands once step 5 has made their names durable.
         var published: [Int] = []
-        /// Whether step 5 must flush `new/` (and `meta/` if an item touched it).
+        /// Whether step 5 must flush the queues' `new/`.
         var newDirTouched = false
-        /// Files flushed in step 2 (a payload, plus its `.m` file if any), and whether the batch uses `syncfs`.
+        /// Files flushed in step 2, and whether the batch uses `syncfs`.
         var files = 0
         var wholeFS = false
         var timings = FlushTimings()
@@ -102,17 +107,17 @@ extension Spool {
     }
 
     /// Step 1: writes every other item into tmp/ (see `stage`).
-    private func writeIntoTmp(_ requests: [EnqueueRequest], receivedAt: Int64, _ batch: inout EnqueueBatch) {
+    private func writeIntoTmp(_ requests: [EnqueueRequest], receivedAt: Int64, _ handles: FlushHandles, _ batch: inout EnqueueBatch) {
         let skip = Set(batch.knownDuplicates)
         for (i, r) in requests.enumerated() where !skip.contains(i) {
-            do throws(SpoolError) { batch.staged[i] = try stage(r, receivedAt: receivedAt) } catch { batch.results[i] = .failure(error) }
+            do throws(SpoolError) { batch.staged[i] = try stage(r, receivedAt: receivedAt, handles: handles) } catch { batch.results[i] = .failure(error) }
         }
     }
 
     /// Step 2: flushes the data, either one `syncfs` for the whole batch or every file (with writeback of all of them
     /// started first, so that the per-file flushes overlap). An item whose flush fails is discarded.
     private func flushData(_ batch: inout EnqueueBatch, _ handles: FlushHandles) {
-        batch.files = batch.staged.values.reduce(0) { $0 + ($1.meta == nil ? 1 : 2) }
+        batch.files = batch.staged.count
         batch.wholeFS = useSyncfs(files: batch.files)
         if batch.wholeFS {
             do throws(SpoolError) {
@@ -122,13 +127,12 @@ extension Spool {
                 batch.staged = [:]
             }
         } else {
-            for s in batch.staged.values { s.payload.startWriteback(); s.meta?.startWriteback() }
+            for s in batch.staged.values { s.payload.startWriteback() }
             for (i, s) in batch.staged.sorted(by: { $0.key < $1.key }) {
                 do throws(SpoolError) {
                     try sys("flush item") { () throws(Errno) in
                         batch.timings.fileNanos += try timed { () throws(Errno) in
                             try faults.check(.fsync); try s.payload.fsync()
-                            if let m = s.meta { try faults.check(.fsync); try m.fsync() }
                         }
                     }
                 } catch {
@@ -174,8 +178,7 @@ extension Spool {
                 if anyDuplicate { try flushDirectory("tmp", handles.tmp, &batch.timings) }
                 try flushDirectory("keys", handles.keys, &batch.timings)
                 if batch.newDirTouched {
-                    if batch.staged.values.contains(where: { $0.metaDirTouched }) { try flushDirectory("meta", handles.meta, &batch.timings) }
-                    try flushDirectory("new", handles.new, &batch.timings)
+                    for (name, fd) in handles.new.sorted(by: { $0.key < $1.key }) { try flushDirectory("\(name) new", fd, &batch.timings) }
                 }
             }
             recordFlushCosts(files: batch.files, batch.timings)
@@ -188,7 +191,9 @@ extension Spool {
     /// the accepted items, and returns the answers.
     private func answer(_ requests: [EnqueueRequest], _ batch: EnqueueBatch) -> [Result<EnqueueOutcome, SpoolError>] {
         for s in batch.staged.values { discard(s) }
-        let acceptedNames = batch.published.filter { (try? batch.results[$0]?.get()) == .accepted }.map { requests[$0].key.fileName }
+        let acceptedNames = batch.published.filter {
+            (try? batch.results[$0]?.get()) == .accepted && (requests[$0].queues.isEmpty || requests[$0].queues.contains(queue))
+        }.map { requests[$0].key.fileName }
         if !acceptedNames.isEmpty { noteNewItems(names: acceptedNames) }
         return batch.results.map { $0! }
     }
@@ -210,23 +215,26 @@ extension Spool {
     }
 
     /// Fresh descriptors of the directories a batch flushes (`.` opened through the spool's own descriptors, so
-    /// no path is resolved again).
-    struct FlushHandles {
-        let tmp: FileDescriptor, keys: FileDescriptor, new: FileDescriptor, meta: FileDescriptor
-        func close() { for fd in [tmp, keys, new, meta] { try? fd.close() } }
+    /// no path is resolved again): `tmp/`, `keys/` and the `new/` of every queue the batch feeds, by queue name.
+    final class FlushHandles {
+        let tmp: FileDescriptor, keys: FileDescriptor
+        var new: [String: FileDescriptor] = [:]
+        var queues: [String: QueueDirectories] = [:]
+        init(tmp: FileDescriptor, keys: FileDescriptor) { self.tmp = tmp; self.keys = keys }
+        func close() { for fd in [tmp, keys] + Array(new.values) { try? fd.close() } }
     }
 
-    private func openFlushHandles() throws(SpoolError) -> FlushHandles {
+    fileprivate func openFlushHandles() throws(SpoolError) -> FlushHandles {
         var opened: [FileDescriptor] = []
         do throws(Errno) {
-            for d in [tmp, keys, dir(.new), metas] {
-                opened.append(try FileDescriptor.open(".", in: d, [.readOnly, .directory]))
-            }
+            for d in [tmp, keys] { opened.append(try FileDescriptor.open(".", in: d, [.readOnly, .directory])) }
         } catch {
             for fd in opened { try? fd.close() }
             throw SpoolError.system(operation: "open directories to flush", errno: error)
         }
-        return FlushHandles(tmp: opened[0], keys: opened[1], new: opened[2], meta: opened[3])
+        let h = FlushHandles(tmp: opened[0], keys: opened[1])
+        do throws(SpoolError) { _ = try h.queue(queue, of: self) } catch { h.close(); throw error }
+        return h
     }
 
     /// Whether this batch is flushed with `syncfs` (see `FlushMode`, `FlushCostModel`).
@@ -257,70 +265,56 @@ extension Spool {
 
     final class StagedItem {
         let key: SpoolKey
-        /// `<name>.<unique>`: the payload is `tmp/<base>.w`, the metadata `tmp/<base>.m`.
+        /// `<name>.<unique>`: the staging name is `tmp/<base>.w`.
         let base: String
         let payload: FileDescriptor
-        /// Nil when the metadata went into the payload's extended attribute.
-        let meta: FileDescriptor?
+        /// The queues it enters.
+        let queues: [QueueDirectories]
+        /// Whether the file has a name in `tmp/` (`tmp/<base>.w`): the `O_TMPFILE` fallback, or an item for several
+        /// queues between its marker and its last queue.
+        var named: Bool
         var published = false
-        /// The marker was linked but the item could not be moved into new/: keep the files for `recover`.
+        /// The marker was linked but the item could not enter every queue: keep the file for `recover`.
         var linked = false
-        var metaMoved = false
-        /// A file in `meta/` was replaced or removed, so `meta/` must be flushed.
-        var metaDirTouched = false
-        init(key: SpoolKey, base: String, payload: FileDescriptor, meta: FileDescriptor?) {
-            self.key = key; self.base = base; self.payload = payload; self.meta = meta
+        init(key: SpoolKey, base: String, payload: FileDescriptor, queues: [QueueDirectories], named: Bool) {
+            self.key = key; self.base = base; self.payload = payload; self.queues = queues; self.named = named
         }
         var payloadName: String { base + ".w" }
-        var metaName: String { base + ".m" }
-        func closeAll() { try? payload.close(); try? meta?.close() }
+        func closeAll() { try? payload.close() }
     }
 
-    private func stage(_ r: EnqueueRequest, receivedAt: Int64) throws(SpoolError) -> StagedItem {
+    private func stage(_ r: EnqueueRequest, receivedAt: Int64, handles: FlushHandles) throws(SpoolError) -> StagedItem {
+        let names = r.queues.isEmpty ? [queue] : r.queues
+        var queues: [QueueDirectories] = []
+        for n in names where !queues.contains(where: { $0.name == n }) { queues.append(try handles.queue(n, of: self)) }
         let w = tmpName(for: r.key.fileName, kind: "w")
         let base = String(w.dropLast(2))
-        var payloadFD: FileDescriptor?
-        var metaFD: FileDescriptor?
+        var fd: FileDescriptor?
+        var named = false
         do throws(SpoolError) {
-            let p = try sys("create payload in tmp/") { () throws(Errno) in
+            let p = try sys("create item in tmp/") { () throws(Errno) in
                 try faults.check(.open)
-                return try FileDescriptor.open(base + ".w", in: tmp, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
-            }
-            payloadFD = p
-            // Held until the item leaves tmp/, so `recover` never mistakes a live write for a dead one. A recover may hold
-            // it for a moment (it looks at every unlocked tmp/ file): wait for it rather than go on unlocked.
-            try sys("lock payload") { () throws(Errno) in try p.lockExclusive() }
-            try sys("write payload") { () throws(Errno) in try faults.check(.write); try p.writeAll(r.payload) }
-            var itemMeta = ItemMeta(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers)
-            itemMeta.source = r.source
-            let meta = itemMeta.jsonBytes
-            // A fresh item's metadata rides on the payload itself (one inode, one flush); where the file system has
-            // no extended attributes, or the value is too large for it, it is a file of its own.
-            if attributesUsable.load(ordering: .relaxed) {
-                do throws(Errno) {
-                    try faults.check(.write)
-                    try p.setAttribute(Spool.metaAttribute, meta)
-                    return StagedItem(key: r.key, base: base, payload: p, meta: nil)
-                } catch where error == .notSupported {
-                    attributesUsable.store(false, ordering: .relaxed)
-                } catch where error == .attributeTooLarge || error == .resultOutOfRange || error == .noSpace && meta.count > 3000 {
-                    // Too large for an attribute: a stub here, the metadata in a file.
-                    try sys("write metadata stub") { () throws(Errno) in try p.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) }
-                } catch {
-                    throw SpoolError.system(operation: "write metadata", errno: error)
+                if unnamedFilesUsable.load(ordering: .relaxed) {
+                    do throws(Errno) { return try FileDescriptor.openUnnamed(in: tmp) } catch where error == .notSupported || error == .isDirectory || error == .invalidArgument {
+                        unnamedFilesUsable.store(false, ordering: .relaxed)  // no O_TMPFILE here: name it (the fallback)
+                    }
                 }
+                named = true
+                return try FileDescriptor.open(w, in: tmp, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600)
             }
-            let m = try sys("create metadata in tmp/") { () throws(Errno) in
-                try faults.check(.open)
-                return try FileDescriptor.open(base + ".m", in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
-            }
-            metaFD = m
-            try sys("write metadata") { () throws(Errno) in try faults.check(.write); try m.writeAll(meta) }
-            return StagedItem(key: r.key, base: base, payload: p, meta: m)
+            fd = p
+            // Held until the item is in all its queues, so that `recover` and a racing enqueue of the key never take a
+            // live write for an interrupted one. A recover may hold it for a moment: wait for it.
+            try sys("lock item") { () throws(Errno) in try p.lockExclusive() }
+            let header = ItemHeader(key: r.key.value, receivedAtNanos: receivedAt, size: Int64(r.payload.count), headers: r.headers,
+                                    source: r.source, queues: queues.map(\.name))
+            var bytes = header.encoded()
+            bytes += r.payload
+            try sys("write item") { () throws(Errno) in try faults.check(.write); try p.writeAll(bytes) }
+            return StagedItem(key: r.key, base: base, payload: p, queues: queues, named: named)
         } catch {
-            try? metaFD?.close(); try? payloadFD?.close()
-            try? FS.unlink(base + ".w", in: tmp)
-            try? FS.unlink(base + ".m", in: tmp)
+            try? fd?.close()
+            if named { try? FS.unlink(w, in: tmp) }
             throw error
         }
     }
@@ -328,24 +322,30 @@ extension Spool {
     private func discard(_ s: StagedItem) {
         s.closeAll()
         if s.linked { return }
-        if !s.published { try? FS.unlink(s.payloadName, in: tmp) }
-        if s.meta != nil && !s.metaMoved { try? FS.unlink(s.metaName, in: tmp) }
+        if s.named && !s.published { try? FS.unlink(s.payloadName, in: tmp) }
     }
 
-    /// Steps 3 and 4 for one item: `.duplicate` when its key already has a live item, `.accepted` once it is in new/.
+    /// Steps 3 and 4 for one item: `.duplicate` when its key already has a live item, `.accepted` once it is in all
+    /// its queues.
     private func publish(_ s: StagedItem) throws(SpoolError) -> EnqueueOutcome {
+        if s.queues.count > 1 && !s.named {
+            // Between the marker and the last queue, the name in tmp/ is what tells recover (and a racing enqueue)
+            // that this enqueue is not finished; a single queue needs none (see `resolveExistingMarker`).
+            try sys("stage item") { () throws(Errno) in try faults.check(.link); try FS.link(openFile: s.payload, to: s.payloadName, in: tmp) }
+            s.named = true
+        }
         guard try linkMarker(s) else { return .duplicate }
-        try moveIntoNew(s)
+        try linkIntoQueues(s)
         return .accepted
     }
 
-    /// Step 3: `link(tmp/….w, keys/<name>)`, the atomic create-if-absent. True when the marker now links to this
+    /// Step 3: the item linked as `keys/<name>`, the atomic create-if-absent. True when the marker now links to this
     /// item; false when the key has a live item (a duplicate). An orphan marker is removed and the link tried again.
     private func linkMarker(_ s: StagedItem) throws(SpoolError) -> Bool {
         for _ in 0..<8 {
             do throws(Errno) {
                 try faults.check(.link)
-                try FS.link(s.payloadName, in: tmp, to: s.key.fileName, in: keys)
+                if s.named { try FS.link(s.payloadName, in: tmp, to: s.key.fileName, in: keys) } else { try FS.link(openFile: s.payload, to: s.key.fileName, in: keys) }
                 return true
             } catch where error == .exists {
                 if try resolveExistingMarker(s.key) { return false }
@@ -357,63 +357,83 @@ extension Spool {
         throw SpoolError.busy(key: s.key.value)
     }
 
-    /// Step 4, with the marker linked: the metadata file (if any) over `meta/<name>`, then
-    /// `renameat2(tmp/….w, new/<name>, RENAME_NOREPLACE)`, then the lock dropped.
-    private func moveIntoNew(_ s: StagedItem) throws(SpoolError) {
-        do throws(Errno) {
-            // The marker is ours: any metadata file under this name is a stale leftover (its item was deleted by
-            // hand) and is replaced. With an attribute no file is read unless the attribute points to one.
-            if s.meta != nil {
-                try faults.check(.rename)
-                try FS.rename(s.metaName, in: tmp, to: s.key.fileName, in: metas)
-                s.metaMoved = true
-                s.metaDirTouched = true
+    /// Step 4, with the marker linked: the item linked as `new/<name>` of each queue, its `tmp/` name (if any)
+    /// removed, its lock dropped.
+    private func linkIntoQueues(_ s: StagedItem) throws(SpoolError) {
+        let name = s.key.fileName
+        for qd in s.queues {
+            do throws(Errno) {
+                try faults.check(.link)
+                try FS.link(name, in: keys, to: name, in: qd.dir(.new))
+            } catch {
+                // The marker is linked: a racing request may already have answered "duplicate" on the strength of it,
+                // so the write must not be undone. `recover` (or the next enqueue of the key) finishes it from the
+                // marker or the tmp/ name. This request gets an error.
+                s.linked = true
+                if error == .exists { throw SpoolError.conflict("\(qd.prefix)new/\(name) exists; the write is kept for recover") }
+                throw SpoolError.system(operation: "publish item", errno: error)
             }
-            try faults.check(.rename)
-            try FS.renameNoReplace(s.payloadName, in: tmp, to: s.key.fileName, in: dir(.new))
-            // Out of tmp/, the lock has done its job (keeping recover off a live write); dropping it now lets a
-            // consumer claim the item at once. Its data is already durable; its name is flushed in step 5.
-            s.payload.unlock()
-        } catch {
-            // The marker is linked: a racing request may already have answered "duplicate" on the strength of it,
-            // so the write must not be undone. It stays in tmp/ (durable, its lock dropped when we close it) and
-            // `recover`, which consumers and the ingress run periodically, finishes it. This request gets an error.
-            s.linked = true
-            if error == .exists { throw SpoolError.conflict("new/\(s.key.fileName) exists; the write is kept in tmp/ for recover") }
-            throw SpoolError.system(operation: "publish item", errno: error)
         }
+        s.published = true
+        if s.named { try? FS.unlink(s.payloadName, in: tmp) }
+        // In its queues, the lock has done its job (keeping recover off a live write); dropping it now lets a
+        // consumer claim the item at once. Its data is already durable; its names are flushed in step 5.
+        s.payload.unlock()
     }
 
     /// Decides what an existing `keys/<name>` means. Returns true for a live item (a duplicate); false when the
-    /// marker was an orphan (no item links to it any more) and has been removed, so the caller links again.
+    /// marker was an orphan that has been removed, so the caller links again.
+    /// - 2 links or more: an item in some queue, or an enqueue staged in `tmp/`: a duplicate.
+    /// - 1 link, locked: an enqueue in flight (its writer holds the lock until the item is in its queues): a duplicate;
+    ///   if the writer dies, `recover` finishes it from the marker.
+    /// - 1 link, unlocked: an enqueue whose writer died between the marker and its queue: finished here, into the
+    ///   queues its header names, then a duplicate. A marker whose file is not an item is an orphan and removed.
     func resolveExistingMarker(_ key: SpoolKey) throws(SpoolError) -> Bool {
         let st: FileStat
         do throws(Errno) { st = try FS.stat(key.fileName, in: keys) } catch where error == .noEntry { return false } catch {
             throw SpoolError.system(operation: "stat key marker", errno: error)
         }
-        // The marker is a hard link to the payload: a second link means an item (or a write in progress) holds it.
         if st.linkCount >= 2 { return true }
-        // An orphan marker: its item was deleted by hand or lost. Remove it under its lock, after checking the
-        // name still refers to the same file, so two repairers cannot both act on it.
         let fd: FileDescriptor
         do throws(Errno) { fd = try FileDescriptor.open(key.fileName, in: keys, [.readOnly, .noFollow, .nonBlocking]) } catch where error == .noEntry {
             return false
-        } catch { throw SpoolError.system(operation: "repair orphan key marker", errno: error) }
+        } catch { throw SpoolError.system(operation: "open key marker", errno: error) }
         return try fd.closeAfter { (fd) throws(SpoolError) -> Bool in
-            var locked = false
-            for _ in 0..<2000 where !locked {
-                locked = try sys("lock orphan key marker") { () throws(Errno) in try fd.tryLockExclusive() == .acquired }
-                if !locked { sleep(nanoseconds: 500_000) }
-            }
-            if !locked { throw SpoolError.busy(key: key.value) }
-            return try sys("repair orphan key marker") { () throws(Errno) -> Bool in
-                let held = try fd.stat()
-                guard let cur = try? FS.stat(key.fileName, in: keys), cur.sameFile(as: held) else { return false }
-                if held.linkCount >= 2 { return true }
-                try FS.unlink(key.fileName, in: keys)
+            guard try sys("lock key marker", { () throws(Errno) in try fd.tryLockExclusive() }) == .acquired else { return true }
+            let held = try sys("stat key marker") { () throws(Errno) in try fd.stat() }
+            guard let cur = try? FS.stat(key.fileName, in: keys), cur.sameFile(as: held) else { return false }
+            if held.linkCount >= 2 { return true }
+            switch try finishInterruptedEnqueue(name: key.fileName, fd: fd, st: held) {
+            case .finished, .alreadyThere: return true
+            case .notAnItem:
+                try sys("remove orphan key marker") { () throws(Errno) in try FS.unlink(key.fileName, in: keys) }
                 return false
             }
         }
+    }
+
+    enum FinishOutcome { case finished, alreadyThere, notAnItem }
+
+    /// Links a marked item (its lock held by the caller) into `new/` of every queue its header names that it is not
+    /// in yet, and flushes those directories. The item's data was flushed before its marker was linked.
+    func finishInterruptedEnqueue(name: String, fd: FileDescriptor, st: FileStat) throws(SpoolError) -> FinishOutcome {
+        guard st.isRegular, let header = try? Spool.readHeader(fd, fileSize: st.size).header else { return .notAnItem }
+        var linked = false
+        for qn in header.queues {
+            let qd = try queueDirectories(qn)
+            if ItemState.allCases.contains(where: { (try? FS.stat(name, in: qd.dir($0)))?.sameFile(as: st) == true }) { continue }
+            do throws(Errno) {
+                try FS.link(name, in: keys, to: name, in: qd.dir(.new))
+                linked = true
+                try qd.dir(.new).fsync()
+            } catch where error == .exists {
+                throw SpoolError.conflict("\(qd.prefix)new/\(name) is another file than the key's marker; run spool recover and inspect")
+            } catch {
+                throw SpoolError.system(operation: "finish the enqueue of \(name)", errno: error)
+            }
+        }
+        if linked && header.queues.contains(queue) { noteNewItems(names: [name]) }
+        return linked ? .finished : .alreadyThere
     }
 
     func invalidateScan() { scan.withLock { $0.invalidated = true } }
@@ -427,4 +447,16 @@ private func timed(_ body: () throws(Errno) -> Void) throws(Errno) -> Int64 {
     let t0 = monotonicNanos()
     try body()
     return monotonicNanos() - t0
+}
+
+extension Spool.FlushHandles {
+    /// The directories of queue `name`, with a fresh descriptor of its `new/` for the batch's flush.
+    func queue(_ name: String, of spool: Spool) throws(SpoolError) -> QueueDirectories {
+        if let known = queues[name] { return known }
+        let qd = try spool.queueDirectories(name)
+        let fd = try sys("open \(qd.prefix)new/ to flush") { () throws(Errno) in try FileDescriptor.open(".", in: qd.dir(.new), [.readOnly, .directory]) }
+        queues[name] = qd
+        new[name] = fd
+        return qd
+    }
 }

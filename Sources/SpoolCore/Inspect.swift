@@ -50,6 +50,8 @@ public struct ItemInfo: Sendable {
     /// Nil when the metadata could not be read (the item is still listed).
     public var meta: ItemMeta?
     public var path: String
+    /// The queue it was listed in.
+    public var queue: String = QueueName.defaultName
 
     public var receivedAtNanos: Int64 { meta?.receivedAtNanos ?? dueAtNanos }
     /// When a finished item finished.
@@ -105,9 +107,12 @@ extension Spool {
     func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool) -> ItemInfo? {
         let d = dir(state)
         guard let st = try? FS.stat(name, in: d), st.isRegular else { return nil }
+        var due = st.mtimeNanos
+        // A waiting retry's not-before time is its state file's mtime.
+        if state == .new, let ss = try? FS.stat(name, in: q.state) { due = ss.mtimeNanos }
         let meta: ItemMeta? = withMeta ? try? readMeta(name: name, state: state) : nil
-        return ItemInfo(state: state, key: key.value, fileName: name, size: st.size, dueAtNanos: st.mtimeNanos, changedAtNanos: st.ctimeNanos, meta: meta,
-                        path: "\(path)/\(state.rawValue)/\(name)")
+        return ItemInfo(state: state, key: key.value, fileName: name, size: meta?.size ?? st.size, dueAtNanos: due, changedAtNanos: st.ctimeNanos,
+                        meta: meta, path: "\(path)/\(q.prefix)\(state.rawValue)/\(name)", queue: queue)
     }
 
     /// Whether the key has its idempotency marker (`keys/<name>`): an item in some state, or one being enqueued.
@@ -126,12 +131,12 @@ extension Spool {
         throw .notFound(key: key.value)
     }
 
-    /// The exact stored bytes of an item.
+    /// The exact stored bytes of an item (its payload, without the header).
     public func payload(of info: ItemInfo, limit: Int = 1 << 30) throws(SpoolError) -> [UInt8] {
-        try sys("read payload of \(info.key)") { () throws(Errno) in
-            try FileDescriptor.open(info.fileName, in: dir(info.state), [.readOnly, .noFollow, .nonBlocking]).closeAfter { (fd) throws(Errno) in
-                try fd.readAll(limit: limit)
-            }
+        try withItemFile(name: info.fileName, in: dir(info.state)) { (fd, st) throws(SpoolError) in
+            let (h, offset) = try Spool.readHeader(fd, fileSize: st.size)
+            guard h.size <= Int64(limit) else { throw SpoolError.system(operation: "read payload of \(info.key)", errno: .fileTooLarge) }
+            return try sys("read payload of \(info.key)") { () throws(Errno) in try fd.readToEnd(from: offset, size: Int(h.size)) }
         }
     }
 

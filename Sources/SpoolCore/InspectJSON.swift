@@ -12,6 +12,7 @@ extension ItemInfo {
         func str(_ s: String) { JSONWriter.appendQuoted(s, to: &o) }
         func time(_ n: Int64) { o.append(0x22); RFC3339.append(nanos: n, to: &o); o.append(0x22) }
         o.append(0x7B)
+        key("queue"); str(queue)
         key("state"); str(state.rawValue)
         key("key"); str(self.key)
         key("size"); o.append(contentsOf: String(size).utf8)

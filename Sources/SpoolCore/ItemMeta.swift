@@ -1,8 +1,9 @@
 import SpoolSystem
 import SpoolWire
 
-/// Per-item metadata: a small JSON object in the payload's `user.spool.meta` attribute (so it moves with the
-/// payload), or in `meta/<name>` when too large for an attribute or on file systems without them.
+/// What is known of an item in one queue: its header (format 2) and its delivery state there, as one value for
+/// listings, `show` and handlers. Its JSON form is format 1's metadata (the `user.spool.meta` attribute or
+/// `meta/<name>`), which `parse` reads for `spool migrate`.
 public struct ItemMeta: Sendable, Equatable {
     public static let formatVersion = 1
     /// Metadata files larger than this are refused as corrupt (hostile-disk bound).
@@ -26,6 +27,10 @@ public struct ItemMeta: Sendable, Equatable {
     /// Where the item came from when not from a request to the ingress: `reconcile` (docs/reconcile.md).
     /// Absent for ingress items; an additive member, older readers ignore it.
     public var source: String?
+    /// Format 2: the queues the item was enqueued into (from its header).
+    public var queues: [String] = []
+    /// Format 2: the last attempts in the queue this view is of, oldest first.
+    public var history: [AttemptRecord] = []
 
     public init(key: String, receivedAtNanos: Int64, size: Int64, headers: [(String, String)] = []) {
         self.key = key

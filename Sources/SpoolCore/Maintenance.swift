@@ -22,20 +22,20 @@ public struct RecoveryReport: Sendable, Equatable {
 }
 
 extension Spool {
-    /// Repairs what crashed processes left behind. Safe to run at any time, alongside everything else:
-    /// it only acts on entries whose lock nobody holds.
-    /// - `claimed/` items whose claimant died go back to `new/` (due now; the attempt stays counted);
-    /// - `tmp/` writes of dead processes are finished (if their marker was linked) or removed;
-    ///   purge trash is removed;
-    /// - markers that no item links to are removed; items whose marker is missing get it back.
-    /// Metadata files without a marker are left alone (harmless: the next enqueue of the key replaces them).
-    /// `tmpGraceNanos` protects a write whose directory exists but whose payload is not yet created and locked.
+    /// Repairs what crashed processes left behind, in every queue. Safe to run at any time, alongside everything
+    /// else: it only acts on entries whose lock nobody holds.
+    /// - `claimed/` items whose claimant died go back to `new/` (due now), the attempt recorded as abandoned;
+    /// - enqueues whose writer died after linking the marker are finished into their queues (from the marker, or
+    ///   the `tmp/` name of an item for several queues); other staged writes and purge trash are removed;
+    /// - markers of files that are not items are removed; items whose marker is missing get it back.
+    /// `tmpGraceNanos` protects a write whose file exists but is not yet locked (the named fallback only).
     public func recover(tmpGraceNanos: Int64 = 2_000_000_000) -> RecoveryReport {
         var report = RecoveryReport()
         let now = self.now()
         recoverTmp(now: now, grace: tmpGraceNanos, into: &report)
-        recoverClaims(now: now, into: &report)
-        recoverMarkers(into: &report)
+        let queues = allQueues(into: &report)
+        for qd in queues { recoverClaims(qd, now: now, into: &report) }
+        recoverMarkers(queues, into: &report)
         invalidateScan()
         return report
     }
@@ -49,13 +49,22 @@ extension Spool {
         return r
     }
 
-    /// Only the cheap part of `recover`: returns items of dead claimants (free kernel lock) to `new/`.
-    /// Consumers run it every second, so a killed consumer's items are picked up within seconds.
+    /// Only the cheap part of `recover`, for this handle's queue: returns items of dead claimants (free lock) to
+    /// `new/`. Consumers run it every second, so a killed consumer's items are picked up within seconds.
     public func recoverDeadClaims() -> [String] {
         var r = RecoveryReport()
-        recoverClaims(now: now(), into: &r)
+        recoverClaims(q, now: now(), into: &r)
         if !r.requeuedClaims.isEmpty { invalidateScan() }
         return r.requeuedClaims
+    }
+
+    /// Every queue's directories (a queue that cannot be opened is reported).
+    func allQueues(into report: inout RecoveryReport) -> [QueueDirectories] {
+        var out: [QueueDirectories] = []
+        for n in queueNames() {
+            do { out.append(try queueDirectories(n)) } catch { report.problems.append("cannot open queue \(n): \(error)") }
+        }
+        return out
     }
 
     /// Whether the process that wrote a tmp/ entry is gone: its name carries `<pid>-<start ticks>-<random>-<n>`
@@ -69,7 +78,6 @@ extension Spool {
 
     private func recoverTmp(now: Int64, grace: Int64, into report: inout RecoveryReport) {
         guard let entries = try? FS.listNames(in: tmp) else { report.problems.append("cannot list tmp/"); return }
-        let present = Set(entries)
         var starts: [Int32: UInt64?] = [:]
         let alive: (Int32) -> UInt64? = { pid in
             if let known = starts[pid] { return known }
@@ -77,17 +85,17 @@ extension Spool {
             starts[pid] = s
             return s
         }
-        for entry in entries.sorted(by: { $0.hasSuffix(".w") && !$1.hasSuffix(".w") }) {
+        for entry in entries {
             let parts = entry.split(separator: ".", omittingEmptySubsequences: false)
             let kind = parts.count == 3 ? parts[2] : ""
             let itemName = String(parts.first ?? "")
             // The grace period exists for writers that may still be between creating a file and locking it (or
-            // finishing its metadata); a writer known to be dead gets none.
+            // finishing a state file); a writer known to be dead gets none.
             let entryGrace = parts.count == 3 && Spool.writerIsDead(parts[1], alive: alive) ? 0 : grace
             guard let st = try? FS.stat(entry, in: tmp) else { continue } // taken care of already
             switch kind {
             case "w", "p":
-                // A payload being written (w) or purged (p): its writer holds the lock while alive.
+                // A staged item (w) or purge trash (p): its writer holds the lock while alive.
                 guard let fd = try? FileDescriptor.open(entry, in: tmp, [.readOnly, .noFollow, .nonBlocking]) else { continue }
                 defer { try? fd.close() }
                 guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat(), held.isRegular,
@@ -96,101 +104,130 @@ extension Spool {
                 let markerIsThis = (try? FS.stat(itemName, in: keys))?.sameFile(as: held) ?? false
                 if kind == "w" && markerIsThis {
                     // The marker was linked, so a racing request may have been told "duplicate": finish the enqueue
-                    // instead of dropping a durable payload.
-                    let metaEntry = String(entry.dropLast(2)) + ".m"
-                    if present.contains(metaEntry) { try? FS.rename(metaEntry, in: tmp, to: itemName, in: metas) }
-                    if (try? FS.renameNoReplace(entry, in: tmp, to: itemName, in: dir(.new))) != nil {
-                        _ = try? metas.fsync(); _ = try? dir(.new).fsync()
+                    // instead of dropping a durable item.
+                    do throws(SpoolError) {
+                        if try finishInterruptedEnqueue(name: itemName, fd: fd, st: held) == .notAnItem {
+                            report.problems.append("tmp/\(entry) is linked as key \(itemName) but is not an item"); continue
+                        }
                         report.completedWrites.append(SpoolKey(fileName: itemName)?.value ?? itemName)
-                    } else {
-                        report.problems.append("tmp/\(entry) is linked as key \(itemName) but new/\(itemName) exists")
+                    } catch {
+                        report.problems.append("cannot finish the enqueue of tmp/\(entry): \(error)"); continue
                     }
-                    continue
+                } else if kind == "p" && markerIsThis && held.linkCount == 2 {
+                    // An interrupted purge of the item's last queue entry: its marker goes too.
+                    do throws(Errno) { try FS.unlink(itemName, in: keys) } catch {
+                        report.problems.append("cannot remove key marker \(itemName) of purged tmp/\(entry): \(error)"); continue
+                    }
                 }
-                if kind == "p" && markerIsThis {
-                    // An interrupted purge: finish it.
-                    try? FS.unlink(itemName, in: metas)
-                    try? FS.unlink(itemName, in: keys)
-                }
-                try? FS.unlink(entry, in: tmp)
-                report.removedTmp.append(entry)
+                removeTmp(entry, into: &report)
             default:
-                // Metadata being written (m), a health probe (h), or anything else: no lock; spare young ones.
+                // A state file being written (s), a health probe (h), or anything else: no lock; spare young ones.
                 guard now - st.mtimeNanos >= entryGrace else { continue }
-                if kind == "m", present.contains(String(entry.dropLast(2)) + ".w"), (try? FS.stat(String(entry.dropLast(2)) + ".w", in: tmp)) != nil {
-                    continue // its payload is still there (in progress): decided with the payload
+                if st.isDirectory {
+                    do throws(Errno) { try FS.removeFlatDirectory(entry, in: tmp); report.removedTmp.append(entry) } catch {
+                        report.problems.append("cannot remove tmp/\(entry): \(error)")
+                    }
+                } else {
+                    removeTmp(entry, into: &report)
                 }
-                if st.isDirectory { try? FS.removeFlatDirectory(entry, in: tmp) } else { try? FS.unlink(entry, in: tmp) }
-                report.removedTmp.append(entry)
             }
         }
     }
 
-    private func recoverClaims(now: Int64, into report: inout RecoveryReport) {
-        let claimedDir = dir(.claimed)
-        guard let names = try? FS.listNames(in: claimedDir) else { report.problems.append("cannot list claimed/"); return }
+    private func removeTmp(_ entry: String, into report: inout RecoveryReport) {
+        do throws(Errno) { try FS.unlink(entry, in: tmp); report.removedTmp.append(entry) } catch where error == .noEntry {} catch {
+            report.problems.append("cannot remove tmp/\(entry): \(error)")
+        }
+    }
+
+    private func recoverClaims(_ qd: QueueDirectories, now: Int64, into report: inout RecoveryReport) {
+        let claimedDir = qd.dir(.claimed)
+        guard let names = try? FS.listNames(in: claimedDir) else { report.problems.append("cannot list \(qd.prefix)claimed/"); return }
         for name in names {
-            guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry claimed/\(name)"); continue }
-            guard let fd = try? FileDescriptor.open(name, in: claimedDir, [.readOnly, .noFollow, .nonBlocking]) else { continue }
-            defer { try? fd.close() }
-            guard (try? fd.tryLockExclusive()) == .acquired else { continue } // claimant alive
-            guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: claimedDir), cur.sameFile(as: held) else { continue }
-            if var meta = try? readMeta(name: name, payload: fd) {
-                let who = meta.claimedBy ?? "unknown"
-                meta.claimedBy = nil
-                meta.lastError = "claimant \(who) died during attempt \(meta.attempts)"
-                meta.lastStatus = "abandoned"
-                try? writeMeta(meta, payload: fd, name: name)
-            }
-            try? fd.setModificationTime(nanos: now)
-            do {
-                try FS.renameNoReplace(name, in: claimedDir, to: name, in: dir(.new))
-                report.requeuedClaims.append(key.value)
+            guard let key = SpoolKey(fileName: name) else { report.problems.append("foreign entry \(qd.prefix)claimed/\(name)"); continue }
+            let fd: FileDescriptor
+            do throws(Errno) { fd = try FileDescriptor.open(name, in: claimedDir, [.readWrite, .noFollow, .nonBlocking]) } catch where error == .noEntry {
+                continue
             } catch {
-                report.problems.append("cannot requeue claimed/\(name): \(error)")
+                report.problems.append("cannot open \(qd.prefix)claimed/\(name): \(error)"); continue
+            }
+            defer { try? fd.close() }
+            guard (try? fd.tryLockByte(qd.lockByte)) == .acquired else { continue } // claimant alive
+            guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: claimedDir), cur.sameFile(as: held) else { continue }
+            // The attempt that died is recorded, so that an item that kills every consumer is dead-lettered.
+            var st = (try? readState(name: name, in: qd)) ?? DeliveryState()
+            st.attempts += 1
+            st.record(AttemptRecord(startedAtNanos: held.ctimeNanos, durationNanos: max(0, now - held.ctimeNanos), outcome: .abandoned,
+                                    status: "abandoned", error: "the claimant died during attempt \(st.attempts)"))
+            st.lastStatus = "abandoned"
+            st.lastError = "the claimant died during attempt \(st.attempts)"
+            st.nextAttemptAtNanos = nil
+            do throws(SpoolError) {
+                try writeState(st, name: name, in: qd, dueAt: now)
+                try sys("requeue \(name)") { () throws(Errno) in try FS.renameNoReplace(name, in: claimedDir, to: name, in: qd.dir(.new)) }
+                report.requeuedClaims.append(qd.name == QueueName.defaultName ? key.value : "\(key.value) (queue \(qd.name))")
+            } catch {
+                report.problems.append("cannot requeue \(qd.prefix)claimed/\(name): \(error)")
             }
         }
     }
 
-    private func recoverMarkers(into report: inout RecoveryReport) {
+    private func recoverMarkers(_ queues: [QueueDirectories], into report: inout RecoveryReport) {
         guard let markers = try? FS.listEntries(in: keys) else { report.problems.append("cannot list keys/"); return }
-        // A name listed in keys/ and in a state directory with the same inode number is one file with two links:
-        // a healthy item, known without a stat. Only the rest are looked at one by one (this made the start of
-        // every consumer three stats per item of backlog). Entries moving during the listings land in the rest.
+        // A name listed in keys/ and in a queue's state directory with the same inode number is one file with two
+        // links: a healthy item, known without a stat. Only the rest are looked at one by one. Entries moving during
+        // the listings land in the rest.
         var markerInodes: [String: UInt64] = [:]
         markerInodes.reserveCapacity(markers.count)
         for m in markers where m.isRegular != false { markerInodes[m.name] = m.inode }
-        var listings: [(ItemState, [FS.DirectoryEntry])] = []
+        var listings: [(QueueDirectories, ItemState, [FS.DirectoryEntry])] = []
         var healthy = Set<String>()
-        for state in ItemState.allCases {
-            guard let entries = try? FS.listEntries(in: dir(state)) else { continue }
-            listings.append((state, entries))
-            for e in entries where e.isRegular == true && markerInodes[e.name] == e.inode { healthy.insert(e.name) }
+        for qd in queues {
+            for state in ItemState.allCases {
+                guard let entries = try? FS.listEntries(in: qd.dir(state)) else { report.problems.append("cannot list \(qd.prefix)\(state)/"); continue }
+                listings.append((qd, state, entries))
+                for e in entries where e.isRegular == true && markerInodes[e.name] == e.inode { healthy.insert(e.name) }
+            }
         }
         for m in markers where !healthy.contains(m.name) {
             guard let st = try? FS.stat(m.name, in: keys), st.linkCount < 2 else { continue }
             guard let key = SpoolKey(fileName: m.name) else { report.problems.append("foreign entry keys/\(m.name)"); continue }
-            if (try? resolveExistingMarker(key)) == false { report.removedOrphanMarkers.append(key.value) }
+            guard let fd = try? FileDescriptor.open(m.name, in: keys, [.readOnly, .noFollow, .nonBlocking]) else { continue }
+            defer { try? fd.close() }
+            guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat(), held.linkCount < 2,
+                  let cur = try? FS.stat(m.name, in: keys), cur.sameFile(as: held) else { continue }
+            do throws(SpoolError) {
+                switch try finishInterruptedEnqueue(name: m.name, fd: fd, st: held) {
+                case .finished: report.completedWrites.append(key.value)
+                case .alreadyThere: break
+                case .notAnItem:
+                    try sys("remove key marker \(m.name)") { () throws(Errno) in try FS.unlink(m.name, in: keys) }
+                    report.removedOrphanMarkers.append(key.value)
+                }
+            } catch {
+                report.problems.append("cannot finish the enqueue of \(key.value): \(error)")
+            }
         }
-        for (state, entries) in listings {
+        for (qd, state, entries) in listings {
             for e in entries {
-                guard let key = SpoolKey(fileName: e.name) else { report.problems.append("foreign entry \(state)/\(e.name)"); continue }
+                guard let key = SpoolKey(fileName: e.name) else { report.problems.append("foreign entry \(qd.prefix)\(state)/\(e.name)"); continue }
                 if e.isRegular == true && markerInodes[e.name] == e.inode { continue }  // healthy, as above
-                guard let st = try? FS.stat(e.name, in: dir(state)) else { continue }
-                guard st.isRegular else { report.problems.append("\(state)/\(e.name) is not a regular file"); continue }
-                if st.linkCount >= 2 { continue }
-                do {
-                    try FS.link(e.name, in: dir(state), to: e.name, in: keys)
+                guard let st = try? FS.stat(e.name, in: qd.dir(state)) else { continue }
+                guard st.isRegular else { report.problems.append("\(qd.prefix)\(state)/\(e.name) is not a regular file"); continue }
+                if let m = try? FS.stat(e.name, in: keys), m.sameFile(as: st) { continue }
+                do throws(Errno) {
+                    try FS.link(e.name, in: qd.dir(state), to: e.name, in: keys)
                     report.relinkedMarkers.append(key.value)
                 } catch {
-                    report.problems.append("\(state)/\(e.name) has no key marker and it cannot be restored: \(error)")
+                    report.problems.append("\(qd.prefix)\(state)/\(e.name) has no key marker and it cannot be restored: \(error)")
                 }
             }
         }
     }
 
-    /// Removes items in `states` that finished before `olderThanNanos` ago, with their key markers, so their keys
-    /// can be enqueued again. Each item goes to `tmp/` first (one rename), so a crash never leaves half an item.
+    /// Removes items of this queue in `states` that finished before `olderThanNanos` ago; an item's key marker goes
+    /// with its last queue entry, so its key can be enqueued again. Each item goes to `tmp/` first (one rename), so a
+    /// crash never leaves half an item.
     public func purge(states: [ItemState], olderThanNanos: Int64) throws(SpoolError) -> [String] {
         let cutoff = now() - olderThanNanos
         var removed: [String] = []
@@ -207,7 +244,7 @@ extension Spool {
         return removed
     }
 
-    /// Purges one finished item (done or failed), whenever it finished; the same steps and lock as `purge`.
+    /// Purges one finished item (done or failed) of this queue, whenever it finished; the same steps and lock as `purge`.
     public func purge(key: SpoolKey) throws(SpoolError) {
         for state in [ItemState.done, .failed] where (try? FS.stat(key.fileName, in: dir(state))) != nil {
             if try purgeItem(name: key.fileName, key: key, state: state, cutoff: Int64.max) {
@@ -216,55 +253,60 @@ extension Spool {
             }
             throw .busy(key: key.value)
         }
-        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not finished (it is waiting or claimed)") }
+        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not finished in queue \(queue) (it is waiting or claimed, or in another queue)") }
         throw .notFound(key: key.value)
     }
 
     /// One item of `purge`: false when it is not there any more, finished after `cutoff`, or locked.
+    /// Steps: lock (the item's flock, against an enqueue being finished, and the queue's byte); remove the queue's
+    /// `state/<name>`; rename the entry into `tmp/<name>.<unique>.p`; if that was the item's last queue entry (the
+    /// trash and the marker are its only links), remove the marker; remove the trash. `recover` finishes the last
+    /// two steps after a crash.
     func purgeItem(name: String, key: SpoolKey, state: ItemState, cutoff: Int64) throws(SpoolError) -> Bool {
         let d = dir(state)
-        // Finished at: the metadata's time if it recorded one, else the ctime the move into this state set.
         guard let st = try? FS.stat(name, in: d) else { return false }
-        let finished = (try? readMeta(name: name, state: state))?.finishedAtNanos ?? st.ctimeNanos
+        let finished = (try? readState(name: name, in: q))?.finishedAtNanos ?? st.ctimeNanos
         guard finished <= cutoff else { return false }
-        guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow, .nonBlocking]) else { return false }
+        guard let fd = try? FileDescriptor.open(name, in: d, [.readWrite, .noFollow, .nonBlocking]) else { return false }
         defer { try? fd.close() }
-        guard (try? fd.tryLockExclusive()) == .acquired, let held = try? fd.stat() else { return false }
+        guard (try? fd.tryLockExclusive()) == .acquired, (try? fd.tryLockByte(q.lockByte)) == .acquired, let held = try? fd.stat() else { return false }
         guard let cur = try? FS.stat(name, in: d), cur.sameFile(as: held) else { return false }
+        do throws(Errno) { try FS.unlink(name, in: q.state) } catch where error == .noEntry {} catch {
+            throw SpoolError.system(operation: "remove delivery state of \(key)", errno: error)
+        }
         let trash = tmpName(for: name, kind: "p")
         do { try FS.renameNoReplace(name, in: d, to: trash, in: tmp) } catch { return false }
-        // Metadata before the marker: while the marker exists no new item of this key can be accepted,
-        // so the metadata file removed here is certainly this item's.
-        if let m = try? FS.stat(name, in: keys), m.sameFile(as: held) {
-            try? FS.unlink(name, in: metas)
+        if let m = try? FS.stat(name, in: keys), m.sameFile(as: held), let t = try? FS.stat(trash, in: tmp), t.linkCount == 2 {
             try sys("remove key marker of \(key)") { () throws(Errno) in try FS.unlink(name, in: keys) }
         }
         try? FS.unlink(trash, in: tmp)
         return true
     }
 
-    /// Puts items back into `new/`, due now, with their attempt count reset. Takes items from `failed/`,
-    /// and from `new/` (making a waiting retry due at once).
+    /// Puts items of this queue back into `new/`, due now, with their attempt count reset (the history stays).
+    /// Takes items from `failed/`, and from `new/` (making a waiting retry due at once).
     public func retry(key: SpoolKey) throws(SpoolError) {
         let name = key.fileName
         for state in [ItemState.failed, .new] {
-            guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readOnly, .noFollow, .nonBlocking]) else { continue }
+            guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readWrite, .noFollow, .nonBlocking]) else { continue }
             defer { try? fd.close() }
-            guard try sys("lock \(key)", { () throws(Errno) in try fd.tryLockExclusive() }) == .acquired else { throw .busy(key: key.value) }
+            guard try sys("lock \(key)", { () throws(Errno) in try fd.tryLockByte(q.lockByte) }) == .acquired else { throw .busy(key: key.value) }
             guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }
-            var meta = (try? readMeta(name: name, payload: fd)) ?? ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size)
-            meta.attempts = 0
-            meta.nextAttemptAtNanos = nil
-            meta.finishedAtNanos = nil
-            try writeMeta(meta, payload: fd, name: name)
-            try sys("make \(key) due") { () throws(Errno) in try fd.setModificationTime(nanos: now()) }
+            let previous = try? readState(name: name, in: q)
+            if previous != nil || state == .failed {
+                var st = previous ?? DeliveryState()
+                st.attempts = 0
+                st.nextAttemptAtNanos = nil
+                st.finishedAtNanos = nil
+                try writeState(st, name: name, in: q, dueAt: now())
+            }
             if state == .failed {
                 try sys("move \(key) to new") { () throws(Errno) in try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }
             }
             invalidateScan()
             return
         }
-        if (try? FS.stat(name, in: keys)) != nil { throw .conflict("\(key) is not in failed/ or new/ (it is claimed or done)") }
+        if (try? FS.stat(name, in: keys)) != nil { throw .conflict("\(key) is not in failed/ or new/ of queue \(queue) (it is claimed or done, or in another queue)") }
         throw .notFound(key: key.value)
     }
 

@@ -1,69 +1,100 @@
 import SpoolSystem
 
-/// Reading and replacing an item's metadata (docs/spool-format.md, "Metadata").
+/// Reading an item's header and reading and replacing its delivery state (docs/spool-format.md, "The item file",
+/// "Delivery state").
 extension Spool {
-    /// Reads an item's metadata. The payload's `user.spool.meta` attribute is authoritative; `meta/<name>` is read
-    /// when the attribute says the metadata spilled into a file (too large), or when there is no attribute
-    /// (a file system without them). `payload` is the open payload, or it is opened from `state`.
-    func readMeta(name: String, payload: FileDescriptor? = nil, state: ItemState? = nil) throws(SpoolError) -> ItemMeta {
-        let attr: [UInt8]? = try sys("read metadata of \(name)") { () throws(Errno) -> [UInt8]? in
-            if let payload { return try payload.attribute(Spool.metaAttribute, limit: ItemMeta.maxBytes) }
-            guard let state else { return nil }
-            return try FS.attribute(atPath: payloadPath(state: state, name: name), Spool.metaAttribute, limit: ItemMeta.maxBytes)
+    /// Reads the header at the start of an open item file: one `pread` of `ItemHeader.probeBytes`, a second only
+    /// for a header larger than that. Checks the header's size against the file's.
+    static func readHeader(_ fd: FileDescriptor, fileSize: Int64) throws(SpoolError) -> (header: ItemHeader, payloadOffset: Int) {
+        var prefix = try sys("read item header") { () throws(Errno) in try fd.read(at: 0, upTo: ItemHeader.probeBytes) }
+        if case .needs(let n) = try ItemHeader.extent(of: prefix) {
+            guard n <= ItemHeader.maxBytes + 64 else { throw .corrupt("item header too large") }
+            prefix = try sys("read item header") { () throws(Errno) in try fd.read(at: 0, upTo: n) }
         }
-        if let attr, !ItemMeta.isSpilledStub(attr) { return try ItemMeta.parse(attr) }
-        let bytes = try sys("read metadata file of \(name)") { () throws(Errno) in
-            try FileDescriptor.open(name, in: metas, [.readOnly, .noFollow, .nonBlocking]).closeAfter { (fd) throws(Errno) in try fd.readAll(limit: ItemMeta.maxBytes + 1) }
+        let parsed = try ItemHeader.parse(prefix)
+        guard Int64(parsed.payloadOffset) + parsed.header.size == fileSize else {
+            throw .corrupt("item file is \(fileSize) bytes, its header says \(Int64(parsed.payloadOffset) + parsed.header.size)")
         }
-        return try ItemMeta.parse(bytes)
+        return parsed
     }
 
-    /// Replaces an item's metadata; only the holder of the item's lock calls this. Usually one `fsetxattr` on the
-    /// payload (atomic, no new inode); metadata too large for an attribute goes to `meta/<name>` and the attribute
-    /// becomes a stub pointing there. Not fsynced: see "Durability of later transitions" in docs/spool-format.md.
-    func writeMeta(_ meta: ItemMeta, payload: FileDescriptor, name: String) throws(SpoolError) {
-        let json = meta.jsonBytes
-        if attributesUsable.load(ordering: .relaxed) {
-            do throws(Errno) {
-                try faults.check(.write)
-                try payload.setAttribute(Spool.metaAttribute, json)
-                return
-            } catch where error == .notSupported {
-                attributesUsable.store(false, ordering: .relaxed)
-                try writeMetaFile(meta, name: name)
-                return
-            } catch where error == .attributeTooLarge || error == .resultOutOfRange || error == .noSpace {
-                try writeMetaFile(meta, name: name)
-                try sys("write metadata stub of \(name)") { () throws(Errno) in try payload.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub) }
-                return
-            } catch {
-                throw SpoolError.system(operation: "write metadata of \(name)", errno: error)
+    /// Reads the header of `name` in `state` of this queue.
+    func readHeader(name: String, state: ItemState) throws(SpoolError) -> (header: ItemHeader, payloadOffset: Int) {
+        try withItemFile(name: name, in: dir(state)) { (fd, st) throws(SpoolError) in try Spool.readHeader(fd, fileSize: st.size) }
+    }
+
+    /// Opens an item file read-only (no symlinks, no FIFOs), checks it is a regular file, runs `body`, closes it.
+    func withItemFile<R>(name: String, in d: FileDescriptor, _ body: (FileDescriptor, FileStat) throws(SpoolError) -> R) throws(SpoolError) -> R {
+        let fd = try sys("open \(name)") { () throws(Errno) in try FileDescriptor.open(name, in: d, [.readOnly, .noFollow, .nonBlocking]) }
+        return try fd.closeAfter { (fd) throws(SpoolError) -> R in
+            let st = try sys("stat \(name)") { () throws(Errno) in try fd.stat() }
+            guard st.isRegular else { throw .corrupt("\(name) is not a regular file") }
+            return try body(fd, st)
+        }
+    }
+
+    /// The delivery state of `name` in queue `qd`; nil when it has none (it never failed there).
+    func readState(name: String, in qd: QueueDirectories) throws(SpoolError) -> DeliveryState? {
+        let bytes: [UInt8]
+        do throws(Errno) {
+            bytes = try FileDescriptor.open(name, in: qd.state, [.readOnly, .noFollow, .nonBlocking]).closeAfter { (fd) throws(Errno) in
+                guard try fd.stat().isRegular else { throw Errno.invalidArgument }
+                return try fd.readAll(limit: DeliveryState.maxBytes + 1)
             }
+        } catch where error == .noEntry {
+            return nil
+        } catch {
+            throw SpoolError.system(operation: "read delivery state of \(name)", errno: error)
         }
-        try writeMetaFile(meta, name: name)
-        // An attribute left from a time attributes were used would shadow the file: point it at the file.
-        try? payload.setAttribute(Spool.metaAttribute, ItemMeta.spilledStub)
+        return try DeliveryState.parse(bytes)
     }
 
-    /// Replaces `meta/<name>` atomically (write a file in `tmp/`, rename it over): readers see the old or the new
-    /// file, never a torn one.
-    func writeMetaFile(_ meta: ItemMeta, name: String, sync: Bool = false) throws(SpoolError) {
-        let t = tmpName(for: name, kind: "m")
-        try sys("write metadata of \(name)") { () throws(Errno) in
+    /// Replaces `state/<name>` of queue `qd` atomically: written in `tmp/` as `<name>.<unique>.s`, flushed, its mtime
+    /// set to the not-before time (`dueAt`, or now), renamed over the old one. Only the holder of the item's claim
+    /// lock in that queue (or an operator command holding it) writes it. Flushed because it carries the attempt
+    /// count that dead-letters a poison item; its rename is not (a power cut may roll it back, like any transition).
+    func writeState(_ state: DeliveryState, name: String, in qd: QueueDirectories, dueAt: Int64? = nil) throws(SpoolError) {
+        let t = tmpName(for: name, kind: "s")
+        try sys("write delivery state of \(name)") { () throws(Errno) in
             try faults.check(.open)
             let fd = try FileDescriptor.open(t, in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
             do throws(Errno) {
                 try fd.closeAfter { (fd) throws(Errno) in
                     try faults.check(.write)
-                    try fd.writeAll(meta.jsonBytes)
-                    if sync { try faults.check(.fsync); try fd.fsync() }
+                    try fd.writeAll(state.jsonBytes)
+                    try fd.setModificationTime(nanos: dueAt ?? now())
+                    try faults.check(.fsync)
+                    try fd.fsync()
                 }
                 try faults.check(.rename)
-                try FS.rename(t, in: tmp, to: name, in: metas)
+                try FS.rename(t, in: tmp, to: name, in: qd.state)
             } catch {
                 try? FS.unlink(t, in: tmp)
                 throw error
             }
         }
+    }
+
+    /// The combined view of an item (header and this queue's delivery state) that listings, `show` and handlers see.
+    static func meta(header h: ItemHeader, state: DeliveryState?) -> ItemMeta {
+        var m = ItemMeta(key: h.key, receivedAtNanos: h.receivedAtNanos, size: h.size, headers: h.headers)
+        m.source = h.source == .webhook ? nil : h.source.rawValue
+        m.queues = h.queues
+        if let state {
+            m.attempts = state.attempts
+            m.nextAttemptAtNanos = state.nextAttemptAtNanos
+            m.lastError = state.lastError
+            m.lastStatus = state.lastStatus
+            m.lastAttemptAtNanos = state.lastAttemptAtNanos
+            m.finishedAtNanos = state.finishedAtNanos
+            m.history = state.history
+        }
+        return m
+    }
+
+    /// Header and delivery state of `name` in `state` of this queue, as one `ItemMeta`.
+    func readMeta(name: String, state: ItemState) throws(SpoolError) -> ItemMeta {
+        let h = try readHeader(name: name, state: state).header
+        return Spool.meta(header: h, state: try readState(name: name, in: q))
     }
 }

@@ -1,4 +1,5 @@
 import SpoolSystem
+import SpoolWire
 
 /// The one error type of the spool protocol layer. The ingress maps it to an HTTP status,
 /// the CLI to an exit code.
@@ -16,6 +17,12 @@ public enum SpoolError: Error, Equatable, Sendable, CustomStringConvertible {
     case busy(key: String)
     /// The on-disk state contradicts the protocol's invariants (for example two items under one key).
     case conflict(String)
+    /// A queue name that is not 1 to 64 bytes of `[a-z0-9_-]` starting with a letter or digit.
+    case invalidQueue(String)
+    /// The spool is in an older format that this binary reads only to migrate it (`spool migrate`).
+    case needsMigration(path: String, found: Int)
+    /// The spool is in a format this binary does not know (written by a newer release).
+    case unsupportedFormat(path: String, found: Int)
 
     public var description: String {
         switch self {
@@ -26,6 +33,11 @@ public enum SpoolError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corrupt(let m): return "corrupt spool data: \(m)"
         case .busy(let k): return "item \(k) is held by another process"
         case .conflict(let m): return "spool conflict: \(m)"
+        case .invalidQueue(let q): return "invalid queue name \(q.debugDescription): use 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit"
+        case let .needsMigration(p, v):
+            return "spool directory \(p) is in format \(v); this release reads format \(Spool.formatVersion): run 'spool migrate --dir \(shellQuoted(p))' (docs/spool-format.md, Upgrading)"
+        case let .unsupportedFormat(p, v):
+            return "spool directory \(p) is in format \(v), newer than this release understands (format \(Spool.formatVersion)); use a newer spool"
         }
     }
 

@@ -169,7 +169,7 @@ public final class Reconciler: @unchecked Sendable {
             if spool.hasMarker(key: key) || inBatch.contains(m.project) { r.known += 1; continue }
             inBatch.insert(m.project)
             batch.append(EnqueueRequest(key: key, payload: m.webhookPayload, headers: [("content-type", "application/json")],
-                                        source: "reconcile"))
+                                        source: .reconcile))
         }
         firstSeenFinal = seenNow
         var start = 0

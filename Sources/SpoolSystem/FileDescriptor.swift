@@ -110,12 +110,18 @@ public struct FileDescriptor: Sendable, Hashable {
     /// Reads a regular file of `size` bytes from byte 0 with pread(2), leaving the offset alone. A short read of a
     /// regular file is its end, so the expected size costs one call; a file grown beyond `size` is `EFBIG`.
     public func readFromStart(size: Int) throws(Errno) -> [UInt8] {
+        try readToEnd(from: 0, size: size)
+    }
+
+    /// Reads the `size` bytes from `offset` to the end of a regular file with pread(2), leaving the offset alone;
+    /// bytes beyond `offset + size` are `EFBIG` (the file grew), fewer is a short result.
+    public func readToEnd(from offset: Int, size: Int) throws(Errno) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: size + 1)
         var have = 0
         while have < out.count {
             let asked = out.count - have
             let n = try out.withUnsafeMutableBytes { p in
-                Result { () throws(Errno) in try retryingSyscall { Glibc.pread(rawValue, p.baseAddress! + have, asked, off_t(have)) } }
+                Result { () throws(Errno) in try retryingSyscall { Glibc.pread(rawValue, p.baseAddress! + have, asked, off_t(offset + have)) } }
             }.get()
             have += n
             if n < asked { break }
@@ -124,6 +130,47 @@ public struct FileDescriptor: Sendable, Hashable {
         out.removeSubrange(have...)
         return out
     }
+
+    /// Up to `count` bytes from `offset` with pread(2) (fewer at the end of the file), leaving the offset alone.
+    public func read(at offset: Int, upTo count: Int) throws(Errno) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var have = 0
+        while have < count {
+            let asked = count - have
+            let n = try out.withUnsafeMutableBytes { p in
+                Result { () throws(Errno) in try retryingSyscall { Glibc.pread(rawValue, p.baseAddress! + have, asked, off_t(offset + have)) } }
+            }.get()
+            if n == 0 { break }
+            have += n
+        }
+        out.removeSubrange(have...)
+        return out
+    }
+
+    /// Sets the file offset (a handler's stdin starts at the payload, after the item header).
+    public func seek(to offset: Int) throws(Errno) { _ = try retryingSyscall { lseek(rawValue, off_t(offset), SEEK_SET) } }
+
+    /// `openat(dir, ".", O_TMPFILE|O_RDWR)`: a regular file without a name, given one by `FS.link(openFile:)`.
+    /// `EOPNOTSUPP`/`EISDIR`/`EINVAL` where the file system (or kernel) has no O_TMPFILE.
+    public static func openUnnamed(in dir: FileDescriptor, mode: UInt32 = 0o600) throws(Errno) -> FileDescriptor {
+        FileDescriptor(rawValue: try retryingSyscall { spool_open_tmpfile(dir.rawValue, mode) })
+    }
+
+    /// An exclusive open-file-description lock on the one byte at `offset` (`F_OFD_SETLK`), without waiting.
+    /// Unlike `flock`, locks on different bytes of one inode do not conflict: each queue of a shared item file locks
+    /// its own byte. The descriptor must be open for writing. Held until the description's last descriptor closes.
+    public func tryLockByte(_ offset: Int64) throws(Errno) -> LockResult {
+        while true {
+            if spool_ofd_lock(rawValue, offset, 1, 0) == 0 { return .acquired }
+            let e = Errno.current
+            if e == .interrupted { continue }
+            if e == .wouldBlock || e == .permissionDenied { return .busy }
+            throw e
+        }
+    }
+
+    /// Drops a byte lock of `tryLockByte` early.
+    public func unlockByte(_ offset: Int64) { _ = spool_ofd_unlock(rawValue, offset) }
 
     /// Writes every byte, looping over short writes; a write that makes no progress is an error.
     public func writeAll(_ bytes: [UInt8]) throws(Errno) {

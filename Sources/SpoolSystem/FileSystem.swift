@@ -25,6 +25,12 @@ public enum FS {
         _ = try retryingSyscall { linkat(fromDir.rawValue, from, toDir.rawValue, to, 0) }
     }
 
+    /// Gives an open file (an `O_TMPFILE`, or any file) another name: `linkat` of `/proc/self/fd/N` with
+    /// `AT_SYMLINK_FOLLOW`, which needs no privilege (unlike `AT_EMPTY_PATH` on older kernels). EEXIST if taken.
+    public static func link(openFile fd: FileDescriptor, to: String, in toDir: FileDescriptor) throws(Errno) {
+        _ = try retryingSyscall { spool_link_fd(fd.rawValue, toDir.rawValue, to) }
+    }
+
     public static func unlink(_ name: String, in dir: FileDescriptor) throws(Errno) {
         _ = try retryingSyscall { unlinkat(dir.rawValue, name, 0) }
     }

@@ -68,4 +68,15 @@ int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_
 int spool_spawn(int *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
                 int in_fd, int out_fd, int err_fd);
 
+/// `openat(dir, ".", O_TMPFILE|O_RDWR|O_CLOEXEC)`: a file with no name until `spool_link_fd` gives it one.
+int spool_open_tmpfile(int dirfd, uint32_t mode);
+/// `linkat` of an open file (by /proc/self/fd/N, AT_SYMLINK_FOLLOW): names an O_TMPFILE without privileges.
+int spool_link_fd(int fd, int newdirfd, const char *newpath);
+/// Open-file-description byte-range locks (F_OFD_SETLK[W]) on the one byte at `offset`: held by the open file
+/// description (inherited across fork and exec, dropped when its last descriptor closes), independent of flock.
+int spool_ofd_lock(int fd, int64_t offset, int exclusive, int wait);
+int spool_ofd_unlock(int fd, int64_t offset);
+int64_t spool_pread(int fd, void *buf, uint64_t count, int64_t offset);
+int64_t spool_lseek_set(int fd, int64_t offset);
+
 #endif
