@@ -189,6 +189,7 @@ extension Spool {
             _ = try? finishFailed(item, error: "the item file is unreadable: \(error)", status: "corrupt")
             return nil
         }
+        if let p = previous, !p.belongs(toItemReceivedAt: header.receivedAtNanos) { previous = nil }  // an earlier item's
         var meta = Spool.meta(header: header, state: previous)
         if let stateError { meta.lastError = "delivery state was unreadable and has been reset: \(stateError)" }
         meta.attempts = (previous?.attempts ?? 0) + 1
@@ -212,7 +213,7 @@ extension Spool {
     public func complete(_ item: ClaimedItem, status: String? = nil) throws(SpoolError) {
         precondition(!item.finished, "item already finished")
         if item.previous != nil || status != nil {
-            var st = item.previous ?? DeliveryState()
+            var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
             let now = self.now()
             st.attempts = item.attempt
             st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .done, status: status))
@@ -239,7 +240,7 @@ extension Spool {
         if let ra = retryAfterNanos { delay = max(delay, min(ra, policy.maxNanos)) }
         let (sum, overflow) = now.addingReportingOverflow(delay)
         let due = overflow ? 4_400_000_000_000_000_000 : min(sum, 4_400_000_000_000_000_000)
-        var st = item.previous ?? DeliveryState()
+        var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
         st.attempts = item.attempt
         st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .retry,
                                 status: status, error: error))
@@ -265,7 +266,7 @@ extension Spool {
 
     func finishFailed(_ item: ClaimedItem, error: String, status: String?, recordAttempt: Bool = true) throws(SpoolError) -> FailOutcome {
         let now = self.now()
-        var st = item.previous ?? DeliveryState()
+        var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
         if recordAttempt {
             st.attempts = item.attempt
             st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .failed,

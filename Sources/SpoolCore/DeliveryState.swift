@@ -37,6 +37,9 @@ public struct DeliveryState: Sendable, Equatable {
     public static let maxHistory = 10
     public static let maxRecordErrorBytes = 1024
 
+    /// The arrival of the item this state belongs to (its header's `received_at_ns`): a state file left behind by
+    /// an earlier item of the same key (deleted by hand) never describes a new one.
+    public var itemReceivedAtNanos: Int64?
     /// Attempts that ended (a claim in progress is not counted here: see `ClaimedItem.attempt`).
     public var attempts: Int = 0
     public var nextAttemptAtNanos: Int64?
@@ -48,7 +51,10 @@ public struct DeliveryState: Sendable, Equatable {
     /// The last `maxHistory` attempts, oldest first.
     public var history: [AttemptRecord] = []
 
-    public init() {}
+    public init(itemReceivedAtNanos: Int64? = nil) { self.itemReceivedAtNanos = itemReceivedAtNanos }
+
+    /// Whether this state belongs to the item that arrived at `receivedAt` (a state without the member is trusted).
+    public func belongs(toItemReceivedAt receivedAt: Int64) -> Bool { itemReceivedAtNanos.map { $0 == receivedAt } ?? true }
 
     /// Appends an attempt, keeping the last `maxHistory`.
     public mutating func record(_ a: AttemptRecord) {
@@ -68,6 +74,7 @@ public struct DeliveryState: Sendable, Equatable {
         func time(_ n: Int64) { o.append(0x22); RFC3339.append(nanos: n, to: &o); o.append(0x22) }
         o.append(0x7B)
         key("v"); Digits.append(DeliveryState.version, to: &o)
+        if let r = itemReceivedAtNanos { key("item_received_at_ns"); Digits.append(r, to: &o) }
         key("attempts"); Digits.append(attempts, to: &o)
         if let n = nextAttemptAtNanos { key("next_attempt_at"); time(n); key("next_attempt_at_ns"); Digits.append(n, to: &o) }
         if let s = lastStatus { key("last_status"); str(s) }
@@ -95,13 +102,14 @@ public struct DeliveryState: Sendable, Equatable {
         guard bytes.count <= maxBytes else { throw .corrupt("delivery state larger than \(maxBytes) bytes") }
         var v = ItemMeta.Once<Int64>(), att = ItemMeta.Once<Int64>(), next = ItemMeta.Once<Int64>()
         var st = ItemMeta.Once<String>(), err = ItemMeta.Once<String>(), last = ItemMeta.Once<Int64>()
-        var fin = ItemMeta.Once<Int64>(), hist = ItemMeta.Once<JSONValue>()
+        var fin = ItemMeta.Once<Int64>(), hist = ItemMeta.Once<JSONValue>(), item = ItemMeta.Once<Int64>()
         let isObject: Bool
         do {
             isObject = try JSONParser.visitObject(bytes) { (name, p) throws(JSONError) in
                 switch name {
                 case "v": v.set(try p.memberInteger())
                 case "attempts": att.set(try p.memberInteger())
+                case "item_received_at_ns": item.set(try p.memberInteger())
                 case "next_attempt_at_ns": next.set(try p.memberInteger())
                 case "last_status": st.set(try p.memberString())
                 case "last_error": err.set(try p.memberString())
@@ -118,6 +126,7 @@ public struct DeliveryState: Sendable, Equatable {
         guard sane(next.get), sane(last.get), sane(fin.get) else { throw .corrupt("delivery state time out of range") }
         var s = DeliveryState()
         s.attempts = Int(a)
+        s.itemReceivedAtNanos = item.get
         s.nextAttemptAtNanos = next.get
         s.lastStatus = st.get
         s.lastError = err.get

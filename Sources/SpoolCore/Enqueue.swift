@@ -421,7 +421,8 @@ extension Spool {
         var linked = false
         for qn in header.queues {
             let qd = try queueDirectories(qn)
-            if ItemState.allCases.contains(where: { (try? FS.stat(name, in: qd.dir($0)))?.sameFile(as: st) == true }) { continue }
+            // Already in this queue (this file, or a copy of it that a backup tool made: recover relinks those).
+            if ItemState.allCases.contains(where: { (try? FS.stat(name, in: qd.dir($0))) != nil }) { continue }
             do throws(Errno) {
                 try FS.link(name, in: keys, to: name, in: qd.dir(.new))
                 linked = true

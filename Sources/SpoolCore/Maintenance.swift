@@ -8,6 +8,8 @@ public struct RecoveryReport: Sendable, Equatable {
     public var removedTmp: [String] = []
     public var removedOrphanMarkers: [String] = []
     public var relinkedMarkers: [String] = []
+    /// Queue entries that were separate copies of their marker's file (a backup without hard links), linked again.
+    public var relinkedCopies: [String] = []
     public var problems: [String] = []
 
     public var lines: [String] {
@@ -16,6 +18,7 @@ public struct RecoveryReport: Sendable, Equatable {
             + removedTmp.map { "removed stale tmp/\($0)" }
             + removedOrphanMarkers.map { "removed orphan key marker \($0)" }
             + relinkedMarkers.map { "restored missing key marker of \($0)" }
+            + relinkedCopies.map { "linked the copy of \($0) to its key marker again" }
             + problems.map { "problem: \($0)" }
     }
     public var isEmpty: Bool { lines.isEmpty }
@@ -155,7 +158,9 @@ extension Spool {
             guard (try? fd.tryLockByte(qd.lockByte)) == .acquired else { continue } // claimant alive
             guard let held = try? fd.stat(), held.isRegular, let cur = try? FS.stat(name, in: claimedDir), cur.sameFile(as: held) else { continue }
             // The attempt that died is recorded, so that an item that kills every consumer is dead-lettered.
-            var st = (try? readState(name: name, in: qd)) ?? DeliveryState()
+            let received = (try? Spool.readHeader(fd, fileSize: held.size))?.header.receivedAtNanos
+            var st = (try? readState(name: name, in: qd)).flatMap { s in received.map { s.belongs(toItemReceivedAt: $0) } ?? true ? s : nil }
+                ?? DeliveryState(itemReceivedAtNanos: received)
             st.attempts += 1
             st.record(AttemptRecord(startedAtNanos: held.ctimeNanos, durationNanos: max(0, now - held.ctimeNanos), outcome: .abandoned,
                                     status: "abandoned", error: "the claimant died during attempt \(st.attempts)"))
@@ -189,6 +194,32 @@ extension Spool {
                 for e in entries where e.isRegular == true && markerInodes[e.name] == e.inode { healthy.insert(e.name) }
             }
         }
+        // Queue entries first: a missing marker is restored; an entry that is a separate copy of the marker's file
+        // (`rsync -a` without -H, `cp -r` turn hard links into copies) is linked to the marker's file again.
+        for (qd, state, entries) in listings {
+            for e in entries {
+                guard let key = SpoolKey(fileName: e.name) else { report.problems.append("foreign entry \(qd.prefix)\(state)/\(e.name)"); continue }
+                if e.isRegular == true && markerInodes[e.name] == e.inode { continue }  // healthy, as above
+                guard let st = try? FS.stat(e.name, in: qd.dir(state)) else { continue }
+                guard st.isRegular else { report.problems.append("\(qd.prefix)\(state)/\(e.name) is not a regular file"); continue }
+                let marker = try? FS.stat(e.name, in: keys)
+                if let marker, marker.sameFile(as: st) { continue }
+                do throws(SpoolError) {
+                    if let marker {
+                        guard st.linkCount == 1, marker.size == st.size else {
+                            report.problems.append("\(qd.prefix)\(state)/\(e.name) is not the file its key marker links to"); continue
+                        }
+                        try relinkCopy(name: e.name, in: qd.dir(state))
+                        report.relinkedCopies.append(key.value)
+                    } else {
+                        try sys("restore key marker") { () throws(Errno) in try FS.link(e.name, in: qd.dir(state), to: e.name, in: keys) }
+                        report.relinkedMarkers.append(key.value)
+                    }
+                } catch {
+                    report.problems.append("\(qd.prefix)\(state)/\(e.name): cannot link it to its key marker: \(error)")
+                }
+            }
+        }
         for m in markers where !healthy.contains(m.name) {
             guard let st = try? FS.stat(m.name, in: keys), st.linkCount < 2 else { continue }
             guard let key = SpoolKey(fileName: m.name) else { report.problems.append("foreign entry keys/\(m.name)"); continue }
@@ -208,20 +239,15 @@ extension Spool {
                 report.problems.append("cannot finish the enqueue of \(key.value): \(error)")
             }
         }
-        for (qd, state, entries) in listings {
-            for e in entries {
-                guard let key = SpoolKey(fileName: e.name) else { report.problems.append("foreign entry \(qd.prefix)\(state)/\(e.name)"); continue }
-                if e.isRegular == true && markerInodes[e.name] == e.inode { continue }  // healthy, as above
-                guard let st = try? FS.stat(e.name, in: qd.dir(state)) else { continue }
-                guard st.isRegular else { report.problems.append("\(qd.prefix)\(state)/\(e.name) is not a regular file"); continue }
-                if let m = try? FS.stat(e.name, in: keys), m.sameFile(as: st) { continue }
-                do throws(Errno) {
-                    try FS.link(e.name, in: qd.dir(state), to: e.name, in: keys)
-                    report.relinkedMarkers.append(key.value)
-                } catch {
-                    report.problems.append("\(qd.prefix)\(state)/\(e.name) has no key marker and it cannot be restored: \(error)")
-                }
-            }
+    }
+
+    /// Replaces a queue entry that is a copy of its marker's file with a link to that file: linked as a `tmp/` name,
+    /// renamed over the entry (atomic: the entry is the copy or the link, both whole).
+    private func relinkCopy(name: String, in d: FileDescriptor) throws(SpoolError) {
+        let t = tmpName(for: name, kind: "k")
+        try sys("relink \(name)") { () throws(Errno) in
+            try FS.link(name, in: keys, to: t, in: tmp)
+            do throws(Errno) { try FS.rename(t, in: tmp, to: name, in: d) } catch { try? FS.unlink(t, in: tmp); throw error }
         }
     }
 
@@ -292,9 +318,10 @@ extension Spool {
             defer { try? fd.close() }
             guard try sys("lock \(key)", { () throws(Errno) in try fd.tryLockByte(q.lockByte) }) == .acquired else { throw .busy(key: key.value) }
             guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }
-            let previous = try? readState(name: name, in: q)
+            let received = (try? Spool.readHeader(fd, fileSize: held.size))?.header.receivedAtNanos
+            let previous = (try? readState(name: name, in: q)).flatMap { s in received.map { s.belongs(toItemReceivedAt: $0) } ?? true ? s : nil }
             if previous != nil || state == .failed {
-                var st = previous ?? DeliveryState()
+                var st = previous ?? DeliveryState(itemReceivedAtNanos: received)
                 st.attempts = 0
                 st.nextAttemptAtNanos = nil
                 st.finishedAtNanos = nil

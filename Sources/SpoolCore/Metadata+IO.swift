@@ -80,7 +80,7 @@ extension Spool {
         var m = ItemMeta(key: h.key, receivedAtNanos: h.receivedAtNanos, size: h.size, headers: h.headers)
         m.source = h.source == .webhook ? nil : h.source.rawValue
         m.queues = h.queues
-        if let state {
+        if let state, state.belongs(toItemReceivedAt: h.receivedAtNanos) {
             m.attempts = state.attempts
             m.nextAttemptAtNanos = state.nextAttemptAtNanos
             m.lastError = state.lastError
@@ -92,9 +92,13 @@ extension Spool {
         return m
     }
 
-    /// Header and delivery state of `name` in `state` of this queue, as one `ItemMeta`.
+    /// Header and delivery state of `name` in `state` of this queue, as one `ItemMeta`. `attempts` counts attempts
+    /// started, as listings always have: a claimed item's running attempt, and a done item's one successful attempt
+    /// that (going well) wrote no state.
     func readMeta(name: String, state: ItemState) throws(SpoolError) -> ItemMeta {
         let h = try readHeader(name: name, state: state).header
-        return Spool.meta(header: h, state: try readState(name: name, in: q))
+        var m = Spool.meta(header: h, state: try readState(name: name, in: q))
+        if state == .claimed { m.attempts += 1 } else if state == .done { m.attempts = max(m.attempts, 1) }
+        return m
     }
 }

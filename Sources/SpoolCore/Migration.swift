@@ -228,7 +228,7 @@ struct Migrator {
         var state: DeliveryState?
         var due: Int64? = nil
         if meta.attempts > 0 || meta.lastError != nil || meta.lastStatus != nil {
-            var ds = DeliveryState()
+            var ds = DeliveryState(itemReceivedAtNanos: meta.receivedAtNanos)
             ds.attempts = meta.attempts
             ds.lastError = meta.lastError
             ds.lastStatus = meta.lastStatus

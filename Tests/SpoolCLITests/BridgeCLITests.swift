@@ -214,7 +214,8 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         // Byte for byte, with the ingress's metadata carried over.
         let one = entries(w1 + "/new").first ?? entries(w2 + "/new").first ?? "pl0"
         let dir = entries(w1 + "/new").contains(one) ? w1 : w2
-        #expect(FileManager.default.contents(atPath: dir + "/new/\(one)") == FileManager.default.contents(atPath: ingress + "/done/\(one)"))
+        #expect(storedPayload(atPath: dir + "/new/\(one)") == storedPayload(atPath: ingress + "/done/\(one)"))
+        #expect(storedHeader(atPath: dir + "/new/\(one)")?.source == .pull)
         // Nothing left unacknowledged once both have caught up (redeliveries of the killed puller's batches included).
         #expect(waitUntil(timeout: 20) { (try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")) == 0 },
                 "\(String(describing: try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")))")

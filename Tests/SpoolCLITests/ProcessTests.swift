@@ -37,8 +37,8 @@ import SpoolCore
         let e = try run(testkitBin, ["enqueue-range", dir, "item", "0", "2000", "128"])
         #expect(e.lines.filter { $0.hasPrefix("accepted ") }.count == 2000)
         let log = dir + ".log"
-        // The handler checks it was given exactly the stored bytes.
-        let handler = "cmp -s - \"$SPOOL_FILE\" && echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
+        // The handler checks it was given exactly the stored bytes (the item file's payload, after its header).
+        let handler = "cmp -s - \"$SPOOL_FILE\" 0 \"$SPOOL_PAYLOAD_OFFSET\" && echo \"$SPOOL_KEY $SPOOL_ATTEMPT\" >> \(log)"
         let consumers = try (0..<4).map { _ in
             try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler, "--concurrency", "4", "--drain"])
         }

@@ -13,78 +13,155 @@ import SpoolTestSupport
         let root = makeTempDir() + "/spool"
         let s = try Spool(path: root)
         #expect(try s.enqueue(key: SpoolKey("P1"), payload: payload, headers: [("Content-Type", "application/json")]) == .accepted)
-        for d in ["tmp", "keys", "meta", "new", "claimed", "done", "failed"] {
+        for d in ["tmp", "keys", "new", "claimed", "done", "failed", "state", "queues"] {
             let st = try FS.stat(root + "/" + d)
             #expect(st.isDirectory && st.permissions == 0o700, "\(d)")
         }
+        #expect(FileManager.default.contents(atPath: root + "/format") == Data("2\n".utf8))
+        #expect(try FS.stat(root + "/meta").isRegular, "meta is a file, so that format 1 binaries refuse the spool")
         #expect(try FS.stat(root + "/new/P1").permissions == 0o600)
-        #expect(FileManager.default.contents(atPath: root + "/new/P1") == Data(payload))
-        // The marker is the same file as the payload (a hard link), so it survives every move.
+        // The item file: the header, then exactly the payload.
+        let file = try #require(FileManager.default.contents(atPath: root + "/new/P1")).map { $0 }
+        let (header, offset) = try ItemHeader.parse(file)
+        #expect(Array(file[offset...]) == payload)
+        #expect(header.key == "P1" && header.size == Int64(payload.count) && header.queues == ["default"] && header.source == .webhook)
+        #expect(header.header("content-type") == "application/json")
+        // No extended attribute, no state file for an item that never failed.
+        let attr = try FileDescriptor.open(root + "/new/P1", [.readOnly]).closeAfter { try $0.attribute("user.spool.meta", limit: 65536) }
+        #expect(attr == nil)
+        #expect(entries(root + "/state").isEmpty)
+        // The marker is the same file as the item (a hard link), so it survives every move.
         #expect(try FS.stat(root + "/keys/P1").sameFile(as: FS.stat(root + "/new/P1")))
         #expect(entries(root + "/tmp").isEmpty)
-        // The metadata is an extended attribute of the payload: it moves with it, and meta/ stays empty.
-        #expect(entries(root + "/meta").isEmpty)
-        let attr = try FileDescriptor.open(root + "/new/P1", [.readOnly]).closeAfter { try $0.attribute(Spool.metaAttribute, limit: 65536) }
-        #expect(try ItemMeta.parse(try #require(attr)).key == "P1")
         let info = try s.find(key: SpoolKey("P1"))
         #expect(info.meta?.header("content-type") == "application/json")
-        #expect(info.meta?.size == Int64(payload.count))
+        #expect(info.meta?.size == Int64(payload.count) && info.size == Int64(payload.count))
+        #expect(try s.payload(of: info) == payload)
         let item = try #require(try s.claimSoon())
         #expect(item.meta.header("content-type") == "application/json" && item.attempt == 1)
+        #expect(try item.readPayload() == payload)
         try s.complete(item)
         #expect(try s.find(key: SpoolKey("P1")).meta?.attempts == 1)
-        #expect(entries(root + "/meta").isEmpty)
+        #expect(entries(root + "/state").isEmpty, "accept, claim, done wrote no state")
     }
 
-    @Test func metadataTooLargeForAnAttributeSpillsIntoAFile() throws {
+    @Test func aOneKiBWebhookTakesOneBlockInEveryState() throws {
         let root = makeTempDir() + "/spool"
         let s = try Spool(path: root)
-        _ = try s.enqueue(key: SpoolKey("BIG"), payload: [1])
+        let body = [UInt8](repeating: 0x61, count: 1024)
+        _ = try s.enqueue(key: SpoolKey("K"), payload: body, headers: [("content-type", "application/json"),
+                                                                       ("user-agent", "JSON2Video-Webhook/1.0 (+https://json2video.com)")])
+        func blocks(_ state: String) throws -> Int64 {
+            var st = Glibc.stat()
+            #expect(Glibc.stat(root + "/" + state + "/K", &st) == 0)
+            return Int64(st.st_blocks)
+        }
+        #expect(try blocks("new") <= 8)
         let item = try #require(try s.claimSoon())
-        let longError = String(repeating: "stderr line with detail\n", count: 170) // about 4 KiB
-        try s.fail(item, error: longError, retryable: false, policy: RetryPolicy())
-        #expect(entries(root + "/meta") == ["BIG"], "spilled into meta/")
+        #expect(try blocks("claimed") <= 8)
+        try s.complete(item)
+        #expect(try blocks("done") <= 8)
+    }
+
+    @Test func longErrorsGoToTheStateFileClippedWithHistory() throws {
+        let clock = ManualClock()
+        let root = makeTempDir() + "/spool"
+        let s = try Spool(path: root, clock: clock)
+        _ = try s.enqueue(key: SpoolKey("BIG"), payload: [1])
+        let policy = RetryPolicy(maxAttempts: 30, baseNanos: 1_000_000_000, maxNanos: 1_000_000_000, random: { $0 })
+        let longError = String(repeating: "stderr line with detail\n", count: 500) // about 12 KiB
+        for _ in 0..<12 {
+            let item = try #require(try s.claimSoon(policy: policy))
+            try s.fail(item, error: longError, status: "exit 1", retryable: true, policy: policy)
+            clock.advance(seconds: 2)
+        }
+        #expect(entries(root + "/state") == ["BIG"])
         let info = try s.find(key: SpoolKey("BIG"))
         #expect(info.meta?.lastError == ItemMeta.clipError(longError))
-        try s.retry(key: SpoolKey("BIG"))
-        let again = try #require(try s.claimSoon())
-        #expect(again.attempt == 1 && again.meta.lastError == ItemMeta.clipError(longError))
+        #expect(info.meta?.attempts == 12)
+        let history = try #require(info.meta?.history)
+        #expect(history.count == 10, "the last 10 attempts")
+        #expect(history.allSatisfy { $0.outcome == .retry && $0.status == "exit 1" && ($0.error?.utf8.count ?? 0) <= 1024 + 3 })
+        let again = try #require(try s.claimSoon(policy: policy))
+        #expect(again.attempt == 13)
         try s.complete(again)
-        #expect(try s.find(key: SpoolKey("BIG")).state == .done)
+        let done = try s.find(key: SpoolKey("BIG"))
+        #expect(done.meta?.lastError == nil, "a done item does not present an old error as its state")
+        #expect(done.meta?.history.last?.outcome == .done && done.meta?.attempts == 13)
         #expect(try s.purge(states: [.done], olderThanNanos: 0) == ["BIG"])
-        #expect(entries(root + "/meta").isEmpty, "purge removes a spilled file too")
+        #expect(entries(root + "/state").isEmpty, "purge removes the state file too")
     }
 
-    @Test func metadataFilesWhereAttributesAreNotUsed() throws {
+    @Test func namedFallbackWithoutTmpfile() throws {
         let root = makeTempDir() + "/spool"
-        let s = try Spool(path: root, metadataInAttributes: false)
+        let s = try Spool(path: root, unnamedFiles: false)
         #expect(try s.enqueue(key: SpoolKey("F1"), payload: payload, headers: [("Content-Type", "text/plain")]) == .accepted)
-        #expect(entries(root + "/meta") == ["F1"])
-        let attr = try FileDescriptor.open(root + "/new/F1", [.readOnly]).closeAfter { try $0.attribute(Spool.metaAttribute, limit: 65536) }
-        #expect(attr == nil)
         #expect(try s.find(key: SpoolKey("F1")).meta?.header("content-type") == "text/plain")
+        #expect(try s.payload(of: s.find(key: SpoolKey("F1"))) == payload)
         #expect(entries(root + "/tmp").isEmpty)
+        #expect(try FS.stat(root + "/keys/F1").linkCount == 2)
     }
 
-    @Test func staleMetadataFileNeverShadowsANewItem() throws {
+    @Test func staleStateFileNeverDescribesANewItem() throws {
         let root = makeTempDir() + "/spool"
         let s = try Spool(path: root)
         _ = try s.enqueue(key: SpoolKey("S"), payload: [1])
         let item = try #require(try s.claimSoon())
-        // A long error spills the metadata into meta/S.
-        try s.fail(item, error: String(repeating: "old incarnation\n", count: 300), retryable: false, policy: RetryPolicy())
-        // The operator deletes the item by hand; its metadata file stays behind.
+        try s.fail(item, error: "old incarnation", retryable: false, policy: RetryPolicy())
+        // The operator deletes the item and its marker by hand; its state file stays behind.
         try FileManager.default.removeItem(atPath: root + "/failed/S")
-        #expect(entries(root + "/meta") == ["S"])
+        try FileManager.default.removeItem(atPath: root + "/keys/S")
+        #expect(entries(root + "/state") == ["S"])
         #expect(try s.enqueue(key: SpoolKey("S"), payload: [2]) == .accepted)
         let fresh = try s.find(key: SpoolKey("S"))
-        #expect(fresh.meta?.attempts == 0 && fresh.meta?.lastError == nil, "stale metadata must not describe the new item")
+        #expect(fresh.meta?.attempts == 0 && fresh.meta?.lastError == nil, "stale state must not describe the new item")
+        let claimed = try #require(try s.claimSoon())
+        #expect(claimed.attempt == 1 && claimed.meta.lastError == nil)
+        try s.complete(claimed)
+    }
+
+    /// One item in two queues: claimed in both at once (the claim locks are different bytes of one file), retried
+    /// and completed in each independently, each with its own delivery state.
+    @Test func oneItemInTwoQueuesIsDeliveredInEachIndependently() throws {
+        let clock = ManualClock()
+        let root = makeTempDir() + "/spool"
+        let a = try Spool(path: root, queue: "a", clock: clock)
+        let b = try Spool(path: root, queue: "b", clock: clock)
+        #expect(try a.enqueue(key: SpoolKey("T"), payload: payload, queues: ["a", "b"]) == .accepted)
+        #expect(try b.enqueue(key: SpoolKey("T"), payload: [0], queues: ["b"]) == .duplicate)
+        #expect(try FS.stat(root + "/keys/T").linkCount == 3, "one file: the marker and an entry per queue")
+        #expect(try FS.stat(root + "/queues/a/new/T").sameFile(as: FS.stat(root + "/queues/b/new/T")))
+        let policy = RetryPolicy(maxAttempts: 3, baseNanos: 1_000_000_000, maxNanos: 1_000_000_000, random: { $0 })
+        let inA = try #require(try a.claimSoon(policy: policy))
+        let inB = try #require(try b.claimSoon(policy: policy), "a claim in queue a does not block queue b")
+        #expect(try inA.readPayload() == payload && inB.readPayload() == payload)
+        // Another handle on queue a sees a's claim as alive, b's too.
+        #expect(try Spool(path: root, queue: "a").recover().requeuedClaims.isEmpty)
+        try a.complete(inA)
+        #expect(try b.fail(inB, error: "b is down", status: "http 503", retryable: true, policy: policy) == .retry(atNanos: clock.nowNanos() + 1_000_000_000))
+        #expect(entries(root + "/queues/a/state").isEmpty && entries(root + "/queues/b/state") == ["T"])
+        #expect(try a.find(key: SpoolKey("T")).state == .done)
+        #expect(try b.find(key: SpoolKey("T")).state == .new)
+        #expect(try b.claim(policy: policy) == nil, "b waits for its retry time")
+        clock.advance(seconds: 2)
+        let again = try #require(try b.claimSoon(policy: policy))
+        #expect(again.attempt == 2 && again.meta.lastError == "b is down")
+        try b.complete(again)
+        #expect(try b.find(key: SpoolKey("T")).meta?.history.map(\.outcome) == [.retry, .done])
+        #expect(try a.find(key: SpoolKey("T")).meta?.history.isEmpty == true)
+        // Purge in one queue keeps the item (and its key) for the other; the last purge forgets the key.
+        #expect(try a.purge(states: [.done], olderThanNanos: 0) == ["T"])
+        #expect(try a.enqueue(key: SpoolKey("T"), payload: [1], queues: ["a"]) == .duplicate)
+        #expect(try b.purge(states: [.done], olderThanNanos: 0) == ["T"])
+        #expect(entries(root + "/keys").isEmpty && entries(root + "/tmp").isEmpty)
+        #expect(try a.enqueue(key: SpoolKey("T"), payload: [1], queues: ["a"]) == .accepted)
+        #expect(Set(a.queueNames()) == ["default", "a", "b"])
     }
 
     @Test(arguments: [true, false])
-    func duplicateInEveryState(attributes: Bool) throws {
+    func duplicateInEveryState(unnamed: Bool) throws {
         let clock = ManualClock()
-        let s = try Spool(path: makeTempDir() + "/s", clock: clock, metadataInAttributes: attributes)
+        let s = try Spool(path: makeTempDir() + "/s", clock: clock, unnamedFiles: unnamed)
         let k = try SpoolKey("K")
         #expect(try s.enqueue(key: k, payload: [1]) == .accepted)
         #expect(try s.enqueue(key: k, payload: [2]) == .duplicate)
@@ -112,14 +189,14 @@ import SpoolTestSupport
         clock.advance(seconds: 61)
         #expect(try s.purge(states: [.done], olderThanNanos: 60_000_000_000) == ["gone"])
         #expect(entries(root + "/keys").isEmpty && entries(root + "/done").isEmpty && entries(root + "/tmp").isEmpty)
-        #expect(entries(root + "/meta").isEmpty, "purge removes the metadata too")
+        #expect(entries(root + "/state").isEmpty, "purge removes the delivery state too")
         #expect(try s.enqueue(key: k, payload: [2]) == .accepted)
     }
 
     @Test(arguments: [true, false])
-    func backoffWithInjectedClock(attributes: Bool) throws {
+    func backoffWithInjectedClock(unnamed: Bool) throws {
         let clock = ManualClock()
-        let s = try Spool(path: makeTempDir() + "/s", clock: clock, metadataInAttributes: attributes)
+        let s = try Spool(path: makeTempDir() + "/s", clock: clock, unnamedFiles: unnamed)
         _ = try s.enqueue(key: SpoolKey("B"), payload: [1])
         let policy = RetryPolicy(maxAttempts: 3, baseNanos: 10_000_000_000, maxNanos: 100_000_000_000, random: { $0 })
         let item = try #require(try s.claimSoon(policy: policy))
@@ -209,21 +286,27 @@ import SpoolTestSupport
         let s = try Spool(path: root)
         _ = try s.enqueue(key: SpoolKey("A"), payload: [1])
         _ = try s.enqueue(key: SpoolKey("B"), payload: [2])
-        // An operator deletes an item by hand: its marker is orphaned and would block the key for ever.
+        // An operator deletes an item by hand from its only queue: its marker is then indistinguishable from an
+        // enqueue interrupted before its queue, so recover delivers it again (documented: use spool purge).
         try FileManager.default.removeItem(atPath: root + "/new/A")
-        try? FileManager.default.removeItem(atPath: root + "/meta/A")
         // A marker lost (for example by hand): the item gets it back.
         try FileManager.default.removeItem(atPath: root + "/keys/B")
-        // A write that died before linking its marker.
+        // A named write (the fallback) that died before linking its marker, and a state file being written.
         _ = FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.w", contents: Data([3]))
-        _ = FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.m", contents: Data([3]))
+        _ = FileManager.default.createFile(atPath: root + "/tmp/C.1-1-1.s", contents: Data([3]))
+        // A marker whose file is not an item at all.
+        _ = FileManager.default.createFile(atPath: root + "/keys/D", contents: Data("junk".utf8))
         let r = s.recover(tmpGraceNanos: 0)
-        #expect(r.removedOrphanMarkers == ["A"])
+        #expect(r.completedWrites == ["A"])
         #expect(r.relinkedMarkers == ["B"])
-        #expect(Set(r.removedTmp) == ["C.1-1-1.w", "C.1-1-1.m"])
+        #expect(r.removedOrphanMarkers == ["D"])
+        #expect(Set(r.removedTmp) == ["C.1-1-1.w", "C.1-1-1.s"])
+        #expect(r.problems.isEmpty, "\(r.problems)")
         #expect(entries(root + "/tmp").isEmpty)
-        #expect(try s.enqueue(key: SpoolKey("A"), payload: [9]) == .accepted)
+        #expect(try s.enqueue(key: SpoolKey("A"), payload: [9]) == .duplicate)
+        #expect(try s.payload(of: s.find(key: SpoolKey("A"))) == [1])
         #expect(try s.enqueue(key: SpoolKey("B"), payload: [9]) == .duplicate)
+        #expect(try s.enqueue(key: SpoolKey("D"), payload: [9]) == .accepted)
         #expect(s.recover().isEmpty, "a second recover finds nothing")
     }
 
@@ -244,8 +327,8 @@ import SpoolTestSupport
         let before = try FileManager.default.contentsOfDirectory(atPath: root + "/keys").count
         #expect(before == 3)
         let r = s.recover()
-        #expect(Set(r.removedOrphanMarkers) == ["A", "B", "C"], "\(r)")
-        #expect(Set(r.relinkedMarkers) == ["A", "B", "C"], "\(r)")
+        #expect(Set(r.relinkedCopies) == ["A", "B", "C"], "\(r)")
+        #expect(r.problems.isEmpty && r.removedOrphanMarkers.isEmpty, "\(r)")
         for k in ["A", "B", "C"] {
             let item = try FileManager.default.attributesOfItem(atPath: root + "/keys/" + k)
             #expect((item[.referenceCount] as? Int) == 2, "keys/\(k) is a link to its item again")
@@ -255,19 +338,26 @@ import SpoolTestSupport
     }
 
     @Test func publishFailureAfterTheMarkerKeepsTheWriteForRecover() throws {
-        // A request links the marker, then its rename into new/ fails. A racing request for the key has been
-        // answered "duplicate" meanwhile, so the write must survive and be finished by recover.
+        // A request links the marker, then its link into new/ fails. A racing request for the key is answered
+        // "duplicate", so the write must survive: the racer finishes it (the writer's lock is free).
         let root = makeTempDir() + "/s"
-        let renames = Box(0)
+        let links = Box(0)
         let failing = try Spool(path: root, faults: FaultHooks { p in
-            p == .rename && renames.update({ $0 += 1; return $0 }) == 1 ? Errno.noSpace : nil
+            p == .link && links.update({ $0 += 1; return $0 }) == 2 ? Errno.noSpace : nil
         })
         #expect(throws: SpoolError.self) { try failing.enqueue(key: SpoolKey("R"), payload: Array("kept".utf8)) }
+        #expect(entries(root + "/new").isEmpty && entries(root + "/keys") == ["R"] && entries(root + "/tmp").isEmpty)
         let other = try Spool(path: root)
         #expect(try other.enqueue(key: SpoolKey("R"), payload: Array("second".utf8)) == .duplicate)
-        #expect(entries(root + "/new").isEmpty && entries(root + "/tmp").count == 1)
-        #expect(other.recoverInterruptedWrites(tmpGraceNanos: 0).completedWrites == ["R"])
+        #expect(entries(root + "/new") == ["R"])
         #expect(try other.payload(of: other.find(key: SpoolKey("R"))) == Array("kept".utf8))
+        // Without a racer, recover finishes it: the same fault for an item for two queues, staged under a tmp/ name.
+        links.update { $0 = 0 }
+        #expect(throws: SpoolError.self) { try failing.enqueue(key: SpoolKey("Q"), payload: Array("two".utf8), queues: ["x", "y"]) }
+        #expect(entries(root + "/tmp").count == 1)
+        let r = other.recoverInterruptedWrites(tmpGraceNanos: 0)
+        #expect(r.completedWrites == ["Q"], "\(r)")
+        #expect(entries(root + "/queues/x/new") == ["Q"] && entries(root + "/queues/y/new") == ["Q"] && entries(root + "/tmp").isEmpty)
     }
 
     @Test func aClaimThatCannotOpenTheItemSaysWhyRatherThanFindingNothing() throws {
@@ -290,17 +380,26 @@ import SpoolTestSupport
         try s.complete(item)
     }
 
-    @Test func hostileMetadataNeverTraps() throws {
+    @Test func hostileStateAndHeadersNeverTrap() throws {
         let root = makeTempDir() + "/s"
         let s = try Spool(path: root)
         _ = try s.enqueue(key: SpoolKey("H"), payload: [1])
-        let evil = Array(#"{"v":1,"key":"H","received_at_ns":-9223372036854775807,"size":9223372036854775807,"attempts":0,"headers":{}}"#.utf8)
-        try FileDescriptor.open(root + "/new/H", [.readOnly]).closeAfter { try $0.setAttribute(Spool.metaAttribute, evil) }
-        #expect(try s.list().first?.meta == nil, "out-of-range metadata is reported as unreadable")
+        let evil = Array(#"{"v":2,"attempts":0,"next_attempt_at_ns":-9223372036854775807,"history":[]}"#.utf8)
+        _ = FileManager.default.createFile(atPath: root + "/state/H", contents: Data(evil))
+        #expect(try s.list().first?.meta == nil, "out-of-range state is reported as unreadable")
         let item = try #require(try s.claimSoon())
-        #expect(item.meta.lastError?.contains("rebuilt") == true)
+        #expect(item.meta.lastError?.contains("reset") == true)
         #expect(try item.readPayload() == [1])
         try s.complete(item)
+        // A header that lies about the size, or is not a header: the item is dead-lettered, never read past its end.
+        for (k, bytes) in [("L", Array("spool/2 2\n{}\nx".utf8)), ("G", Array("garbage".utf8)),
+                           ("Z", Array(#"spool/2 90\n{"key":"Z","received_at_ns":1,"size":9223372036854775807,"source":"webhook","queues":["default"]}"#.utf8))] {
+            _ = FileManager.default.createFile(atPath: root + "/new/" + k, contents: Data(bytes))
+            try FS.link(root + "/new/" + k, in: .cwd, to: root + "/keys/" + k, in: .cwd)
+        }
+        s.noteNewItems()
+        #expect(try s.claimSoon() == nil)
+        #expect(Set(try s.list(states: [.failed]).map(\.key)) == ["L", "G", "Z"])
         // A payload timestamp far in the future is clamped, not trapped on.
         _ = try s.enqueue(key: SpoolKey("T"), payload: [2])
         try FileDescriptor.open(root + "/new/T", [.readOnly]).closeAfter { try $0.setModificationTime(nanos: Int64.max / 2) }
@@ -309,32 +408,29 @@ import SpoolTestSupport
     }
 
     @Test func interruptedEnqueueAfterMarkerIsCompleted() throws {
-        // A writer died between link(marker) and the rename into new/: a racing request may already have
-        // been told "duplicate", so recover must finish the enqueue rather than drop it.
+        // A writer died between link(marker) and its queues: a racing request may already have been told
+        // "duplicate", so recover must finish the enqueue rather than drop it.
         let root = makeTempDir() + "/s"
         let s = try Spool(path: root)
         let t = root + "/tmp/M.9-9-9"
-        _ = FileManager.default.createFile(atPath: t + ".w", contents: Data("body".utf8))
-        var meta = ItemMeta(key: "M", receivedAtNanos: 1, size: 4, headers: [("content-type", "text/plain")])
-        meta.attempts = 0
-        _ = FileManager.default.createFile(atPath: t + ".m", contents: Data(meta.json.utf8))
+        let header = ItemHeader(key: "M", receivedAtNanos: 1, size: 4, headers: [("content-type", "text/plain")])
+        _ = FileManager.default.createFile(atPath: t + ".w", contents: Data(header.encoded() + Array("body".utf8)))
         try FS.link(t + ".w", in: .cwd, to: root + "/keys/M", in: .cwd)
-        #expect(try s.enqueue(key: SpoolKey("M"), payload: [0]) == .duplicate)
         let r = s.recover(tmpGraceNanos: 0)
         #expect(r.completedWrites == ["M"])
         let item = try #require(try s.claimSoon())
         #expect(try item.readPayload() == Array("body".utf8))
-        #expect(item.meta.header("content-type") == "text/plain", "the metadata written before the crash is kept")
+        #expect(item.meta.header("content-type") == "text/plain", "the header written before the crash is kept")
         #expect(entries(root + "/tmp").isEmpty)
     }
 
-    @Test func orphanMarkerIsRepairedByTheNextEnqueue() throws {
+    @Test func anItemDeletedByHandIsDeliveredAgainByTheNextEnqueue() throws {
         let root = makeTempDir() + "/s"
         let s = try Spool(path: root)
         _ = try s.enqueue(key: SpoolKey("O"), payload: [1])
         try FileManager.default.removeItem(atPath: root + "/new/O")
-        #expect(try s.enqueue(key: SpoolKey("O"), payload: [2]) == .accepted)
-        #expect(try s.payload(of: s.find(key: SpoolKey("O"))) == [2])
+        #expect(try s.enqueue(key: SpoolKey("O"), payload: [2]) == .duplicate)
+        #expect(try s.payload(of: s.find(key: SpoolKey("O"))) == [1])
     }
 
     @Test func unsafeDirectoriesAreRefused() throws {
@@ -363,7 +459,7 @@ import SpoolTestSupport
         #expect(entries(base) == ["s"], "nothing written beside the spool")
         #expect(Set(try s.list().map(\.key)) == Set(hostile))
         for k in hostile { #expect(try s.find(key: SpoolKey(k)).path.hasPrefix(root + "/new/~")) }
-        for d in ["new", "keys", "meta"] { #expect(entries(root + "/" + d).allSatisfy { $0.hasPrefix("~") }) }
+        for d in ["new", "keys"] { #expect(entries(root + "/" + d).allSatisfy { $0.hasPrefix("~") }) }
     }
 
     @Test func everyInjectedFaultLeavesAllOrNothing() throws {
