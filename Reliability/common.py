@@ -58,3 +58,30 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_payload(path):
+    """The payload of a format 2 item file (docs/spool-format.md, "The item file"): the bytes after its header.
+    None when the file is missing; raises ValueError when it is not a whole item (a partial write would be)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    if not data.startswith(b"spool/2 "):
+        raise ValueError(f"{path}: no format 2 header")
+    nl = data.index(b"\n")
+    n = int(data[8:nl])
+    header = __import__("json").loads(data[nl + 1:nl + 1 + n])
+    body = data[nl + 1 + n + 1:]
+    if data[nl + 1 + n:nl + 2 + n] != b"\n" or len(body) != header["size"]:
+        raise ValueError(f"{path}: size {len(body)} against header {header['size']}")
+    return body
+
+
+def payload_or_damage(path):
+    """read_payload, with a damaged file as b"<damaged>" (never equal to a real body)."""
+    try:
+        return read_payload(path)
+    except (ValueError, KeyError):
+        return b"<damaged>"

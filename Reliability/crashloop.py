@@ -10,6 +10,8 @@ outlives a recover. Repeated handler runs (at-least-once) are counted.
     Reliability/crashloop.py [--rounds 100] [--spool .build/debug/spool]
 """
 import argparse, collections, hashlib, http.client, json, os, random, shutil, signal, subprocess, sys, tempfile, threading, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import payload_or_damage  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +105,7 @@ def main():
         c.server.send_signal(signal.SIGTERM); c.server.wait(20)
         rec = subprocess.run([args.spool, "--dir", d, "recover", "--tmp-grace", "0s"], capture_output=True, text=True)
         lost = [k for k, b in load.acked.items() if not os.path.exists(os.path.join(d, "done", k))]
-        damaged = [k for k, b in load.acked.items() if k not in lost and open(os.path.join(d, "done", k), "rb").read() != b]
+        damaged = [k for k, b in load.acked.items() if k not in lost and payload_or_damage(os.path.join(d, "done", k)) != b]
         runs = collections.defaultdict(list)
         partial = []
         for line in open(log):

@@ -65,6 +65,7 @@ int openat(int dirfd, const char *path, int flags, ...) {
     REAL(int, openat, int, const char *, int, ...);
     mode_t mode = 0;
     if (flags & (O_CREAT | O_TMPFILE)) { va_list ap; va_start(ap, flags); mode = va_arg(ap, int); va_end(ap); }
-    if ((flags & O_CREAT) && fire("open", path)) return -1;
+    // Files the spool creates: named (O_CREAT) or unnamed (O_TMPFILE, format 2's enqueue).
+    if (((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) && fire("open", path)) return -1;
     return real_openat(dirfd, path, flags, mode);
 }

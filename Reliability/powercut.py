@@ -17,7 +17,7 @@ import argparse, http.client, json, os, random, shutil, signal, socket, subproce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import loop_mount_permitted, start_serve  # noqa: E402
+from common import loop_mount_permitted, payload_or_damage, start_serve  # noqa: E402
 
 
 def run(*cmd, check=True):
@@ -96,14 +96,14 @@ def one_round(n, args, work):
     lost, damaged, foreign = [], [], []
     for key, body in load.acked.items():
         try:
-            with open(os.path.join(spool_dir, "new", key), "rb") as f:
-                if f.read() != body: damaged.append(key)
+            got = payload_or_damage(os.path.join(spool_dir, "new", key))
+            if got is None: lost.append(key)
+            elif got != body: damaged.append(key)
         except FileNotFoundError:
             lost.append(key)
     present = os.listdir(os.path.join(spool_dir, "new"))
     for name in present:
-        with open(os.path.join(spool_dir, "new", name), "rb") as f:
-            if load.sent.get(name) != f.read(): foreign.append(name)
+        if load.sent.get(name) != payload_or_damage(os.path.join(spool_dir, "new", name)): foreign.append(name)
     leftovers = os.listdir(os.path.join(spool_dir, "tmp"))
     run("umount", mnt)
     os.remove(img)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """System call faults in the real binaries, through an LD_PRELOAD shim (Reliability/faultshim.c).
 
-For each of write (error and short write), fsync, link, rename, open(O_CREAT) and fsetxattr, and each position N:
+For each of write (error and short write), fsync, link, rename and open (O_CREAT or O_TMPFILE), and each position N:
 - ingress: `spool serve` with the Nth such call failing (EIO/ENOSPC); N+4 webhooks posted one after another.
   Every answer is 200 or 503; every 200 is durable and intact; nothing partial is visible; the server keeps
   serving after the fault; after a clean restart (recover), re-posting every key gives 200 and all are intact.
@@ -14,9 +14,8 @@ import argparse, http.client, json, os, shutil, signal, subprocess, sys, tempfil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import loop_mount_permitted, start_serve  # noqa: E402
-CALLS = [("write", {}), ("write", {"FAULT_SHORT": "1"}), ("fsync", {}), ("link", {}), ("rename", {}), ("open", {"FAULT_ERRNO": "28"}),
-         ("setxattr", {"FAULT_ERRNO": "28"})]
+from common import loop_mount_permitted, payload_or_damage, start_serve  # noqa: E402
+CALLS = [("write", {}), ("write", {"FAULT_SHORT": "1"}), ("fsync", {}), ("link", {}), ("rename", {}), ("open", {"FAULT_ERRNO": "28"})]
 
 
 def body(key): return json.dumps({"project": key, "pad": "q" * 300}).encode()
@@ -72,16 +71,16 @@ def main():
                     bad.append(f"not serving after the fault: {statuses}")
                 for k, s in zip(keys, statuses):
                     f = os.path.join(d, "new", k)
-                    if s == 200 and (not os.path.exists(f) or open(f, "rb").read() != body(k)): bad.append(f"{k} acknowledged but not intact")
+                    if s == 200 and payload_or_damage(f) != body(k): bad.append(f"{k} acknowledged but not intact")
                 for n in os.listdir(os.path.join(d, "new")):
-                    if open(os.path.join(d, "new", n), "rb").read() != body(n): bad.append(f"partial item {n} visible")
+                    if payload_or_damage(os.path.join(d, "new", n)) != body(n): bad.append(f"partial item {n} visible")
                 srv, port = serve(args.spool, d)
                 again = [post(port, k) for k in keys]
                 srv.send_signal(signal.SIGTERM); srv.wait(20)
                 if again != [200] * len(keys): bad.append(f"after a clean restart: {again}")
                 for k in keys:
                     f = os.path.join(d, "new", k)
-                    if not os.path.exists(f) or open(f, "rb").read() != body(k): bad.append(f"{k} missing after restart")
+                    if payload_or_damage(f) != body(k): bad.append(f"{k} missing after restart")
                 # Consumer moves.
                 handler = "cat > /dev/null"
                 subprocess.run([args.spool, "--dir", d, "consume", "--exec", handler, "--drain", "--backoff", "10ms"], env=env,
@@ -92,7 +91,7 @@ def main():
                 where = states(d)
                 for k in keys:
                     if where.get(k) != ["done"]: bad.append(f"{k} ends in {where.get(k)} after the consumer fault")
-                    elif open(os.path.join(d, "done", k), "rb").read() != body(k): bad.append(f"{k} damaged in done/")
+                    elif payload_or_damage(os.path.join(d, "done", k)) != body(k): bad.append(f"{k} damaged in done/")
                 if bad:
                     failures.append(f"{label} #{nth}: " + "; ".join(bad))
                     print(f"FAIL {label} #{nth}: " + "; ".join(bad), flush=True)

@@ -322,7 +322,7 @@ extension CLI {
         let natsConnection = sink.natsConnection
         natsConnection?.start()
         defer { natsConnection?.close() }
-        log("started on \(ctx.dir) (\(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
+        log("started on \(ctx.dir) (queue \(ctx.queue), \(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
         let result = consumer.run(stopFD: stop.fd)
         log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released")
         if config.mode == .once && result.processed == 0 { return 3 }

@@ -370,6 +370,7 @@ extension Spool {
                 // so the write must not be undone. `recover` (or the next enqueue of the key) finishes it from the
                 // marker or the tmp/ name. This request gets an error.
                 s.linked = true
+                unfinishedEnqueues.withLock { _ = $0.insert(name) }
                 if error == .exists { throw SpoolError.conflict("\(qd.prefix)new/\(name) exists; the write is kept for recover") }
                 throw SpoolError.system(operation: "publish item", errno: error)
             }

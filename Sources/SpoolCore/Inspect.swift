@@ -140,7 +140,18 @@ extension Spool {
         }
     }
 
-    /// Counts and sizes per state. Reads only directory entries and payload stats, never metadata.
+    /// The first `limit` bytes of an item's payload, and whether there is more (for pages that show a large payload).
+    public func payloadHead(of info: ItemInfo, limit: Int) throws(SpoolError) -> ([UInt8], Bool) {
+        try withItemFile(name: info.fileName, in: dir(info.state)) { (fd, st) throws(SpoolError) in
+            let (h, offset) = try Spool.readHeader(fd, fileSize: st.size)
+            let n = Int(min(h.size, Int64(limit)))
+            let bytes = try sys("read payload of \(info.key)") { () throws(Errno) in try fd.read(at: offset, upTo: n) }
+            return (bytes, h.size > Int64(limit))
+        }
+    }
+
+    /// Counts and sizes per state. Reads only directory entries and item stats, never headers: `bytes` are the item
+    /// files' sizes (payloads and their headers).
     public func stats() throws(SpoolError) -> SpoolStats {
         var s = SpoolStats()
         for state in ItemState.allCases {

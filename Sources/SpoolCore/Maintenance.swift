@@ -48,8 +48,30 @@ extension Spool {
     public func recoverInterruptedWrites(tmpGraceNanos: Int64 = 2_000_000_000) -> RecoveryReport {
         var r = RecoveryReport()
         recoverTmp(now: now(), grace: tmpGraceNanos, into: &r)
+        recoverUnfinishedEnqueues(into: &r)
         if !r.completedWrites.isEmpty { invalidateScan() }
         return r
+    }
+
+    /// Enqueues of this process that failed after their marker was linked (`unfinishedEnqueues`): finished now if
+    /// the disk lets us (their marker has one link and a free lock), else kept for the next round.
+    private func recoverUnfinishedEnqueues(into report: inout RecoveryReport) {
+        for name in unfinishedEnqueues.withLock({ Array($0) }) {
+            var settled = true
+            if let fd = try? FileDescriptor.open(name, in: keys, [.readOnly, .noFollow, .nonBlocking]) {
+                defer { try? fd.close() }
+                if (try? fd.tryLockExclusive()) == .acquired, let st = try? fd.stat(), st.linkCount < 2 {
+                    do throws(SpoolError) {
+                        if try finishInterruptedEnqueue(name: name, fd: fd, st: st) == .finished {
+                            report.completedWrites.append(SpoolKey(fileName: name)?.value ?? name)
+                        }
+                    } catch {
+                        settled = false
+                    }
+                }
+            }
+            if settled { unfinishedEnqueues.withLock { _ = $0.remove(name) } }
+        }
     }
 
     /// Only the cheap part of `recover`, for this handle's queue: returns items of dead claimants (free lock) to

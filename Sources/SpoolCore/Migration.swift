@@ -143,6 +143,7 @@ struct Migrator {
     /// `.m` file over `meta/<name>`; everything else is removed (no process is running).
     mutating func migrateTmp(_ report: inout MigrationReport) throws(SpoolError) {
         let entries = try sys("list tmp") { () throws(Errno) in try FS.listNames(in: tmp) }
+        var finishedBases = Set<String>()
         for entry in entries.sorted(by: { $0.hasSuffix(".w") && !$1.hasSuffix(".w") }) {
             let parts = entry.split(separator: ".", omittingEmptySubsequences: false)
             let itemName = String(parts.first ?? "")
@@ -150,12 +151,18 @@ struct Migrator {
             let markerIsThis = (try? FS.stat(itemName, in: keys))?.sameFile(as: st) ?? false
             if parts.count == 3 && parts[2] == "w" && markerIsThis && st.isRegular {
                 report.completedWrites.append(SpoolKey(fileName: itemName)?.value ?? itemName)
-                if dryRun { continue }
+                if dryRun {
+                    // A real run moves it into new/ and converts it there; its .m file goes with it.
+                    report.converted.append(SpoolKey(fileName: itemName)?.value ?? itemName)
+                    finishedBases.insert(String(entry.dropLast(2)))
+                    continue
+                }
                 let m = String(entry.dropLast(2)) + ".m"
                 if let metas, (try? FS.stat(m, in: tmp)) != nil { try? FS.rename(m, in: tmp, to: itemName, in: metas) }
                 try sys("finish enqueue of \(itemName)") { () throws(Errno) in try FS.renameNoReplace(entry, in: tmp, to: itemName, in: dirs[.new]!) }
                 continue
             }
+            if dryRun && parts.count == 3 && parts[2] == "m" && finishedBases.contains(String(entry.dropLast(2))) { continue }
             if parts.count == 3 && parts[2] == "p" && markerIsThis && !dryRun { try? FS.unlink(itemName, in: keys) }
             report.removedTmp.append(entry)
             if dryRun { continue }
@@ -227,7 +234,8 @@ struct Migrator {
         // format 2 records an attempt's end, so the count carries over; a dead claimant's attempt is abandoned.
         var state: DeliveryState?
         var due: Int64? = nil
-        if meta.attempts > 0 || meta.lastError != nil || meta.lastStatus != nil {
+        // Nothing to record for an item that never failed (waiting for its first attempt, or done at its first).
+        if meta.lastError != nil || meta.lastStatus != nil || meta.attempts > (target == .done ? 1 : 0) {
             var ds = DeliveryState(itemReceivedAtNanos: meta.receivedAtNanos)
             ds.attempts = meta.attempts
             ds.lastError = meta.lastError

@@ -91,6 +91,9 @@ public final class Spool: Sendable {
     /// False once the file system refused `O_TMPFILE`: items are then written under a name in `tmp/` (the fallback).
     let unnamedFilesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())
+    /// Keys whose enqueue failed after its marker was linked (the write is kept): `recoverInterruptedWrites` finishes
+    /// them; after a restart the full `recover` finds their markers.
+    let unfinishedEnqueues = Mutex<Set<String>>([])
     let lockedAtClaim = Atomic<Int>(0)
     /// Claims that found a due item locked by someone else and left it for a look 5 ms later: a racing claimant,
     /// an enqueue just done, or a child process between its fork and its exec, which holds copies of our

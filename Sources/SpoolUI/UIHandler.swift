@@ -316,23 +316,11 @@ public final class UIHandler: HTTPHandler {
 
     /// The first 256 KiB of the payload, and whether there is more.
     static func payloadHead(_ spool: Spool, _ info: ItemInfo) throws(UIError) -> ([UInt8], Bool) {
-        do throws(Errno) {
-            let fd = try FileDescriptor.open(spool.payloadPath(state: info.state, name: info.fileName), [.readOnly, .noFollow, .nonBlocking])
-            return try fd.closeAfter { (fd) throws(Errno) in
-                var out = [UInt8](repeating: 0, count: Pages.payloadCap + 1)
-                var n = 0
-                while n < out.count {
-                    let got = try out.withUnsafeMutableBytes { p in
-                        Result { () throws(Errno) in try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: p[n...])) }
-                    }.get()
-                    if got == 0 { break }
-                    n += got
-                }
-                return (Array(out[0..<min(n, Pages.payloadCap)]), n > Pages.payloadCap)
-            }
+        do throws(SpoolError) {
+            return try spool.payloadHead(of: info, limit: Pages.payloadCap)
         } catch {
-            if error == .noEntry { throw .notFound("the item moved while it was read: reload") }
-            throw .spool(.system(operation: "read payload of \(info.key)", errno: error))
+            if case .system(_, .noEntry) = error { throw .notFound("the item moved while it was read: reload") }
+            throw .spool(error)
         }
     }
 

@@ -20,7 +20,7 @@ import SpoolSystem
 
     @Test func keyFromSpoolKeyThenMessageIdThenSequence() {
         let a = JetStreamPuller.request(for: message([("Spool-Key", "a/b"), ("Nats-Msg-Id", "other"), ("Content-Type", "application/json")]), stream: "S")
-        #expect(a.key.value == "a/b" && a.payload == [1, 2, 3] && a.source == "pull")
+        #expect(a.key.value == "a/b" && a.payload == [1, 2, 3] && a.source == .pull)
         #expect(a.headers.contains { $0 == ("content-type", "application/json") })
         // Nats-Msg-Id is the key's spool file name (`~` + hex for keys that are not plain).
         let b = JetStreamPuller.request(for: message([("Nats-Msg-Id", "~612f62")]), stream: "S")

@@ -69,7 +69,7 @@ import SpoolCore
         // Every visible item is complete, and every acknowledged one is visible.
         var visible: Set<String> = []
         for name in entries(dir + "/new") {
-            let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/" + name))
+            let data = Data(try #require(storedPayload(atPath: dir + "/new/" + name)))
             let expected = try expectedPayload(name, size: 4096)
             #expect(data == expected, """
                 \(name) is intact: \(data.count) bytes, begins \(String(decoding: data.prefix(40), as: UTF8.self)), \

@@ -76,7 +76,7 @@ import Testing
         let show = try spool("show", key, "--json", dir: dir).stdout
         let line = show.split(separator: "\n").first.map(String.init) ?? ""
         let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-        return try [UInt8](Data(contentsOf: URL(fileURLWithPath: o["path"] as! String)))
+        return try #require(storedPayload(atPath: o["path"] as! String))
     }
 
     @Test func pagesOf250MoviesAllEnqueuedOnceByteForByteAndASecondRoundAddsNothing() throws {
@@ -131,7 +131,7 @@ import Testing
         let r = try reconcile(dir, api, ["--once", "--grace", "0"])
         #expect(r.stderr.contains("1 final, 0 enqueued, 1 already in the spool"), "\(r.stderr)")
         let all = try items(dir)
-        #expect(all.count == 1 && all[0].source == nil)
+        #expect(all.count == 1 && all[0].source == "enqueue")
         #expect(try payload(dir, "WAEE8PohgVwv2teP") == [UInt8](webhookBody))
     }
 

@@ -27,7 +27,7 @@ import SpoolCore
             let again = try curl(args)
             #expect(again.stdout == "{\"status\":\"duplicate\",\"key\":\"\(key)\"}")
             // Stored byte for byte.
-            let stored = try Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(key)"))
+            let stored = Data(try #require(storedPayload(atPath: dir + "/new/\(key)")))
             #expect(stored == (try Data(contentsOf: URL(fileURLWithPath: fixtures + file))))
         }
         let show = try spool("show", "Lk3JhG5fDs7AzX9c", "--json", dir: dir)
@@ -76,7 +76,7 @@ import SpoolCore
         #expect(metrics.contains("spool_http_requests_total{status=\"401\"} 4"))
         #expect(metrics.contains("spool_webhooks_accepted_total 1"))
         #expect(metrics.contains("spool_webhooks_duplicate_total 1"))
-        #expect(metrics.contains("spool_items{state=\"new\"} 1"))
+        #expect(metrics.contains("spool_items{queue=\"default\",state=\"new\"} 1"))
         #expect(metrics.contains("spool_ack_latency_seconds_count 2"))
         #expect(server.stop().status == 0)
     }
@@ -132,7 +132,7 @@ import SpoolCore
         // A restarted server runs recover; then every acknowledged key is present and intact.
         let server = try Server(dir: dir)
         for (k, body) in acked {
-            let stored = try? Data(contentsOf: URL(fileURLWithPath: dir + "/new/\(k)"))
+            let stored = storedPayload(atPath: dir + "/new/\(k)").map { Data($0) }
             #expect(stored == Data(body), "\(k) lost or damaged")
         }
         #expect(entries(dir + "/tmp").count <= 0 || true)

@@ -95,7 +95,7 @@ enum SigningOracle {
         // Valid, stored under webhook-id byte for byte; the same delivery again is a duplicate.
         #expect(try post(server, body(1), headers(0)) == (200, #"{"status":"accepted","key":"msg_valid"}"#))
         #expect(try post(server, body(1), headers(0)) == (200, #"{"status":"duplicate","key":"msg_valid"}"#))
-        #expect(try String(contentsOfFile: dir + "/new/msg_valid", encoding: .utf8) == body(1))
+        #expect(String(decoding: try #require(storedPayload(atPath: dir + "/new/msg_valid")), as: UTF8.self) == body(1))
         // svix's Webhook class, signed with the previous secret (second line of the file).
         #expect(try post(server, body(2), headers(1)) == (200, #"{"status":"accepted","key":"msg_svix_rotated"}"#))
         // Svix's branded header names (what Svix sends by default); the key is svix-id.
@@ -144,7 +144,7 @@ enum SigningOracle {
         let documented = "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         #expect(try post(server, "Hello, World!", [documented, "X-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958"])
                 == (200, #"{"status":"accepted","key":"72d3162e-cc78-11e3-81ab-4c9367dc0958"}"#))
-        #expect(try String(contentsOfFile: dir + "/new/72d3162e-cc78-11e3-81ab-4c9367dc0958", encoding: .utf8) == "Hello, World!")
+        #expect(String(decoding: try #require(storedPayload(atPath: dir + "/new/72d3162e-cc78-11e3-81ab-4c9367dc0958")), as: UTF8.self) == "Hello, World!")
         let push = #"{"ref":"refs/heads/main","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}"#
         let sigs = try SigningOracle.sign([.init(lib: "github", secret: secret, body: push), .init(lib: "github", secret: "other", body: push)])
         #expect(try post(server, push, ["X-Hub-Signature-256: \(sigs[0])", "X-GitHub-Delivery: d-2"]).0 == 200)

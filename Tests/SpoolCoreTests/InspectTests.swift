@@ -25,6 +25,11 @@ import SpoolTestSupport
         let dir = makeTempDir("list-reuse")
         let spool = try Spool(path: dir)
         for k in ["a", "b", "c"] { _ = try spool.enqueue(key: SpoolKey(k), payload: Array(k.utf8)) }
+        // b fails once, so that it has a delivery state a retry rewrites.
+        while let item = try spool.claimSoon() {
+            if item.key.value == "b" { try spool.fail(item, error: "boom", retryable: true, policy: RetryPolicy()) } else { try spool.release(item) }
+            if item.key.value == "b" { break }
+        }
         let first = try spool.list(state: .new, reusing: [:])
         #expect(first.map(\.key).sorted() == ["a", "b", "c"] && first.allSatisfy { $0.meta != nil })
         var previous = Dictionary(uniqueKeysWithValues: first.map { ($0.fileName, $0) })
@@ -36,7 +41,7 @@ import SpoolTestSupport
         try spool.retry(key: SpoolKey("b"))
         let second = try spool.list(state: .new, reusing: previous)
         #expect(second.first { $0.key == "a" }?.meta?.lastError == "from the cache")
-        #expect(second.first { $0.key == "b" }?.meta?.lastError == nil)
+        #expect(second.first { $0.key == "b" }?.meta?.lastError == "boom")
         #expect(second.count == 3)
     }
 }

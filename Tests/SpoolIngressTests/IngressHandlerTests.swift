@@ -67,7 +67,7 @@ import SpoolWire
         let second = try h.post(body)
         #expect(second.status == .ok && Self.text(second) == #"{"status":"duplicate","key":"P1"}"#)
         #expect(entries(h.dir + "/new") == ["P1"])
-        #expect(try Data(contentsOf: URL(fileURLWithPath: h.dir + "/new/P1")) == Data(body.utf8))
+        #expect(Data(try #require(storedPayload(atPath: h.dir + "/new/P1"))) == Data(body.utf8))
     }
 
     @Test func refusalsStoreNothing() throws {
@@ -104,6 +104,6 @@ import SpoolWire
         #expect(Self.text(try h.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == "ok\n")
         let metrics = Self.text(try h.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
         #expect(metrics.contains("spool_webhooks_accepted_total 1"))
-        #expect(metrics.contains("spool_items{state=\"new\"} 1"))
+        #expect(metrics.contains("spool_items{queue=\"default\",state=\"new\"} 1"))
     }
 }

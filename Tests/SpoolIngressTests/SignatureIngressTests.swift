@@ -48,7 +48,7 @@ struct FixedClock: WallClock {
         #expect(first.status == .ok && Self.text(first) == #"{"status":"accepted","key":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#)
         let again = try h.post(Self.body, headers: Self.headers())
         #expect(again.status == .ok && Self.text(again) == #"{"status":"duplicate","key":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: h.dir + "/new/" + Self.id)) == Data(Self.body.utf8))
+        #expect(Data(try #require(storedPayload(atPath: h.dir + "/new/" + Self.id))) == Data(Self.body.utf8))
     }
 
     @Test func refusalsAnsweredAndNothingStored() throws {
