@@ -363,7 +363,7 @@ extension Spool {
         let name = s.key.fileName
         for qd in s.queues {
             do throws(Errno) {
-                try faults.check(.link)
+                try faults.check(.queueLink)
                 try FS.link(name, in: keys, to: name, in: qd.dir(.new))
             } catch {
                 // The marker is linked: a racing request may already have answered "duplicate" on the strength of it,

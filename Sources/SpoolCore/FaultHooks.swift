@@ -3,6 +3,9 @@ import SpoolSystem
 /// Points where a test can make the spool's own system calls fail (see `FaultHooks`).
 public enum FaultPoint: String, Sendable, CaseIterable {
     case open, write, fsync, link, rename
+    /// The links that put an enqueued item into its queues' `new/` (after its marker): a fault here leaves a write
+    /// that must be kept and finished.
+    case queueLink
 }
 
 /// Injected fault source: returns an errno to make that call fail instead of running it.

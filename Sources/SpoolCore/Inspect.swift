@@ -111,6 +111,8 @@ extension Spool {
         // A waiting retry's not-before time is its state file's mtime.
         if state == .new, let ss = try? FS.stat(name, in: q.state) { due = ss.mtimeNanos }
         let meta: ItemMeta? = withMeta ? try? readMeta(name: name, state: state) : nil
+        // The state file says it to the nanosecond (a copy may have kept its mtime to the second only).
+        if state == .new, let n = meta?.nextAttemptAtNanos { due = n }
         return ItemInfo(state: state, key: key.value, fileName: name, size: meta?.size ?? st.size, dueAtNanos: due, changedAtNanos: st.ctimeNanos,
                         meta: meta, path: "\(path)/\(q.prefix)\(state.rawValue)/\(name)", queue: queue)
     }

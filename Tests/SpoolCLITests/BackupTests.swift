@@ -7,10 +7,9 @@ import SpoolSystem
 /// Format 2 has no extended attributes: ordinary copies keep every item's state, attempts and history, and
 /// `spool recover` makes each copy whole (docs/operations.md, "Backing up a spool").
 @Suite struct BackupTests {
-    /// A spool with items in every state of two queues, with failures (attempts, errors, history) and a
-    /// claimed item whose claimant is gone.
+    /// A spool with items in every state of two queues, with failures (attempts, errors, history).
     func makeSpool(_ dir: String) throws -> [String] {
-        let clock = ManualClock()
+        let clock = TestClock()
         let d = try Spool(path: dir, clock: clock)
         let b = try Spool(path: dir, queue: "billing", clock: clock)
         let policy = RetryPolicy(maxAttempts: 2, baseNanos: 1_000_000_000, maxNanos: 1_000_000_000, random: { $0 })
@@ -21,7 +20,7 @@ import SpoolSystem
             _ = try d.enqueue(key: SpoolKey(k), payload: Array("{\"project\":\"\(k)\",\"n\":\(i)}".utf8) + [0, 0xFF],
                               headers: [("content-type", "application/json")], queues: i % 3 == 0 ? ["default", "billing"] : ["default"])
         }
-        // default: 3 done, 3 failed after two attempts, 2 waiting for a retry, 1 claimed by a dead claimant, the rest new.
+        // default: 3 done, 3 failed after two attempts, 2 waiting for a retry, the rest new.
         for _ in 0..<3 { try d.complete(try #require(try d.claimSoon(policy: policy))) }
         for _ in 0..<3 {
             let i = try #require(try d.claimSoon(policy: policy))
@@ -36,9 +35,6 @@ import SpoolSystem
             let i = try #require(try d.claimSoon(policy: policy))
             try d.fail(i, error: "later", status: "http 503", retryable: true, policy: RetryPolicy(maxAttempts: 9, baseNanos: 3_600_000_000_000, random: { $0 }))
         }
-        let dead = try #require(try d.claimSoon(policy: policy))
-        dead.close(); dead.finished = true
-        #expect(d.recover().requeuedClaims.count == 1)
         // billing: one done after a failure, one failed for good.
         let f = try #require(try b.claimSoon(policy: policy))
         try b.fail(f, error: "billing down", status: "http 500", retryable: true, policy: policy)
@@ -48,17 +44,26 @@ import SpoolSystem
         return keys
     }
 
-    /// Everything the operator sees of every item in both queues.
+    /// Everything the operator sees of every item in both queues. Except one thing no copy keeps: the time an item
+    /// that succeeded at its first attempt reached done/ is its file's ctime (nothing else is written on that path),
+    /// and copies get new ctimes (docs/spool-format.md, "Backups"). An item with history keeps its own.
     func view(_ dir: String, _ keys: [String]) throws -> [String] {
+        func normalized(_ line: Substring) -> String {
+            var l = line.replacingOccurrences(of: dir, with: "DIR")
+            if l.contains("\"state\":\"done\""), !l.contains("\"history\":[{"), let r = l.range(of: #","finished_at":"[^"]*""#, options: .regularExpression) {
+                l.removeSubrange(r)
+            }
+            return l
+        }
         var out: [String] = []
         for q in ["default", "billing"] {
             let ls = try spool("ls", "--json", "--queue", q, dir: dir)
             #expect(ls.status == 0, "\(ls.stderr)")
             // Paths differ between copies: compare everything else.
-            out += ls.stdout.split(separator: "\n").map { $0.replacingOccurrences(of: dir, with: "DIR") }.sorted()
+            out += ls.stdout.split(separator: "\n").map(normalized).sorted()
             for k in keys {
                 let s = try spool("show", k, "--json", "--queue", q, dir: dir)
-                out.append(s.status == 0 ? s.stdout.replacingOccurrences(of: dir, with: "DIR") : "\(q) \(k) absent")
+                out.append(s.status == 0 ? normalized(s.stdout[...]) : "\(q) \(k) absent")
             }
         }
         return out
@@ -89,7 +94,9 @@ import SpoolSystem
             #expect(rec.stdout.contains("linked the copy of"), "rsync -a turned links into copies: recover links them again")
         }
         #expect(try spool("recover", dir: copy).stdout.contains("nothing to recover"))
-        #expect(try view(copy, keys) == original)
+        let copied = try view(copy, keys)
+        for (a, b) in zip(original, copied) where a != b { Issue.record("differs:\n\(a)\n\(b)") }
+        #expect(copied.count == original.count)
         // Every queue entry is a link to its marker again: one file per item.
         for k in keys { #expect(linkCount(copy + "/keys/" + k) >= 2, "\(k)") }
         // The copy works: duplicates are recognised, a consumer drains what is due.

@@ -14,19 +14,8 @@ import SpoolTestSupport
         private let lock = NSLock()
         private var points: Set<FaultPoint> = []
         private var errno = Errno.noSpace
-        /// Fail only every second link: an enqueue links its marker, then its queue entry, item by item, so this
-        /// fails each item after its marker (the write that must be kept for recover).
-        private var afterMarker = false
-        private var links = 0
-        func set(_ p: Set<FaultPoint>, _ e: Errno = .noSpace, afterMarker: Bool = false) {
-            lock.lock(); points = p; errno = e; self.afterMarker = afterMarker; links = 0; lock.unlock()
-        }
-        func check(_ p: FaultPoint) -> Errno? {
-            lock.lock(); defer { lock.unlock() }
-            guard points.contains(p) else { return nil }
-            if afterMarker && p == .link { links += 1; return links % 2 == 0 ? errno : nil }
-            return errno
-        }
+        func set(_ p: Set<FaultPoint>, _ e: Errno = .noSpace) { lock.lock(); points = p; errno = e; lock.unlock() }
+        func check(_ p: FaultPoint) -> Errno? { lock.lock(); defer { lock.unlock() }; return points.contains(p) ? errno : nil }
     }
 
     func start(_ fault: Fault) throws -> (HTTPServer, UInt16, String) {
@@ -39,13 +28,12 @@ import SpoolTestSupport
         return (server, port, dir)
     }
 
-    @Test(arguments: [(FaultPoint.fsync, Errno.ioError, false), (.write, .noSpace, false), (.link, .noSpace, false),
-                      (.link, .ioError, true), (.write, .diskQuotaExceeded, false), (.open, .readOnlyFS, false)])
-    func storageFailureNeverAcknowledges(point: FaultPoint, errno: Errno, afterMarker: Bool) throws {
+    @Test(arguments: [(FaultPoint.fsync, Errno.ioError), (.write, .noSpace), (.link, .noSpace), (.queueLink, .ioError), (.write, .diskQuotaExceeded), (.open, .readOnlyFS)])
+    func storageFailureNeverAcknowledges(point: FaultPoint, errno: Errno) throws {
         let fault = Fault()
         let (server, port, dir) = try start(fault)
         defer { server.shutdown(grace: .seconds(1)) }
-        fault.set([point], errno, afterMarker: afterMarker)
+        fault.set([point], errno)
         // Concurrent clients, so failures hit whole group-commit batches.
         let results = Results()
         DispatchQueue.concurrentPerform(iterations: 16) { c in
@@ -61,7 +49,7 @@ import SpoolTestSupport
         #expect(results.bodies.allSatisfy { $0.hasSuffix("|5") }, "Retry-After on every 503")
         // Nothing visible to consumers.
         #expect(entries(dir + "/new").isEmpty, "\(point) made an item visible")
-        if afterMarker {
+        if point == .queueLink {
             // The marker was linked before the queue's link failed: the write is kept for recover (a racing request may
             // have been told "duplicate"), and recover finishes it intact once the disk works again.
             #expect(entries(dir + "/keys").count == 80 && entries(dir + "/tmp").isEmpty)
@@ -71,7 +59,7 @@ import SpoolTestSupport
             for name in entries(dir + "/new") {
                 #expect(Data(try #require(storedPayload(atPath: dir + "/new/" + name))) == Data("{\"project\":\"\(name)\"}".utf8))
             }
-            fault.set([point], errno, afterMarker: afterMarker)
+            fault.set([point], errno)
         } else {
             // Otherwise no marker is left behind and nothing leaks in tmp/.
             for d in ["keys", "tmp"] { #expect(entries(dir + "/" + d).isEmpty, "\(point) left \(d): \(entries(dir + "/" + d).prefix(3))") }
