@@ -7,6 +7,8 @@ For each of write (error and short write), fsync, link, rename and open (O_CREAT
   serving after the fault; after a clean restart (recover), re-posting every key gives 200 and all are intact.
 - consumer: `spool consume` with the Nth call failing while it moves the items; then a clean consumer run. Every
   item ends in done/ exactly once, intact, and none is lost.
+- migration: `spool migrate` of a format 1 fixture (Reliability/migrate.py) with the Nth call failing (it exits 1
+  or finishes); then a clean `spool migrate`: every item intact, in its state, with its attempts and errors.
 
     Reliability/syscallfaults.py [--positions 6] [--spool .build/debug/spool]
 """
@@ -50,7 +52,7 @@ def main():
     work = tempfile.mkdtemp(prefix="spool-faults-")
     shim = os.path.join(work, "faultshim.so")
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(ROOT, "Reliability/faultshim.c"), "-ldl"], check=True)
-    failures, cases, injected = [], 0, 0
+    failures, cases, injected, migrate_faulted = [], 0, 0, 0
     try:
         for call, extra in CALLS:
             label = call + (" (short)" if extra.get("FAULT_SHORT") else "")
@@ -97,7 +99,27 @@ def main():
                     print(f"FAIL {label} #{nth}: " + "; ".join(bad), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"syscallfaults: {cases} cases ({injected} produced a 503 at the ingress), {len(failures)} failure(s)")
+        # Migration from format 1 under the same faults.
+        import migrate as mig
+        for call, extra in CALLS:
+            label = "migrate " + call + (" (short)" if extra.get("FAULT_SHORT") else "")
+            for nth in range(1, args.positions + 1):
+                cases += 1
+                d = os.path.join(work, f"m{call}{nth}{len(extra)}")
+                expected = mig.make_fixture(d, 24)
+                env = dict(os.environ, LD_PRELOAD=shim, FAULT_CALL=call, FAULT_NTH=str(nth), FAULT_ROOT=d, **extra)
+                faulted = subprocess.run([args.spool, "--dir", d, "migrate"], env=env, capture_output=True, text=True, timeout=60)
+                if faulted.returncode != 0: migrate_faulted += 1
+                bad = []
+                if faulted.returncode not in (0, 1): bad.append(f"exit {faulted.returncode}: {faulted.stderr.strip()[-200:]}")
+                clean = subprocess.run([args.spool, "--dir", d, "migrate"], capture_output=True, text=True, timeout=60)
+                if clean.returncode != 0: bad.append(f"clean migrate: {clean.stderr.strip()[-200:]}")
+                bad += mig.compare(args.spool, d, expected)
+                if bad:
+                    failures.append(f"{label} #{nth}: " + "; ".join(bad))
+                    print(f"FAIL {label} #{nth}: " + "; ".join(bad[:5]), flush=True)
+    print(f"syscallfaults: {cases} cases ({injected} produced a 503 at the ingress, {migrate_faulted} failed a migration), "
+          f"{len(failures)} failure(s)")
     sys.exit(1 if failures else 0)
 
 

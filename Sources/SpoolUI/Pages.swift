@@ -148,7 +148,7 @@ struct Pages {
     }
 
     func item(_ i: ItemInfo, payload: [UInt8], truncated: Bool, now: Int64) -> String {
-        var rows: [(String, String)] = [("state", i.state.rawValue), ("size", "\(i.size) bytes"),
+        var rows: [(String, String)] = [("queue", i.queue), ("state", i.state.rawValue), ("size", "\(i.size) bytes"),
                                         ("received", RFC3339.format(nanos: i.receivedAtNanos) + " (" + Self.since(i.receivedAtNanos, now: now) + " ago)"),
                                         ("attempts", "\(i.meta?.attempts ?? 0)")]
         if i.state == .new { rows.append(("due", i.dueAtNanos > now ? "in " + Self.duration(i.dueAtNanos - now) : "now")) }
@@ -161,6 +161,15 @@ struct Pages {
         for (n, v) in i.meta?.headers ?? [] { b += "<tr><th>header</th><td>\(htmlEscaped(n)): \(htmlEscaped(v))</td></tr>" }
         b += "</table>"
         if let e = i.meta?.lastError { b += "<h2>Last error</h2><pre class=\"error\">\(htmlEscaped(e))</pre>" }
+        if let h = i.meta?.history, !h.isEmpty {
+            // The last attempts in this queue (format 2 keeps 10), newest first; errors from handlers, escaped.
+            b += "<h2>Attempts</h2><table class=\"history\"><tr><th>started</th><th>took</th><th>outcome</th><th>status</th><th>error</th></tr>"
+            for a in h.reversed() {
+                b += "<tr><td>\(htmlEscaped(RFC3339.format(nanos: a.startedAtNanos)))</td><td>\(htmlEscaped(Self.duration(a.durationNanos)))</td>"
+                    + "<td>\(htmlEscaped(a.outcome.rawValue))</td><td>\(htmlEscaped(a.status ?? ""))</td><td>\(htmlEscaped(a.error ?? ""))</td></tr>"
+            }
+            b += "</table>"
+        }
         b += "<p class=\"actions\">"
         if i.state == .failed || i.state == .new { b += form("/actions/retry", i.state == .failed ? "retry" : "make due now", key: i.key) }
         if i.state == .done || i.state == .failed { b += " " + form("/actions/purge", "purge", key: i.key) }

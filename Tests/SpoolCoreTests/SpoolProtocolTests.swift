@@ -342,9 +342,8 @@ import SpoolTestSupport
         // "duplicate", so the write must survive: the racer finishes it (the writer's lock is free).
         let root = makeTempDir() + "/s"
         let links = Box(0)
-        let failAt = Box(2)  // the marker is link 1, the queue's entry link 2
         let failing = try Spool(path: root, faults: FaultHooks { p in
-            p == .link && links.update({ $0 += 1; return $0 }) == failAt.value ? Errno.noSpace : nil
+            p == .queueLink && links.update({ $0 += 1; return $0 }) == 1 ? Errno.noSpace : nil
         })
         #expect(throws: SpoolError.self) { try failing.enqueue(key: SpoolKey("R"), payload: Array("kept".utf8)) }
         #expect(entries(root + "/new").isEmpty && entries(root + "/keys") == ["R"] && entries(root + "/tmp").isEmpty)
@@ -354,7 +353,6 @@ import SpoolTestSupport
         #expect(try other.payload(of: other.find(key: SpoolKey("R"))) == Array("kept".utf8))
         // Without a racer, recover finishes it: the same fault for an item for two queues, staged under a tmp/ name.
         links.update { $0 = 0 }
-        failAt.value = 3  // staged in tmp/ (1), the marker (2), the first queue (3)
         #expect(throws: SpoolError.self) { try failing.enqueue(key: SpoolKey("Q"), payload: Array("two".utf8), queues: ["x", "y"]) }
         #expect(entries(root + "/tmp").count == 1)
         let r = other.recoverInterruptedWrites(tmpGraceNanos: 0)

@@ -68,6 +68,9 @@ import SpoolTestSupport
         // JSON pretty-printed.
         #expect(r.text.contains("{\n  &quot;movie&quot;: {\n    &quot;project&quot;: &quot;failed-1&quot;\n  },\n  &quot;n&quot;: [\n    1,\n    2\n  ]\n}"))
         #expect(r.text.contains("href=\"/items/failed-1/body\""))
+        // The delivery history of the queue: the one failed attempt, with its status and error.
+        #expect(r.text.contains("<h2>Attempts</h2>") && r.text.contains("<td>failed</td><td>exit 1</td><td>handler exited 1: connection refused</td>"))
+        #expect(r.text.contains("<th>queue</th><td>default</td>"))
         let raw = ui.get("/items/" + percentEncoded(Hostile.key) + "/body")
         #expect(raw.status == 200 && raw.body == Hostile.payload)
         #expect(raw.header("Content-Type") == "application/octet-stream" && raw.header("X-Content-Type-Options") == "nosniff")
