@@ -60,6 +60,9 @@ def main():
                 cases += 1
                 d = os.path.join(work, f"{call}{nth}{len(extra)}")
                 env = dict(os.environ, LD_PRELOAD=shim, FAULT_CALL=call, FAULT_NTH=str(nth), FAULT_ROOT=d, **extra)
+                # The spool exists before the faults start (creating it writes its format file: a fault there only
+                # stops `serve` from starting, with an error), so that they hit the requests.
+                subprocess.run([args.spool, "--dir", d, "stats"], check=True, capture_output=True)
                 # Ingress.
                 srv, port = serve(args.spool, d, env)
                 keys = [f"k{i}" for i in range(args.positions + 4)]
@@ -97,8 +100,6 @@ def main():
                 if bad:
                     failures.append(f"{label} #{nth}: " + "; ".join(bad))
                     print(f"FAIL {label} #{nth}: " + "; ".join(bad), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
         # Migration from format 1 under the same faults.
         import migrate as mig
         for call, extra in CALLS:
@@ -118,6 +119,8 @@ def main():
                 if bad:
                     failures.append(f"{label} #{nth}: " + "; ".join(bad))
                     print(f"FAIL {label} #{nth}: " + "; ".join(bad[:5]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"syscallfaults: {cases} cases ({injected} produced a 503 at the ingress, {migrate_faulted} failed a migration), "
           f"{len(failures)} failure(s)")
     sys.exit(1 if failures else 0)

@@ -158,7 +158,10 @@ struct Migrator {
                     continue
                 }
                 let m = String(entry.dropLast(2)) + ".m"
-                if let metas, (try? FS.stat(m, in: tmp)) != nil { try? FS.rename(m, in: tmp, to: itemName, in: metas) }
+                if let metas, (try? FS.stat(m, in: tmp)) != nil {
+                    // Its metadata first: a failure here leaves both in tmp/ for the next run, never the item without it.
+                    try sys("finish enqueue of \(itemName)") { () throws(Errno) in try FS.rename(m, in: tmp, to: itemName, in: metas) }
+                }
                 try sys("finish enqueue of \(itemName)") { () throws(Errno) in try FS.renameNoReplace(entry, in: tmp, to: itemName, in: dirs[.new]!) }
                 continue
             }

@@ -21,5 +21,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let fast = try? ItemMeta.parse(bytes)
     let tree = try? ItemMeta._parseReference(bytes)
     precondition(fast?.jsonBytes == tree?.jsonBytes, "ItemMeta.parse disagrees with the tree reference")
+    // Format 2's on-disk inputs: an item header (the bytes after a valid first line, and the bytes as they are)
+    // and a delivery state. What parses must encode back to bytes that parse to the same value.
+    for candidate in [bytes, Array("spool/2 \(bytes.count)\n".utf8) + bytes + [0x0A]] {
+        if let (h, offset) = try? ItemHeader.parse(candidate) {
+            precondition(offset <= candidate.count, "payload offset beyond the input")
+            let again = try? ItemHeader.parse(h.encoded())
+            precondition(again?.header == h, "ItemHeader round trip changed the header")
+        }
+    }
+    if let st = try? DeliveryState.parse(bytes) {
+        precondition((try? DeliveryState.parse(st.jsonBytes)) == st, "DeliveryState round trip changed the state")
+    }
     return 0
 }
