@@ -35,6 +35,8 @@ let package = Package(
         // Webhook signatures, pure and dependency-free: SHA-256, HMAC-SHA256, strict base64, constant-time
         // comparison, the Standard Webhooks / GitHub / Stripe header parsers and verifiers. Imports nothing.
         .target(name: "SpoolSignatures"),
+        // The configuration file: a strict parser of the TOML subset it uses (line:column errors), pure, imports nothing.
+        .target(name: "SpoolConfig"),
         // The spool directory protocol: key encoding, metadata, enqueue/claim/complete/fail/recover.
         .target(name: "SpoolCore", dependencies: ["SpoolSystem", "SpoolWire"]),
         // Consumers: the claim loop (inotify, retries, dead-claim recovery) and the `--exec` handler runner.
@@ -51,7 +53,7 @@ let package = Package(
         // `spool ui`: the operator's web pages and JSON API over a cached scan of the spool, on the HTTP server.
         .target(name: "SpoolUI", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
-        .target(name: "SpoolCLI", dependencies: ["SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolUI", "SpoolWire"]),
+        .target(name: "SpoolCLI", dependencies: ["SpoolConfig", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolReconcile", "SpoolIngress", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolUI", "SpoolWire"]),
         .executableTarget(name: "spool", dependencies: ["SpoolCLI"]),
         // Drivers of the library API for process-level tests and benchmarks (not a user tool).
         .executableTarget(name: "spool-testkit", dependencies: ["SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolTLS"]),
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "SpoolSystemTests", dependencies: ["SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
         .testTarget(name: "SpoolSignaturesTests", dependencies: ["SpoolSignatures"]),
+        .testTarget(name: "SpoolConfigTests", dependencies: ["SpoolConfig"]),
         // mallinfo2 for the tests' memory measurements (malloc.h is not in Swift's Glibc module).
         .target(name: "CSpoolTestShims", path: "Tests/CSpoolTestShims"),
         .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport", "CSpoolTestShims", "spool-testkit"]),
@@ -70,6 +73,6 @@ let package = Package(
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolReconcileTests", dependencies: ["SpoolReconcile", "SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
+        .testTarget(name: "SpoolCLITests", dependencies: ["SpoolCLI", "SpoolConfig", "SpoolCore", "SpoolConsumer", "SpoolBridges", "SpoolIngress", "SpoolSignatures", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
     ]
 )

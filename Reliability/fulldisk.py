@@ -47,6 +47,14 @@ def fill_blocks(mnt):
             try: os.fsync(fd)
             except OSError: pass
             os.close(fd)
+    # Blocks the big files could not take (freed by delayed allocation, or too few for a write): small files take
+    # them one each, so that not even one more 4 KiB item file fits (a format 2 item needs a single block).
+    for i in range(4096):
+        try:
+            with open(os.path.join(mnt, f"small{i}"), "wb") as f:
+                f.write(b"x"); f.flush(); os.fsync(f.fileno())
+        except OSError:
+            break
     print(f"   free bytes after filling: {shutil.disk_usage(mnt).free}", flush=True)
 
 

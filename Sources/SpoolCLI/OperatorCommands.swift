@@ -5,7 +5,7 @@ import SpoolWire
 
 extension CLI {
     static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand,
-                                              migrateCommand]
+                                              migrateCommand, validateCommand]
 
     static let enqueueCommand = Command(
         name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",

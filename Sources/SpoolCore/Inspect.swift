@@ -75,27 +75,32 @@ extension Spool {
     /// Lists items; tolerates items moving or vanishing while it reads (they are skipped or seen once).
     public func list(states: [ItemState] = ItemState.allCases, limit: Int? = nil, withMeta: Bool = true) throws(SpoolError) -> [ItemInfo] {
         var out: [ItemInfo] = []
+        // Which items have a delivery state in this queue: listed once, so that only those are opened.
+        let withState = Set((try? FS.listNames(in: q.state)) ?? [])
         for state in states {
             let d = dir(state)
             let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
             var infos: [ItemInfo]
             if limit == nil && withMeta {
-                // Everything is read anyway: stat and metadata in one pass over all cores.
+                // Everything is read anyway: each item opened once (fstat, the header's pread), on all cores.
                 infos = parallelMap(names) { name in
-                    SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: true) }
+                    SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: true, hasState: withState.contains(name)) }
                 }.compactMap { $0 }
                 infos.sort { $0.dueAtNanos < $1.dueAtNanos }
             } else {
-                // Oldest first (payload mtime: arrival, or the not-before time of a waiting retry), then only the
-                // metadata of the items that are shown.
+                // Oldest first (arrival, or the not-before time of a waiting retry), then only the headers of the
+                // items that are shown.
                 infos = parallelMap(names) { name in
-                    SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: false) }
+                    SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: false, hasState: withState.contains(name)) }
                 }.compactMap { $0 }
                 infos.sort { $0.dueAtNanos < $1.dueAtNanos }
                 if let limit { infos = Array(infos.prefix(max(0, limit - out.count))) }
                 if withMeta {
-                    let metas = parallelMap(infos.map(\.fileName)) { try? self.readMeta(name: $0, state: state) }
-                    for i in infos.indices { infos[i].meta = metas[i] }
+                    let metas = parallelMap(infos.map(\.fileName)) { try? self.readMeta(name: $0, state: state, hasState: withState.contains($0)) }
+                    for i in infos.indices {
+                        infos[i].meta = metas[i]
+                        if state == .new, let n = metas[i]?.nextAttemptAtNanos { infos[i].dueAtNanos = n }
+                    }
                 }
             }
             out += infos
@@ -104,15 +109,31 @@ extension Spool {
         return out
     }
 
-    func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool) -> ItemInfo? {
+    /// One item of a listing. With `withMeta`, the item file is opened once (fstat, then one `pread` of its header);
+    /// without, it is only `stat`ed. `hasState` (from a listing of `state/`) saves looking for a state file that is
+    /// not there; nil looks.
+    func itemInfo(name: String, key: SpoolKey, state: ItemState, withMeta: Bool, hasState: Bool? = nil) -> ItemInfo? {
         let d = dir(state)
-        guard let st = try? FS.stat(name, in: d), st.isRegular else { return nil }
+        let st: FileStat
+        var meta: ItemMeta? = nil
+        if withMeta {
+            guard let fd = try? FileDescriptor.open(name, in: d, [.readOnly, .noFollow, .nonBlocking]) else { return nil }
+            defer { try? fd.close() }
+            guard let s = try? fd.stat(), s.isRegular else { return nil }
+            st = s
+            meta = try? readMeta(name: name, state: state, fd: fd, fileSize: s.size, hasState: hasState)
+        } else {
+            guard let s = try? FS.stat(name, in: d), s.isRegular else { return nil }
+            st = s
+        }
         var due = st.mtimeNanos
-        // A waiting retry's not-before time is its state file's mtime.
-        if state == .new, let ss = try? FS.stat(name, in: q.state) { due = ss.mtimeNanos }
-        let meta: ItemMeta? = withMeta ? try? readMeta(name: name, state: state) : nil
-        // The state file says it to the nanosecond (a copy may have kept its mtime to the second only).
-        if state == .new, let n = meta?.nextAttemptAtNanos { due = n }
+        if state == .new {
+            if let n = meta?.nextAttemptAtNanos {
+                due = n  // the state file says it to the nanosecond (a copy may keep mtimes to the second only)
+            } else if !withMeta, hasState ?? true, let ss = try? FS.stat(name, in: q.state) {
+                due = ss.mtimeNanos  // a waiting retry's not-before time is its state file's mtime
+            }
+        }
         return ItemInfo(state: state, key: key.value, fileName: name, size: meta?.size ?? st.size, dueAtNanos: due, changedAtNanos: st.ctimeNanos,
                         meta: meta, path: "\(path)/\(q.prefix)\(state.rawValue)/\(name)", queue: queue)
     }

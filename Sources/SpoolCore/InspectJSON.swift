@@ -52,8 +52,9 @@ extension Spool {
     public func list(state: ItemState, reusing previous: [String: ItemInfo]) throws(SpoolError) -> [ItemInfo] {
         let d = dir(state)
         let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
+        let withState = Set((try? FS.listNames(in: q.state)) ?? [])
         var infos = parallelMap(names) { name in
-            SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: false) }
+            SpoolKey(fileName: name).flatMap { self.itemInfo(name: name, key: $0, state: state, withMeta: false, hasState: withState.contains(name)) }
         }.compactMap { $0 }
         var missing: [Int] = []
         for i in infos.indices {
@@ -64,7 +65,7 @@ extension Spool {
                 missing.append(i)
             }
         }
-        let metas = parallelMap(missing.map { infos[$0].fileName }) { try? self.readMeta(name: $0, state: state) }
+        let metas = parallelMap(missing.map { infos[$0].fileName }) { try? self.readMeta(name: $0, state: state, hasState: withState.contains($0)) }
         for (j, i) in missing.enumerated() { infos[i].meta = metas[j] }
         infos.sort { $0.dueAtNanos < $1.dueAtNanos }
         return infos

@@ -94,10 +94,12 @@ extension Spool {
 
     /// Header and delivery state of `name` in `state` of this queue, as one `ItemMeta`. `attempts` counts attempts
     /// started, as listings always have: a claimed item's running attempt, and a done item's one successful attempt
-    /// that (going well) wrote no state.
-    func readMeta(name: String, state: ItemState) throws(SpoolError) -> ItemMeta {
-        let h = try readHeader(name: name, state: state).header
-        var m = Spool.meta(header: h, state: try readState(name: name, in: q))
+    /// that (going well) wrote no state. `fd` is the item already open (else it is opened); `hasState: false` skips
+    /// looking for a state file a listing of `state/` did not show.
+    func readMeta(name: String, state: ItemState, fd: FileDescriptor? = nil, fileSize: Int64 = 0, hasState: Bool? = nil) throws(SpoolError) -> ItemMeta {
+        let h: ItemHeader
+        if let fd { h = try Spool.readHeader(fd, fileSize: fileSize).header } else { h = try readHeader(name: name, state: state).header }
+        var m = Spool.meta(header: h, state: hasState == false ? nil : try readState(name: name, in: q))
         if state == .claimed { m.attempts += 1 } else if state == .done { m.attempts = max(m.attempts, 1) }
         return m
     }

@@ -63,3 +63,25 @@ import SpoolCore
         #expect(newer.status == 1 && newer.stderr.contains("newer than this release"))
     }
 }
+
+/// `spool validate`: every error with FILE:LINE:COLUMN on stderr and exit 1; a valid file exits 0.
+@Suite struct ValidateCLITests {
+    @Test func validAndInvalidFiles() throws {
+        let dir = makeTempDir()
+        let good = dir + "/good.toml", bad = dir + "/bad.toml"
+        try Data("[[route]]\npath = \"/a\"\nqueues = [\"video\"]\n[queue.video]\nexec = \"true\"\n".utf8).write(to: URL(fileURLWithPath: good))
+        try Data("[[route]]\npath = \"/a\"\ncolour = 1\n[queue.video]\nconcurrency = \"4\"\n".utf8).write(to: URL(fileURLWithPath: bad))
+        let ok = try run(spoolBin, ["validate", "--config", good])
+        #expect(ok.status == 0 && ok.stdout == "\(good): ok (1 route(s), queues: video)\n", "\(ok.stdout) \(ok.stderr)")
+        let fromEnv = try run(spoolBin, ["validate"], env: ["SPOOL_CONFIG": good])
+        #expect(fromEnv.status == 0)
+        let r = try run(spoolBin, ["validate", "--config", bad])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(bad):3:1: unknown key 'colour' in a [[route]]"), "\(r.stderr)")
+        #expect(r.stderr.contains("\(bad):5:15: 'concurrency' must be an integer, not a string"), "\(r.stderr)")
+        let missing = try run(spoolBin, ["validate", "--config", dir + "/nope.toml"])
+        #expect(missing.status == 1 && missing.stderr.hasPrefix("error: cannot read configuration"))
+        #expect(try run(spoolBin, ["validate"], env: ["SPOOL_CONFIG": ""]).status == 64, "no file: a usage error")
+        #expect(try run(spoolBin, ["validate", "--config", dir]).stderr.contains("not a regular file"))
+    }
+}
