@@ -25,10 +25,11 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    /// Members named `name`; more than one means the document is ambiguous.
+    /// Members named `name`; more than one means the document is ambiguous. Names compare byte for byte (by Unicode
+    /// scalars): `"\u212Aey"` (KELVIN SIGN) is not `Key`, although Swift's `==` says the two strings are equal.
     public func members(named name: String) -> [JSONValue] {
         guard case .object(let m) = self else { return [] }
-        return m.filter { $0.0 == name }.map { $0.1 }
+        return m.filter { $0.0.unicodeScalars.elementsEqual(name.unicodeScalars) }.map { $0.1 }
     }
 
     /// The single member named `name`, or nil when absent or repeated.

@@ -72,10 +72,11 @@ public struct KeyExtractor: Sendable {
     }
 
     public func extractForm(_ body: [UInt8]) throws(Failure) -> SpoolKey {
-        let fields = try KeyExtractor.parseForm(body)
+        let fields = KeyExtractor.parseForm(body)
         for (i, path) in paths.enumerated() {
             guard let name = path.last else { continue }
-            let values = fields.filter { $0.0 == name }.map { $0.1 }
+            // Names compare byte for byte (by Unicode scalars), never by canonical equivalence.
+            let values = fields.filter { $0.0.unicodeScalars.elementsEqual(name.unicodeScalars) }.map { $0.1 }
             if values.count > 1 { throw .malformedBody("ambiguous form: field \"\(name)\" appears \(values.count) times") }
             guard let v = values.first else { continue }
             do { return try SpoolKey(bytes: v) } catch { throw .badKey(path: pathNames[i], reason: "\(error)") }
@@ -83,31 +84,30 @@ public struct KeyExtractor: Sendable {
         throw .noKey(tried: pathNames)
     }
 
-    /// Parses `application/x-www-form-urlencoded` strictly: `+` is a space, `%XX` needs two hex digits.
-    public static func parseForm(_ body: [UInt8]) throws(Failure) -> [(String, [UInt8])] {
+    /// Parses `application/x-www-form-urlencoded` as the WHATWG URL standard does: `+` is a space, `%XX` with two hex
+    /// digits is that byte, and a `%` not followed by two hex digits stays a literal `%` (a sender cannot fix a stray
+    /// `%` in a field nobody reads, so it must not refuse the whole webhook).
+    public static func parseForm(_ body: [UInt8]) -> [(String, [UInt8])] {
         var out: [(String, [UInt8])] = []
         for pair in body.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             let kv = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            let name = try decode(kv[0])
-            let value = kv.count > 1 ? try decode(kv[1]) : []
+            let name = decode(kv[0])
+            let value = kv.count > 1 ? decode(kv[1]) : []
             out.append((String(decoding: name, as: UTF8.self), value))
         }
         return out
     }
 
     /// Decodes one `application/x-www-form-urlencoded` component (also used for query parameters).
-    public static func decodeFormComponent(_ s: [UInt8]) throws(Failure) -> [UInt8] { try decode(s[...]) }
+    public static func decodeFormComponent(_ s: [UInt8]) -> [UInt8] { decode(s[...]) }
 
-    static func decode(_ s: ArraySlice<UInt8>) throws(Failure) -> [UInt8] {
+    static func decode(_ s: ArraySlice<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         var i = s.startIndex
         while i < s.endIndex {
             let c = s[i]
             if c == UInt8(ascii: "+") { out.append(0x20); i += 1; continue }
-            if c == UInt8(ascii: "%") {
-                guard i + 2 < s.endIndex, let h = hexValue(s[i + 1]), let l = hexValue(s[i + 2]) else {
-                    throw .malformedBody("invalid percent-encoding in form data")
-                }
+            if c == UInt8(ascii: "%"), i + 2 < s.endIndex, let h = hexValue(s[i + 1]), let l = hexValue(s[i + 2]) {
                 out.append(h << 4 | l)
                 i += 3
                 continue

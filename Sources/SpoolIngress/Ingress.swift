@@ -237,7 +237,7 @@ public final class IngressHandler: HTTPHandler {
         }
         if let q = head.query {
             for pair in q.split(separator: "&") where pair.hasPrefix("token=") {
-                if let v = try? KeyExtractor.decodeFormComponent(Array(pair.dropFirst(6).utf8)) { candidates.append(String(decoding: v, as: UTF8.self)) }
+                candidates.append(String(decoding: KeyExtractor.decodeFormComponent(Array(pair.dropFirst(6).utf8)), as: UTF8.self))
             }
         }
         var ok = false

@@ -226,10 +226,8 @@ public final class UIHandler: HTTPHandler {
         var out: [String: String] = [:]
         for pair in body.split(separator: 0x26) {
             let parts = pair.split(separator: 0x3D, maxSplits: 1, omittingEmptySubsequences: false)
-            guard let n = try? KeyExtractor.decodeFormComponent(Array(parts[0])),
-                  let v = try? KeyExtractor.decodeFormComponent(parts.count > 1 ? Array(parts[1]) : []) else {
-                throw .badRequest("malformed form data")
-            }
+            let n = KeyExtractor.decodeFormComponent(Array(parts[0]))
+            let v = KeyExtractor.decodeFormComponent(parts.count > 1 ? Array(parts[1]) : [])
             let name = String(decoding: n, as: UTF8.self)
             if out[name] != nil { throw .badRequest("repeated form field") }
             out[name] = String(decoding: v, as: UTF8.self)
@@ -240,7 +238,7 @@ public final class UIHandler: HTTPHandler {
     static func queryValue(_ query: String?, _ name: String) -> String? {
         guard let query else { return nil }
         for pair in query.split(separator: "&") where pair.hasPrefix(name + "=") {
-            if let v = try? KeyExtractor.decodeFormComponent(Array(pair.dropFirst(name.count + 1).utf8)) { return String(decoding: v, as: UTF8.self) }
+            return String(decoding: KeyExtractor.decodeFormComponent(Array(pair.dropFirst(name.count + 1).utf8)), as: UTF8.self)
         }
         return nil
     }

@@ -72,9 +72,24 @@ import SpoolSystem
         #expect(throws: KeyExtractor.Failure.malformedBody("invalid JSON: expected member name at byte 1")) {
             try x.extract(body: Array("{x".utf8), contentType: "application/x-www-form-urlencoded")
         }
-        #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=%zz".utf8)) }
-        #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=%4".utf8)) }
+        // A `%` without two hex digits stays literal (WHATWG application/x-www-form-urlencoded): a stray `%` in a field
+        // nobody reads no longer refuses the webhook, and in the key it is part of the key.
+        #expect(try x.extractForm(Array("id=0&value=%&project=K".utf8)).value == "K")
+        #expect(try x.extractForm(Array("project=%zz".utf8)).value == "%zz")
+        #expect(try x.extractForm(Array("project=%4".utf8)).value == "%4")
+        #expect(try x.extractForm(Array("project=100%25+%E2%9C%93".utf8)).value == "100% ✓")
+        #expect(KeyExtractor.parseForm(Array("a=%%41%4g%".utf8)).map { $0.1 } == [Array("%A%4g%".utf8)])
         #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("project=a&project=b".utf8)) }
+    }
+
+    /// Names from the wire compare byte for byte: KELVIN SIGN (U+212A) is canonically equivalent to `K`, and must not
+    /// stand in for it (nor make a document with both ambiguous).
+    @Test func memberAndFieldNamesCompareByteForByte() throws {
+        let x = KeyExtractor(paths: ["Key"])
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractJSON(Array(#"{"\u212Aey":"x"}"#.utf8)) }
+        #expect(try x.extractJSON(Array(#"{"Key":"a","\u212Aey":"b"}"#.utf8)).value == "a")
+        #expect(try x.extractForm(Array("%E2%84%AAey=b&Key=a".utf8)).value == "a")
+        #expect(throws: KeyExtractor.Failure.self) { try x.extractForm(Array("%E2%84%AAey=b".utf8)) }
     }
 }
 
