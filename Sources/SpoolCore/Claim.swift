@@ -208,11 +208,14 @@ extension Spool {
         return item
     }
 
-    /// Moves a claimed item to `done/`: one rename. Its delivery state is written only for an item that has one
-    /// (it failed before, so its current state must say it succeeded now) or when there is something to record.
+    /// Moves a claimed item to `done/`: one rename. Its delivery state is written only for an item that has one (it
+    /// failed before, so its current state must say it succeeded now, with `status`). A first attempt that succeeds
+    /// writes nothing more, whatever its status (the consumer logs it): that is the path of nearly every webhook,
+    /// and a state file there would cost a file and a flush per item (the JetStream bridge's publish status made its
+    /// rate 4x lower when it did).
     public func complete(_ item: ClaimedItem, status: String? = nil) throws(SpoolError) {
         precondition(!item.finished, "item already finished")
-        if item.previous != nil || status != nil {
+        if item.previous != nil {
             var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
             let now = self.now()
             st.attempts = item.attempt

@@ -17,7 +17,7 @@ public struct ItemHeader: Sendable, Equatable {
     /// A header object larger than this is refused as corrupt (hostile-disk bound).
     public static let maxBytes = 256 * 1024
     /// What a reader reads first: nearly every header fits, so one `pread` finds the payload.
-    public static let probeBytes = 4096
+    public static let probeBytes = 1024
 
     /// Where an item came from: a request to the ingress, `spool reconcile`, `spool pull`, `spool enqueue`.
     public enum Source: String, Sendable, CaseIterable { case webhook, reconcile, pull, enqueue }

@@ -131,7 +131,8 @@ public struct FileDescriptor: Sendable, Hashable {
         return out
     }
 
-    /// Up to `count` bytes from `offset` with pread(2) (fewer at the end of the file), leaving the offset alone.
+    /// Up to `count` bytes from `offset` of a regular file with pread(2), leaving the offset alone. A short read of a
+    /// regular file is its end, so a file shorter than `count` costs one call.
     public func read(at offset: Int, upTo count: Int) throws(Errno) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var have = 0
@@ -140,8 +141,8 @@ public struct FileDescriptor: Sendable, Hashable {
             let n = try out.withUnsafeMutableBytes { p in
                 Result { () throws(Errno) in try retryingSyscall { Glibc.pread(rawValue, p.baseAddress! + have, asked, off_t(offset + have)) } }
             }.get()
-            if n == 0 { break }
             have += n
+            if n < asked { break }
         }
         out.removeSubrange(have...)
         return out

@@ -154,13 +154,19 @@ func makeHistory(_ dir: String) throws {
         }
         // The payloads' mtimes are the real time of writing: claim on the real clock, finish in the past.
         clock.set(SystemClock().nowNanos())
+        // A first-attempt success records nothing (its finish time is the ctime of the move, which cannot be set in
+        // the past), so each done item fails once first: its delivery state then records when it finished.
+        var failedOnce = Set<String>()
         while let c = try past.claim() {
             clock.set(t + 40_000_000_000)
             defer { clock.set(SystemClock().nowNanos()) }
             if c.key.value.hasSuffix("-3") && m % 4 == 0 {
                 try past.fail(c, error: "HTTP 422 from downstream", status: "422", retryable: false, policy: RetryPolicy(maxAttempts: 1))
+            } else if failedOnce.insert(c.key.value).inserted {
+                try past.fail(c, error: "HTTP 503", status: "503", retryable: true,
+                              policy: RetryPolicy(maxAttempts: 5, baseNanos: 1_000_000, maxNanos: 1_000_000))
             } else {
-                try past.complete(c, status: "200")  // with a status the finish time is recorded in the metadata
+                try past.complete(c, status: "200")
             }
         }
     }
