@@ -49,7 +49,7 @@ let package = Package(
         // Our own epoll HTTP/1.1 server (the parser is SpoolWire's).
         .target(name: "SpoolHTTP", dependencies: ["SpoolSystem", "SpoolWire"]),
         // The webhook ingress: key extraction, token and signature checks, group commit, metrics, on the HTTP server.
-        .target(name: "SpoolIngress", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
+        .target(name: "SpoolIngress", dependencies: ["SpoolConfig", "SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // `spool ui`: the operator's web pages and JSON API over a cached scan of the spool, on the HTTP server.
         .target(name: "SpoolUI", dependencies: ["SpoolCore", "SpoolHTTP", "SpoolSignatures", "SpoolSystem", "SpoolWire"]),
         // The command line: argument parsing and every `spool` subcommand.
@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "SpoolTLSTests", dependencies: ["SpoolTLS", "SpoolSystem", "SpoolTestSupport", "CSpoolTestShims", "spool-testkit"]),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolHTTPTests", dependencies: ["SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),
-        .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
+        .testTarget(name: "SpoolIngressTests", dependencies: ["SpoolConfig", "SpoolIngress", "SpoolHTTP", "SpoolCore", "SpoolSignatures", "SpoolSystem", "SpoolWire", "SpoolTestSupport"]),
         .testTarget(name: "SpoolUITests", dependencies: ["SpoolUI", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolWire", "SpoolTestSupport", "spool", "spool-testkit"]),
         .testTarget(name: "SpoolConsumerTests", dependencies: ["SpoolConsumer", "SpoolCore", "SpoolSystem", "SpoolTestSupport"]),
         .testTarget(name: "SpoolBridgesTests", dependencies: ["SpoolBridges", "SpoolConsumer", "SpoolCore", "SpoolHTTP", "SpoolSystem", "SpoolTLS", "SpoolWire", "SpoolTestSupport"]),

@@ -1,5 +1,6 @@
 import SpoolBridges
 import SpoolConsumer
+import SpoolConfig
 import SpoolCore
 import SpoolHTTP
 import SpoolIngress
@@ -341,6 +342,13 @@ extension CLI {
         TLS certificate and key again (a pair that fails to load is logged and the old one kept).
         """,
         options: [
+            .value("--config", "FILE", help: """
+                serve the routes of this configuration file (docs/configuration.md): each
+                [[route]] its path, key, token and signature, and fan-out into its queues by
+                their match conditions (none taking it: the queue unrouted). Not with
+                --path, --key-path, --key-header, --token-file, --verify, --secret-file,
+                --tolerance; its listen unless --listen is given. Default $SPOOL_CONFIG
+                """),
             .value("--listen", "HOST:PORT", default: "127.0.0.1:8080", help: "address to listen on; port 0 picks a free one"),
             .value("--path", "PATH", default: "/json2video/done", help: "webhook path"),
             .repeated("--key-path", "DOTTED.PATH", default: "movie.project, then project",
@@ -381,16 +389,26 @@ extension CLI {
         ] + serveReconcileOptions(),
         environment: [
             EnvironmentVariable("SPOOL_TOKEN", "the token to require when --token-file is not given"),
+            EnvironmentVariable("SPOOL_CONFIG", "the configuration file when --config is not given"),
             EnvironmentVariable("SPOOL_COMMITTERS", "threads making batches durable, a whole number from 1 to 16 (default 2)"),
             EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for --tls-cert (default: the system's)"),
         ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
-            let listen = try parseListen(args.value("--listen") ?? "127.0.0.1:8080")
+            let config = try configPath(args, ctx).map { try loadConfiguration($0) }
+            let listen = try parseListen(args.value("--listen") ?? config?.listen ?? "127.0.0.1:8080")
             let verify = try parseVerify(args)
             var ingress = try ingressConfiguration(args, env: ctx.console.environment, verify: verify)
-            ingress.token = try readToken(args, env: ctx.console.environment)
-            ingress.signature = try readSignatureVerifier(verify)
+            if let config, !config.routes.isEmpty {
+                let perRoute = ["--path", "--key-path", "--key-header", "--token-file", "--verify", "--secret-file", "--tolerance"]
+                if let clash = perRoute.first(where: { !args.all($0).isEmpty }) {
+                    throw UsageError("\(clash) is a route's setting: with --config, routes come from the file")
+                }
+                ingress.routes = try routes(config)
+            } else {
+                ingress.token = try readToken(args, env: ctx.console.environment)
+                ingress.signature = try readSignatureVerifier(verify)
+            }
             let http = try httpConfiguration(args)
             let flush = try flushMode(args)
             let tls = try serverCertificate(args, env: ctx.console.environment)
@@ -400,6 +418,31 @@ extension CLI {
             return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls, metrics: metrics,
                                    reconcile: reconcile)
         })
+
+    /// The ingress routes of a configuration file: each route's token and secrets read (modes checked) before
+    /// anything listens, its queues with the match conditions of their `[queue.NAME]` tables.
+    static func routes(_ config: Configuration) throws -> [IngressRoute] {
+        try config.routes.map { r in
+            var route = IngressRoute(path: r.path)
+            if let k = r.keyPaths { route.keyPaths = k }
+            route.keyHeader = r.keyHeader
+            route.token = try r.tokenFile.map { try SecretFile.readLine($0, what: "token file of route \(r.path)") }
+            if let v = r.verify, let file = r.secretFile, let scheme = SignatureScheme(rawValue: v) {
+                let options = VerifyOptions(scheme: scheme, secretFile: file, toleranceSeconds: Int64(r.toleranceSeconds ?? 300))
+                route.signature = try readSignatureVerifier(options)
+                // As with --verify: without a key rule, the key is where that sender puts its delivery id.
+                if r.keyPaths == nil && r.keyHeader == nil {
+                    switch scheme {
+                    case .standardWebhooks: route.keyHeader = StandardWebhooksHeaders.id; route.keyHeaderAlias = StandardWebhooksHeaders.svixID
+                    case .github: route.keyHeader = GitHubHeaders.delivery
+                    case .stripe: route.keyPaths = ["id"]
+                    }
+                }
+            }
+            route.queues = r.queues.map { RouteQueue(name: $0, match: config.queue($0)?.match ?? []) }
+            return route
+        }
+    }
 
     /// `--listen HOST:PORT` (an IPv6 host without brackets: the port follows the last colon).
     struct ListenAddress {

@@ -204,6 +204,7 @@ struct Reader {
         if let p = path, !(p.hasPrefix("/") && p.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3F && $0 != 0x23 })) {
             error(t["path"]!.position, "'path' must start with '/' and hold no spaces, '?' or '#'")
         }
+        if let p = path, p == "/healthz" || p == "/metrics" { error(t["path"]!.position, "'path' \(p) is spool's own (health and metrics)") }
         let keys = strings(t, "key")
         let keyHeader = string(t, "key_header")
         if keys != nil && keyHeader != nil { error(t["key_header"]!.position, "a route takes 'key' or 'key_header', not both") }

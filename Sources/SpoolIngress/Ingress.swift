@@ -33,7 +33,18 @@ public struct IngressConfiguration: Sendable {
     /// False when `/metrics` has an address of its own (`--metrics-listen`): the webhook port then answers 404
     /// for it, so a proxy that forwards every path cannot publish it.
     public var metricsOnWebhookPort = true
+    /// The routes of a configuration file (docs/configuration.md). Empty: one route made of `path`, `keyPaths`,
+    /// `keyHeader`, `token` and `signature` above, into the spool's own queue.
+    public var routes: [IngressRoute] = []
     public init() {}
+
+    /// The routes served: `routes`, or the one route of the fields above.
+    var effectiveRoutes: [IngressRoute] {
+        if !routes.isEmpty { return routes }
+        var r = IngressRoute(path: path)
+        r.keyPaths = keyPaths; r.keyHeader = keyHeader; r.keyHeaderAlias = keyHeaderAlias; r.token = token; r.signature = signature
+        return [r]
+    }
 }
 
 /// The webhook ingress: the `HTTPHandler` behind `spool serve`. It answers 2xx only after the spool has made
@@ -42,7 +53,8 @@ public final class IngressHandler: HTTPHandler {
     let config: IngressConfiguration
     let spool: Spool
     let committer: GroupCommitter
-    let extractor: KeyExtractor
+    /// Every route by its path, with its key extractor.
+    let routes: [String: (route: IngressRoute, extractor: KeyExtractor)]
     let metrics = IngressMetrics()
     /// Supplied after the server exists (for the open-connections gauge).
     let connectionGauge = Mutex<@Sendable () -> Int>({ 0 })
@@ -55,7 +67,9 @@ public final class IngressHandler: HTTPHandler {
     public init(spool: Spool, configuration: IngressConfiguration) throws {
         self.spool = spool
         self.config = configuration
-        self.extractor = KeyExtractor(paths: configuration.keyPaths)
+        var routes: [String: (route: IngressRoute, extractor: KeyExtractor)] = [:]
+        for r in configuration.effectiveRoutes { routes[r.path] = (r, KeyExtractor(paths: r.keyPaths)) }
+        self.routes = routes
         let m = metrics
         self.committer = try GroupCommitter(spool: spool, committers: configuration.committers) { n, seconds in
             m.durableWriteLatency.observe(seconds)
@@ -73,20 +87,19 @@ public final class IngressHandler: HTTPHandler {
         if entry.status.code >= 400 && entry.path != "/healthz" && entry.path != "/metrics" {
             metrics.rejected.add(1, ordering: .relaxed)
         }
-        if entry.path == config.path && entry.method == "POST" && entry.status == 200 {
+        if routes[entry.path] != nil && entry.method == "POST" && entry.status == 200 {
             metrics.ackLatency.observe(entry.durationMilliseconds / 1000)
         }
     }
 
     public func checkHead(_ head: HTTPRequestHead, remote: String) -> HTTPResponse? {
-        switch head.path {
-        case config.path:
+        if let route = routes[head.path]?.route {
             guard head.method == "POST" else {
                 return HTTPResponse(status: 405, headers: ["Allow": "POST", "Content-Type": "application/json"],
                                     body: Array(#"{"error":"method not allowed; use POST"}"#.utf8))
             }
             // The token is checked before a single body byte is read.
-            if let token = config.token, !authorized(head, token: token) {
+            if let token = route.token, !authorized(head, token: token) {
                 return .error(status: 401, "missing or wrong token", close: head.hasBody)
             }
             // RFC 9110 15.5.16: a content coding we do not decode is 415, naming what is accepted. Storing the
@@ -98,6 +111,8 @@ public final class IngressHandler: HTTPHandler {
                 return r
             }
             return nil
+        }
+        switch head.path {
         case "/healthz", "/metrics":
             if let refused = checkProbeMethod(head) { return refused }
             // Queue depth, error rates and latencies are nobody else's business: on the webhook port they need
@@ -171,10 +186,11 @@ public final class IngressHandler: HTTPHandler {
 
     private func handleWebhook(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         metrics.bytesReceived.add(UInt64(request.body.count), ordering: .relaxed)
+        guard let (route, extractor) = routes[request.head.path] else { respond(.error(status: 404, "not found")); return }
         let key: SpoolKey
         do throws(IngressError) {
-            try verifySignature(request)
-            key = try extractKey(request)
+            try verifySignature(request, route)
+            key = try extractKey(request, route, extractor)
         } catch {
             if case .signature(let failure) = error { metrics.countSignatureRejection(failure) }
             respond(error.response)
@@ -186,10 +202,14 @@ public final class IngressHandler: HTTPHandler {
         }
         let m = metrics
         let retryAfter = config.retryAfterSeconds
-        committer.submit(EnqueueRequest(key: key, payload: request.body, headers: headers)) { result in
+        // Fan-out: every queue of the route whose match holds, in the same durable write (the 2xx means durable in all).
+        let queues = route.queues(for: request.body, contentType: request.head.headers["content-type"], headers: request.head.headers)
+        let unrouted = queues == [unroutedQueue]
+        committer.submit(EnqueueRequest(key: key, payload: request.body, headers: headers, queues: queues)) { result in
             switch result {
             case .success(let outcome):
                 if outcome == .accepted { m.accepted.add(1, ordering: .relaxed) } else { m.duplicates.add(1, ordering: .relaxed) }
+                if outcome == .accepted && unrouted { m.unrouted.add(1, ordering: .relaxed) }
                 respond(.json(status: 200, "{\"status\":\"\(outcome.rawValue)\",\"key\":\(JSONWriter.quote(key.value))}", logKey: key.value))
             case .failure(let e):
                 if e.isStorageUnavailable || { if case .system = e { return true } else { return false } }() {
@@ -207,8 +227,8 @@ public final class IngressHandler: HTTPHandler {
     }
 
     /// The signature over the complete request, when `--verify` asked for one. Nothing is stored on failure.
-    func verifySignature(_ request: HTTPRequest) throws(IngressError) {
-        guard let verifier = config.signature else { return }
+    func verifySignature(_ request: HTTPRequest, _ route: IngressRoute) throws(IngressError) {
+        guard let verifier = route.signature else { return }
         let now = config.clock.nowNanos() / 1_000_000_000
         do throws(SignatureFailure) {
             try verifier.verify(body: request.body, nowSeconds: now) { request.head.headers.values(for: $0) }
@@ -216,9 +236,9 @@ public final class IngressHandler: HTTPHandler {
     }
 
     /// The key, from the configured header or the body.
-    func extractKey(_ request: HTTPRequest) throws(IngressError) -> SpoolKey {
-        if var name = config.keyHeader {
-            if let alias = config.keyHeaderAlias, !request.head.headers.contains(name), request.head.headers.contains(alias) { name = alias }
+    func extractKey(_ request: HTTPRequest, _ route: IngressRoute, _ extractor: KeyExtractor) throws(IngressError) -> SpoolKey {
+        if var name = route.keyHeader {
+            if let alias = route.keyHeaderAlias, !request.head.headers.contains(name), request.head.headers.contains(alias) { name = alias }
             let values = request.head.headers.values(for: name)
             guard values.count == 1 else {
                 throw values.isEmpty ? .missingKeyHeader(name) : .repeatedKeyHeader(name)

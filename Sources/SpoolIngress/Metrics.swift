@@ -35,6 +35,8 @@ final class IngressMetrics: Sendable {
     let requestsByStatus = Mutex<[Int: UInt64]>([:])
     let accepted = Atomic<UInt64>(0)
     let duplicates = Atomic<UInt64>(0)
+    /// Accepted webhooks that no queue of their route took (stored in the queue `unrouted`).
+    let unrouted = Atomic<UInt64>(0)
     let rejected = Atomic<UInt64>(0)
     /// Signature refusals by `SignatureFailure.reason` (each also counted in `rejected`, as every 4xx is).
     let signatureRejections = Mutex<[String: UInt64]>([:])
@@ -62,6 +64,7 @@ final class IngressMetrics: Sendable {
         }
         counter("spool_webhooks_accepted_total", "Webhooks stored as new items.", accepted.load(ordering: .relaxed))
         counter("spool_webhooks_duplicate_total", "Webhooks whose key was already stored.", duplicates.load(ordering: .relaxed))
+        counter("spool_webhooks_unrouted_total", "Accepted webhooks no queue of their route took (queue unrouted).", unrouted.load(ordering: .relaxed))
         counter("spool_webhooks_rejected_total", "Requests refused with 4xx or 5xx (all paths but /healthz and /metrics).", rejected.load(ordering: .relaxed))
         out += "# HELP spool_signature_rejected_total Webhooks refused by --verify, by reason (missing, malformed, invalid, timestamp).\n"
         out += "# TYPE spool_signature_rejected_total counter\n"

@@ -1,0 +1,70 @@
+import Foundation
+import SpoolTestSupport
+import Testing
+import SpoolCore
+
+/// `spool serve --config FILE`: several routes, each with its key rule and token, fanning out into the queues whose
+/// match conditions hold, `unrouted` when none does; 404 for a path in no route (docs/configuration.md).
+@Suite struct RouteCLITests {
+    @Test func routesFanOutByMatchIntoQueues() throws {
+        let base = makeTempDir()
+        let dir = base + "/s"
+        try Data("t0ken\n".utf8).write(to: URL(fileURLWithPath: base + "/token"))
+        chmod(base + "/token", 0o600)
+        let config = base + "/spool.toml"
+        try Data("""
+            [[route]]
+            path = "/json2video/done"
+            token_file = "\(base)/token"
+            queues = ["video", "billing", "alerts"]
+
+            [[route]]
+            path = "/stripe"
+            key_header = "stripe-event-id"
+            queues = ["stripe-only"]
+
+            [queue.video]
+            match = ["movie.status=done"]
+            [queue.billing]
+            match = ["movie.status"]
+            [queue.alerts]
+            match = ["movie.status=error|timeout", "!movie.retry"]
+            [queue.stripe-only]
+            match = ["header:x-env=prod"]
+            """.utf8).write(to: URL(fileURLWithPath: config))
+        let server = try Server(dir: dir, extra: ["--config", config])
+        defer { _ = server.stop() }
+        func post(_ path: String, _ body: String, headers: [String] = [], token: Bool = true) throws -> String {
+            let h = headers.flatMap { ["-H", $0] } + ["-H", "Content-Type: application/json"]
+            let url = server.url + path + (token ? "?token=t0ken" : "")
+            return try run("/usr/bin/curl", ["-s", "-w", " %{http_code}", "--data-binary", body] + h + [url]).stdout
+        }
+        #expect(try post("/json2video/done", #"{"movie":{"project":"D1","status":"done"}}"#) == #"{"status":"accepted","key":"D1"} 200"#)
+        #expect(try post("/json2video/done", #"{"movie":{"project":"E1","status":"error"}}"#).hasSuffix(" 200"))
+        #expect(try post("/json2video/done", #"{"movie":{"project":"E2","status":"error","retry":true}}"#).hasSuffix(" 200"))
+        #expect(try post("/json2video/done", #"{"project":"U1"}"#).hasSuffix(" 200"), "no queue takes it: stored in unrouted")
+        #expect(try post("/json2video/done", #"{"movie":{"project":"D1","status":"error"}}"#) == #"{"status":"duplicate","key":"D1"} 200"#)
+        #expect(try post("/json2video/done", #"{"project":"X"}"#, token: false).hasSuffix(" 401"), "the route's token")
+        #expect(try post("/stripe", #"{"id":"evt_1"}"#, headers: ["stripe-event-id: evt_1", "x-env: prod"], token: false).hasSuffix(" 200"))
+        #expect(try post("/stripe", #"{}"#, headers: ["stripe-event-id: evt_2", "x-env: test"], token: false).hasSuffix(" 200"))
+        #expect(try post("/nowhere", "{}").hasSuffix(" 404"))
+        func keys(_ queue: String) -> Set<String> {
+            let prefix = queue == "default" ? dir : dir + "/queues/" + queue
+            return Set(entries(prefix + "/new"))
+        }
+        #expect(keys("video") == ["D1"])
+        #expect(keys("billing") == ["D1", "E1", "E2"])
+        #expect(keys("alerts") == ["E1"])
+        #expect(keys("unrouted") == ["U1", "evt_2"])
+        #expect(keys("stripe-only") == ["evt_1"])
+        #expect(keys("default").isEmpty)
+        // One file per webhook, however many queues took it.
+        #expect(linkCount(dir + "/keys/D1") == 3 && linkCount(dir + "/keys/E1") == 3)
+        #expect(storedHeader(atPath: dir + "/queues/billing/new/E2")?.queues == ["billing"])
+        let metrics = try run("/usr/bin/curl", ["-s", server.url + "/metrics"]).stdout
+        #expect(metrics.contains("spool_webhooks_unrouted_total 2"), "\(metrics.prefix(300))")
+        // Route settings on the command line would contradict the file.
+        let clash = try run(spoolBin, ["--dir", dir, "serve", "--config", config, "--token-file", base + "/token", "--listen", "127.0.0.1:0"])
+        #expect(clash.status == 64 && clash.stderr.contains("with --config, routes come from the file"))
+    }
+}
