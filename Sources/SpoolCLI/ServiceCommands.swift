@@ -85,6 +85,11 @@ extension CLI {
             ]),
         ],
         options: [
+            .value("--config", "FILE", help: """
+                take the queue's settings from its [queue.NAME] table in this file (exec or
+                post, concurrency, max_attempts, backoff, max_backoff); flags given here
+                override them. Default $SPOOL_CONFIG
+                """),
             .value("--concurrency", "N", default: "1", help: "items in flight at once"),
             .value("--max-attempts", "N", default: """
                 5 with --exec; 100 with --nats/--post,
@@ -112,8 +117,10 @@ extension CLI {
             EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
             EnvironmentVariable("SPOOL_NATS_PASSWORD", "the password for --nats-user when --nats-password is not given"),
             EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for TLS (default: the system's)"),
+            EnvironmentVariable("SPOOL_CONFIG", "the configuration file when --config is not given"),
         ],
-        run: { args, ctx in
+        run: { given, ctx in
+            let args = try withQueueSettings(given, ctx)
             let sink = try parseSink(args)
             let (config, timeout) = try parseConsumerConfiguration(args, sink: sink)
             let log = logger(ctx.console, component: "consume")
@@ -121,6 +128,30 @@ extension CLI {
             let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, log: log)
             return try runConsumer(ctx, sink: prepared, config: config, log: log)
         })
+
+    /// `consume`'s arguments with the settings of its queue's `[queue.NAME]` table (from `--config` or `$SPOOL_CONFIG`)
+    /// filled in where the command line gave none: the command line overrides the file, and a sink given here
+    /// replaces the file's. A queue whose table asks for what this release does not do yet (rate, delay) is refused,
+    /// never run without it.
+    static func withQueueSettings(_ args: ParsedArguments, _ ctx: Context) throws -> ParsedArguments {
+        guard let path = configPath(args, ctx) else { return args }
+        let config = try loadConfiguration(path)
+        guard let q = config.queue(ctx.queue) else { return args }
+        if q.rate != nil || q.delay != nil {
+            throw CommandFailure(message: "\(path): [queue.\(q.name)] sets \(q.rate != nil ? "rate" : "delay"), which this release does not apply yet; remove it to run this queue")
+        }
+        var out = args
+        if ["--exec", "--nats", "--post"].allSatisfy({ args.value($0) == nil }) {
+            if let e = q.exec { out.values["--exec"] = [e] }
+            if let p = q.post { out.values["--post"] = [p] }
+        }
+        func fill(_ flag: String, _ value: String?) { if args.value(flag) == nil, let value { out.values[flag] = [value] } }
+        fill("--concurrency", q.concurrency.map(String.init))
+        fill("--max-attempts", q.maxAttempts.map(String.init))
+        fill("--backoff", q.backoff)
+        fill("--max-backoff", q.maxBackoff)
+        return out
+    }
 
     /// Where `consume` hands items: exactly one of `--exec`, `--nats`, `--post`.
     enum Sink {

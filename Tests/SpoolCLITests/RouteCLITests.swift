@@ -68,3 +68,34 @@ import SpoolCore
         #expect(clash.status == 64 && clash.stderr.contains("with --config, routes come from the file"))
     }
 }
+
+/// `spool consume --config FILE --queue NAME`: the queue's handler and retries from its table; flags override.
+@Suite struct QueueSettingsCLITests {
+    @Test func consumeTakesItsQueuesSettingsFromTheFile() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", config = base + "/spool.toml", log = base + "/handled"
+        try Data("""
+            [queue.video]
+            exec = "echo \\"$SPOOL_QUEUE $SPOOL_KEY $SPOOL_ATTEMPT\\" >> \(log); exit 1"
+            max_attempts = 2
+            backoff = "1ms"
+            max_backoff = "1ms"
+            [queue.paced]
+            exec = "true"
+            rate = "10/s"
+            """.utf8).write(to: URL(fileURLWithPath: config))
+        _ = try spool("enqueue", "--key", "V1", "--queue", "video", "-", dir: dir, stdin: Data("{}".utf8))
+        let r = try spool("consume", "--config", config, "--queue", "video", "--drain", dir: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        // Two attempts from the file's max_attempts, then failed/.
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == "video V1 1\nvideo V1 2\n")
+        #expect(entries(dir + "/queues/video/failed") == ["V1"])
+        // A flag overrides the file: the handler given here, one more attempt allowed after a retry by hand.
+        _ = try spool("retry", "V1", "--queue", "video", dir: dir)
+        let o = try spool("consume", "--config", config, "--queue", "video", "--exec", "cat >/dev/null", "--drain", dir: dir)
+        #expect(o.status == 0 && entries(dir + "/queues/video/done") == ["V1"], "\(o.stderr)")
+        // What this release cannot apply is refused, not ignored.
+        let paced = try spool("consume", "--config", config, "--queue", "paced", "--drain", dir: dir)
+        #expect(paced.status == 1 && paced.stderr.contains("rate, which this release does not apply yet"), "\(paced.stderr)")
+    }
+}
