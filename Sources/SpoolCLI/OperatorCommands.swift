@@ -5,7 +5,7 @@ import SpoolWire
 
 extension CLI {
     static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand,
-                                              migrateCommand, validateCommand]
+                                              migrateCommand, validateCommand, pauseCommand, resumeCommand]
 
     static let enqueueCommand = Command(
         name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",
@@ -108,6 +108,7 @@ extension CLI {
                 ctx.console.writeOut(out)
                 return 0
             }
+            if spool.pausedNow() { ctx.console.out("queue \(spool.queue) is paused: no attempt starts until 'spool resume \(spool.queue)'") }
             var rows = [["STATE", "KEY", "AGE", "SIZE", "ATTEMPTS", "INFO"]]
             for i in items {
                 rows.append([i.state.rawValue, logSafe(i.key), humanDuration(nanos: now.subtractingReportingOverflow(i.receivedAtNanos).overflow ? Int64.max : now - i.receivedAtNanos), "\(i.size)", "\(i.meta?.attempts ?? 0)", shortInfo(i, now: now)])
@@ -207,11 +208,14 @@ extension CLI {
             let s = try spool.stats()
             let now = spool.now()
             let age = s.oldestWaitingAgeSeconds(now: now)
+            let paused = spool.pausedNow()
             if args.flag("--json") {
-                ctx.console.out(s.json(now: now))
+                var j = s.json(now: now)
+                j.removeLast()
+                ctx.console.out(j + ",\"queue\":\(JSONWriter.quote(spool.queue)),\"paused\":\(paused)}")
                 return 0
             }
-            var lines: [String] = []
+            var lines: [String] = ["queue \(spool.queue)" + (paused ? " (paused: 'spool resume \(spool.queue)' to resume)" : "")]
             for st in ItemState.allCases { lines.append("\(st.rawValue.padding(8)) \(s.counts[st] ?? 0) items, \(s.bytes[st] ?? 0) bytes") }
             lines.append("oldest waiting: " + (age.map { humanDuration(nanos: $0 * 1_000_000_000) } ?? "none"))
             lines.append("keys \(s.keyMarkers), tmp \(s.tmpEntries)")
@@ -305,6 +309,39 @@ extension CLI {
 }
 
 extension CLI {
+    /// `pause` and `resume`: one QUEUE (positional, else --queue, else default).
+    static func pauseResume(_ args: ParsedArguments, _ ctx: Context, pause: Bool) throws -> Int32 {
+        guard args.positionals.count <= 1 else { throw UsageError("at most one QUEUE") }
+        var c = ctx
+        if let q = args.positionals.first {
+            guard QueueName.isValid(q) else { throw UsageError("\(SpoolError.invalidQueue(q))") }
+            if !ctx.queues.isEmpty && ctx.queues != [q] { throw UsageError("QUEUE and --queue disagree") }
+            c.queues = [q]
+        }
+        let spool = try c.openSpool()
+        if pause { try spool.pause() } else { try spool.resume() }
+        ctx.console.out("\(pause ? "paused" : "resumed") \(spool.queue)")
+        return 0
+    }
+
+    static let pauseCommand = Command(
+        name: "pause", summary: "stop a queue's consumers from starting attempts",
+        synopsis: "[QUEUE]",
+        description: """
+        Every consumer of QUEUE (default: --queue, else default) stops starting attempts within a second;
+        running attempts finish; webhooks keep being accepted. The pause survives restarts (the file
+        paused in the queue's directory) until 'spool resume QUEUE'.
+        """,
+        options: [],
+        run: { args, ctx in try pauseResume(args, ctx, pause: true) })
+
+    static let resumeCommand = Command(
+        name: "resume", summary: "let a paused queue's consumers start attempts again",
+        synopsis: "[QUEUE]",
+        description: "Undoes 'spool pause QUEUE': its consumers start attempts again within a second.",
+        options: [],
+        run: { args, ctx in try pauseResume(args, ctx, pause: false) })
+
     static let migrateCommand = Command(
         name: "migrate", summary: "upgrade a format 1 spool directory in place",
         description: """

@@ -120,6 +120,11 @@ public final class Consumer: Sendable {
                     state.withLock { $0.stopRequested = true; $0.stopRequestedAt = monotonicNanos() }
                     continue
                 case .once, .drain:
+                    // A finite job on a paused queue has nothing it may do: it ends (saying so) rather than wait.
+                    if inFlight == 0 && !claimedAny && spool.isPaused {
+                        log("queue \(spool.queue) is paused: nothing started")
+                        return finish()
+                    }
                     if inFlight == 0 && !claimedAny && !isDueNow() { return finish() }
                 default: break
                 }
@@ -195,6 +200,8 @@ public final class Consumer: Sendable {
             }
             guard canStart else { return (startedAny, nil) }
             if let until = downstreamBlockedUntil() { return (startedAny, until) }
+            // A paused queue starts nothing; the loop looks again within half a second.
+            if spool.isPaused { return (startedAny, monotonicNanos() + 500_000_000) }
             // A slot of up to `perThread` items, reserved whole so the thread can fill it later.
             let slot = state.withLock { min(perThread, config.concurrency - $0.inFlight) }
             let items = claim(upTo: slot)
@@ -232,6 +239,7 @@ public final class Consumer: Sendable {
 
     /// Up to `count` due items (fewer when fewer are due); a failing claim is logged and ends the batch.
     private func claim(upTo count: Int) -> [ClaimedItem] {
+        if spool.isPaused { return [] }  // an attempt thread's next claim too
         var items: [ClaimedItem] = []
         do {
             while items.count < count, let item = try spool.claim(policy: config.policy) { items.append(item) }

@@ -17,6 +17,9 @@ public final class QueueDirectories: Sendable {
     public let name: String
     /// The queue's directory relative to the spool root, with a trailing slash ("" for `default`).
     public let prefix: String
+    /// The queue's own directory (the spool root for `default`; not owned: closed by its owner), which holds
+    /// `paused` while the queue is paused.
+    let base: FileDescriptor
     let dirs: [ItemState: FileDescriptor]
     /// `state/`: one file per item that has delivery history in this queue.
     let state: FileDescriptor
@@ -25,8 +28,10 @@ public final class QueueDirectories: Sendable {
     let lockByte: Int64
     let owned: [FileDescriptor]
 
-    init(name: String, prefix: String, dirs: [ItemState: FileDescriptor], state: FileDescriptor, lockByte: Int64, owned: [FileDescriptor]) {
-        self.name = name; self.prefix = prefix; self.dirs = dirs; self.state = state; self.lockByte = lockByte; self.owned = owned
+    init(name: String, prefix: String, base: FileDescriptor, dirs: [ItemState: FileDescriptor], state: FileDescriptor, lockByte: Int64,
+         owned: [FileDescriptor]) {
+        self.name = name; self.prefix = prefix; self.base = base; self.dirs = dirs; self.state = state; self.lockByte = lockByte
+        self.owned = owned
     }
 
     func dir(_ s: ItemState) -> FileDescriptor { dirs[s]! }
@@ -91,6 +96,8 @@ public final class Spool: Sendable {
     /// False once the file system refused `O_TMPFILE`: items are then written under a name in `tmp/` (the fallback).
     let unnamedFilesUsable: Atomic<Bool>
     let scan = Mutex(ClaimScanState())
+    /// `isPaused`'s last look (monotonic time, answer): at most one stat of `paused` per 250 ms.
+    let pausedSeen = Mutex<(at: Int64, paused: Bool)?>(nil)
     /// Keys whose enqueue failed after its marker was linked (the write is kept): `recoverInterruptedWrites` finishes
     /// them; after a restart the full `recover` finds their markers.
     let unfinishedEnqueues = Mutex<Set<String>>([])
@@ -165,7 +172,7 @@ public final class Spool: Sendable {
             var dirs: [ItemState: FileDescriptor] = [:]
             for s in ItemState.allCases { dirs[s] = try openSubdirectory(s.rawValue, in: base, path: "\(path)/\(prefix.isEmpty ? "" : prefix)", &opened) }
             let state = try openSubdirectory(Spool.stateDir, in: base, path: "\(path)/\(prefix)", &opened)
-            return QueueDirectories(name: name, prefix: prefix, dirs: dirs, state: state, lockByte: lockByte, owned: opened)
+            return QueueDirectories(name: name, prefix: prefix, base: base, dirs: dirs, state: state, lockByte: lockByte, owned: opened)
         } catch {
             for fd in opened { try? fd.close() }
             throw error

@@ -176,7 +176,7 @@ public final class IngressHandler: HTTPHandler {
                 let stats = try? spool.stats()
                 let states = ItemState.allCases.map { ($0.rawValue, stats?.counts[$0] ?? 0) }
                 let extra = extraMetrics.withLock { $0 }
-                let text = metrics.render(itemsPerState: states, queue: spool.queue, openConnections: openConnections, flushedBatches: spool.flushedBatches) + extra()
+                let text = metrics.render(itemsPerState: states, queue: spool.queue, paused: spool.pausedNow(), openConnections: openConnections, flushedBatches: spool.flushedBatches) + extra()
                 respond(HTTPResponse(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8)))
             }
         default:

@@ -53,7 +53,8 @@ final class IngressMetrics: Sendable {
         signatureRejections.withLock { $0[failure.reason, default: 0] += 1 }
     }
 
-    func render(itemsPerState: [(String, Int)], queue: String = "default", openConnections: Int, flushedBatches: (fsync: Int, syncfs: Int) = (0, 0)) -> String {
+    func render(itemsPerState: [(String, Int)], queue: String = "default", paused: Bool = false, openConnections: Int,
+                flushedBatches: (fsync: Int, syncfs: Int) = (0, 0)) -> String {
         var out = ""
         out += "# HELP spool_http_requests_total HTTP requests answered, by status.\n# TYPE spool_http_requests_total counter\n"
         for (status, n) in requestsByStatus.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
@@ -81,6 +82,8 @@ final class IngressMetrics: Sendable {
         out += "spool_flush_batches_total{method=\"fsync\"} \(flushedBatches.fsync)\nspool_flush_batches_total{method=\"syncfs\"} \(flushedBatches.syncfs)\n"
         out += "# HELP spool_items Items in the spool, by queue and state.\n# TYPE spool_items gauge\n"
         for (state, n) in itemsPerState { out += "spool_items{queue=\"\(queue)\",state=\"\(state)\"} \(n)\n" }
+        out += "# HELP spool_queue_paused 1 while the queue is paused (spool pause).\n# TYPE spool_queue_paused gauge\n"
+        out += "spool_queue_paused{queue=\"\(queue)\"} \(paused ? 1 : 0)\n"
         out += "# HELP spool_open_connections Open HTTP connections.\n# TYPE spool_open_connections gauge\nspool_open_connections \(openConnections)\n"
         return out
     }

@@ -99,3 +99,33 @@ import SpoolCore
         #expect(paced.status == 1 && paced.stderr.contains("rate, which this release does not apply yet"), "\(paced.stderr)")
     }
 }
+
+/// `spool pause QUEUE` / `spool resume QUEUE` with a running consumer: nothing starts while paused (webhooks are
+/// still accepted), everything waiting starts after the resume; the state survives a consumer restart.
+@Suite struct PauseCLITests {
+    @Test func pauseStopsStartsAndResumeRestartsThem() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", log = base + "/handled"
+        #expect(try spool("pause", "video", dir: dir).stdout == "paused video\n")
+        let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--queue", "video", "--exec", "echo $SPOOL_KEY >> \(log)"])
+        defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
+        #expect(consumer.waitFor { consumer.stderr.contains("started on") })
+        for k in ["p1", "p2"] { _ = try spool("enqueue", "--key", k, "--queue", "video", "-", dir: dir, stdin: Data("{}".utf8)) }
+        let stats = try JSONParser.parse(try spool("stats", "--json", "--queue", "video", dir: dir).stdout)
+        #expect(stats["paused"]?.boolValue == true && stats["new"]?.intValue == 2)
+        #expect(try spool("ls", "--queue", "video", dir: dir).stdout.hasPrefix("queue video is paused"))
+        // The consumer looks at the pause at least every half second: in 1.5 s it would have started both.
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(!FileManager.default.fileExists(atPath: log), "nothing started while paused")
+        #expect(try spool("resume", "video", dir: dir).stdout == "resumed video\n")
+        #expect(waitUntil(timeout: 5) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").count == 2 })
+        // Paused again: a finite job on a paused queue ends at once, saying so; the default queue is not paused.
+        _ = try spool("pause", "--queue", "video", dir: dir)
+        _ = try spool("enqueue", "--key", "p3", "--queue", "video", "-", dir: dir, stdin: Data("{}".utf8))
+        let drain = try spool("consume", "--queue", "video", "--exec", "true", "--drain", dir: dir)
+        #expect(drain.status == 0 && drain.stderr.contains("queue video is paused: nothing started"))
+        #expect(entries(dir + "/queues/video/new") == ["p3"])
+        #expect(try JSONParser.parse(try spool("stats", "--json", dir: dir).stdout)["paused"]?.boolValue == false)
+        #expect(try spool("pause", "Bad", dir: dir).status == 64)
+    }
+}
