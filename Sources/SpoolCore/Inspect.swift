@@ -138,10 +138,12 @@ extension Spool {
                         meta: meta, path: "\(path)/\(q.prefix)\(state.rawValue)/\(name)", queue: queue)
     }
 
-    /// Whether the key has its idempotency marker (`keys/<name>`): an item in some state, or one being enqueued.
-    /// The cheap check before building an item that enqueue would answer "duplicate" anyway.
+    /// Whether the key has an item: its marker (`keys/<name>`) with a second link (the item in a queue, or staged in
+    /// `tmp/`). The cheap check before building an item that enqueue would answer "duplicate" anyway. A marker
+    /// alone (an enqueue in flight, or one whose writer died before its queues) answers false: the enqueue then
+    /// decides, and finishes a dead writer's item instead of leaving it in no queue.
     public func hasMarker(key: SpoolKey) -> Bool {
-        (try? FS.stat(key.fileName, in: keys)) != nil
+        ((try? FS.stat(key.fileName, in: keys))?.linkCount ?? 0) >= 2
     }
 
     /// Finds one item by key, looking in every state (twice, in case it moved while we looked).

