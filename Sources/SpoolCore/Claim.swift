@@ -48,6 +48,14 @@ public final class ClaimedItem: @unchecked Sendable {
         try sys("seek to the payload") { () throws(Errno) in try payload.seek(to: payloadOffset) }
     }
 
+    /// The delivery state with this attempt ended as `outcome`: counted, and in the history.
+    func stateAfterAttempt(_ outcome: AttemptRecord.Outcome, status: String?, error: String?, now: Int64) -> DeliveryState {
+        var st = previous ?? DeliveryState(itemReceivedAtNanos: meta.receivedAtNanos)
+        st.attempts = attempt
+        st.record(AttemptRecord(startedAtNanos: startedAt, durationNanos: max(0, now - startedAt), outcome: outcome, status: status, error: error))
+        return st
+    }
+
     func close() {
         try? payload.close()
     }
@@ -216,10 +224,8 @@ extension Spool {
     public func complete(_ item: ClaimedItem, status: String? = nil) throws(SpoolError) {
         precondition(!item.finished, "item already finished")
         if item.previous != nil {
-            var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
             let now = self.now()
-            st.attempts = item.attempt
-            st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .done, status: status))
+            var st = item.stateAfterAttempt(.done, status: status, error: nil, now: now)
             st.lastStatus = status ?? "done"
             st.lastError = nil
             st.nextAttemptAtNanos = nil
@@ -243,10 +249,7 @@ extension Spool {
         if let ra = retryAfterNanos { delay = max(delay, min(ra, policy.maxNanos)) }
         let (sum, overflow) = now.addingReportingOverflow(delay)
         let due = overflow ? 4_400_000_000_000_000_000 : min(sum, 4_400_000_000_000_000_000)
-        var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
-        st.attempts = item.attempt
-        st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .retry,
-                                status: status, error: error))
+        var st = item.stateAfterAttempt(.retry, status: status, error: error, now: now)
         st.lastError = ItemMeta.clipError(error)
         st.lastStatus = status
         st.nextAttemptAtNanos = due
@@ -269,12 +272,8 @@ extension Spool {
 
     func finishFailed(_ item: ClaimedItem, error: String, status: String?, recordAttempt: Bool = true) throws(SpoolError) -> FailOutcome {
         let now = self.now()
-        var st = item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
-        if recordAttempt {
-            st.attempts = item.attempt
-            st.record(AttemptRecord(startedAtNanos: item.startedAt, durationNanos: max(0, now - item.startedAt), outcome: .failed,
-                                    status: status, error: error))
-        }
+        var st = recordAttempt ? item.stateAfterAttempt(.failed, status: status, error: error, now: now)
+            : item.previous ?? DeliveryState(itemReceivedAtNanos: item.meta.receivedAtNanos)
         st.lastError = ItemMeta.clipError(error)
         st.lastStatus = status
         st.nextAttemptAtNanos = nil
