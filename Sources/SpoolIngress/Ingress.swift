@@ -229,9 +229,9 @@ public final class IngressHandler: HTTPHandler {
     /// The signature over the complete request, when `--verify` asked for one. Nothing is stored on failure.
     func verifySignature(_ request: HTTPRequest, _ route: IngressRoute) throws(IngressError) {
         guard let verifier = route.signature else { return }
-        let now = config.clock.nowNanos() / 1_000_000_000
+        let now = config.clock.nowNanos()
         do throws(SignatureFailure) {
-            try verifier.verify(body: request.body, nowSeconds: now) { request.head.headers.values(for: $0) }
+            try verifier.verify(body: request.body, nowNanos: now) { request.head.headers.values(for: $0) }
         } catch { throw .signature(error) }
     }
 

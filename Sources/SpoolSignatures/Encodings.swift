@@ -29,8 +29,9 @@ public enum Base64 {
 
     public static func decode(_ text: String) -> [UInt8]? { decode(Array(text.utf8)[...]) }
 
-    /// The bytes, or nil for anything that is not canonical padded base64.
-    public static func decode(_ input: ArraySlice<UInt8>) -> [UInt8]? {
+    /// The bytes, or nil for anything that is not canonical padded base64. `canonical: false` ignores the unused low
+    /// bits of the last character instead of refusing them (what the reference webhook libraries accept in secrets).
+    public static func decode(_ input: ArraySlice<UInt8>, canonical: Bool = true) -> [UInt8]? {
         guard input.count % 4 == 0 else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(input.count / 4 * 3)
@@ -44,11 +45,11 @@ public enum Base64 {
                 // Padding: only in the last quantum, "x=" after a third character or "==" after two.
                 guard last, p3 else { return nil }
                 if p2 {
-                    guard c1 & 0x0F == 0 else { return nil }
+                    guard c1 & 0x0F == 0 || !canonical else { return nil }
                     out.append(c0 << 2 | c1 >> 4)
                 } else {
                     let c2 = values[Int(input[i + 2])]
-                    guard c2 != 0xFF, c2 & 0x03 == 0 else { return nil }
+                    guard c2 != 0xFF, c2 & 0x03 == 0 || !canonical else { return nil }
                     out.append(c0 << 2 | c1 >> 4)
                     out.append((c1 & 0x0F) << 4 | c2 >> 2)
                 }

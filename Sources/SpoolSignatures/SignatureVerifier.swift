@@ -31,7 +31,9 @@ public enum SignatureScheme: String, Sendable, CaseIterable {
             var text = Array(secret.utf8)
             if text.starts(with: Array("whsec_".utf8)) { text.removeFirst(6) }
             while text.count % 4 != 0 { text.append(UInt8(ascii: "=")) }
-            guard let key = Base64.decode(text[...]) else { throw .notBase64 }
+            // As the reference libraries (Python's base64.b64decode) do: unused low bits of the last character are
+            // ignored in a secret (a signature's base64 stays strict).
+            guard let key = Base64.decode(text[...], canonical: false) else { throw .notBase64 }
             guard !key.isEmpty else { throw .empty }
             return key
         case .github, .stripe:
@@ -62,6 +64,14 @@ public struct SignatureVerifier: Sendable {
     /// checked before the timestamp, so "timestamp outside tolerance" is only ever said of a genuine delivery
     /// (a replay or a skewed clock); a forger learns nothing from it.
     public func verify(body: [UInt8], nowSeconds: Int64, header: (String) -> [String]) throws(SignatureFailure) {
+        let (n, overflow) = nowSeconds.multipliedReportingOverflow(by: 1_000_000_000)
+        try verify(body: body, nowNanos: overflow ? (nowSeconds < 0 ? Int64.min : Int64.max) : n, header: header)
+    }
+
+    /// `verify` with the time in nanoseconds: a signed timestamp (whole seconds) is compared with the exact time, as
+    /// the reference libraries compare it with a fractional `time()`, so one exactly `tolerance` seconds old is
+    /// outside it as soon as any fraction of a second has passed.
+    public func verify(body: [UInt8], nowNanos: Int64, header: (String) -> [String]) throws(SignatureFailure) {
         switch scheme {
         case .standardWebhooks:
             let id = try Self.single(StandardWebhooksHeaders.id, or: StandardWebhooksHeaders.svixID, header)
@@ -72,7 +82,7 @@ public struct SignatureVerifier: Sendable {
             try match(signatures) { (c: inout HMACSHA256.Computation) in
                 c.update(id); c.update("."); c.update(ts); c.update("."); c.update(body)
             }
-            try checkTolerance(t, nowSeconds)
+            try checkTolerance(t, nowNanos)
         case .github:
             let sig = try GitHubHeaders.parseSignature(try Self.single(GitHubHeaders.signature, header))
             try match([sig]) { (c: inout HMACSHA256.Computation) in c.update(body) }
@@ -81,7 +91,7 @@ public struct SignatureVerifier: Sendable {
             try match(parsed.signatures) { (c: inout HMACSHA256.Computation) in
                 c.update(String(parsed.timestamp)); c.update("."); c.update(body)
             }
-            try checkTolerance(parsed.timestamp, nowSeconds)
+            try checkTolerance(parsed.timestamp, nowNanos)
         }
     }
 
@@ -98,9 +108,12 @@ public struct SignatureVerifier: Sendable {
         guard matched else { throw .invalidSignature }
     }
 
-    func checkTolerance(_ t: Int64, _ now: Int64) throws(SignatureFailure) {
-        let (d, overflow) = now.subtractingReportingOverflow(t)
-        guard !overflow, d.magnitude <= toleranceSeconds.magnitude else { throw .timestampOutsideTolerance }
+    /// `t` in seconds, `nowNanos` in nanoseconds: outside when more than the tolerance apart, either way.
+    func checkTolerance(_ t: Int64, _ nowNanos: Int64) throws(SignatureFailure) {
+        let (tn, o1) = t.multipliedReportingOverflow(by: 1_000_000_000)
+        let (d, o2) = nowNanos.subtractingReportingOverflow(tn)
+        let (limit, o3) = toleranceSeconds.magnitude.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !o1, !o2, o3 || d.magnitude <= limit else { throw .timestampOutsideTolerance }
     }
 
     /// `name`'s value, or where it is absent `alias`'s (Svix's branded names); missing names `name`.

@@ -39,6 +39,26 @@ func lookup(_ pairs: [(String, String)]) -> (String) -> [String] {
         // The same secret without its prefix, and without base64 padding, is the same key.
         #expect(verify(try Self.verifier(["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])) == nil)
         #expect(try SignatureScheme.standardWebhooks.key(fromSecret: "whsec_AAE") == [0, 1])
+        // Unused low bits set in the last character: the reference library (Python's b64decode) ignores them, and so
+        // do we, for secrets; "AAF" is the bytes of "AAE".
+        #expect(try SignatureScheme.standardWebhooks.key(fromSecret: "whsec_AAF") == [0, 1])
+        #expect(try SignatureScheme.standardWebhooks.key(fromSecret: "whsec_AB==") == [0])
+        #expect(Base64.decode("AAF=") == nil, "a signature's base64 stays canonical")
+    }
+
+    /// The reference libraries compare the whole-second timestamp with a fractional time(): exactly `tolerance` old
+    /// is outside once any fraction of a second has passed.
+    @Test func toleranceBoundaryInNanoseconds() throws {
+        let v = try Self.verifier()
+        func at(_ nanos: Int64) -> SignatureFailure? {
+            do throws(SignatureFailure) { try v.verify(body: Self.body, nowNanos: nanos, header: Self.headers()); return nil } catch { return error }
+        }
+        let t = Self.ts * 1_000_000_000
+        #expect(at(t + 300_000_000_000) == nil)
+        #expect(at(t + 300_000_000_001) == .timestampOutsideTolerance)
+        #expect(at(t - 300_000_000_000) == nil)
+        #expect(at(t - 300_000_000_001) == .timestampOutsideTolerance)
+        #expect(at(Int64.max) == .timestampOutsideTolerance)
     }
 
     @Test func refusals() throws {
