@@ -125,7 +125,7 @@ extension CLI {
             let (config, timeout) = try parseConsumerConfiguration(args, sink: sink)
             let log = logger(ctx.console, component: "consume")
             // Sink configuration is checked before the spool is touched: a typo is a usage error (exit 64).
-            let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, log: log)
+            let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, maxAttempts: config.policy.maxAttempts, log: log)
             return try runConsumer(ctx, sink: prepared, config: config, log: log)
         })
 
@@ -232,7 +232,7 @@ extension CLI {
     }
 
     /// A bridge's configuration error is a usage error (exit 64); its other errors are runtime failures.
-    static func makeProcessor(_ args: ParsedArguments, _ ctx: Context, sink: Sink, timeout: Int64,
+    static func makeProcessor(_ args: ParsedArguments, _ ctx: Context, sink: Sink, timeout: Int64, maxAttempts: Int,
                               log: @escaping @Sendable (String) -> Void) throws -> PreparedSink {
         do {
             switch sink {
@@ -244,7 +244,8 @@ extension CLI {
                 if fwd.endpoint.secure { fwd.tls = try TLSSetup.clientProfile(args, env: ctx.console.environment, alpn: ["http/1.1"]) }
                 return PreparedSink(processor: HTTPForwarder(configuration: fwd), name: "post \(url)")
             case .exec(let command):
-                let exec = ExecProcessor(command: command, spoolDir: ctx.dir, timeoutNanos: timeout, environment: ctx.console.environment, log: log)
+                let exec = ExecProcessor(command: command, spoolDir: ctx.dir, timeoutNanos: timeout, maxAttempts: maxAttempts,
+                                         environment: ctx.console.environment, log: log)
                 return PreparedSink(processor: exec, name: "exec")
             }
         } catch let error as BridgeError {
@@ -357,6 +358,7 @@ extension CLI {
         log("started on \(ctx.dir) (queue \(ctx.queue), \(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
         let result = consumer.run(stopFD: stop.fd)
         log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released")
+        if let fatal = consumer.fatalError { throw CommandFailure(message: fatal) }
         if config.mode == .once && result.processed == 0 { return 3 }
         return 0
     }

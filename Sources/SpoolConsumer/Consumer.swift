@@ -64,6 +64,10 @@ public final class Consumer: Sendable {
         var stopRequestedAt: Int64 = 0
         var result = ConsumerResult()
         var started = 0
+        /// While the handler cannot run (exit 126/127): when to try again, and the current backoff.
+        var cannotRunUntil: Int64?
+        var cannotRunBackoff: Int64 = 500_000_000
+        var fatal: String?
     }
 
     public init(spool: Spool, processor: any ItemProcessor, configuration: ConsumerConfiguration, log: @escaping ConsumerLog) throws {
@@ -177,11 +181,31 @@ public final class Consumer: Sendable {
     private func finish() -> ConsumerResult { state.withLock { $0.result } }
 
     /// A long-running consumer waits out a downstream outage without claiming; `--drain` and `--once` are
-    /// finite jobs that give every item its attempts (and end), so they do not wait.
+    /// finite jobs that give every item its attempts (and end), so they do not wait. A handler that cannot run
+    /// holds every mode back until its backoff ends.
     private func downstreamBlockedUntil() -> Int64? {
+        if let until = state.withLock({ $0.cannotRunUntil }), until > monotonicNanos() { return until }
         guard config.mode == .forever else { return nil }
         return processor.unavailableUntil(now: monotonicNanos())
     }
+
+    /// The handler could not be run (exit 126 or 127: not executable, not found): a configuration error, never an
+    /// attempt. If nothing has succeeded yet in this run, the consumer stops (the CLI exits 1 with the message); else it
+    /// logs the error and starts nothing for a backoff that doubles from 1 s to 60 s.
+    private func handlerCannotRun(_ error: String) {
+        let (stopNow, wait) = state.withLock { st -> (Bool, Int64) in
+            let stop = st.result.done == 0 && st.result.retried == 0 && st.result.failed == 0
+            st.cannotRunBackoff = min(60_000_000_000, max(1_000_000_000, st.cannotRunBackoff * 2))
+            st.cannotRunUntil = monotonicNanos() + st.cannotRunBackoff
+            if stop { st.fatal = error }
+            return (stop, st.cannotRunBackoff)
+        }
+        if stopNow { stop() }
+        log(stopNow ? "error: \(error); stopping" : "error: \(error); starting nothing for \(wait / 1_000_000_000)s")
+    }
+
+    /// Set when the consumer stopped for a configuration error found by its first attempt (the CLI's exit 1).
+    public var fatalError: String? { state.withLock { $0.fatal } }
 
     private func isDueNow() -> Bool {
         if let due = spool.nextDueTime(), due <= spool.now() { return true }
@@ -302,6 +326,12 @@ public final class Consumer: Sendable {
                 try spool.release(item)
                 line += "outcome=released"
                 counts.released += 1
+            case .cannotRun(let error):
+                // Not the item's fault: put it back unattempted and wait (or stop, if nothing ever ran).
+                try spool.release(item)
+                line += "outcome=released (the handler cannot run)"
+                counts.released += 1
+                handlerCannotRun(error)
             }
         } catch {
             // The item stays in claimed/ with our lock until we drop it; recover returns it to new/.
@@ -312,7 +342,8 @@ public final class Consumer: Sendable {
     }
 
     private func watchNew() -> DirectoryWatch? {
-        do throws(Errno) { return try DirectoryWatch(path: spool.path + "/" + ItemState.new.rawValue) } catch {
+        // This queue's new/ (a named queue's is under queues/NAME/).
+        do throws(Errno) { return try DirectoryWatch(path: spool.directoryPath(.new)) } catch {
             log("inotify unavailable (\(error)); polling every \(config.pollIntervalNanos / 1_000_000)ms")
             return nil
         }

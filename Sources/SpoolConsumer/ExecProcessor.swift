@@ -18,9 +18,13 @@ public struct ExecProcessor: ItemProcessor {
     let baseEnvironment: [String]
     let log: ConsumerLog
 
-    public init(command: String, spoolDir: String, timeoutNanos: Int64, killAfterNanos: Int64 = 5_000_000_000,
+    /// `--max-attempts`, for the handler's `SPOOL_MAX_ATTEMPTS` (and `SPOOL_LAST_ATTEMPT=1` on the last).
+    public let maxAttempts: Int
+
+    public init(command: String, spoolDir: String, timeoutNanos: Int64, killAfterNanos: Int64 = 5_000_000_000, maxAttempts: Int = RetryPolicy().maxAttempts,
                 environment: [String: String], log: @escaping ConsumerLog) {
         self.command = command
+        self.maxAttempts = maxAttempts
         self.spoolDir = spoolDir
         self.timeoutNanos = timeoutNanos
         self.killAfterNanos = killAfterNanos
@@ -66,6 +70,7 @@ public struct ExecProcessor: ItemProcessor {
         baseEnvironment + [
             "SPOOL_KEY=\(item.key.value)",
             "SPOOL_ATTEMPT=\(item.attempt)",
+            "SPOOL_MAX_ATTEMPTS=\(maxAttempts)",
             "SPOOL_FILE=\(absolute(item.payloadPath))",
             // Format 2: SPOOL_FILE starts with the item header; the payload is SIZE bytes from OFFSET.
             "SPOOL_PAYLOAD_OFFSET=\(item.payloadOffset)",
@@ -74,6 +79,7 @@ public struct ExecProcessor: ItemProcessor {
             "SPOOL_DIR=\(absolute(spoolDir))",
             "SPOOL_RECEIVED_AT=\(RFC3339.format(nanos: item.meta.receivedAtNanos))",
         ] + (item.meta.header("content-type").map { ["SPOOL_CONTENT_TYPE=\($0)"] } ?? [])
+          + (item.attempt >= maxAttempts ? ["SPOOL_LAST_ATTEMPT=1"] : [])
     }
 
     /// One running handler: its pid, its output pipes still open, and what has been seen of it.
@@ -187,6 +193,12 @@ public struct ExecProcessor: ItemProcessor {
         case .exited(let code):
             let msg = stderrText.isEmpty ? "handler exited with status \(code)" : stderrText
             if code == ExecProcessor.exDataErr { return .failed(error: msg, status: "exit \(code)") }
+            // The shell's own codes for a command it could not run (POSIX: 126 found but not executable, 127 not
+            // found): the Quickstart's './my-handler.sh' typed as written must not walk the queue into failed/.
+            if code == 126 || code == 127 {
+                return .cannotRun(error: "handler '\(command)' cannot run (exit \(code): \(code == 127 ? "command not found" : "not executable"))"
+                                  + (stderrText.isEmpty ? "" : ": " + stderrText))
+            }
             return .retry(error: msg, status: "exit \(code)", retryAfterNanos: nil)
         case .signaled(let sig):
             let msg = "handler killed by signal \(sig)" + (stderrText.isEmpty ? "" : "\n" + stderrText)

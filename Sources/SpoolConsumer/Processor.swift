@@ -13,6 +13,9 @@ public enum ProcessOutcome: Sendable, Equatable {
     case failed(error: String, status: String?)
     /// Not processed (shutdown): back to `new/` without using up an attempt.
     case released
+    /// The handler could not be run at all (exit 126: not executable, 127: not found): a configuration error, not
+    /// the item's. Back to `new/` without using up an attempt; the consumer backs off, or stops if nothing ran yet.
+    case cannotRun(error: String)
 }
 
 /// Lets a long-running attempt notice that the consumer is shutting down (and must stop).

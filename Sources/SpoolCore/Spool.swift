@@ -227,6 +227,9 @@ public final class Spool: Sendable {
 
     func dir(_ s: ItemState) -> FileDescriptor { q.dir(s) }
 
+    /// Path of a state directory of this queue (`new/` of `default` is `<spool>/new`), for watching it.
+    public func directoryPath(_ state: ItemState) -> String { "\(path)/\(q.prefix)\(state.rawValue)" }
+
     /// Path of an item file in this queue (relative if the spool path is), for handlers (`SPOOL_FILE`).
     public func payloadPath(state: ItemState, name: String) -> String { "\(path)/\(q.prefix)\(state.rawValue)/\(name)" }
 

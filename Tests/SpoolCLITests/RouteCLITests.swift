@@ -129,3 +129,47 @@ import SpoolCore
         #expect(try spool("pause", "Bad", dir: dir).status == 64)
     }
 }
+
+/// A handler that cannot run (exit 126/127) is a configuration error, never an attempt: the consumer stops with
+/// exit 1 when nothing ran yet, else backs off; items keep their attempts. Handlers see SPOOL_MAX_ATTEMPTS and
+/// SPOOL_LAST_ATTEMPT.
+@Suite struct HandlerCannotRunCLITests {
+    @Test func notFoundStopsAFreshConsumerAndLosesNoAttempt() throws {
+        let dir = makeTempDir() + "/s"
+        for k in ["a", "b", "c"] { _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)) }
+        let r = try spool("consume", "--exec", "./my-handler.sh", "--drain", dir: dir)
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("error: handler './my-handler.sh' cannot run (exit 127: command not found)"), "\(r.stderr)")
+        #expect(entries(dir + "/new").sorted() == ["a", "b", "c"] && entries(dir + "/failed").isEmpty)
+        #expect(entries(dir + "/state").isEmpty, "no attempt was recorded")
+        let ls = try spool("ls", "--json", dir: dir).stdout
+        #expect(ls.split(separator: "\n").allSatisfy { $0.contains("\"attempts\":0") })
+    }
+
+    @Test func aHandlerThatDisappearsMidRunIsWaitedForAndTheEnvironmentSaysTheLastAttempt() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", handler = base + "/h.sh", log = base + "/log"
+        let script = "#!/bin/sh\necho \"$SPOOL_KEY $SPOOL_ATTEMPT $SPOOL_MAX_ATTEMPTS ${SPOOL_LAST_ATTEMPT:-0}\" >> \(log)\nrm -f \"$0\"\n"
+        try Data(script.utf8).write(to: URL(fileURLWithPath: handler))
+        chmod(handler, 0o755)
+        for k in ["k1", "k2"] { _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)) }
+        let c = try Child(spoolBin, ["--dir", dir, "consume", "--exec", handler, "--max-attempts", "3"])
+        defer { c.signal(SIGKILL); _ = c.wait(timeout: 10) }
+        // The first item runs (and the script removes itself); the second finds no handler: the consumer waits.
+        #expect(c.waitFor(timeout: 10) { c.stderr.contains("cannot run (exit 127") && c.stderr.contains("starting nothing for") })
+        #expect(entries(dir + "/done").count == 1 && entries(dir + "/new").count == 1)
+        try Data(script.utf8).write(to: URL(fileURLWithPath: handler))
+        chmod(handler, 0o755)
+        #expect(waitUntil(timeout: 10) { entries(dir + "/done").count == 2 })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.count == 2 && lines.allSatisfy { $0.hasSuffix(" 1 3 0") }, "\(lines): the unrun attempt was not counted")
+        c.signal(SIGTERM)
+        #expect(c.wait(timeout: 20).status == 0)
+        // The last allowed attempt is marked.
+        _ = try spool("enqueue", "--key", "k3", "-", dir: dir, stdin: Data("{}".utf8))
+        let last = try spool("consume", "--exec", "echo \"$SPOOL_ATTEMPT ${SPOOL_LAST_ATTEMPT:-0}\" >> \(log); exit 1", "--max-attempts", "2",
+                             "--backoff", "1ms", "--max-backoff", "1ms", "--drain", dir: dir)
+        #expect(last.status == 0)
+        #expect(try String(contentsOfFile: log, encoding: .utf8).hasSuffix("1 0\n2 1\n"))
+    }
+}
