@@ -19,6 +19,8 @@ public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
         case serverError
         /// The peer rejected this item for good (4xx, payload over the server's limit): retrying cannot help.
         case rejected
+        /// What the request names does not exist (a JetStream consumer: 404). Someone may create it: retryable.
+        case notFound
     }
 
     public let kind: Kind
@@ -57,6 +59,7 @@ extension BridgeError.Kind {
         case .protocolViolation: return "protocol error"
         case .serverError: return "server error"
         case .rejected: return "rejected"
+        case .notFound: return "not found"
         }
     }
 }

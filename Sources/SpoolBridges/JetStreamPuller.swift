@@ -168,7 +168,8 @@ public final class JetStreamPuller: Sendable {
         case .ok: return
         case let .error(code, errCode, text):
             guard code == 404, c.createConsumer else {
-                throw BridgeError(.serverError, "consumer \(c.durable) on stream \(c.stream): JetStream error \(code)/\(errCode): \(text)"
+                throw BridgeError(code == 404 ? .notFound : .serverError,
+                                  "consumer \(c.durable) on stream \(c.stream): JetStream error \(code)/\(errCode): \(text)"
                                   + (code == 404 ? "; create it or pass --create-consumer" : ""))
             }
         }

@@ -87,7 +87,7 @@ extension CLI {
                 delay = 100_000_000
                 if r.naked > 0 { _ = try? pollReadable([stop.fd], timeoutMillis: 1000) }
             } catch {
-                if error.kind == .configuration || (error.kind == .serverError && !puller.hasFoundConsumer && error.message.contains("create it")) {
+                if error.kind == .configuration || (error.kind == .notFound && !puller.hasFoundConsumer) {
                     throw CommandFailure(message: error.message)
                 }
                 log("nats: \(error.message); retrying")

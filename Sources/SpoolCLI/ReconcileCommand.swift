@@ -77,6 +77,7 @@ extension CLI {
         let endpoint: Endpoint
         do throws(BridgeError) { endpoint = try Endpoint.http(apiURL) } catch { throw UsageError("--api-url: \(error.message)") }
         if !endpoint.secure && caFile != nil { throw UsageError("\(caOption) needs an https:// API URL") }
+        if endpoint.target.contains("?") { throw UsageError("--api-url must not have a query") }
         let key = try readAPIKey(keyFile)
         var profile: TLSClientProfile? = nil
         if endpoint.secure {
@@ -88,7 +89,8 @@ extension CLI {
         do throws(BridgeError) {
             return try JSON2VideoClient(apiURL: apiURL, apiKey: key, tls: profile, timeoutNanos: timeout)
         } catch {
-            throw error.message.hasPrefix("--api-url") ? UsageError(error.message) : CommandFailure(message: error.message)
+            // The URL was checked above (a usage error); what is left is the key file's content.
+            throw CommandFailure(message: error.message)
         }
     }
 

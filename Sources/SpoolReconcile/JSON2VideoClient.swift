@@ -34,7 +34,7 @@ public struct JSON2VideoClient: MoviePager {
     /// The key must be a valid header value (it is sent as `x-api-key` and appears in no message).
     public init(apiURL: String, apiKey: String, tls: TLSClientProfile?, timeoutNanos: Int64 = 30_000_000_000) throws(BridgeError) {
         let ep = try Endpoint.http(apiURL)
-        guard !ep.target.contains("?") else { throw BridgeError(.configuration, "--api-url must not have a query") }
+        guard !ep.target.contains("?") else { throw BridgeError(.configuration, "the API URL must not have a query") }
         guard !apiKey.isEmpty, HTTPField.isValid(name: "x-api-key", value: apiKey) else {
             throw BridgeError(.configuration, "the API key file must hold one line of visible characters")
         }

@@ -116,6 +116,24 @@ struct JetStreamPullLiveTests {
         #expect(waitUntil(timeout: 10) { r.stored == 10 && r.puller.total.duplicates == 5 }, "\(r.puller.total) \(r.log.all.suffix(5))")
     }
 
+    /// Without --create-consumer, a consumer that does not exist is a typed `.notFound` (what `spool pull` exits 1 on,
+    /// deciding on the kind, not on the message's words), retryable for a long-running puller.
+    @Test func aMissingConsumerIsNotFound() throws {
+        let server = try NATSServerProcess()
+        try publish(server, stream: "NONE", prefix: "m", count: 1)
+        let conn = try connectedClient(server)
+        defer { conn.close() }
+        var c = JetStreamPullConfiguration(stream: "NONE", durable: "ABSENT")
+        c.createConsumer = false
+        let puller = JetStreamPuller(connection: conn, spool: try Spool(path: makeTempDir("pull") + "/spool"), configuration: c, log: { _ in })
+        do throws(BridgeError) {
+            try puller.ensureConsumer()
+            Issue.record("a missing consumer was accepted")
+        } catch {
+            #expect(error.kind == .notFound && error.isRetryable && error.message.contains("--create-consumer"), "\(error)")
+        }
+    }
+
     /// A full disk: what cannot be stored is answered -NAK (with a delay), never acked, and comes again once the
     /// disk takes writes.
     @Test func aFullDiskIsANakNeverAnAck() throws {

@@ -121,6 +121,16 @@ import Testing
         #expect(zero.status == 0 && afterZero.count == 5, "\(zero.stderr)")
     }
 
+    /// An API URL with a query is a usage error (64), decided by the CLI on the URL itself; a key that is not a valid
+    /// header value is a runtime failure (1), from the client's typed configuration error.
+    @Test func aQueryInTheURLIsAUsageErrorAndABadKeyARuntimeFailure() throws {
+        let dir = makeTempDir() + "/s"
+        let q = try run(spoolBin, ["--dir", dir, "reconcile", "--api-key-file", Self.keyFile(), "--api-url", "http://127.0.0.1:9/?a=b", "--once"])
+        #expect(q.status == 64 && q.stderr.contains("--api-url must not have a query"), "\(q.stderr)")
+        let bad = try run(spoolBin, ["--dir", dir, "reconcile", "--api-key-file", Self.keyFile("a\u{7F}b"), "--api-url", "http://127.0.0.1:9", "--once"])
+        #expect(bad.status == 1 && bad.stderr.contains("the API key file must hold one line of visible characters"), "\(bad.stderr)")
+    }
+
     @Test func aWebhookThatArrivedFirstMeansNothingIsEnqueued() throws {
         let api = try FakeAPI()
         let raw = Self.movie("WAEE8PohgVwv2teP")
