@@ -208,6 +208,17 @@ def main():
         for p in procs: p.terminate(); p.wait()
         for s in servers: s.kill(); s.wait()
     for f in failures: print("FAIL", f)
+    if failures:
+        # What the bridge and the puller saw, so a failure in CI can be explained without the work directory.
+        for name in ("consume.log", "pull.log"):
+            try: text = open(os.path.join(work, name), errors="replace").read()
+            except OSError: continue
+            statuses = {}
+            for st in re.findall(r"status=(.*?) duration=", text):
+                st = re.sub(r"\d+", "N", st); statuses[st] = statuses.get(st, 0) + 1
+            print(f"  {name}: statuses {statuses}")
+            for line in text.splitlines():
+                if "nats:" in line or "error" in line.lower(): print("   ", line[:300])
     sys.exit(1 if failures else 0)
 
 

@@ -15,8 +15,12 @@ public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
         case connectionLost
         /// The peer sent bytes we refuse to interpret (strict parsing, limits).
         case protocolViolation
-        /// The peer answered with an error that may clear up (5xx, JetStream API error, -ERR, no responders).
+        /// The peer answered with an error that may clear up (5xx, JetStream API error, -ERR).
         case serverError
+        /// Nothing behind the connected server could serve the request: NATS "no responders", or a JetStream API
+        /// error 503 (no meta or stream leader: the server is on the minority side of a partition). Retryable,
+        /// and what `StrandedServer` counts against the server, like a timeout.
+        case unavailable
         /// The peer rejected this item for good (4xx, payload over the server's limit): retrying cannot help.
         case rejected
         /// What the request names does not exist (a JetStream consumer: 404). Someone may create it: retryable.
@@ -58,6 +62,7 @@ extension BridgeError.Kind {
         case .connectionLost: return "connection lost"
         case .protocolViolation: return "protocol error"
         case .serverError: return "server error"
+        case .unavailable: return "unavailable"
         case .rejected: return "rejected"
         case .notFound: return "not found"
         }
@@ -75,6 +80,6 @@ extension BridgeError {
 
 extension BridgeError {
     /// Nothing in JetStream answered the request: nobody serves the subject from this server ("no responders"),
-    /// or no reply came in time. What `StrandedServer` counts against a server.
-    var isNoAnswerFromJetStream: Bool { kind == .timeout || status == "no responders" }
+    /// JetStream said it has no leader (503), or no reply came in time. What `StrandedServer` counts against a server.
+    var isNoAnswerFromJetStream: Bool { kind == .timeout || kind == .unavailable }
 }

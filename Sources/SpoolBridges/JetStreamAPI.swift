@@ -16,6 +16,10 @@ public enum JetStreamAPI {
     public static let streamNotFound: Int64 = 10059
     /// `err_code`s no retry can fix: the message is larger than the stream accepts.
     static let permanentErrorCodes: Set<Int64> = [10054]
+    /// `err_code`s of a server that reaches no working JetStream: "JetStream system temporarily unavailable"
+    /// (no meta leader) and "JetStream cluster can not handle request" (not the leader, none known). A server on
+    /// the minority side of a partition answers these quickly to every API request.
+    static let unavailableErrorCodes: Set<Int64> = [10008, 10009]
 
     /// The publish acknowledgement in `reply`, or the error it carries.
     public static func ack(_ reply: NATSMessage) throws(BridgeError) -> JetStreamAck {
@@ -42,7 +46,7 @@ public enum JetStreamAPI {
     public static func reply(_ reply: NATSMessage, what: String) throws(BridgeError) -> Reply {
         if let status = reply.headers?.status {
             if status == 503 {
-                throw BridgeError(.serverError, "no responders: no JetStream stream listens on this subject (or JetStream is not enabled)",
+                throw BridgeError(.unavailable, "no responders: no JetStream stream listens on this subject (or JetStream is not enabled)",
                                   status: "no responders")
             }
             let d = reply.headers?.statusDescription ?? ""
@@ -67,9 +71,16 @@ public enum JetStreamAPI {
         case .ok(let v): return v
         case let .error(code, errCode, text):
             let message = "JetStream error \(code)/\(errCode): \(text)"
-            if permanentErrorCodes.contains(errCode) { throw BridgeError(.rejected, message, status: "jetstream \(errCode)") }
-            throw BridgeError(.serverError, message, status: "jetstream \(errCode)")
+            throw apiError(code: code, errCode: errCode, message: message)
         }
+    }
+
+    /// The error for a JetStream API error reply: permanent for the few codes no retry can fix, `unavailable`
+    /// when no leader is reachable from this server, else a server error (a full stream's 503 is JetStream
+    /// answering, not JetStream missing).
+    static func apiError(code: Int64, errCode: Int64, message: String) -> BridgeError {
+        if permanentErrorCodes.contains(errCode) { return BridgeError(.rejected, message, status: "jetstream \(errCode)") }
+        return BridgeError(unavailableErrorCodes.contains(errCode) ? .unavailable : .serverError, message, status: "jetstream \(errCode)")
     }
 
     /// The stream's message count from a `$JS.API.STREAM.INFO.<name>` reply.

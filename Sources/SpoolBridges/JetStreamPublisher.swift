@@ -34,7 +34,7 @@ public struct JetStreamConfiguration: Sendable {
 public final class JetStreamPublisher: ItemProcessor {
     public let configuration: JetStreamConfiguration
     let connection: NATSConnection
-    /// Whether the stream was seen (or made); reset by "no responders" so a deleted stream is made again.
+    /// Whether the stream was seen (or made); reset when JetStream is unavailable ("no responders", a 503) so a deleted stream is made again.
     private let streamReady = Mutex(false)
     private let ensureLock = Mutex(())
     /// Whether the connected server still reaches the stream (see `StrandedServer`).
@@ -98,7 +98,7 @@ public final class JetStreamPublisher: ItemProcessor {
             noteRound(replies.map { r -> BridgeError? in if case .failure(let e) = r { return e }; return nil })
             return outcomes.map { $0! }
         } catch {
-            if error.status == "no responders" { streamReady.withLock { $0 = false } }
+            if error.kind == .unavailable { streamReady.withLock { $0 = false } }
             noteRound([error])
             return items.map { _ in error.outcome }
         }
@@ -134,7 +134,7 @@ public final class JetStreamPublisher: ItemProcessor {
             }
             return .done(status: ack.duplicate ? "duplicate of seq \(ack.sequence)" : "seq \(ack.sequence)")
         } catch {
-            if error.status == "no responders" { streamReady.withLock { $0 = false } }
+            if error.kind == .unavailable { streamReady.withLock { $0 = false } }
             return error.outcome
         }
     }
@@ -162,7 +162,7 @@ public final class JetStreamPublisher: ItemProcessor {
                 _ = try JetStreamAPI.json(created, what: "stream create reply")
                 connection.log("nats: created stream \(name) for subject \(configuration.subject)")
             case let .error(code, errCode, text):
-                throw BridgeError(.serverError, "stream info for \(name): JetStream error \(code)/\(errCode): \(text)", status: "jetstream \(errCode)")
+                throw JetStreamAPI.apiError(code: code, errCode: errCode, message: "stream info for \(name): JetStream error \(code)/\(errCode): \(text)")
             }
             streamReady.withLock { $0 = true }
         }

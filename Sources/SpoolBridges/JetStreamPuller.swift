@@ -168,9 +168,9 @@ public final class JetStreamPuller: Sendable {
         case .ok: return
         case let .error(code, errCode, text):
             guard code == 404, c.createConsumer else {
-                throw BridgeError(code == 404 ? .notFound : .serverError,
-                                  "consumer \(c.durable) on stream \(c.stream): JetStream error \(code)/\(errCode): \(text)"
-                                  + (code == 404 ? "; create it or pass --create-consumer" : ""))
+                let message = "consumer \(c.durable) on stream \(c.stream): JetStream error \(code)/\(errCode): \(text)"
+                if code == 404 { throw BridgeError(.notFound, message + "; create it or pass --create-consumer") }
+                throw JetStreamAPI.apiError(code: code, errCode: errCode, message: message)
             }
         }
         var config = ["\"durable_name\":\(JSONText.quote(c.durable))", "\"ack_policy\":\"explicit\"", "\"deliver_policy\":\"all\"",
@@ -331,7 +331,7 @@ public final class JetStreamPuller: Sendable {
             throw BridgeError(.serverError, "the server ended the pull requests: \(consumerGone)")
         }
         if noResponders {
-            throw BridgeError(.serverError, "no responders for the pull requests: nothing reachable from \(connection.url) serves consumer \(c.durable) of stream \(c.stream)",
+            throw BridgeError(.unavailable, "no responders for the pull requests: nothing reachable from \(connection.url) serves consumer \(c.durable) of stream \(c.stream)",
                               status: "no responders")
         }
         return report

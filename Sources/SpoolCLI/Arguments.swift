@@ -126,4 +126,14 @@ enum Parse {
         }
         throw UsageError("\(name): expected a duration like 250ms, 30s, 15m, 24h or 7d, got '\(s)'")
     }
+
+    /// A point in time: RFC 3339 (`2026-12-07T10:00:00Z`, with an offset or fraction), or a duration meaning that
+    /// long before `now` (`2h`).
+    static func pointInTime(_ s: String, name: String, now: Int64) throws(UsageError) -> Int64 {
+        if let t = RFC3339.parse(s) { return t }
+        guard let d = try? duration(s, name: name) else {
+            throw UsageError("\(name): expected an RFC 3339 time (2026-12-07T10:00:00Z) or a duration meaning that long ago (2h), got '\(logSafe(s))'")
+        }
+        return now - d
+    }
 }

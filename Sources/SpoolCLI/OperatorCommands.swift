@@ -1,3 +1,4 @@
+import SpoolConfig
 import SpoolCore
 import SpoolIngress
 import SpoolSystem
@@ -5,7 +6,7 @@ import SpoolWire
 
 extension CLI {
     static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand,
-                                              migrateCommand, validateCommand, pauseCommand, resumeCommand]
+                                              migrateCommand, validateCommand, pauseCommand, resumeCommand, replayCommand]
 
     static let enqueueCommand = Command(
         name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",
@@ -255,28 +256,125 @@ extension CLI {
 
     static let purgeCommand = Command(
         name: "purge", summary: "delete finished items (and forget their keys)",
-        synopsis: "--older-than DURATION",
+        synopsis: "(--older-than DURATION | KEY...) [--dry-run]",
         description: """
-        Removes items of the state (default done) that finished more than DURATION ago (30s, 15m,
-        24h, 7d), with their key markers: a later webhook with the same key is accepted again.
+        Removes finished items of the queue, with their key markers once no other queue holds them: a
+        later webhook with the same key is accepted again. With --older-than, items of the state (default
+        done) that finished more than DURATION ago (30s, 15m, 24h, 7d); with KEYs, those items, done or
+        failed. --dry-run prints what would go and removes nothing.
         """,
         options: [
-            .repeated("--state", "done|failed", default: "done", help: "the state to purge; repeat for both"),
-            .value("--older-than", "DURATION", help: "required: purge items that finished more than DURATION ago"),
+            .repeated("--state", "done|failed", default: "done", help: "with --older-than: the state to purge; repeat for both"),
+            .value("--older-than", "DURATION", help: "purge items that finished more than DURATION ago"),
+            .flag("--dry-run", help: "print what would be purged, remove nothing"),
         ],
         run: { args, ctx in
-            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
-            guard let o = args.value("--older-than") else { throw UsageError("--older-than is required") }
-            let age = try Parse.duration(o, name: "--older-than")
+            let keys = try args.positionals.map { try SpoolKey($0) }
+            let older = try args.value("--older-than").map { try Parse.duration($0, name: "--older-than") }
+            if (older == nil) == keys.isEmpty { throw UsageError("give --older-than DURATION or KEYs") }
+            if !keys.isEmpty && !args.all("--state").isEmpty { throw UsageError("--state goes with --older-than") }
             let states = try (args.all("--state").isEmpty ? ["done"] : args.all("--state")).map { n -> ItemState in
                 guard let s = ItemState(rawValue: n), s == .done || s == .failed else { throw UsageError("--state takes done or failed") }
                 return s
             }
             let spool = try ctx.openSpool()
-            let removed = try spool.purge(states: states, olderThanNanos: age)
-            ctx.console.out("purged \(removed.count) item(s)")
-            return 0
+            let dry = args.flag("--dry-run")
+            if let older {
+                let removed = dry ? try spool.purgeCandidates(states: states, olderThanNanos: older)
+                                  : try spool.purge(states: states, olderThanNanos: older)
+                if dry { for k in removed { ctx.console.out("would purge \(logSafe(k))") } }
+                ctx.console.out("\(dry ? "would purge" : "purged") \(removed.count) item(s)")
+                return 0
+            }
+            var failures = 0
+            for k in keys {
+                do {
+                    if dry { _ = try spool.finishedState(key: k) } else { try spool.purge(key: k) }
+                    ctx.console.out("\(dry ? "would purge" : "purged") \(logSafe(k.value))")
+                } catch {
+                    ctx.console.err("error: \(logSafe(k.value)): \(error)")
+                    failures += 1
+                }
+            }
+            return failures == 0 ? 0 : 1
         })
+
+    static let replayCommand = Command(
+        name: "replay", summary: "send finished items back to be delivered again",
+        synopsis: "[QUEUE] [--since TIME] [--until TIME] [--match COND]... [--key KEY]... [--state done|failed]... [--dry-run]",
+        description: """
+        Moves finished items of QUEUE (default: --queue, else default) back to new/, due now, attempts
+        reset, their attempt history kept; consumers deliver them again. Selects items that arrived at
+        or after --since and before --until (TIME: RFC 3339, 2026-12-07T10:00:00Z, or a duration
+        meaning that long ago, 2h), whose payload and recorded headers satisfy every --match (the
+        syntax of a queue's match: PATH=VALUE, PATH=V1|V2, PATH, !PATH, header:NAME), and whose key is
+        one of --key. Prints each item it moves, or with --dry-run would move, then the count.
+        """,
+        options: [
+            .value("--since", "TIME", help: "items that arrived at or after TIME"),
+            .value("--until", "TIME", help: "items that arrived before TIME"),
+            .repeated("--match", "COND", help: "only items this condition holds for; repeat: all must hold"),
+            .repeated("--key", "KEY", help: "only these keys; repeat for several"),
+            .repeated("--state", "done|failed", default: "done and failed", help: "the finished state to take items from; repeat for both"),
+            .flag("--dry-run", help: "print what would be moved, move nothing"),
+            .flag("--json", help: """
+                print {"queue":Q,"dry_run":B,"replayed":[{"key":K,"state":S,"received_at":T}],
+                "skipped":[{"key":K,"reason":R}]}
+                """),
+        ],
+        run: { args, ctx in try replay(args, ctx) })
+
+    static func replay(_ args: ParsedArguments, _ ctx: Context) throws -> Int32 {
+        guard args.positionals.count <= 1 else { throw UsageError("at most one QUEUE") }
+        var c = ctx
+        if let q = args.positionals.first {
+            guard QueueName.isValid(q) else { throw UsageError("\(SpoolError.invalidQueue(q))") }
+            if !ctx.queues.isEmpty && ctx.queues != [q] { throw UsageError("QUEUE and --queue disagree") }
+            c.queues = [q]
+        }
+        let now = SystemClock().nowNanos()
+        var sel = ReplaySelection()
+        sel.sinceNanos = try args.value("--since").map { try Parse.pointInTime($0, name: "--since", now: now) }
+        sel.untilNanos = try args.value("--until").map { try Parse.pointInTime($0, name: "--until", now: now) }
+        if let s = sel.sinceNanos, let u = sel.untilNanos, u <= s { throw UsageError("--until must be later than --since") }
+        if !args.all("--state").isEmpty {
+            sel.states = try args.all("--state").map { n -> ItemState in
+                guard let s = ItemState(rawValue: n), s == .done || s == .failed else { throw UsageError("--state takes done or failed") }
+                return s
+            }
+        }
+        if !args.all("--key").isEmpty { sel.keys = Set(try args.all("--key").map { try SpoolKey($0).value }) }
+        let conditions = try args.all("--match").map { text -> MatchCondition in
+            switch MatchCondition.parse(text) {
+            case .success(let m): return m
+            case .failure(let e): throw UsageError("--match \(text): \(e)")
+            }
+        }
+        let spool = try c.openSpool()
+        let candidates = try spool.replayCandidates(sel) { info in
+            guard !conditions.isEmpty else { return true }
+            let needsBody = conditions.contains { if case .json = $0.subject { true } else { false } }
+            let headers = info.meta?.headers ?? []
+            let body = needsBody ? ((try? spool.payload(of: info)) ?? []) : []
+            let subject = MatchSubject(body: body, contentType: info.meta?.header("content-type"), headers: HTTPHeaders(headers))
+            return conditions.allSatisfy(subject.holds)
+        }
+        let dry = args.flag("--dry-run")
+        let report = dry ? ReplayReport(items: candidates) : try spool.replay(candidates)
+        if args.flag("--json") {
+            let items = report.items.map { i in
+                "{\"key\":\(JSONWriter.quote(i.key)),\"state\":\"\(i.state.rawValue)\",\"received_at\":\(JSONWriter.quote(RFC3339.format(nanos: i.receivedAtNanos)))}"
+            }
+            let skipped = report.skipped.map { "{\"key\":\(JSONWriter.quote($0.key)),\"reason\":\(JSONWriter.quote($0.reason))}" }
+            ctx.console.out("{\"queue\":\(JSONWriter.quote(spool.queue)),\"dry_run\":\(dry),\"replayed\":[\(items.joined(separator: ","))],\"skipped\":[\(skipped.joined(separator: ","))]}")
+        } else {
+            var lines = report.items.map { "\(dry ? "would replay" : "replayed") \(logSafe($0.key)) (\($0.state.rawValue), received \(RFC3339.format(nanos: $0.receivedAtNanos)))" }
+            lines += report.skipped.map { "skipped \(logSafe($0.key)): \($0.reason)" }
+            lines.append("\(report.items.count) item(s) \(dry ? "would be replayed" : "replayed") in queue \(spool.queue)" + (report.skipped.isEmpty ? "" : ", \(report.skipped.count) skipped"))
+            ctx.console.out(lines.joined(separator: "\n"))
+        }
+        return report.skipped.isEmpty ? 0 : 1
+    }
 
     static let recoverCommand = Command(
         name: "recover", summary: "repair what crashed processes left behind",

@@ -295,6 +295,28 @@ extension Spool {
         return removed
     }
 
+    /// The keys `purge(states:olderThanNanos:)` would remove now (`purge --dry-run`): finished before the cutoff.
+    public func purgeCandidates(states: [ItemState], olderThanNanos: Int64) throws(SpoolError) -> [String] {
+        let cutoff = now() - olderThanNanos
+        var out: [String] = []
+        for state in states {
+            let d = dir(state)
+            let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
+            for name in names {
+                guard let key = SpoolKey(fileName: name), let st = try? FS.stat(name, in: d) else { continue }
+                if ((try? readState(name: name, in: q))?.finishedAtNanos ?? st.ctimeNanos) <= cutoff { out.append(key.value) }
+            }
+        }
+        return out
+    }
+
+    /// Where `purge(key:)` would find `key`: done or failed; else the error it would throw.
+    public func finishedState(key: SpoolKey) throws(SpoolError) -> ItemState {
+        for state in [ItemState.done, .failed] where (try? FS.stat(key.fileName, in: dir(state))) != nil { return state }
+        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not finished in queue \(queue) (it is waiting or claimed, or in another queue)") }
+        throw .notFound(key: key.value)
+    }
+
     /// Purges one finished item (done or failed) of this queue, whenever it finished; the same steps and lock as `purge`.
     public func purge(key: SpoolKey) throws(SpoolError) {
         for state in [ItemState.done, .failed] where (try? FS.stat(key.fileName, in: dir(state))) != nil {
@@ -337,29 +359,42 @@ extension Spool {
     /// Puts items of this queue back into `new/`, due now, with their attempt count reset (the history stays).
     /// Takes items from `failed/`, and from `new/` (making a waiting retry due at once).
     public func retry(key: SpoolKey) throws(SpoolError) {
-        let name = key.fileName
-        for state in [ItemState.failed, .new] {
-            guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readWrite, .noFollow, .nonBlocking]) else { continue }
-            defer { try? fd.close() }
-            guard try sys("lock \(key)", { () throws(Errno) in try fd.tryLockByte(q.lockByte) }) == .acquired else { throw .busy(key: key.value) }
-            guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { continue }
-            let received = (try? Spool.readHeader(fd, fileSize: held.size))?.header.receivedAtNanos
-            let previous = (try? readState(name: name, in: q)).flatMap { s in received.map { s.belongs(toItemReceivedAt: $0) } ?? true ? s : nil }
-            if previous != nil || state == .failed {
-                var st = previous ?? DeliveryState(itemReceivedAtNanos: received)
-                st.attempts = 0
-                st.nextAttemptAtNanos = nil
-                st.finishedAtNanos = nil
-                try writeState(st, name: name, in: q, dueAt: now())
-            }
-            if state == .failed {
-                try sys("move \(key) to new") { () throws(Errno) in try FS.renameNoReplace(name, in: dir(.failed), to: name, in: dir(.new)) }
-            }
+        for state in [ItemState.failed, .new] where try requeue(name: key.fileName, key: key, from: state) {
             invalidateScan()
             return
         }
-        if (try? FS.stat(name, in: keys)) != nil { throw .conflict("\(key) is not in failed/ or new/ of queue \(queue) (it is claimed or done, or in another queue)") }
+        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not in failed/ or new/ of queue \(queue) (it is claimed or done, or in another queue)") }
         throw .notFound(key: key.value)
+    }
+
+    /// One step of `retry` and `replay`: the item `name` in `state` (new, done or failed) of this queue, due now, its
+    /// attempts reset and its history kept. Under the queue's lock byte: the delivery state is written first (so an
+    /// item never reaches `new/` with the attempt count that dead-lettered it), then the entry is renamed into
+    /// `new/`. False when the item is not in `state` (any more); `busy` when a claimant or another command holds it.
+    func requeue(name: String, key: SpoolKey, from state: ItemState) throws(SpoolError) -> Bool {
+        guard let fd = try? FileDescriptor.open(name, in: dir(state), [.readWrite, .noFollow, .nonBlocking]) else { return false }
+        defer { try? fd.close() }
+        guard try sys("lock \(key)", { () throws(Errno) in try fd.tryLockByte(q.lockByte) }) == .acquired else { throw .busy(key: key.value) }
+        guard let held = try? fd.stat(), let cur = try? FS.stat(name, in: dir(state)), cur.sameFile(as: held) else { return false }
+        let received = (try? Spool.readHeader(fd, fileSize: held.size))?.header.receivedAtNanos
+        let previous = (try? readState(name: name, in: q)).flatMap { s in received.map { s.belongs(toItemReceivedAt: $0) } ?? true ? s : nil }
+        if previous != nil || state == .failed {
+            var st = previous ?? DeliveryState(itemReceivedAtNanos: received)
+            st.attempts = 0
+            st.nextAttemptAtNanos = nil
+            st.finishedAtNanos = nil
+            try writeState(st, name: name, in: q, dueAt: now())
+        }
+        if state != .new {
+            do throws(Errno) { try FS.renameNoReplace(name, in: dir(state), to: name, in: dir(.new)) } catch where error == .noEntry {
+                return false
+            } catch where error == .exists {
+                throw .conflict("new/\(name) exists while \(key) is in \(state)/ of queue \(queue); run spool recover and inspect")
+            } catch {
+                throw .system(operation: "move \(key) to new", errno: error)
+            }
+        }
+        return true
     }
 
     /// Retries every item in `failed/`; returns their keys.

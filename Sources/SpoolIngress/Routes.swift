@@ -30,12 +30,13 @@ public struct RouteQueue: Sendable, Equatable {
 public let unroutedQueue = "unrouted"
 
 /// What the `match` conditions look at, read once per request: the body as JSON (or form data) and the headers.
-struct MatchSubject {
+/// `spool replay --match` evaluates stored items with the same rules.
+public struct MatchSubject {
     let json: JSONValue?
     let form: [(String, [UInt8])]?
     let headers: HTTPHeaders
 
-    init(body: [UInt8], contentType: String?, headers: HTTPHeaders) {
+    public init(body: [UInt8], contentType: String?, headers: HTTPHeaders) {
         self.headers = headers
         let first = body.first { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }
         if KeyExtractor.isFormContentType(contentType) && first != 0x7B && first != 0x5B {
@@ -70,7 +71,7 @@ struct MatchSubject {
         }
     }
 
-    func holds(_ c: MatchCondition) -> Bool {
+    public func holds(_ c: MatchCondition) -> Bool {
         let v = value(c.subject)
         switch c.test {
         case .present: return v != nil

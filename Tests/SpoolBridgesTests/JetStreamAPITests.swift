@@ -20,8 +20,19 @@ import SpoolWire
 
     @Test func noRespondersIsARetry() throws {
         let e = try #require(error(reply("", status: 503)))
-        #expect(e.status == "no responders" && e.isRetryable)
+        #expect(e.status == "no responders" && e.isRetryable && e.kind == .unavailable && e.isNoAnswerFromJetStream)
         guard case .retry = e.outcome else { Issue.record("\(e.outcome)"); return }
+    }
+
+    /// A server cut off from its cluster answers API requests at once with "temporarily unavailable": that is no
+    /// answer from JetStream (StrandedServer counts it), while a full stream's 503 is JetStream answering.
+    @Test func leaderlessRepliesAreUnavailable() throws {
+        for errCode in [10008, 10009] {
+            let e = try #require(error(reply(#"{"error":{"code":503,"err_code":\#(errCode),"description":"JetStream system temporarily unavailable"}}"#)))
+            #expect(e.kind == .unavailable && e.isNoAnswerFromJetStream && e.isRetryable && e.status == "jetstream \(errCode)")
+        }
+        let full = try #require(error(reply(#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#)))
+        #expect(full.kind == .serverError && !full.isNoAnswerFromJetStream)
     }
 
     @Test func apiErrorsAndOddShapesAreNotAcks() throws {

@@ -29,6 +29,10 @@ func spool(_ args: String..., dir: String, stdin: Data? = nil) throws -> Process
     try run(spoolBin, ["--dir", dir] + args, stdin: stdin)
 }
 
+func spool(_ args: [String], dir: String, stdin: Data? = nil) throws -> ProcessResult {
+    try run(spoolBin, ["--dir", dir] + args, stdin: stdin)
+}
+
 
 /// Runs the CLI in-process with captured output.
 func cli(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = []) -> (code: Int32, out: String, err: String) {
