@@ -87,10 +87,15 @@ extension CLI {
         options: [
             .value("--config", "FILE", help: """
                 take the queue's settings from its [queue.NAME] table in this file (exec or
-                post, concurrency, max_attempts, backoff, max_backoff); flags given here
-                override them. Default $SPOOL_CONFIG
+                post, concurrency, max_attempts, backoff, max_backoff, rate, delay); flags
+                given here override them. Default $SPOOL_CONFIG
                 """),
             .value("--concurrency", "N", default: "1", help: "items in flight at once"),
+            .value("--rate", "N/s|N/m|N/h", help: """
+                start at most N attempts per second, minute or hour, across every consumer
+                process of the queue on this machine (shared through the spool directory)
+                """),
+            .value("--delay", "D", default: "0s", help: "start an item's first attempt no earlier than its arrival plus D"),
             .value("--max-attempts", "N", default: """
                 5 with --exec; 100 with --nats/--post,
                 so that hours of broker or endpoint outage do not dead-letter items
@@ -131,15 +136,11 @@ extension CLI {
 
     /// `consume`'s arguments with the settings of its queue's `[queue.NAME]` table (from `--config` or `$SPOOL_CONFIG`)
     /// filled in where the command line gave none: the command line overrides the file, and a sink given here
-    /// replaces the file's. A queue whose table asks for what this release does not do yet (rate, delay) is refused,
-    /// never run without it.
+    /// replaces the file's.
     static func withQueueSettings(_ args: ParsedArguments, _ ctx: Context) throws -> ParsedArguments {
         guard let path = configPath(args, ctx) else { return args }
         let config = try loadConfiguration(path)
         guard let q = config.queue(ctx.queue) else { return args }
-        if q.rate != nil || q.delay != nil {
-            throw CommandFailure(message: "\(path): [queue.\(q.name)] sets \(q.rate != nil ? "rate" : "delay"), which this release does not apply yet; remove it to run this queue")
-        }
         var out = args
         if ["--exec", "--nats", "--post"].allSatisfy({ args.value($0) == nil }) {
             if let e = q.exec { out.values["--exec"] = [e] }
@@ -150,6 +151,8 @@ extension CLI {
         fill("--max-attempts", q.maxAttempts.map(String.init))
         fill("--backoff", q.backoff)
         fill("--max-backoff", q.maxBackoff)
+        fill("--rate", q.rate)
+        fill("--delay", q.delay)
         return out
     }
 
@@ -207,6 +210,11 @@ extension CLI {
         }
         config.useInotify = !args.flag("--no-inotify")
         config.mode = args.flag("--drain") ? .drain : args.flag("--once") ? .once : .forever
+        if let v = args.value("--delay") { config.delayNanos = try Parse.duration(v, name: "--delay") }
+        if let v = args.value("--rate") {
+            guard let r = PaceRate(v) else { throw UsageError("--rate: expected attempts per second, minute or hour, such as 10/s, 600/m or 5/h (1 to 1000000), got '\(logSafe(v))'") }
+            config.pace = r
+        }
         return (config, timeout)
     }
 
@@ -357,7 +365,8 @@ extension CLI {
         defer { natsConnection?.close() }
         log("started on \(ctx.dir) (queue \(ctx.queue), \(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
         let result = consumer.run(stopFD: stop.fd)
-        log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released")
+        log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released"
+            + (result.pacedWaits > 0 ? ", \(result.pacedWaits) waited for the rate" : ""))
         if let fatal = consumer.fatalError { throw CommandFailure(message: fatal) }
         if config.mode == .once && result.processed == 0 { return 3 }
         return 0

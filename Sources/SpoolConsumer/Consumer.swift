@@ -25,6 +25,10 @@ public struct ConsumerConfiguration: Sendable {
     public var claimCheckIntervalNanos: Int64 = 1_000_000_000
     /// Use inotify on `new/` to pick up items within milliseconds.
     public var useInotify = true
+    /// The queue's `delay`: a first attempt starts no earlier than the item's arrival plus this.
+    public var delayNanos: Int64 = 0
+    /// The queue's `rate`: attempts started across every consumer process of the queue (`Spool.reservePace`).
+    public var pace: PaceRate?
     public init() {}
 }
 
@@ -35,9 +39,12 @@ public struct ConsumerResult: Sendable, Equatable {
     public var retried = 0
     public var failed = 0
     public var released = 0
+    /// Attempts that waited for the queue's rate before starting.
+    public var pacedWaits = 0
 
     mutating func add(_ o: ConsumerResult) {
         processed += o.processed; done += o.done; retried += o.retried; failed += o.failed; released += o.released
+        pacedWaits += o.pacedWaits
     }
 }
 
@@ -76,7 +83,8 @@ public final class Consumer: Sendable {
         self.config = configuration
         self.log = log
         self.wake = try Wakeup()
-        self.perThread = processor.pipelines && configuration.mode != .once
+        // A paced queue starts attempts one at a time, each at its reserved moment.
+        self.perThread = processor.pipelines && configuration.mode != .once && configuration.pace == nil
             ? Consumer.pipelineBatch(concurrency: configuration.concurrency) : 1
     }
 
@@ -241,13 +249,39 @@ public final class Consumer: Sendable {
     private func work(first: [ClaimedItem], slot: Int) {
         var items = first
         while true {
-            attempt(items)
+            if config.pace != nil { items = waitForPace(items) }
+            if !items.isEmpty { attempt(items) }
             let next = claimNextInSlot(max: slot)
             if next.isEmpty { break }
             items = next
         }
         state.withLock { $0.inFlight -= slot }
         wake.signal()
+    }
+
+    /// Waits for the moment the queue's rate gives these attempts (reserved in the shared `pace` file). A stop or a
+    /// pause that comes meanwhile puts them back unattempted: no attempt starts on a paused queue. A failing
+    /// reservation is logged and does not hold the attempt back (pacing is not worth losing deliveries over).
+    private func waitForPace(_ items: [ClaimedItem]) -> [ClaimedItem] {
+        guard let rate = config.pace else { return items }
+        let startAt: Int64
+        do { startAt = try spool.reservePace(rate, count: items.count) } catch {
+            log("pace: \(error); starting without it")
+            return items
+        }
+        if startAt > monotonicNanos() { state.withLock { $0.result.pacedWaits += items.count } }
+        while true {
+            let now = monotonicNanos()
+            let stopping = state.withLock { $0.stopRequested }
+            if stopping || spool.isPaused {
+                for item in items { try? spool.release(item) }
+                state.withLock { $0.result.released += items.count }
+                return []
+            }
+            if now >= startAt { return items }
+            // Short naps, so that a stop or a pause is seen within a tenth of a second.
+            sleep(nanoseconds: min(startAt - now, 100_000_000))
+        }
     }
 
     private func claimNextInSlot(max: Int) -> [ClaimedItem] {
@@ -266,7 +300,7 @@ public final class Consumer: Sendable {
         if spool.isPaused { return [] }  // an attempt thread's next claim too
         var items: [ClaimedItem] = []
         do {
-            while items.count < count, let item = try spool.claim(policy: config.policy) { items.append(item) }
+            while items.count < count, let item = try spool.claim(policy: config.policy, delayNanos: config.delayNanos) { items.append(item) }
         } catch {
             log("claim failed: \(error)")
         }

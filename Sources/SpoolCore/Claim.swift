@@ -78,12 +78,16 @@ extension Spool {
     /// lock is held before the item ever appears in `claimed/`, so `recover` cannot mistake a fresh claim for a
     /// dead one. Nothing is written: the attempt is recorded when it ends (`fail`, or `recover` for a claimant that
     /// died), so an item that kills its consumer every time still reaches `maxAttempts` and is dead-lettered.
-    public func claim(policy: RetryPolicy = RetryPolicy()) throws(SpoolError) -> ClaimedItem? {
+    ///
+    /// `delayNanos` (a queue's `delay`): an item is not claimed for its first attempt before its arrival (the header's
+    /// `received_at`) plus the delay. Retries, and items sent back by `retry` or `replay`, wait only for their own time.
+    public func claim(policy: RetryPolicy = RetryPolicy(), delayNanos: Int64 = 0) throws(SpoolError) -> ClaimedItem? {
         let now = self.now()
+        if scan.withLock({ st in let changed = st.delayNanos != delayNanos; st.delayNanos = delayNanos; return changed }) { invalidateScan() }
         refreshCandidatesIfNeeded(now: now)
         // Each candidate is tried at most once per call; losing a race just moves on to the next.
         while let name = scan.withLock({ $0.popNear(head: 8) }) {
-            if let item = try tryClaim(name: name, now: now, policy: policy) { return item }
+            if let item = try tryClaim(name: name, now: now, policy: policy, delayNanos: delayNanos) { return item }
         }
         return nil
     }
@@ -119,11 +123,12 @@ extension Spool {
         if needScan { rescan(now: now, dirMtime: dirMtime, wallNow: wallNow) }
     }
 
-    /// Lists `new/` and keeps the due items, oldest first: an item's arrival (its file's mtime), or for a waiting
-    /// retry the not-before time (the mtime of its `state/` file, listed once, so most items cost one stat).
+    /// Lists `new/` and keeps the due items, oldest first: an item's arrival (its file's mtime, plus the queue's
+    /// delay), or for a waiting retry the not-before time (the mtime of its `state/` file, listed once, so most items
+    /// cost one stat). The claim checks the header's arrival; the mtime only orders and schedules the look.
     func rescan(now: Int64, dirMtime: Int64, wallNow: Int64) {
         let d = dir(.new)
-        scan.withLock { $0.invalidated = false }
+        let delay = scan.withLock { st -> Int64 in st.invalidated = false; return st.delayNanos }
         guard let names = try? FS.listNames(in: d) else { return }
         let withState = Set((try? FS.listNames(in: q.state)) ?? [])
         var due: [(Int64, String)] = []
@@ -131,7 +136,7 @@ extension Spool {
         due.reserveCapacity(names.count)
         for n in names {
             guard let st = try? FS.stat(n, in: d), st.isRegular else { continue }
-            var at = st.mtimeNanos
+            var at = st.mtimeNanos + delay
             if withState.contains(n), let ss = try? FS.stat(n, in: q.state) { at = ss.mtimeNanos }
             if at <= now { due.append((at, n)) } else { nextDue = min(nextDue ?? at, at) }
         }
@@ -145,7 +150,7 @@ extension Spool {
         }
     }
 
-    private func tryClaim(name: String, now: Int64, policy: RetryPolicy) throws(SpoolError) -> ClaimedItem? {
+    private func tryClaim(name: String, now: Int64, policy: RetryPolicy, delayNanos: Int64) throws(SpoolError) -> ClaimedItem? {
         guard let key = SpoolKey(fileName: name) else { return nil }
         let newDir = dir(.new)
         let fd: FileDescriptor
@@ -179,6 +184,14 @@ extension Spool {
         var stateError: SpoolError?
         do throws(SpoolError) { previous = try readState(name: name, in: q) } catch { stateError = error }
         if let due = previous?.nextAttemptAtNanos, due > now { noteDue(due); return nil }
+        // A delayed queue: a first attempt waits for the arrival in the header (read before the rename, so an item not
+        // yet due never moves); an unreadable header is left to the code below, which dead-letters it.
+        var early: (header: ItemHeader, payloadOffset: Int)?
+        if delayNanos > 0 && previous == nil, let h = try? Spool.readHeader(fd, fileSize: held.size) {
+            let due = h.header.receivedAtNanos.addingReportingOverflow(delayNanos)
+            if !due.overflow && due.partialValue > now { noteDue(due.partialValue); return nil }
+            early = h
+        }
         do throws(Errno) {
             try faults.check(.rename)
             try FS.renameNoReplace(name, in: newDir, to: name, in: dir(.claimed))
@@ -188,7 +201,9 @@ extension Spool {
             throw SpoolError.system(operation: "claim \(key)", errno: error)
         }
         let header: ItemHeader, offset: Int
-        do throws(SpoolError) { (header, offset) = try Spool.readHeader(fd, fileSize: held.size) } catch {
+        do throws(SpoolError) {
+            if let early { (header, offset) = early } else { (header, offset) = try Spool.readHeader(fd, fileSize: held.size) }
+        } catch {
             // Not an item this release can read (a hand edit, a torn disk): keep the file, dead-letter it, say why.
             let item = ClaimedItem(key: key, meta: ItemMeta(key: key.value, receivedAtNanos: held.mtimeNanos, size: held.size),
                                    payloadPath: payloadPath(state: .claimed, name: name), payload: fd, payloadOffset: 0,

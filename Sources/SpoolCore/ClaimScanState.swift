@@ -12,6 +12,8 @@ struct ClaimScanState {
     /// Earliest not-before time among items that were not yet due at the last scan.
     var nextDueNanos: Int64? = nil
     var invalidated = true
+    /// The queue's `delay` the last claim asked for (it shifts every first attempt's due time).
+    var delayNanos: Int64 = 0
     /// xorshift64 state for `popNear`: the pick only spreads consumers apart, and the system generator costs a
     /// getrandom(2) per call, one per claim.
     private var spread = UInt64.random(in: 1...UInt64.max)

@@ -187,6 +187,20 @@ public struct FileDescriptor: Sendable, Hashable {
         }
     }
 
+    /// Writes every byte at `offset` with pwrite(2), leaving the file offset alone.
+    public func writeAll(_ bytes: [UInt8], at offset: Int) throws(Errno) {
+        try bytes.withUnsafeBytes { p in
+            Result { () throws(Errno) in
+                var off = 0
+                while off < p.count {
+                    let n = try retryingSyscall { Glibc.pwrite(rawValue, p.baseAddress! + off, p.count - off, off_t(offset + off)) }
+                    if n == 0 { throw Errno.ioError }
+                    off += n
+                }
+            }
+        }.get()
+    }
+
     /// One `write(2)`, returning how much was written (for non-blocking sockets and pipes).
     public func write(_ p: UnsafeRawBufferPointer) throws(Errno) -> Int {
         try retryingSyscall { Glibc.write(rawValue, p.baseAddress, p.count) }

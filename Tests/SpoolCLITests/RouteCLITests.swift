@@ -2,6 +2,7 @@ import Foundation
 import SpoolTestSupport
 import Testing
 import SpoolCore
+import SpoolSystem
 
 /// `spool serve --config FILE`: several routes, each with its key rule and token, fanning out into the queues whose
 /// match conditions hold, `unrouted` when none does; 404 for a path in no route (docs/configuration.md).
@@ -94,9 +95,12 @@ import SpoolCore
         _ = try spool("retry", "V1", "--queue", "video", dir: dir)
         let o = try spool("consume", "--config", config, "--queue", "video", "--exec", "cat >/dev/null", "--drain", dir: dir)
         #expect(o.status == 0 && entries(dir + "/queues/video/done") == ["V1"], "\(o.stderr)")
-        // What this release cannot apply is refused, not ignored.
-        let paced = try spool("consume", "--config", config, "--queue", "paced", "--drain", dir: dir)
-        #expect(paced.status == 1 && paced.stderr.contains("rate, which this release does not apply yet"), "\(paced.stderr)")
+        // The file's rate applies: five items at 10/s start at least 0.4 s apart from first to last.
+        for k in 1...5 { _ = try spool("enqueue", "--key", "P\(k)", "--queue", "paced", "-", dir: dir, stdin: Data("{}".utf8)) }
+        let t0 = Date()
+        let paced = try spool("consume", "--config", config, "--queue", "paced", "--concurrency", "5", "--drain", dir: dir)
+        #expect(paced.status == 0 && entries(dir + "/queues/paced/done").count == 5, "\(paced.stderr)")
+        #expect(Date().timeIntervalSince(t0) >= 0.4 && paced.stderr.contains("waited for the rate"), "\(paced.stderr)")
     }
 }
 
@@ -174,5 +178,54 @@ import SpoolCore
                              "--backoff", "1ms", "--max-backoff", "1ms", "--drain", dir: dir)
         #expect(last.status == 0)
         #expect(try String(contentsOfFile: log, encoding: .utf8).hasSuffix("1 0\n2 1\n"))
+    }
+}
+
+
+/// A queue's rate holds across consumer processes (the shared `pace` file), and its delay holds first attempts.
+@Suite struct RateAndDelayCLITests {
+    /// Three consumer processes on a queue with `rate = "20/s"`, each with four slots, over 10 s: 200 starts ± 10%
+    /// (counted from the handlers' own timestamps, in the 10 s after the first start).
+    @Test func threeProcessesShareOneRate() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", config = base + "/spool.toml", log = base + "/starts"
+        try Data("""
+            [queue.billing]
+            exec = "date +%s%N >> \(log)"
+            rate = "20/s"
+            concurrency = 4
+            """.utf8).write(to: URL(fileURLWithPath: config))
+        let s = try Spool(path: dir, queue: "billing", flush: .syncfs)
+        let reqs = (0..<400).map { EnqueueRequest(key: try! SpoolKey("k\($0)"), payload: Array("{}".utf8)) }
+        for r in s.enqueueBatch(reqs) { #expect((try? r.get()) == .accepted) }
+        let consumers = try (0..<3).map { _ in try Child(spoolBin, ["--dir", dir, "consume", "--config", config, "--queue", "billing"]) }
+        defer { for c in consumers { c.signal(SIGKILL); _ = c.wait(timeout: 10) } }
+        func starts() -> [Int64] {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int64($0) }.sorted()
+        }
+        // Wait until some handler started more than 10 s after the first one did.
+        #expect(waitUntil(timeout: 40) { let t = starts(); return t.count > 1 && t.last! - t.first! > 10_500_000_000 })
+        for c in consumers { c.signal(SIGTERM) }
+        for c in consumers { #expect(c.wait(timeout: 30).status == 0) }
+        let t = starts()
+        let inWindow = t.filter { $0 < t[0] + 10_000_000_000 }.count
+        #expect(inWindow >= 180 && inWindow <= 220, "\(inWindow) starts in 10 s at 20/s")
+        #expect(consumers.allSatisfy { $0.stderr.contains("waited for the rate") }, "every process was paced")
+    }
+
+    @Test func delayHoldsTheFirstAttempt() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", log = base + "/starts"
+        let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--delay", "2s", "--exec", "date +%s%N >> \(log)"])
+        defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
+        #expect(consumer.waitFor { consumer.stderr.contains("started on") })
+        _ = try spool("enqueue", "--key", "late", "-", dir: dir, stdin: Data("{}".utf8))
+        let received = try #require(JSONParser.parse(try spool("show", "late", "--json", dir: dir).stdout)["received_at"]?.stringValue)
+        #expect(waitUntil(timeout: 10) { FileManager.default.fileExists(atPath: log) })
+        let started = try #require(Int64(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")[0]))
+        let arrival = try #require(RFC3339.parse(received))
+        #expect(started - arrival >= 2_000_000_000 && started - arrival < 4_000_000_000, "started \(started - arrival) ns after arrival")
+        #expect(try spool("consume", "--rate", "10/x", "--exec", "true", "--drain", dir: dir).status == 64)
+        #expect(try spool("consume", "--delay", "soon", "--exec", "true", "--drain", dir: dir).status == 64)
     }
 }
