@@ -14,6 +14,7 @@ step python3 Reliability/crashloop.py --rounds $CRASH
 step python3 Reliability/powercut.py --rounds $CUTS
 step python3 Reliability/powercut.py --rounds 3 --control
 step python3 Reliability/syscallfaults.py --positions $POS
+step python3 Reliability/routes.py --webhooks $([ "$SHORT" = "--short" ] && echo 1000 || echo 10000)
 step python3 Reliability/fulldisk.py
 step python3 Reliability/hostile_http.py
 step python3 Reliability/slowclients.py --seconds $SLOW

@@ -85,3 +85,40 @@ import SpoolCore
         #expect(try run(spoolBin, ["validate", "--config", dir]).stderr.contains("not a regular file"))
     }
 }
+
+/// Fan-out's promise to consumers (issue 24): two consumer processes on each of two queues that share every item
+/// file; each queue completes each item exactly once, independently of the other; a poison item fails in one queue
+/// and completes in the other.
+@Suite struct SharedPayloadConsumersTests {
+    @Test func twoConsumersOnEachOfTwoQueues() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", log = base + "/handled"
+        let s = try Spool(path: dir, queue: "video", flush: .syncfs)
+        let keys = (0..<300).map { "k\($0)" } + ["poison"]
+        let reqs = keys.map { k in EnqueueRequest(key: try! SpoolKey(k), payload: Array("{\"k\":\"\(k)\"}".utf8), queues: ["video", "billing"]) }
+        for r in s.enqueueBatch(reqs) { #expect((try? r.get()) == .accepted) }
+        // Each handler reads its payload (the same bytes in both queues) and logs "queue key"; video refuses the poison.
+        let handler = "p=$(cat); test \"$p\" = \"{\\\"k\\\":\\\"$SPOOL_KEY\\\"}\" || exit 3; "
+            + "echo \"$SPOOL_QUEUE $SPOOL_KEY\" >> \(log); "
+            + "if [ \"$SPOOL_QUEUE\" = video ] && [ \"$SPOOL_KEY\" = poison ]; then exit 1; fi"
+        let consumers = try ["video", "video", "billing", "billing"].map { q in
+            try Child(spoolBin, ["--dir", dir, "consume", "--queue", q, "--exec", handler, "--concurrency", "3", "--max-attempts", "2", "--backoff", "10ms", "--max-backoff", "10ms"])
+        }
+        defer { for c in consumers { c.signal(SIGKILL); _ = c.wait(timeout: 10) } }
+        #expect(waitUntil(timeout: 60) {
+            entries(dir + "/queues/video/done").count == 300 && entries(dir + "/queues/video/failed").count == 1
+                && entries(dir + "/queues/billing/done").count == 301
+        })
+        for c in consumers { c.signal(SIGTERM) }
+        for c in consumers { #expect(c.wait(timeout: 30).status == 0) }
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        var count: [String: Int] = [:]
+        for l in lines { count[l, default: 0] += 1 }
+        for k in keys where k != "poison" {
+            #expect(count["video \(k)"] == 1 && count["billing \(k)"] == 1, "\(k): \(count["video \(k)"] ?? 0) in video, \(count["billing \(k)"] ?? 0) in billing")
+        }
+        #expect(count["video poison"] == 2 && count["billing poison"] == 1, "two attempts then failed/ in video; done once in billing")
+        #expect(entries(dir + "/queues/video/failed") == ["poison"] && entries(dir + "/queues/billing/done").contains("poison"))
+        #expect(linkCount(dir + "/keys/poison") == 3, "one item file: the marker and one entry per queue")
+    }
+}
