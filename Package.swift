@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "spool", targets: ["spool"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
+        .library(name: "SpoolConfig", targets: ["SpoolConfig"]),
         .library(name: "SpoolConsumer", targets: ["SpoolConsumer"]),
         .library(name: "SpoolWire", targets: ["SpoolWire"]),
         .library(name: "SpoolHTTP", targets: ["SpoolHTTP"]),

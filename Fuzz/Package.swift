@@ -41,6 +41,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
+            name: "ConfigFuzzer",
+            dependencies: [.product(name: "SpoolConfig", package: "spool")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
             name: "ReconcileFuzzer",
             dependencies: [.product(name: "SpoolReconcile", package: "spool"), .product(name: "SpoolCore", package: "spool"),
                            .product(name: "SpoolWire", package: "spool")],

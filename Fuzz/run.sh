@@ -3,7 +3,8 @@
 # Usage: Fuzz/run.sh [SECONDS] [TARGET...]   TARGET: http (the HTTP parser), keys (key encoding),
 #        extract (key extraction and JSON), peer (what forward targets and NATS servers send), tls (the server side
 #        of the TLS engine, over the system's OpenSSL 3), sig (the signature header parsers and verifiers),
-#        reconcile (JSON2Video API responses: status mapping and the movie list parser); default all seven.
+#        reconcile (JSON2Video API responses: status mapping and the movie list parser), config (the TOML parser and
+#        the configuration file's checks); default all eight.
 #        From anywhere; paths resolve from this script.
 # Output goes to Fuzz/.build/fuzz-TARGET.log; a crashing input is kept in Fuzz/crashes/ and the script exits nonzero.
 set -euo pipefail
@@ -22,7 +23,7 @@ BUILD=(swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -san
        --package-path "$HERE" --scratch-path "$HERE/.build")
 mkdir -p "$HERE/.build"
 TARGETS=("${@:2}")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http keys extract peer tls sig reconcile)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http keys extract peer tls sig reconcile config)
 for T in "${TARGETS[@]}"; do
 case "$T" in
     http) PRODUCT=HTTPParserFuzzer; MAXLEN=4096 ;;
@@ -40,7 +41,8 @@ case "$T" in
     # Past the parsers' 8 KiB bound, so that the bound itself is exercised.
     sig) PRODUCT=SignatureFuzzer; MAXLEN=9000 ;;
     reconcile) PRODUCT=ReconcileFuzzer; MAXLEN=4096 ;;
-    *) echo "unknown fuzz target $T (http, keys, extract, peer, tls, sig, reconcile)" >&2; exit 64 ;;
+    config) PRODUCT=ConfigFuzzer; MAXLEN=4096 ;;
+    *) echo "unknown fuzz target $T (http, keys, extract, peer, tls, sig, reconcile, config)" >&2; exit 64 ;;
 esac
 if ! timeout 1800 "${BUILD[@]}" --product "$PRODUCT" >"$HERE/.build/build.log" 2>&1; then
     grep -v 'ld.gold: warning' "$HERE/.build/build.log" | tail -n 40 >&2

@@ -23,8 +23,14 @@ public struct TOMLPosition: Sendable, Equatable, CustomStringConvertible {
 }
 
 public struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// TOML 1.0 that is outside the subset: the file may be valid TOML, spool refuses it by name.
+    public enum Unsupported: Sendable, Equatable {
+        case multilineString, float, dateTime, nonDecimalInteger
+    }
     public var line: Int, column: Int
     public var message: String
+    /// Set when the input uses a TOML feature spool does not read (else the input is not valid TOML 1.0).
+    public var unsupported: Unsupported? = nil
     public var description: String { "\(line):\(column): \(message)" }
 }
 
@@ -113,9 +119,9 @@ struct TOMLParser {
     init(_ bytes: [UInt8]) { b = bytes }
 
     var position: TOMLPosition { TOMLPosition(line: line, column: i - lineStart + 1) }
-    func fail(_ message: String, at p: TOMLPosition? = nil) -> TOMLError {
+    func fail(_ message: String, at p: TOMLPosition? = nil, unsupported: TOMLError.Unsupported? = nil) -> TOMLError {
         let at = p ?? position
-        return TOMLError(line: at.line, column: at.column, message: message)
+        return TOMLError(line: at.line, column: at.column, message: message, unsupported: unsupported)
     }
     var peek: UInt8? { i < b.count ? b[i] : nil }
     func peek(_ k: Int) -> UInt8? { i + k < b.count ? b[i + k] : nil }
@@ -170,11 +176,17 @@ struct TOMLParser {
     mutating func newline(_ n: Int) { i += n; line += 1; lineStart = i }
 
     mutating func comment() throws(TOMLError) {
+        let at = position
         i += 1
+        let start = i
         while let c = peek, c != 0x0A {
-            if c == 0x0D, peek(1) == 0x0A { return }
+            if c == 0x0D, peek(1) == 0x0A { break }
             if (c < 0x20 && c != 0x09) || c == 0x7F { throw fail("control character \(describe(c)) in a comment") }
             i += 1
+        }
+        // A comment is text too: bytes that are not UTF-8 (or encode a surrogate) are refused (found by toml-test).
+        if b[start..<i].contains(where: { $0 >= 0x80 }), String(validating: b[start..<i], as: UTF8.self) == nil {
+            throw fail("a comment that is not valid UTF-8", at: at)
         }
     }
 
@@ -333,10 +345,10 @@ struct TOMLParser {
         guard let c = peek else { throw fail("expected a value, found the end of the file") }
         switch c {
         case 0x22:
-            if peek(1) == 0x22, peek(2) == 0x22 { throw fail("multi-line strings are not supported here: write the string on one line") }
+            if peek(1) == 0x22, peek(2) == 0x22 { throw fail("multi-line strings are not supported here: write the string on one line", unsupported: .multilineString) }
             return TOMLNode(value: .string(try basicString()), position: at)
         case 0x27:
-            if peek(1) == 0x27, peek(2) == 0x27 { throw fail("multi-line strings are not supported here: write the string on one line") }
+            if peek(1) == 0x27, peek(2) == 0x27 { throw fail("multi-line strings are not supported here: write the string on one line", unsupported: .multilineString) }
             return TOMLNode(value: .string(try literalString()), position: at)
         case 0x5B: return TOMLNode(value: .array(try array(depth: depth)), position: at)
         case 0x7B: return TOMLNode(value: .table(try inlineTable(depth: depth)), position: at)
@@ -354,11 +366,11 @@ struct TOMLParser {
         var negative = false
         if peek == 0x2B || peek == 0x2D { negative = peek == 0x2D; i += 1 }
         guard let first = peek, first >= 0x30 && first <= 0x39 else {
-            if let c = peek, c == 0x69 || c == 0x6E { throw fail("inf and nan are floats: not supported here") }
+            if let c = peek, c == 0x69 || c == 0x6E { throw fail("inf and nan are floats: not supported here", unsupported: .float) }
             throw fail(peek == nil ? "expected a value" : "expected a value, found \(describe(peek!)) (a string must be quoted)")
         }
         if first == 0x30, let n = peek(1), n == 0x78 || n == 0x6F || n == 0x62 {
-            throw fail("hexadecimal, octal and binary integers are not supported here: write it in decimal")
+            throw fail("hexadecimal, octal and binary integers are not supported here: write it in decimal", unsupported: .nonDecimalInteger)
         }
         var v: Int64 = 0
         var digits = 0
@@ -370,15 +382,21 @@ struct TOMLParser {
             }
             guard c >= 0x30 && c <= 0x39 else { break }
             lastUnderscore = false
-            if digits == 1 && v == 0 { throw fail("an integer must not have a leading zero", at: TOMLPosition(line: line, column: start - lineStart + 1)) }
+            if digits == 1 && v == 0 {
+                // `07:32:00` and `0001-01-01` are times and dates, not integers with a leading zero.
+                var j = i
+                while j < b.count, b[j] >= 0x30 && b[j] <= 0x39 { j += 1 }
+                if !negative, j < b.count, b[j] == 0x3A || b[j] == 0x2D { throw fail("dates and times are not supported here", unsupported: .dateTime) }
+                throw fail("an integer must not have a leading zero", at: TOMLPosition(line: line, column: start - lineStart + 1))
+            }
             let d = Int64(c - 0x30)
             let (m, o1) = v.multipliedReportingOverflow(by: 10)
             let (s, o2) = negative ? m.subtractingReportingOverflow(d) : m.addingReportingOverflow(d)
             if o1 || o2 { throw fail("integer out of range", at: TOMLPosition(line: line, column: start - lineStart + 1)) }
             v = s; digits += 1; i += 1
         }
-        if let c = peek, c == 0x2E || c == 0x65 || c == 0x45 { throw fail("floats are not supported here") }
-        if let c = peek, c == 0x2D || c == 0x3A || c == 0x54 { throw fail("dates and times are not supported here") }
+        if let c = peek, c == 0x2E || c == 0x65 || c == 0x45 { throw fail("floats are not supported here", unsupported: .float) }
+        if let c = peek, c == 0x2D || c == 0x3A || c == 0x54 { throw fail("dates and times are not supported here", unsupported: .dateTime) }
         if let c = peek, Self.isBare(c) { throw fail("expected a value, found \(describe(c)) after a number (a string must be quoted)") }
         return v
     }
