@@ -96,9 +96,15 @@ extension CLI {
                 process of the queue on this machine (shared through the spool directory)
                 """),
             .value("--delay", "D", default: "0s", help: "start an item's first attempt no earlier than its arrival plus D"),
+            .value("--on-failed", "CMD", help: """
+                run /bin/sh -c CMD once for each item this consumer moves to failed/: payload on
+                stdin; SPOOL_KEY, SPOOL_QUEUE, SPOOL_ATTEMPTS, SPOOL_LAST_STATUS, SPOOL_LAST_ERROR,
+                SPOOL_FILE; output to stderr; at most 60s. Its failure is logged and changes nothing
+                """),
             .value("--max-attempts", "N", default: """
-                5 with --exec; 100 with --nats/--post,
-                so that hours of broker or endpoint outage do not dead-letter items
+                enough for the retries to span 24h even at the shortest jitter: 60 with --exec
+                (1s doubling to 1h), 585 with --nats/--post (1s doubling to 5m); with another
+                --backoff or --max-backoff, as many as 24h takes with it
                 """, help: "attempts before failed/"),
             .value("--backoff", "D", default: "1s", help: "first retry delay, doubling with jitter"),
             .value("--max-backoff", "D", default: "1h with --exec; 5m with --nats/--post", help: "longest retry delay"),
@@ -131,7 +137,8 @@ extension CLI {
             let log = logger(ctx.console, component: "consume")
             // Sink configuration is checked before the spool is touched: a typo is a usage error (exit 64).
             let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, maxAttempts: config.policy.maxAttempts, log: log)
-            return try runConsumer(ctx, sink: prepared, config: config, log: log)
+            if args.value("--on-failed") == "" { throw UsageError("--on-failed CMD needs a command") }
+            return try runConsumer(ctx, sink: prepared, config: config, onFailed: args.value("--on-failed"), log: log)
         })
 
     /// `consume`'s arguments with the settings of its queue's `[queue.NAME]` table (from `--config` or `$SPOOL_CONFIG`)
@@ -153,6 +160,7 @@ extension CLI {
         fill("--max-backoff", q.maxBackoff)
         fill("--rate", q.rate)
         fill("--delay", q.delay)
+        fill("--on-failed", q.onFailed)
         return out
     }
 
@@ -220,15 +228,17 @@ extension CLI {
 
     static func retryPolicy(_ args: ParsedArguments, sink: Sink) throws(UsageError) -> RetryPolicy {
         var policy = RetryPolicy()
-        if !sink.isExec {
-            // A bridge's failures are mostly outages of the far side: keep retrying for hours, not seconds.
-            policy.maxAttempts = 100
-            policy.maxNanos = 300_000_000_000
-        }
-        if let v = args.value("--max-attempts") { policy.maxAttempts = try Parse.unsigned(v, name: "--max-attempts", max: 1_000_000) }
-        guard policy.maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
+        // A bridge's failures are mostly outages of the far side: its retries come back sooner (at most 5 minutes apart).
+        if !sink.isExec { policy.maxNanos = 300_000_000_000 }
         if let v = args.value("--backoff") { policy.baseNanos = try Parse.duration(v, name: "--backoff") }
         if let v = args.value("--max-backoff") { policy.maxNanos = try Parse.duration(v, name: "--max-backoff") }
+        if let v = args.value("--max-attempts") {
+            policy.maxAttempts = try Parse.unsigned(v, name: "--max-attempts", max: 1_000_000)
+        } else {
+            // The default: enough attempts that the retries span 24 hours, with this backoff (docs/consumers.md).
+            policy.maxAttempts = policy.attempts(spanning: RetryPolicy.defaultSpanNanos)
+        }
+        guard policy.maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
         return policy
     }
 
@@ -354,9 +364,17 @@ extension CLI {
     }
 
     /// Opens the spool and runs the consumer until it stops (SIGTERM/SIGINT, or `--drain`/`--once`).
-    static func runConsumer(_ ctx: Context, sink: PreparedSink, config: ConsumerConfiguration,
+    static func runConsumer(_ ctx: Context, sink: PreparedSink, config: ConsumerConfiguration, onFailed: String? = nil,
                             log: @escaping @Sendable (String) -> Void) throws -> Int32 {
         let spool = try ctx.openSpool()
+        var config = config
+        var hook: FailureHook?
+        if let command = onFailed {
+            do throws(Errno) {
+                hook = try FailureHook(command: command, spoolDir: ctx.dir, environment: ctx.console.environment, log: log)
+            } catch { throw CommandFailure(message: "cannot prepare --on-failed: \(error)") }
+            config.onFailed = { [hook] item in hook?.notify(item) }
+        }
         let consumer = try Consumer(spool: spool, processor: sink.processor, configuration: config, log: log)
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
@@ -365,6 +383,7 @@ extension CLI {
         defer { natsConnection?.close() }
         log("started on \(ctx.dir) (queue \(ctx.queue), \(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
         let result = consumer.run(stopFD: stop.fd)
+        hook?.finish(deadlineNanos: config.graceNanos)
         log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released"
             + (result.pacedWaits > 0 ? ", \(result.pacedWaits) waited for the rate" : ""))
         if let fatal = consumer.fatalError { throw CommandFailure(message: fatal) }

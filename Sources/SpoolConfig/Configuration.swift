@@ -33,6 +33,8 @@ public struct Configuration: Sendable, Equatable {
         public var maxBackoff: String?
         public var rate: String?
         public var delay: String?
+        /// `consume --on-failed`: a command run for each item that lands in `failed/`.
+        public var onFailed: String?
         public var position: TOMLPosition
     }
 
@@ -242,7 +244,7 @@ struct Reader {
     }
 
     mutating func queue(_ name: String, _ t: TOMLTable, at: TOMLPosition) -> Configuration.Queue {
-        onlyKnown(t, ["match", "exec", "post", "concurrency", "max_attempts", "backoff", "max_backoff", "rate", "delay"], in: "[queue.\(name)]")
+        onlyKnown(t, ["match", "exec", "post", "concurrency", "max_attempts", "backoff", "max_backoff", "rate", "delay", "on_failed"], in: "[queue.\(name)]")
         var q = Configuration.Queue(name: name, position: at)
         for (text, pos) in strings(t, "match") ?? [] {
             switch MatchCondition.parse(text) {
@@ -252,6 +254,7 @@ struct Reader {
         }
         q.exec = string(t, "exec")
         q.post = string(t, "post")
+        q.onFailed = string(t, "on_failed")
         if q.exec != nil && q.post != nil { error(t["post"]!.position, "a queue takes 'exec' or 'post', not both") }
         q.concurrency = integer(t, "concurrency", in: 1...1024)
         q.maxAttempts = integer(t, "max_attempts", in: 1...1_000_000)

@@ -29,6 +29,9 @@ public struct ConsumerConfiguration: Sendable {
     public var delayNanos: Int64 = 0
     /// The queue's `rate`: attempts started across every consumer process of the queue (`Spool.reservePace`).
     public var pace: PaceRate?
+    /// Called (on the attempt thread, so it must not block: `FailureHook.notify` queues) for each item this consumer
+    /// moves to `failed/`.
+    public var onFailed: (@Sendable (FailedItem) -> Void)?
     public init() {}
 }
 
@@ -349,6 +352,7 @@ public final class Consumer: Sendable {
                 case .failed:
                     line += "outcome=failed (attempts used up)"
                     counts.failed += 1
+                    notifyFailed(item)
                 }
                 if let status { line += " status=\(logSafe(status))" }
             case let .failed(error, status):
@@ -356,6 +360,7 @@ public final class Consumer: Sendable {
                 line += "outcome=failed (permanent)"
                 if let status { line += " status=\(logSafe(status))" }
                 counts.failed += 1
+                notifyFailed(item)
             case .released:
                 try spool.release(item)
                 line += "outcome=released"
@@ -373,6 +378,13 @@ public final class Consumer: Sendable {
         }
         line += " duration=\(ms)ms"
         return line
+    }
+
+    private func notifyFailed(_ item: ClaimedItem) {
+        guard let onFailed = config.onFailed else { return }
+        onFailed(FailedItem(key: item.key.value, queue: item.queueName, attempts: item.attempt, lastStatus: item.meta.lastStatus,
+                            lastError: item.meta.lastError, path: spool.payloadPath(state: .failed, name: item.key.fileName),
+                            payloadOffset: item.payloadOffset))
     }
 
     private func watchNew() -> DirectoryWatch? {

@@ -28,4 +28,31 @@ public struct RetryPolicy: Sendable {
         let half = d / 2
         return half + random(d - half)
     }
+
+    /// The fewest attempts whose retries span at least `nanos` even when the jitter picks every shortest delay
+    /// (half of each), so that an outage of that length does not dead-letter an item (the default: 24 hours). At
+    /// most `limit`.
+    public func attempts(spanning nanos: Int64, limit: Int = 1_000_000) -> Int {
+        var shortest = self
+        shortest.random = { _ in 0 }
+        var span: Int64 = 0
+        var attempts = 1
+        var previous: Int64 = -1
+        while span < nanos && attempts < limit {
+            let d = max(shortest.delay(afterAttempt: attempts), 0)
+            if d == previous {
+                // The backoff has reached its cap: the rest is arithmetic.
+                guard d > 0 else { return limit }
+                let more = (nanos - span + d - 1) / d
+                return min(limit, attempts + Int(min(more, Int64(limit))))
+            }
+            previous = d
+            span += d
+            attempts += 1
+        }
+        return min(attempts, limit)
+    }
+
+    /// 24 hours: what the default number of attempts must outlast.
+    public static let defaultSpanNanos: Int64 = 86_400_000_000_000
 }

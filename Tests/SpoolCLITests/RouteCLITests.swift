@@ -229,3 +229,35 @@ import SpoolSystem
         #expect(try spool("consume", "--delay", "soon", "--exec", "true", "--drain", dir: dir).status == 64)
     }
 }
+
+/// `consume --on-failed CMD` (issue 25): once per item that lands in failed/, with the item's facts in the
+/// environment and its payload on stdin; a hook that fails is logged and changes nothing.
+@Suite struct OnFailedCLITests {
+    @Test func theHookRunsOncePerDeadLetterWithPayloadAndFacts() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", log = base + "/hook"
+        for (k, body) in [("perm", #"{"p":1}"#), ("tries", #"{"p":2}"#), ("fine", #"{"p":3}"#)] {
+            _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data(body.utf8))
+        }
+        let handler = "case $SPOOL_KEY in perm) echo refused >&2; exit 65;; tries) echo busy >&2; exit 1;; esac; cat >/dev/null"
+        let hook = "printf '%s|%s|%s|%s|%s|' \"$SPOOL_KEY\" \"$SPOOL_QUEUE\" \"$SPOOL_ATTEMPTS\" \"$SPOOL_LAST_STATUS\" \"$SPOOL_LAST_ERROR\" >> \(log); cat >> \(log); echo >> \(log)"
+        let r = try spool("consume", "--exec", handler, "--on-failed", hook, "--max-attempts", "2", "--backoff", "1ms", "--max-backoff", "1ms", "--drain", dir: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init).sorted()
+        #expect(lines == [#"perm|default|1|exit 65|refused|{"p":1}"#, #"tries|default|2|exit 1|busy|{"p":2}"#], "\(lines)")
+        #expect(Set(entries(dir + "/failed")) == ["perm", "tries"] && entries(dir + "/done") == ["fine"])
+    }
+
+    @Test func aFailingHookIsLoggedAndChangesNothing() throws {
+        let base = makeTempDir()
+        let dir = base + "/s"
+        _ = try spool("enqueue", "--key", "bad", "-", dir: dir, stdin: Data("{}".utf8))
+        _ = try spool("enqueue", "--key", "good", "-", dir: dir, stdin: Data("{}".utf8))
+        let r = try spool("consume", "--exec", "test $SPOOL_KEY = good", "--on-failed", "exit 3", "--max-attempts", "1", "--drain", dir: dir)
+        #expect(r.status == 0 && r.stderr.contains("on-failed: key=bad queue=default failed: exit 3"), "\(r.stderr)")
+        #expect(entries(dir + "/failed") == ["bad"] && entries(dir + "/done") == ["good"])
+        let show = try JSONParser.parse(try spool("show", "bad", "--json", dir: dir).stdout)
+        #expect(show["attempts"]?.intValue == 1, "the hook's failure is not an attempt")
+        #expect(try spool("consume", "--exec", "true", "--on-failed", "", "--drain", dir: dir).status == 64)
+    }
+}

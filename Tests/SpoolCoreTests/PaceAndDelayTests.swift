@@ -92,3 +92,26 @@ private func readFileBytes(_ path: String) throws -> [UInt8] {
 private extension String {
     func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }
+
+/// The default number of attempts (issue 25): retries spanning 24 hours even when the jitter picks every shortest delay.
+@Suite struct DefaultScheduleTests {
+    func minimumSpan(_ p: RetryPolicy, attempts: Int) -> Int64 {
+        var q = p; q.random = { _ in 0 }
+        return (1..<attempts).reduce(Int64(0)) { $0 + q.delay(afterAttempt: $1) }
+    }
+
+    @Test func attemptsSpanADayAtTheShortestJitter() {
+        let exec = RetryPolicy(baseNanos: 1_000_000_000, maxNanos: 3_600_000_000_000)
+        let bridge = RetryPolicy(baseNanos: 1_000_000_000, maxNanos: 300_000_000_000)
+        let day = RetryPolicy.defaultSpanNanos
+        for (p, expected) in [(exec, 60), (bridge, 585)] {
+            let n = p.attempts(spanning: day)
+            #expect(n == expected, "\(n)")
+            // The fewest: one attempt less would not span the day.
+            #expect(minimumSpan(p, attempts: n) >= day && minimumSpan(p, attempts: n - 1) < day)
+        }
+        #expect(RetryPolicy(baseNanos: 0, maxNanos: 0).attempts(spanning: day) == 1_000_000, "no backoff: the limit")
+        #expect(RetryPolicy(baseNanos: 2_000_000, maxNanos: 2_000_000).attempts(spanning: day) == 1_000_000)
+        #expect(RetryPolicy(baseNanos: 86_400_000_000_000 * 4, maxNanos: 86_400_000_000_000 * 4).attempts(spanning: day) == 2)
+    }
+}
