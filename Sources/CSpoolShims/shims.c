@@ -249,3 +249,8 @@ int64_t spool_pread(int fd, void *buf, uint64_t count, int64_t offset) {
     return (int64_t)pread(fd, buf, (size_t)count, (off_t)offset);
 }
 int64_t spool_lseek_set(int fd, int64_t offset) { return (int64_t)lseek(fd, (off_t)offset, SEEK_SET); }
+
+#ifndef SPOOL_COMMIT
+#define SPOOL_COMMIT "unknown"
+#endif
+const char *spool_build_commit(void) { return SPOOL_COMMIT; }

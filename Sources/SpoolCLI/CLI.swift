@@ -78,7 +78,7 @@ public enum CLI {
     public static let version = "0.1.0"
     static let maxStdinBytes = 64 * 1024 * 1024
 
-    static let commands: [Command] = operatorCommands + serviceCommands
+    static let commands: [Command] = operatorCommands + serviceCommands + documentationCommands
 
     /// Accepted by every command (and before the command name); shown in each command's help.
     static let dirOption = Option.value("--dir", "DIR", help: "the spool directory (default $SPOOL_DIR, else ./spool)")
@@ -107,7 +107,7 @@ public enum CLI {
         // Global options before the command.
         while let first = args.first, first.hasPrefix("-") {
             if first == "--help" || first == "-h" { console.out(mainUsage); return 0 }
-            if first == "--version" { console.out("spool \(version)"); return 0 }
+            if first == "--version" { console.out(versionLine); return 0 }
             if first == "--dir" {
                 guard args.count >= 2 else { return usage("--dir needs a value", console: console, text: mainUsage) }
                 dir = args[1]; args.removeFirst(2); continue

@@ -375,6 +375,13 @@ extension CLI {
             } catch { throw CommandFailure(message: "cannot prepare --on-failed: \(error)") }
             config.onFailed = { [hook] item in hook?.notify(item) }
         }
+        let notifier = SystemdNotifier(environment: ctx.console.environment)
+        config.onReady = { [notifier] in
+            notifier?.send("READY=1\nSTATUS=consuming queue \(ctx.queue) of \(ctx.dir)")
+            notifier?.startWatchdog()
+        }
+        config.onStopping = { [notifier] in notifier?.send("STOPPING=1\nSTATUS=stopping: finishing running attempts") }
+        defer { notifier?.stopWatchdog() }
         let consumer = try Consumer(spool: spool, processor: sink.processor, configuration: config, log: log)
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
@@ -643,20 +650,36 @@ extension CLI {
             log("verifying \(v.scheme.rawValue) signatures with \(v.keyCount) secret\(v.keyCount == 1 ? "" : "s")\(tolerance)")
         }
         let server = makeHTTPServer(http, handler: handler, console: ctx.console, tls: tls)
+        // Sockets passed by systemd (spool-serve.socket) replace --listen and --metrics-listen: a restart then refuses
+        // no connection, the kernel keeps them in the backlog meanwhile.
+        let passed = try activatedSockets(ctx.console.environment)
         let bound: UInt16
-        do { bound = try server.bind(host: listen.host, port: listen.port) } catch {
+        var listenText = "\(hostText(listen.host)):\(listen.port)"
+        do {
+            if let fd = passed.webhook {
+                bound = try server.adopt(listener: fd)
+                listenText = "\(fd.localName()) (socket from systemd)"
+            } else {
+                bound = try server.bind(host: listen.host, port: listen.port)
+                listenText = "\(hostText(listen.host)):\(bound)"
+            }
+        } catch {
             throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")
         }
         var probes: (server: HTTPServer, port: UInt16)? = nil
-        if let metrics {
+        if metrics != nil || passed.metrics != nil {
             let p = HTTPServer(handler: handler.probeHandler, accessLog: accessLog(handler, console: ctx.console))
-            do { probes = (p, try p.bind(host: metrics.host, port: metrics.port)) } catch {
-                throw CommandFailure(message: "cannot listen on \(metrics.text): \(error)")
+            do {
+                if let fd = passed.metrics { probes = (p, try p.adopt(listener: fd)) }
+                else if let metrics { probes = (p, try p.bind(host: metrics.host, port: metrics.port)) }
+            } catch {
+                throw CommandFailure(message: "cannot listen on \(metrics?.text ?? "the metrics socket"): \(error)")
             }
         }
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
-        startMaintenance(spool: spool, servers: [server] + (probes.map { [$0.server] } ?? []), stop: stop, log: log)
+        let notifier = SystemdNotifier(environment: ctx.console.environment)
+        startMaintenance(spool: spool, servers: [server] + (probes.map { [$0.server] } ?? []), stop: stop, notifier: notifier, log: log)
         try startReloader(tls, console: ctx.console, log: log)
         let probesDone = try? Wakeup()
         if let probes {
@@ -666,13 +689,38 @@ extension CLI {
             }
         }
         if let reconcile { startServeReconcile(reconcile, spool: spool, handler: handler, console: ctx.console) }
-        ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(hostText(listen.host)):\(bound) spool \(ctx.dir)")
-        if let metrics, let probes { ctx.console.out("metrics on http://\(hostText(metrics.host)):\(probes.port)") }
+        _ = bound
+        ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(listenText) spool \(ctx.dir)")
+        if let probes { ctx.console.out("metrics on http://\(metrics.map { "\(hostText($0.host)):\(probes.port)" } ?? "\(probes.port) (socket from systemd)")") }
+        notifier?.send("READY=1\nSTATUS=listening on \(listenText)")
+        notifier?.startWatchdog()
+        defer { notifier?.stopWatchdog() }
         do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
         if probes != nil, let probesDone { _ = try? pollReadable([probesDone.fd], timeoutMillis: 15_000) }
         handler.stop()
         log("stopped")
         return 0
+    }
+
+    /// The sockets systemd passed (socket activation): named `webhook` and `metrics` (`FileDescriptorName=`), or a
+    /// single unnamed one, the webhook socket. Anything else is a configuration error.
+    static func activatedSockets(_ env: [String: String]) throws -> (webhook: FileDescriptor?, metrics: FileDescriptor?) {
+        let fds: [(name: String?, fd: FileDescriptor)]
+        do throws(Systemd.ListenError) { fds = try Systemd.takeListenFDs(environment: env) } catch {
+            throw CommandFailure(message: "\(error)")
+        }
+        if fds.isEmpty { return (nil, nil) }
+        if fds.count == 1 && (fds[0].name == nil || fds[0].name == "webhook") { return (fds[0].fd, nil) }
+        var webhook: FileDescriptor?, metrics: FileDescriptor?
+        for (name, fd) in fds {
+            switch name {
+            case "webhook" where webhook == nil: webhook = fd
+            case "metrics" where metrics == nil: metrics = fd
+            default: throw CommandFailure(message: "systemd passed a socket named '\(logSafe(name ?? ""))': name them webhook and metrics (FileDescriptorName=)")
+            }
+        }
+        guard webhook != nil else { throw CommandFailure(message: "systemd passed no socket named webhook") }
+        return (webhook, metrics)
     }
 
     /// The HTTP server with the ingress behind it and one access-log line per request on stderr.
@@ -729,7 +777,8 @@ extension CLI {
     }
 
     /// A thread that finishes interrupted enqueues every 30 s and, once `stop` is readable, shuts the server down.
-    static func startMaintenance(spool: Spool, servers: [HTTPServer], stop: Wakeup, log: @escaping @Sendable (String) -> Void) {
+    static func startMaintenance(spool: Spool, servers: [HTTPServer], stop: Wakeup, notifier: SystemdNotifier? = nil,
+                                 log: @escaping @Sendable (String) -> Void) {
         startThread {
             // Every 30 s, finish enqueues that were linked but not moved into new/ (a publish that failed).
             while true {
@@ -738,6 +787,7 @@ extension CLI {
                 for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
             }
             log("stop requested: finishing requests in flight (at most 10s)")
+            notifier?.send("STOPPING=1\nSTATUS=stopping: finishing requests in flight")
             for server in servers { server.shutdown(grace: .seconds(10)) }
         }
     }

@@ -32,6 +32,10 @@ public struct ConsumerConfiguration: Sendable {
     /// Called (on the attempt thread, so it must not block: `FailureHook.notify` queues) for each item this consumer
     /// moves to `failed/`.
     public var onFailed: (@Sendable (FailedItem) -> Void)?
+    /// Called once the startup recovery is done and the consumer begins claiming (systemd's READY=1).
+    public var onReady: (@Sendable () -> Void)?
+    /// Called once when a stop is requested (systemd's STOPPING=1).
+    public var onStopping: (@Sendable () -> Void)?
     public init() {}
 }
 
@@ -100,7 +104,12 @@ public final class Consumer: Sendable {
 
     /// Asks the loop to stop claiming; running attempts get the grace period. Safe from any thread.
     public func stop() {
-        state.withLock { if !$0.stopRequested { $0.stopRequested = true; $0.stopRequestedAt = monotonicNanos() } }
+        let first = state.withLock { st -> Bool in
+            if st.stopRequested { return false }
+            st.stopRequested = true; st.stopRequestedAt = monotonicNanos()
+            return true
+        }
+        if first { config.onStopping?() }
         wake.signal()
     }
 
@@ -111,6 +120,7 @@ public final class Consumer: Sendable {
         for line in report.lines { log("recover: \(line)") }
         let watch = config.useInotify ? watchNew() : nil
         defer { watch?.close() }
+        config.onReady?()
         var lastClaimCheck = monotonicNanos()
         var lastTmpCheck = monotonicNanos()
         var cancelled = false

@@ -73,6 +73,21 @@ public final class HTTPServer: Sendable {
         return actual
     }
 
+    /// Serves on a socket that is already listening (one passed by systemd's socket activation): made non-blocking
+    /// and served like a bound one. Returns its port.
+    @discardableResult
+    public func adopt(listener fd: FileDescriptor) throws(Errno) -> UInt16 {
+        try fd.setNonBlocking()
+        let port = try fd.localPort()
+        let accepted = shared.withLock { s -> Bool in
+            guard !s.running && !s.finished else { return false }
+            s.listeners.append(fd)
+            return true
+        }
+        guard accepted else { throw Errno.invalidArgument }
+        return port
+    }
+
     /// Serves until `shutdown` (blocks the calling thread, which becomes the event loop). Call once.
     public func run() throws(Errno) {
         guard wakeupOrNil != nil else { throw Errno.tooManyOpenFiles }

@@ -154,3 +154,9 @@ public enum FS {
         return UInt64(String(decoding: fields[19], as: UTF8.self))
     }
 }
+
+/// What the binary was built from (`spool version`).
+public enum BuildInfo {
+    /// The git commit Packaging/build.sh compiled in, or "unknown" for a plain `swift build`.
+    public static var commit: String { String(cString: spool_build_commit()) }
+}

@@ -148,12 +148,17 @@ extension FileDescriptor {
         return Self.port(of: ss)
     }
 
+    /// The local address as `ip:port` (`[v6]:port`), or `-` if it cannot be read.
+    public func localName() -> String { name(getsockname) }
+
     /// The peer as `ip:port` (`[v6]:port`), or `-` if it cannot be read.
-    public func peerName() -> String {
+    public func peerName() -> String { name(getpeername) }
+
+    private func name(_ call: (Int32, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<socklen_t>?) -> Int32) -> String {
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let r = withUnsafeMutablePointer(to: &ss) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(rawValue, $0, &len) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(rawValue, $0, &len) }
         }
         guard r == 0 else { return "-" }
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)

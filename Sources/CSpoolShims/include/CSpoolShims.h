@@ -78,5 +78,7 @@ int spool_ofd_lock(int fd, int64_t offset, int exclusive, int wait);
 int spool_ofd_unlock(int fd, int64_t offset);
 int64_t spool_pread(int fd, void *buf, uint64_t count, int64_t offset);
 int64_t spool_lseek_set(int fd, int64_t offset);
+/* The commit this binary was built from: Packaging/build.sh passes -Xcc -DSPOOL_COMMIT='"<hash>"'; else "unknown". */
+const char *spool_build_commit(void);
 
 #endif
