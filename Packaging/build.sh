@@ -54,7 +54,7 @@ chmod 0644 "$T"/usr/share/*/completions/spool "$T"/usr/share/zsh/vendor-completi
     echo "spool ($VERSION) unstable; urgency=medium"; echo
     echo "  * Release $VERSION, built from commit $COMMIT."; echo
     echo " -- spool developers <spool@lists.example.org>  $(date -R -d @"$(git log -1 --format=%ct 2>/dev/null || date +%s)")"
-} | gzip -9n > "$T/usr/share/doc/spool/changelog.Debian.gz"
+} | gzip -9n > "$T/usr/share/doc/spool/changelog.gz"
 
 echo "== deb"
 D="$STAGE/deb"
@@ -100,7 +100,7 @@ else
         install -D -m 0644 "$(readlink -f "$lib")" "$R$lib"
     done
     chmod 0755 "$R"/lib*/ld-linux* 2>/dev/null || true
-    mkdir -p "$R/etc/ssl/certs" "$R/tmp" "$R/var/lib/spool"
+    mkdir -p "$R/etc/ssl/certs" "$R/tmp" "$R/var/lib/spool" "$R/proc" "$R/dev" "$R/sys"
     chmod 1777 "$R/tmp"
     cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
     printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nspool:x:65532:65532:spool:/var/lib/spool:/usr/sbin/nologin\n' > "$R/etc/passwd"

@@ -75,6 +75,10 @@ extension CLI {
         defer { connection.close() }
         let puller = JetStreamPuller(connection: connection, spool: spool, configuration: config, log: log)
         log("started on \(ctx.dir) (stream \(stream), consumer \(durable), batch \(config.batch), pid \(FS.processID))")
+        let notifier = SystemdNotifier(environment: ctx.console.environment)
+        notifier?.send("READY=1\nSTATUS=pulling \(stream)/\(durable) into \(ctx.dir)")
+        notifier?.startWatchdog { let t = puller.total; return "fetched \(t.fetched), enqueued \(t.enqueued), acked \(t.acked)" }
+        defer { notifier?.stopWatchdog() }
         var delay: Int64 = 100_000_000
         var lastReport = monotonicNanos()
         func report(_ prefix: String) {
@@ -99,6 +103,7 @@ extension CLI {
                 report("")
             }
         }
+        notifier?.send("STOPPING=1\nSTATUS=stopping")
         _ = puller.finish()
         report("stopped: ")
         return 0

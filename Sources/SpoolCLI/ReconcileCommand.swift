@@ -122,6 +122,10 @@ extension CLI {
         let reconciler = Reconciler(spool: spool, pager: client, configuration: config, log: log, pause: pause)
         log("started on \(ctx.dir) (api \(endpoint.secure ? "https" : "http")://\(endpoint.authority), since \(humanDuration(nanos: config.sinceNanos)), "
             + "every \(humanDuration(nanos: config.everyNanos)), grace \(humanDuration(nanos: config.graceNanos)), pid \(FS.processID))")
+        let notifier = once ? nil : SystemdNotifier(environment: ctx.console.environment)
+        notifier?.send("READY=1\nSTATUS=reconciling every \(humanDuration(nanos: config.everyNanos))")
+        notifier?.startWatchdog { "\(reconciler.rounds) rounds" }
+        defer { notifier?.stopWatchdog() }
         while true {
             let started = monotonicNanos()
             let r = reconciler.round()
@@ -135,6 +139,7 @@ extension CLI {
             if once { break }
             if !pause(started + config.everyNanos - monotonicNanos()) { break }
         }
+        notifier?.send("STOPPING=1")
         let t = reconciler.totals
         log("stopped: \(reconciler.rounds) rounds, \(t.seen) movies seen, \(t.enqueued) enqueued, \(t.apiErrors) API errors")
         return 0

@@ -46,12 +46,17 @@ extension CLI {
             }
             let stop = try Wakeup()
             do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+            let notifier = SystemdNotifier(environment: ctx.console.environment)
             startThread {
                 while (try? pollReadable([stop.fd], timeoutMillis: -1))?.first != true {}
                 log("stop requested")
+                notifier?.send("STOPPING=1")
                 server.shutdown(grace: .seconds(5))
             }
             ctx.console.out("listening on http://\(hostText(listen.host)):\(bound) spool \(ctx.dir)")
+            notifier?.send("READY=1\nSTATUS=listening on \(hostText(listen.host)):\(bound)")
+            notifier?.startWatchdog()
+            defer { notifier?.stopWatchdog() }
             do { try server.run() } catch { throw CommandFailure(message: "server failed: \(error)") }
             log("stopped")
             return 0
