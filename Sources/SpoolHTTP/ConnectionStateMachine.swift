@@ -78,6 +78,8 @@ struct ConnectionStateMachine {
 
     /// Nothing of a next request has arrived (not even pipelined): the connection may be closed without an answer.
     var isIdle: Bool { state == .head && parser.isAtMessageStart && pending.isEmpty }
+    /// Whether a request was ever read on this connection (an idle one is then between keep-alive requests).
+    var hasHadARequest: Bool { sequence > 0 }
 
     /// The next bytes begin a new request (the loop stamps its start time for the access log).
     var isAtRequestStart: Bool { state == .head && parser.isAtMessageStart }

@@ -22,6 +22,11 @@ final class ServerLoop {
     var dates = HTTPDateCache()
     var shuttingDown = false
     var shutdownDeadline: Int64 = 0
+    /// At shutdown, connections accepted but still without a request byte get this long to send one: a client that
+    /// has just connected is about to (with socket activation the next process could not answer it, the kernel having
+    /// handed it to us), and closing it would break a request that was never refused.
+    var freshCloseAt: Int64 = 0
+    static let freshConnectionGrace: Int64 = 1_000_000_000
     var lastSweep: Int64 = 0
     let timeouts: ConnectionStateMachine.Timeouts
     let writeTimeout, sweepInterval: Int64
@@ -382,10 +387,14 @@ final class ServerLoop {
                 try? l.close()
             }
             listeners = []
+            freshCloseAt = monotonicNanos() &+ min(grace, ServerLoop.freshConnectionGrace)
             for c in Array(connections.values) {
                 c.machine.beginShutdown()
-                if c.machine.isIdle && !c.hasOutput { closeConnection(c) }
+                if c.machine.isIdle && c.machine.hasHadARequest && !c.hasOutput { closeConnection(c) }
             }
+        } else if freshCloseAt != 0 && monotonicNanos() >= freshCloseAt {
+            freshCloseAt = 0
+            for c in Array(connections.values) where c.machine.isIdle && !c.hasOutput { closeConnection(c) }
         }
         if connections.isEmpty { return true }
         if monotonicNanos() >= shutdownDeadline {
