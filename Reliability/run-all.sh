@@ -16,6 +16,7 @@ step python3 Reliability/powercut.py --rounds 3 --control
 step python3 Reliability/syscallfaults.py --positions $POS
 step python3 Reliability/routes.py --webhooks $([ "$SHORT" = "--short" ] && echo 1000 || echo 10000)
 step python3 Reliability/fulldisk.py
+step bash -c "swift build -c release --product spool >/dev/null && python3 Reliability/memory.py --webhooks $([ "$SHORT" = "--short" ] && echo 100000 || echo 1000000)"
 step python3 Reliability/hostile_http.py
 step python3 Reliability/slowclients.py --seconds $SLOW
 step swift test --filter 'ProcessTests|ServeTests|ConsumerTests|IngressFaultTests|SpoolProtocolTests|SpoolKeyTests'

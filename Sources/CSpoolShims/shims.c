@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include "CSpoolShims.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -254,3 +255,5 @@ int64_t spool_lseek_set(int fd, int64_t offset) { return (int64_t)lseek(fd, (off
 #define SPOOL_COMMIT "unknown"
 #endif
 const char *spool_build_commit(void) { return SPOOL_COMMIT; }
+
+void spool_malloc_trim(void) { malloc_trim(0); }

@@ -83,7 +83,10 @@ extension Spool {
     /// `received_at`) plus the delay. Retries, and items sent back by `retry` or `replay`, wait only for their own time.
     public func claim(policy: RetryPolicy = RetryPolicy(), delayNanos: Int64 = 0) throws(SpoolError) -> ClaimedItem? {
         let now = self.now()
-        if scan.withLock({ st in let changed = st.delayNanos != delayNanos; st.delayNanos = delayNanos; return changed }) { invalidateScan() }
+        if scan.withLock({ st in
+            st.claiming = true
+            let changed = st.delayNanos != delayNanos; st.delayNanos = delayNanos; return changed
+        }) { invalidateScan() }
         refreshCandidatesIfNeeded(now: now)
         // Each candidate is tried at most once per call; losing a race just moves on to the next.
         while let name = scan.withLock({ $0.popNear(head: 8) }) {
@@ -94,9 +97,12 @@ extension Spool {
 
     /// Tells the claim cache that `new/` changed. With names (from inotify) they are added to the cache
     /// directly; without, the next claim lists the directory again.
+    ///
+    /// Names are kept only by a handle that claims: `spool serve` enqueues through its own handle and never claims, and
+    /// kept every accepted name there (about 150 bytes a webhook, for ever: issue 25.6, Reliability/memory.py).
     public func noteNewItems(names: [String]? = nil) {
         scan.withLock { st in
-            if let names { st.append(names) } else { st.invalidated = true }
+            if let names, st.claiming { st.append(names) } else { st.invalidated = true }
         }
     }
 

@@ -12,6 +12,8 @@ struct ClaimScanState {
     /// Earliest not-before time among items that were not yet due at the last scan.
     var nextDueNanos: Int64? = nil
     var invalidated = true
+    /// Set by the first claim through this handle: only then are new names worth keeping (see `noteNewItems`).
+    var claiming = false
     /// The queue's `delay` the last claim asked for (it shifts every first attempt's due time).
     var delayNanos: Int64 = 0
     /// xorshift64 state for `popNear`: the pick only spreads consumers apart, and the system generator costs a

@@ -53,6 +53,9 @@ extension Spool {
         recoverUnfinishedEnqueues(into: &r)
         recoverMarkers(allQueues(into: &r), into: &r)
         if !r.completedWrites.isEmpty { invalidateScan() }
+        // The markers' pass held every name of the spool for a moment (about 200 bytes an item): give it back, or a
+        // long-running process keeps its high-water mark (Reliability/memory.py).
+        Heap.releaseFreeMemory()
         return r
     }
 

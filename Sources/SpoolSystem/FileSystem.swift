@@ -160,3 +160,10 @@ public enum BuildInfo {
     /// The git commit Packaging/build.sh compiled in, or "unknown" for a plain `swift build`.
     public static var commit: String { String(cString: spool_build_commit()) }
 }
+
+/// The process's heap.
+public enum Heap {
+    /// Returns freed heap memory to the kernel (`malloc_trim`): after a pass that held a listing of every item, so the
+    /// resident size does not keep its high-water mark for the life of a long-running process.
+    public static func releaseFreeMemory() { spool_malloc_trim() }
+}

@@ -80,5 +80,7 @@ int64_t spool_pread(int fd, void *buf, uint64_t count, int64_t offset);
 int64_t spool_lseek_set(int fd, int64_t offset);
 /* The commit this binary was built from: Packaging/build.sh passes -Xcc -DSPOOL_COMMIT='"<hash>"'; else "unknown". */
 const char *spool_build_commit(void);
+/* malloc_trim(0): gives freed heap memory back to the kernel after a large, short-lived allocation. */
+void spool_malloc_trim(void);
 
 #endif
