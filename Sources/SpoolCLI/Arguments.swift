@@ -113,18 +113,34 @@ enum Parse {
         return n
     }
 
-    /// `250ms`, `30s`, `15m`, `24h`, `7d` (a whole number and one unit) into nanoseconds.
+    /// `250ms`, `30s`, `15m`, `24h`, `7d`, or several of them in decreasing units (`1h30m`, `2m30s`), or `0`, into
+    /// nanoseconds. Whole numbers only (`1.5h` is refused, with the way to write it).
     static func duration(_ s: String, name: String) throws(UsageError) -> Int64 {
-        let units: [(String, Int64)] = [("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000), ("d", 86_400_000_000_000)]
-        for (suffix, mult) in units where s.hasSuffix(suffix) {
-            let num = String(s.dropLast(suffix.count))
-            if suffix == "s", num.hasSuffix("m") { continue }
-            guard let n = try? unsigned(num, name: name), !num.isEmpty else { break }
-            let (v, o) = Int64(n).multipliedReportingOverflow(by: mult)
-            guard !o else { throw UsageError("\(name): duration too large") }
-            return v
+        if s == "0" { return 0 }
+        let units: [(String, Int64)] = [("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000)]
+        let bytes = Array(s.utf8)
+        var i = 0, total: Int64 = 0, lastUnit = -1
+        func bad() -> UsageError {
+            if s.contains(".") { return UsageError("\(name): whole numbers only: write 1.5h as 1h30m, got '\(logSafe(s))'") }
+            return UsageError("\(name): expected a duration like 250ms, 30s, 15m, 24h, 7d or 1h30m, got '\(logSafe(s))'")
         }
-        throw UsageError("\(name): expected a duration like 250ms, 30s, 15m, 24h or 7d, got '\(s)'")
+        while i < bytes.count {
+            let start = i
+            while i < bytes.count, bytes[i] >= 0x30 && bytes[i] <= 0x39 { i += 1 }
+            guard i > start, i - start <= 12, let n = Int64(String(decoding: bytes[start..<i], as: UTF8.self)) else { throw bad() }
+            let rest = bytes[i...]
+            // "ms" before "m": the longest unit that matches.
+            guard let u = [4, 0, 1, 2, 3].first(where: { rest.starts(with: Array(units[$0].0.utf8)) }) else { throw bad() }
+            guard u > lastUnit else { throw bad() }  // each unit once, largest first
+            lastUnit = u
+            i += units[u].0.utf8.count
+            let (v, o1) = n.multipliedReportingOverflow(by: units[u].1)
+            let (t, o2) = total.addingReportingOverflow(v)
+            guard !o1 && !o2 else { throw UsageError("\(name): duration too large") }
+            total = t
+        }
+        guard lastUnit >= 0 else { throw bad() }
+        return total
     }
 
     /// A point in time: RFC 3339 (`2026-12-07T10:00:00Z`, with an offset or fraction), or a duration meaning that

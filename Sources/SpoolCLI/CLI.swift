@@ -116,9 +116,14 @@ public enum CLI {
             return usage("unknown option \(first)", console: console, text: mainUsage)
         }
         guard let name = args.first else { return usage("missing command", console: console, text: mainUsage) }
-        if name == "help" { console.out(mainUsage); return 0 }
+        if name == "help" {
+            // `spool help COMMAND` is `spool COMMAND --help`.
+            if args.count >= 2, let cmd = commands.first(where: { $0.name == args[1] }) { console.out(cmd.help); return 0 }
+            console.out(mainUsage); return 0
+        }
         guard let cmd = commands.first(where: { $0.name == name }) else {
-            return usage("unknown command '\(name)'", console: console, text: mainUsage)
+            let hint = closestCommand(to: name).map { " (did you mean '\($0)'?)" } ?? ""
+            return usage("unknown command '\(logSafe(name))'\(hint)", console: console, text: mainUsage)
         }
         let rest = Array(args.dropFirst())
         if rest.contains("--help") || rest.contains("-h") { console.out(cmd.help); return 0 }
@@ -157,6 +162,26 @@ public enum CLI {
         }
     }
 
+    /// The command within two edits of `name` (Levenshtein), if exactly one is closest: a typo's "did you mean".
+    static func closestCommand(to name: String) -> String? {
+        func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+            var row = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var prev = row[0]; row[0] = i + 1
+                for (j, y) in b.enumerated() {
+                    let cur = row[j + 1]
+                    row[j + 1] = min(row[j + 1] + 1, row[j] + 1, prev + (x == y ? 0 : 1))
+                    prev = cur
+                }
+            }
+            return row[b.count]
+        }
+        let scored = commands.map { ($0.name, distance(Array(name.utf8.prefix(64)), Array($0.name.utf8))) }.filter { $0.1 <= 2 }
+        guard let best = scored.map(\.1).min() else { return nil }
+        let at = scored.filter { $0.1 == best }
+        return at.count == 1 ? at[0].0 : nil
+    }
+
     static func usage(_ message: String, console: Console, text: String) -> Int32 {
         console.err("spool: \(message)")
         console.err(text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? "")
@@ -166,6 +191,9 @@ public enum CLI {
 
 /// The public entry point used by `main.swift`.
 public func run(_ arguments: [String]) -> Int32 { CLI.run(arguments) }
+
+/// "1 item", "2 items".
+func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
 
 extension String {
     func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }

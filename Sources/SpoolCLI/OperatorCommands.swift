@@ -128,7 +128,7 @@ extension CLI {
         synopsis: "KEY",
         description: """
         Prints the item's metadata (state, path, size, times, attempts, headers, last error) and its payload
-        when it is text. An unknown key exits 1 with 'error: no such item'.
+        when it is text. An unknown key exits 1 with 'error: no such item: KEY'.
         """,
         options: [
             .flag("--json", help: "print the metadata as one object"),
@@ -217,7 +217,7 @@ extension CLI {
                 return 0
             }
             var lines: [String] = ["queue \(spool.queue)" + (paused ? " (paused: 'spool resume \(spool.queue)' to resume)" : "")]
-            for st in ItemState.allCases { lines.append("\(st.rawValue.padding(8)) \(s.counts[st] ?? 0) items, \(s.bytes[st] ?? 0) bytes") }
+            for st in ItemState.allCases { lines.append("\(st.rawValue.padding(8)) \(plural(s.counts[st] ?? 0, "item")), \(plural(Int(s.bytes[st] ?? 0), "byte"))") }
             lines.append("oldest waiting: " + (age.map { humanDuration(nanos: $0 * 1_000_000_000) } ?? "none"))
             lines.append("keys \(s.keyMarkers), tmp \(s.tmpEntries)")
             ctx.console.out(lines.joined(separator: "\n"))

@@ -71,6 +71,7 @@ extension CLI {
         let connection = try NATSConnection(options: options, log: log)
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        try CLI.acknowledgeHangups("pull", stop: stop, log: log)
         connection.start()
         defer { connection.close() }
         let puller = JetStreamPuller(connection: connection, spool: spool, configuration: config, log: log)

@@ -109,6 +109,7 @@ extension CLI {
         for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
         let stop = try Wakeup()
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        try CLI.acknowledgeHangups("reconcile", stop: stop, log: log)
         let pause: (Int64) -> Bool = { nanos in
             let deadline = monotonicNanos() + max(0, nanos)
             while true {

@@ -5,21 +5,44 @@ import SpoolWire
 /// Files that hold secrets (the webhook token, TLS private keys): refused when anyone but the owner and its
 /// group can read them, or when the group may write them, as ssh refuses a private key that is too open.
 /// Group-readable stays allowed, for Debian's `ssl-cert` convention (keys 0640 root:ssl-cert).
+///
+/// A symbolic link is followed (certbot's `/etc/letsencrypt/live/` and Kubernetes secret volumes are links): the
+/// checks apply to the file it resolves to, read through the same descriptor that is checked, so a link swapped
+/// between the check and the read cannot slip another file in. The file must belong to us or to root.
 enum SecretFile {
     static func checkMode(_ path: String, what: String) throws(CommandFailure) {
-        let st: FileStat
-        do throws(Errno) { st = try FS.stat(path) } catch { throw CommandFailure(message: "cannot read \(what) \(path): \(error)") }
-        guard st.isRegular else { throw CommandFailure(message: "\(what) \(path) is not a regular file") }
-        if st.permissions & 0o027 != 0 {
-            throw CommandFailure(message: "\(what) \(path) is open to others (mode \(String(st.permissions, radix: 8))); run: chmod 600 \(shellQuoted(path))")
+        let fd = try openChecked(path, what: what)
+        try? fd.close()
+    }
+
+    /// `path` opened (links followed) and checked: a regular file, ours or root's, not open to others.
+    static func openChecked(_ path: String, what: String) throws(CommandFailure) -> FileDescriptor {
+        let fd: FileDescriptor
+        do throws(Errno) { fd = try FileDescriptor.open(path, [.readOnly, .nonBlocking]) } catch {
+            throw CommandFailure(message: "cannot read \(what) \(path): \(error)")
+        }
+        do throws(CommandFailure) {
+            let st: FileStat
+            do throws(Errno) { st = try fd.stat() } catch { throw CommandFailure(message: "cannot read \(what) \(path): \(error)") }
+            guard st.isRegular else { throw CommandFailure(message: "\(what) \(path) is not a regular file") }
+            if st.permissions & 0o027 != 0 {
+                throw CommandFailure(message: "\(what) \(path) is open to others (mode \(String(st.permissions, radix: 8))); run: chmod 600 \(shellQuoted(path))")
+            }
+            if st.uid != 0 && st.uid != FS.userID {
+                throw CommandFailure(message: "\(what) \(path) belongs to uid \(st.uid), neither to us (uid \(FS.userID)) nor to root")
+            }
+            return fd
+        } catch {
+            try? fd.close()
+            throw error
         }
     }
 
-    /// The file's bytes, after the mode check; at most `limit` bytes.
+    /// The file's bytes, after the checks, read through the checked descriptor; at most `limit` bytes.
     static func read(_ path: String, what: String, limit: Int) throws(CommandFailure) -> [UInt8] {
-        try checkMode(path, what: what)
+        let fd = try openChecked(path, what: what)
         do throws(Errno) {
-            return try FileDescriptor.open(path, [.readOnly]).closeAfter { (fd) throws(Errno) in try fd.readAll(limit: limit) }
+            return try fd.closeAfter { (fd) throws(Errno) in try fd.readAll(limit: limit) }
         } catch {
             throw CommandFailure(message: "cannot read \(what) \(path): \(error)")
         }

@@ -389,6 +389,7 @@ extension CLI {
         natsConnection?.start()
         defer { natsConnection?.close() }
         log("started on \(ctx.dir) (queue \(ctx.queue), \(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
+        try acknowledgeHangups("consume", stop: stop, log: log)
         let result = consumer.run(stopFD: stop.fd)
         hook?.finish(deadlineNanos: config.graceNanos)
         log("stopped: \(result.processed) attempts, \(result.done) done, \(result.retried) retried, \(result.failed) failed, \(result.released) released"
@@ -772,6 +773,22 @@ extension CLI {
                 } catch {
                     console.writeErr(Array("error: TLS reload failed, still serving the previous certificate: \(error)\n".utf8))
                 }
+            }
+        }
+    }
+
+    /// SIGHUP for a command with nothing it can reload safely while running (consume, pull, reconcile, ui): logged
+    /// with what to do instead, never the default action (which killed the process and left its item claimed). The
+    /// thread ends once `stop` is readable.
+    static func acknowledgeHangups(_ command: String, stop: Wakeup, log: @escaping @Sendable (String) -> Void) throws {
+        let hup = try Wakeup()
+        do throws(Errno) { try HangUpSignal.deliver(to: hup) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        startThread {
+            while true {
+                guard let ready = try? pollReadable([hup.fd, stop.fd], timeoutMillis: -1) else { return }
+                if ready[1] { return }
+                hup.drain()
+                log("SIGHUP: \(command) reads its options and files once, at start; restart it to apply changes (running work is not affected)")
             }
         }
     }

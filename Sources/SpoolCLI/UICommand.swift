@@ -46,6 +46,7 @@ extension CLI {
             }
             let stop = try Wakeup()
             do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
+        try CLI.acknowledgeHangups("ui", stop: stop, log: log)
             let notifier = SystemdNotifier(environment: ctx.console.environment)
             startThread {
                 while (try? pollReadable([stop.fd], timeoutMillis: -1))?.first != true {}

@@ -29,7 +29,7 @@ public enum SpoolError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidKey(let m): return "invalid key: \(m)"
         case .unsafeDirectory(let m): return m
         case let .system(op, e): return "\(op): \(e)"
-        case .notFound: return "no such item"
+        case .notFound(let k): return "no such item: \(logSafe(k))"
         case .corrupt(let m): return "corrupt spool data: \(m)"
         case .busy(let k): return "item \(k) is held by another process"
         case .conflict(let m): return "spool conflict: \(m)"

@@ -175,7 +175,7 @@ import SpoolTestSupport
         let h = cli(["--help"])
         #expect(h.code == 0 && h.out.contains("commands:") && h.out.contains("consume"))
         let v = cli(["--version"])
-        #expect(v.code == 0 && v.out == "spool \(CLI.version)\n")
+        #expect(v.code == 0 && v.out == "spool \(CLI.version) (commit unknown, spool format 2)\n")
     }
 
     @Test(arguments: [
@@ -196,7 +196,7 @@ import SpoolTestSupport
     @Test func runtimeFailuresExit1WithOneLine() throws {
         let dir = makeTempDir()
         let r = cli(["--dir", dir + "/s", "show", "missing"])
-        #expect(r.code == 1 && r.err == "error: no such item\n")
+        #expect(r.code == 1 && r.err == "error: no such item: missing\n")
         chmod(dir, 0o777)
         try FileManager.default.createDirectory(atPath: dir + "/open", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
         chmod(dir + "/open", 0o777)
@@ -226,9 +226,28 @@ import SpoolTestSupport
         #expect(try Parse.duration("15m", name: "d") == 900_000_000_000)
         #expect(try Parse.duration("24h", name: "d") == 86_400_000_000_000)
         #expect(try Parse.duration("7d", name: "d") == 604_800_000_000_000)
-        for bad in ["", "s", "5", "-5s", "+5s", "5 s", "5sec", "1.5s", "0x5s", "99999999999999999999d"] {
+        // Several units, largest first, and a bare 0 (issue 25.4).
+        #expect(try Parse.duration("0", name: "d") == 0)
+        #expect(try Parse.duration("1h30m", name: "d") == 5_400_000_000_000)
+        #expect(try Parse.duration("2m30s500ms", name: "d") == 150_500_000_000)
+        #expect(try Parse.duration("1d12h", name: "d") == 129_600_000_000_000)
+        for bad in ["", "s", "5", "-5s", "+5s", "5 s", "5sec", "1.5s", "0x5s", "99999999999999999999d", "30m1h", "1h1h", "1h30", "00", "m5"] {
             #expect(throws: UsageError.self, "\(bad)") { try Parse.duration(bad, name: "d") }
         }
+        do { _ = try Parse.duration("1.5h", name: "--x"); Issue.record("accepted 1.5h") } catch {
+            #expect(error.message.contains("write 1.5h as 1h30m"))
+        }
+    }
+
+    /// `spool help COMMAND`, "did you mean", `spool version` (issue 25.4).
+    @Test func helpCommandAndTypos() {
+        let help = cli(["help", "serve"])
+        #expect(help.code == 0 && help.out.hasPrefix("usage: spool serve"))
+        let typo = cli(["sevre"])
+        #expect(typo.code == 64 && typo.err.contains("unknown command 'sevre' (did you mean 'serve'?)"), "\(typo.err)")
+        #expect(!cli(["zzzzzz"]).err.contains("did you mean"))
+        #expect(cli(["--version"]).out.hasPrefix("spool \(CLI.version) (commit "))
+        #expect(cli(["version"]).out == cli(["--version"]).out)
     }
 }
 
@@ -288,5 +307,26 @@ import SpoolTestSupport
         #expect(humanDuration(nanos: 45_000_000_000) == "45s")
         #expect(humanDuration(nanos: 720_000_000_000) == "12m")
         #expect(humanDuration(nanos: Int64.max) == ">999d")
+    }
+}
+
+/// Secret files behind symbolic links (certbot's live/ directory, Kubernetes secret volumes): followed, and the
+/// checks apply to the file they resolve to (issue 25.4).
+@Suite struct SecretLinkTests {
+    @Test func aLinkedSecretIsFollowedAndItsTargetChecked() throws {
+        let dir = makeTempDir()
+        try Data("key-123\n".utf8).write(to: URL(fileURLWithPath: dir + "/real"))
+        chmod(dir + "/real", 0o600)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/real")
+        let base = ["--dir", dir + "/s", "reconcile", "--once", "--api-url", "http://127.0.0.1:1/v2/movies", "--api-key-file"]
+        let ok = try run(spoolBin, base + [dir + "/link"])
+        #expect(!ok.stderr.contains("api key") || !ok.stderr.contains("regular file"), "\(ok.stderr)")
+        #expect(!ok.stderr.contains("open to others") && !ok.stderr.contains("not a regular file"), "the link is followed: \(ok.stderr)")
+        chmod(dir + "/real", 0o644)
+        let open = try run(spoolBin, base + [dir + "/link"])
+        #expect(open.status == 1 && open.stderr.contains("is open to others (mode 644)"), "the target's mode is checked: \(open.stderr)")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/dangling", withDestinationPath: dir + "/nowhere")
+        let dangling = try run(spoolBin, base + [dir + "/dangling"])
+        #expect(dangling.status == 1 && dangling.stderr.contains("cannot read"), "\(dangling.stderr)")
     }
 }

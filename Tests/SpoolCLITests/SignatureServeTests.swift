@@ -221,7 +221,7 @@ enum SigningOracle {
             (["--secret-file", file], "--secret-file needs --verify KIND"),
             (["--tolerance", "5m"], "--tolerance needs --verify KIND"),
             (["--verify", "svix", "--secret-file", file], "--verify takes standard-webhooks, github or stripe, got 'svix'"),
-            (["--verify", "stripe", "--secret-file", file, "--tolerance", "5 minutes"], "--tolerance: expected a duration like 250ms, 30s, 15m, 24h or 7d, got '5 minutes'"),
+            (["--verify", "stripe", "--secret-file", file, "--tolerance", "5 minutes"], "--tolerance: expected a duration like 250ms, 30s, 15m, 24h, 7d or 1h30m, got '5 minutes'"),
             (["--verify", "stripe", "--secret-file", file, "--tolerance", "500ms"], "--tolerance must be at least 1s (signed timestamps are whole seconds)"),
             (["--verify", "github", "--secret-file", file, "--tolerance", "5m"], "--tolerance does not apply to --verify github (GitHub signs no timestamp)"),
         ]
