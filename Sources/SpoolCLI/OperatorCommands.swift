@@ -55,6 +55,30 @@ extension CLI {
         }
     }
 
+    /// `--state done|failed` (purge, replay): the finished states named, else `otherwise`.
+    static func finishedStates(_ args: ParsedArguments, otherwise: [ItemState]) throws -> [ItemState] {
+        let names = args.all("--state")
+        if names.isEmpty { return otherwise }
+        return try names.map { n -> ItemState in
+            guard let s = ItemState(rawValue: n), s == .done || s == .failed else { throw UsageError("--state takes done or failed") }
+            return s
+        }
+    }
+
+    /// Runs `body` for each KEY, printing its line or `error: KEY: ...`; exit 1 if any failed (retry, purge).
+    static func forEachKey(_ keys: [String], _ ctx: Context, _ body: (SpoolKey) throws -> String) -> Int32 {
+        var failures = 0
+        for k in keys {
+            do {
+                ctx.console.out(try body(try SpoolKey(k)))
+            } catch {
+                ctx.console.err("error: \(logSafe(k)): \(error)")
+                failures += 1
+            }
+        }
+        return failures == 0 ? 0 : 1
+    }
+
     static func infoJSON(_ i: ItemInfo, now: Int64) -> String { String(decoding: infoJSONBytes(i, now: now), as: UTF8.self) }
 
     /// One `ls --json` line (the object is SpoolCore's, shared with `spool ui`).
@@ -241,17 +265,10 @@ extension CLI {
                 ctx.console.out("\(keys.count) item(s) retried")
                 return 0
             }
-            var failures = 0
-            for k in args.positionals {
-                do {
-                    try spool.retry(key: try SpoolKey(k))
-                    ctx.console.out("retried \(logSafe(k))")
-                } catch {
-                    ctx.console.err("error: \(logSafe(k)): \(error)")
-                    failures += 1
-                }
+            return forEachKey(args.positionals, ctx) { k in
+                try spool.retry(key: k)
+                return "retried \(logSafe(k.value))"
             }
-            return failures == 0 ? 0 : 1
         })
 
     static let purgeCommand = Command(
@@ -273,10 +290,7 @@ extension CLI {
             let older = try args.value("--older-than").map { try Parse.duration($0, name: "--older-than") }
             if (older == nil) == keys.isEmpty { throw UsageError("give --older-than DURATION or KEYs") }
             if !keys.isEmpty && !args.all("--state").isEmpty { throw UsageError("--state goes with --older-than") }
-            let states = try (args.all("--state").isEmpty ? ["done"] : args.all("--state")).map { n -> ItemState in
-                guard let s = ItemState(rawValue: n), s == .done || s == .failed else { throw UsageError("--state takes done or failed") }
-                return s
-            }
+            let states = try finishedStates(args, otherwise: [.done])
             let spool = try ctx.openSpool()
             let dry = args.flag("--dry-run")
             if let older {
@@ -286,17 +300,10 @@ extension CLI {
                 ctx.console.out("\(dry ? "would purge" : "purged") \(removed.count) item(s)")
                 return 0
             }
-            var failures = 0
-            for k in keys {
-                do {
-                    if dry { _ = try spool.finishedState(key: k) } else { try spool.purge(key: k) }
-                    ctx.console.out("\(dry ? "would purge" : "purged") \(logSafe(k.value))")
-                } catch {
-                    ctx.console.err("error: \(logSafe(k.value)): \(error)")
-                    failures += 1
-                }
+            return forEachKey(args.positionals, ctx) { k in
+                if dry { _ = try spool.finishedState(key: k) } else { try spool.purge(key: k) }
+                return "\(dry ? "would purge" : "purged") \(logSafe(k.value))"
             }
-            return failures == 0 ? 0 : 1
         })
 
     static let replayCommand = Command(
@@ -325,24 +332,13 @@ extension CLI {
         run: { args, ctx in try replay(args, ctx) })
 
     static func replay(_ args: ParsedArguments, _ ctx: Context) throws -> Int32 {
-        guard args.positionals.count <= 1 else { throw UsageError("at most one QUEUE") }
-        var c = ctx
-        if let q = args.positionals.first {
-            guard QueueName.isValid(q) else { throw UsageError("\(SpoolError.invalidQueue(q))") }
-            if !ctx.queues.isEmpty && ctx.queues != [q] { throw UsageError("QUEUE and --queue disagree") }
-            c.queues = [q]
-        }
+        let c = try withQueueArgument(args, ctx)
         let now = SystemClock().nowNanos()
         var sel = ReplaySelection()
         sel.sinceNanos = try args.value("--since").map { try Parse.pointInTime($0, name: "--since", now: now) }
         sel.untilNanos = try args.value("--until").map { try Parse.pointInTime($0, name: "--until", now: now) }
         if let s = sel.sinceNanos, let u = sel.untilNanos, u <= s { throw UsageError("--until must be later than --since") }
-        if !args.all("--state").isEmpty {
-            sel.states = try args.all("--state").map { n -> ItemState in
-                guard let s = ItemState(rawValue: n), s == .done || s == .failed else { throw UsageError("--state takes done or failed") }
-                return s
-            }
-        }
+        sel.states = try finishedStates(args, otherwise: sel.states)
         if !args.all("--key").isEmpty { sel.keys = Set(try args.all("--key").map { try SpoolKey($0).value }) }
         let conditions = try args.all("--match").map { text -> MatchCondition in
             switch MatchCondition.parse(text) {
@@ -407,8 +403,9 @@ extension CLI {
 }
 
 extension CLI {
-    /// `pause` and `resume`: one QUEUE (positional, else --queue, else default).
-    static func pauseResume(_ args: ParsedArguments, _ ctx: Context, pause: Bool) throws -> Int32 {
+    /// The context of a command that takes one QUEUE as its argument (pause, resume, replay): the positional, else
+    /// --queue, else default; both given must agree.
+    static func withQueueArgument(_ args: ParsedArguments, _ ctx: Context) throws -> Context {
         guard args.positionals.count <= 1 else { throw UsageError("at most one QUEUE") }
         var c = ctx
         if let q = args.positionals.first {
@@ -416,6 +413,12 @@ extension CLI {
             if !ctx.queues.isEmpty && ctx.queues != [q] { throw UsageError("QUEUE and --queue disagree") }
             c.queues = [q]
         }
+        return c
+    }
+
+    /// `pause` and `resume`: one QUEUE (positional, else --queue, else default).
+    static func pauseResume(_ args: ParsedArguments, _ ctx: Context, pause: Bool) throws -> Int32 {
+        let c = try withQueueArgument(args, ctx)
         let spool = try c.openSpool()
         if pause { try spool.pause() } else { try spool.resume() }
         ctx.console.out("\(pause ? "paused" : "resumed") \(spool.queue)")
