@@ -9,6 +9,9 @@ public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
         case configuration
         /// The host name did not resolve, or the connection was refused or could not be made in time.
         case connect
+        /// The server refused our credentials (NATS `-ERR` authorization violation, authentication timeout or expiry;
+        /// a server with no nonce for NKEY or JWT): asking the same server again at once cannot help.
+        case unauthorized
         /// No answer within the time limit (connect, write, acknowledgement, response).
         case timeout
         /// The connection broke (reset, EOF, a write failure) before the answer arrived.
@@ -58,6 +61,7 @@ extension BridgeError.Kind {
         switch self {
         case .configuration: return "configuration"
         case .connect: return "connect error"
+        case .unauthorized: return "unauthorized"
         case .timeout: return "timeout"
         case .connectionLost: return "connection lost"
         case .protocolViolation: return "protocol error"
@@ -72,10 +76,7 @@ extension BridgeError.Kind {
 extension BridgeError {
     /// The server refused our credentials (NATS `-ERR 'Authorization Violation'`, or an authentication timeout):
     /// trying that server again at once cannot help.
-    var isAuthorizationFailure: Bool {
-        kind == .connect && (message.contains("Authorization Violation") || message.contains("Authentication Timeout")
-                             || message.contains("authentication"))
-    }
+    var isAuthorizationFailure: Bool { kind == .unauthorized }
 }
 
 extension BridgeError {

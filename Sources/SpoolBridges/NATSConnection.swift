@@ -394,7 +394,9 @@ public final class NATSConnection: Sendable {
                     case .ping: try send(stream, NATSCommand.pong, deadline: deadline)
                     case .info(let i): info = i
                     case .ok: break
-                    case .err(let text): throw BridgeError(.connect, "the server refused the connection: \(text)")
+                    case .err(let text):
+                        throw BridgeError(NATSServerError(text: text) == .unauthorized ? .unauthorized : .connect,
+                                          "the server refused the connection: \(text)")
                     case .message: throw BridgeError(.protocolViolation, "a message before any subscription")
                     }
                 }

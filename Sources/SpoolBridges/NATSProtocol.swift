@@ -230,7 +230,7 @@ public enum NATSCommand {
         if let p = o.password { fields.append("\"pass\":\(JSONText.quote(p))") }
         if let seed = o.nkey {
             guard let nonce, !nonce.isEmpty else {
-                throw BridgeError(.connect, "the server sent no nonce to sign: it is not configured for NKEY or JWT authentication")
+                throw BridgeError(.unauthorized, "the server sent no nonce to sign: it is not configured for NKEY or JWT authentication")
             }
             if let jwt = o.jwt { fields.append("\"jwt\":\(JSONText.quote(jwt))") } else { fields.append("\"nkey\":\(JSONText.quote(try seed.publicKey()))") }
             fields.append("\"sig\":\(JSONText.quote(try seed.sign(Array(nonce.utf8))))")
@@ -275,4 +275,19 @@ public enum NATSCommand {
 /// JSON string quoting through SpoolCore's writer (one escaping rule for the whole program).
 enum JSONText {
     static func quote(_ s: String) -> String { JSONWriter.quote(s) }
+}
+
+/// What a server's `-ERR` text means, decided once here, where the protocol's text is read: the NATS protocol has no
+/// error codes, only the messages its documentation lists. Everything above switches on this.
+public enum NATSServerError: Equatable, Sendable {
+    /// `Authorization Violation`, `Authentication Timeout`, `User Authentication Expired` (and the other
+    /// authentication messages): our credentials were refused.
+    case unauthorized
+    case other
+
+    public init(text: String) {
+        let t = text.lowercased()
+        self = t.hasPrefix("authorization violation") || t.hasPrefix("authentication") || t.hasPrefix("user authentication")
+            ? .unauthorized : .other
+    }
 }

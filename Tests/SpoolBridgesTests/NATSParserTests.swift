@@ -206,4 +206,16 @@ import SpoolWire
         #expect(NATSCommand.isValidSubject("_INBOX.x.*", wildcards: true) && NATSCommand.isValidSubject("a.>", wildcards: true))
         #expect(!NATSCommand.isValidSubject("a.>.b", wildcards: true) && !NATSCommand.isValidSubject("a.b*", wildcards: true))
     }
+
+    /// `-ERR` text is classified once, at the codec: the connection decides on the case, never on the text.
+    @Test func serverErrorTextIsClassifiedOnce() {
+        for t in ["Authorization Violation", "authorization violation", "Authentication Timeout", "User Authentication Expired",
+                  "Authentication Revoked"] {
+            #expect(NATSServerError(text: t) == .unauthorized, "\(t)")
+        }
+        for t in ["Stale Connection", "Maximum Connections Exceeded", "Unknown Protocol Operation", "", "Permissions Violation for Publish to x"] {
+            #expect(NATSServerError(text: t) == .other, "\(t)")
+        }
+        #expect(BridgeError(.unauthorized, "x").isAuthorizationFailure && !BridgeError(.connect, "Authorization Violation").isAuthorizationFailure)
+    }
 }
