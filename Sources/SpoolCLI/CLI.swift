@@ -24,13 +24,15 @@ struct Command: Sendable {
     let generalOptions: [Option]
     /// Environment variables the command reads besides `SPOOL_DIR` (which every command reads).
     let environment: [EnvironmentVariable]
+    /// Command lines with what each does, for the "examples:" section of help and the man page.
+    let examples: [(command: String, what: String)]
     let run: @Sendable (ParsedArguments, Context) throws -> Int32
 
     init(name: String, summary: String, synopsis: String = "", description: String, groups: [OptionGroup] = [],
-         options: [Option], environment: [EnvironmentVariable] = [],
+         options: [Option], environment: [EnvironmentVariable] = [], examples: [(command: String, what: String)] = [],
          run: @escaping @Sendable (ParsedArguments, Context) throws -> Int32) {
         self.name = name; self.summary = summary; self.synopsis = synopsis; self.description = description
-        self.groups = groups; self.generalOptions = options; self.environment = environment; self.run = run
+        self.groups = groups; self.generalOptions = options; self.environment = environment; self.examples = examples; self.run = run
     }
 
     /// Every option the command accepts, in help order: the groups, the general options, then `--dir`.

@@ -106,6 +106,10 @@ enum ManPage {
         }
         out += [".TP", "\\fB\\-h\\fR, \\fB\\-\\-help\\fR", "print the help of this command", ".SH ENVIRONMENT"]
         for v in c.allEnvironment { out += [".TP", "\\fB\(text(v.name))\\fR", text(v.help)] }
+        if !c.examples.isEmpty {
+            out.append(".SH EXAMPLES")
+            for e in c.examples { out += [".TP", "\\fB\(text(e.command))\\fR", text(e.what)] }
+        }
         out += [".SH SEE ALSO", "\\fBspool\\fR(1)"]
         return out.joined(separator: "\n")
     }

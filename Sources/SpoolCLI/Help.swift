@@ -16,6 +16,10 @@ extension Command {
         lines += Command.helpRows(label: "-h, --help", text: "print this help")
         lines += ["", "environment:"]
         for v in allEnvironment { lines += Command.helpRows(label: v.name, text: v.help) }
+        if !examples.isEmpty {
+            lines += ["", "examples:"]
+            for e in examples { lines += ["  " + e.command, "      " + e.what] }
+        }
         return lines.joined(separator: "\n")
     }
 

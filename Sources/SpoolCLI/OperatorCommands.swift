@@ -273,36 +273,48 @@ extension CLI {
 
     static let purgeCommand = Command(
         name: "purge", summary: "delete finished items (and forget their keys)",
-        synopsis: "(--older-than DURATION | KEY...) [--dry-run]",
+        synopsis: "(--older-than DURATION [--keep-keys D] | KEY...) [--dry-run] [--verbose]",
         description: """
         Removes finished items of the queue, with their key markers once no other queue holds them: a
         later webhook with the same key is accepted again. With --older-than, items of the state (default
         done) that finished more than DURATION ago (30s, 15m, 24h, 7d); with KEYs, those items, done or
-        failed. --dry-run prints what would go and removes nothing.
+        failed. --keep-keys D keeps each purged key (a small file in keys/, without the payload) until D
+        after its item finished, so a late redelivery is still a duplicate; a KEY whose item is gone and
+        whose key is kept is forgotten. --dry-run prints what would go and removes nothing.
         """,
         options: [
             .repeated("--state", "done|failed", default: "done", help: "with --older-than: the state to purge; repeat for both"),
             .value("--older-than", "DURATION", help: "purge items that finished more than DURATION ago"),
+            .value("--keep-keys", "D", help: "with --older-than: keep purged keys until D after their item finished"),
             .flag("--dry-run", help: "print what would be purged, remove nothing"),
+            .flag("--verbose", help: "with --older-than: print each purged key"),
+        ],
+        examples: [
+            ("spool purge --older-than 7d --keep-keys 30d", "payloads for a week, keys for a month"),
+            ("spool purge --state failed --older-than 30d --dry-run", "what a month-old failed/ holds"),
         ],
         run: { args, ctx in
             let keys = try args.positionals.map { try SpoolKey($0) }
             let older = try args.value("--older-than").map { try Parse.duration($0, name: "--older-than") }
             if (older == nil) == keys.isEmpty { throw UsageError("give --older-than DURATION or KEYs") }
             if !keys.isEmpty && !args.all("--state").isEmpty { throw UsageError("--state goes with --older-than") }
+            let keep = try args.value("--keep-keys").map { try Parse.duration($0, name: "--keep-keys") }
+            if keep != nil && older == nil { throw UsageError("--keep-keys goes with --older-than") }
+            if let keep, let older, keep < older { throw UsageError("--keep-keys must be at least --older-than (a key is kept at least as long as its item)") }
             let states = try finishedStates(args, otherwise: [.done])
             let spool = try ctx.openSpool()
             let dry = args.flag("--dry-run")
             if let older {
                 let removed = dry ? try spool.purgeCandidates(states: states, olderThanNanos: older)
-                                  : try spool.purge(states: states, olderThanNanos: older)
-                if dry { for k in removed { ctx.console.out("would purge \(logSafe(k))") } }
-                ctx.console.out("\(dry ? "would purge" : "purged") \(removed.count) item(s)")
+                                  : try spool.purge(states: states, olderThanNanos: older, keepKeysNanos: keep)
+                if dry || args.flag("--verbose") { for k in removed { ctx.console.out("\(dry ? "would purge" : "purged") \(logSafe(k))") } }
+                ctx.console.out("\(dry ? "would purge" : "purged") \(plural(removed.count, "item"))")
                 return 0
             }
             return forEachKey(args.positionals, ctx) { k in
+                let kept = spool.keptKeyUntil(k) != nil
                 if dry { _ = try spool.finishedState(key: k) } else { try spool.purge(key: k) }
-                return "\(dry ? "would purge" : "purged") \(logSafe(k.value))"
+                return kept ? "\(dry ? "would forget" : "forgot") the kept key \(logSafe(k.value))" : "\(dry ? "would purge" : "purged") \(logSafe(k.value))"
             }
         })
 

@@ -87,7 +87,8 @@ extension CLI {
         options: [
             .value("--config", "FILE", help: """
                 take the queue's settings from its [queue.NAME] table in this file (exec or
-                post, concurrency, max_attempts, backoff, max_backoff, rate, delay); flags
+                post, concurrency, max_attempts, backoff, max_backoff, rate, delay, retain_done,
+                keep_keys, on_failed); flags
                 given here override them. Default $SPOOL_CONFIG
                 """),
             .value("--concurrency", "N", default: "1", help: "items in flight at once"),
@@ -96,6 +97,14 @@ extension CLI {
                 process of the queue on this machine (shared through the spool directory)
                 """),
             .value("--delay", "D", default: "0s", help: "start an item's first attempt no earlier than its arrival plus D"),
+            .value("--retain-done", "D", default: "keep them", help: """
+                purge done items of the queue once they finished more than D ago, continuously
+                (at most every min(D/10, 1m)); their keys go with them unless --keep-keys
+                """),
+            .value("--keep-keys", "D", default: "as long as the item", help: """
+                with --retain-done: a purged item's key stays a duplicate until D after the item
+                finished (a small file in keys/), so a late redelivery is not delivered again
+                """),
             .value("--on-failed", "CMD", help: """
                 run /bin/sh -c CMD once for each item this consumer moves to failed/: payload on
                 stdin; SPOOL_KEY, SPOOL_QUEUE, SPOOL_ATTEMPTS, SPOOL_LAST_STATUS, SPOOL_LAST_ERROR,
@@ -130,6 +139,12 @@ extension CLI {
             EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for TLS (default: the system's)"),
             EnvironmentVariable("SPOOL_CONFIG", "the configuration file when --config is not given"),
         ],
+        examples: [
+            ("spool consume --exec ./handler.sh --concurrency 4", "run ./handler.sh for each item, four at a time"),
+            ("spool consume --post https://api.example.com/hook --retain-done 7d --keep-keys 30d",
+             "forward each item; purge delivered ones after a week, remember their keys for a month"),
+            ("spool consume --queue billing --config /etc/spool/spool.toml", "the [queue.billing] table's settings"),
+        ],
         run: { given, ctx in
             let args = try withQueueSettings(given, ctx)
             let sink = try parseSink(args)
@@ -160,6 +175,8 @@ extension CLI {
         fill("--max-backoff", q.maxBackoff)
         fill("--rate", q.rate)
         fill("--delay", q.delay)
+        fill("--retain-done", q.retainDone)
+        fill("--keep-keys", q.keepKeys)
         fill("--on-failed", q.onFailed)
         return out
     }
@@ -219,6 +236,16 @@ extension CLI {
         config.useInotify = !args.flag("--no-inotify")
         config.mode = args.flag("--drain") ? .drain : args.flag("--once") ? .once : .forever
         if let v = args.value("--delay") { config.delayNanos = try Parse.duration(v, name: "--delay") }
+        if let v = args.value("--retain-done") {
+            config.retainDoneNanos = try Parse.duration(v, name: "--retain-done")
+            guard config.retainDoneNanos! > 0 else { throw UsageError("--retain-done must be positive") }
+        }
+        if let v = args.value("--keep-keys") {
+            guard let retain = config.retainDoneNanos else { throw UsageError("--keep-keys needs --retain-done") }
+            let keep = try Parse.duration(v, name: "--keep-keys")
+            guard keep >= retain else { throw UsageError("--keep-keys must be at least --retain-done (a key is kept at least as long as its item)") }
+            config.keepKeysNanos = keep
+        }
         if let v = args.value("--rate") {
             guard let r = PaceRate(v) else { throw UsageError("--rate: expected attempts per second, minute or hour, such as 10/s, 600/m or 5/h (1 to 1000000), got '\(logSafe(v))'") }
             config.pace = r
@@ -461,6 +488,11 @@ extension CLI {
             EnvironmentVariable("SPOOL_CONFIG", "the configuration file when --config is not given"),
             EnvironmentVariable("SPOOL_COMMITTERS", "threads making batches durable, a whole number from 1 to 16 (default 2)"),
             EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for --tls-cert (default: the system's)"),
+        ],
+        examples: [
+            ("spool serve --token-file /etc/spool/token", "accept webhooks on 127.0.0.1:8080 that carry the token"),
+            ("spool serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem --verify standard-webhooks --secret-file whsec",
+             "HTTPS, accepting only webhooks signed the Standard Webhooks way"),
         ],
         run: { args, ctx in
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }

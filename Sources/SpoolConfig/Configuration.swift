@@ -33,6 +33,10 @@ public struct Configuration: Sendable, Equatable {
         public var maxBackoff: String?
         public var rate: String?
         public var delay: String?
+        /// `consume --retain-done`: done items older than this are purged by the queue's consumers.
+        public var retainDone: String?
+        /// `consume --keep-keys`: how long after a purged item finished its key is still a duplicate.
+        public var keepKeys: String?
         /// `consume --on-failed`: a command run for each item that lands in `failed/`.
         public var onFailed: String?
         public var position: TOMLPosition
@@ -244,7 +248,7 @@ struct Reader {
     }
 
     mutating func queue(_ name: String, _ t: TOMLTable, at: TOMLPosition) -> Configuration.Queue {
-        onlyKnown(t, ["match", "exec", "post", "concurrency", "max_attempts", "backoff", "max_backoff", "rate", "delay", "on_failed"], in: "[queue.\(name)]")
+        onlyKnown(t, ["match", "exec", "post", "concurrency", "max_attempts", "backoff", "max_backoff", "rate", "delay", "retain_done", "keep_keys", "on_failed"], in: "[queue.\(name)]")
         var q = Configuration.Queue(name: name, position: at)
         for (text, pos) in strings(t, "match") ?? [] {
             switch MatchCondition.parse(text) {
@@ -258,13 +262,20 @@ struct Reader {
         if q.exec != nil && q.post != nil { error(t["post"]!.position, "a queue takes 'exec' or 'post', not both") }
         q.concurrency = integer(t, "concurrency", in: 1...1024)
         q.maxAttempts = integer(t, "max_attempts", in: 1...1_000_000)
-        for key in ["backoff", "max_backoff", "delay"] {
+        for key in ["backoff", "max_backoff", "delay", "retain_done", "keep_keys"] {
             guard let n = t[key] else { continue }
             guard case .string(let s) = n.value, Self.seconds(s) != nil || Self.isSubsecond(s) else {
                 error(n.position, "'\(key)' must be a duration such as \"500ms\", \"30s\", \"5m\", \"1h\""); continue
             }
-            switch key { case "backoff": q.backoff = s; case "max_backoff": q.maxBackoff = s; default: q.delay = s }
+            switch key {
+            case "backoff": q.backoff = s
+            case "max_backoff": q.maxBackoff = s
+            case "retain_done": q.retainDone = s
+            case "keep_keys": q.keepKeys = s
+            default: q.delay = s
+            }
         }
+        if q.keepKeys != nil && q.retainDone == nil { error(t["keep_keys"]!.position, "'keep_keys' needs 'retain_done'") }
         if let n = t["rate"] {
             if case .string(let s) = n.value, Self.isRate(s) { q.rate = s } else {
                 error(n.position, "'rate' must be a count per second, minute or hour, such as \"10/s\"")

@@ -32,6 +32,10 @@ public struct ConsumerConfiguration: Sendable {
     /// Called (on the attempt thread, so it must not block: `FailureHook.notify` queues) for each item this consumer
     /// moves to `failed/`.
     public var onFailed: (@Sendable (FailedItem) -> Void)?
+    /// `--retain-done`: done items that finished longer ago than this are purged by the loop, in slices.
+    public var retainDoneNanos: Int64?
+    /// `--keep-keys`: the key of an item purged for retention stays a duplicate until this long after it finished.
+    public var keepKeysNanos: Int64?
     /// Called once the startup recovery is done and the consumer begins claiming (systemd's READY=1).
     public var onReady: (@Sendable () -> Void)?
     /// Called once when a stop is requested (systemd's STOPPING=1).
@@ -123,6 +127,7 @@ public final class Consumer: Sendable {
         config.onReady?()
         var lastClaimCheck = monotonicNanos()
         var lastTmpCheck = monotonicNanos()
+        var nextRetention = monotonicNanos()
         var cancelled = false
         /// Set while the downstream is known to be unreachable: when its gate lets us try again.
         var blockedUntil: Int64? = nil
@@ -192,6 +197,9 @@ public final class Consumer: Sendable {
                     for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
                 }
                 if watch == nil || !requeued.isEmpty { spool.noteNewItems() }
+                if let retain = config.retainDoneNanos, lastClaimCheck >= nextRetention {
+                    nextRetention = lastClaimCheck + retainDone(retain)
+                }
             } else if watch == nil {
                 spool.noteNewItems()
             }
@@ -200,6 +208,25 @@ public final class Consumer: Sendable {
     }
 
     private func finish() -> ConsumerResult { state.withLock { $0.result } }
+
+    /// One slice of retention on the loop thread: at most `retentionSlice` done items purged. Returns when to look
+    /// again: at the next claim check while a slice came back full, else after a tenth of the retention (1 s to 1 min).
+    private func retainDone(_ retain: Int64) -> Int64 {
+        do {
+            let removed = try spool.purge(states: [.done], olderThanNanos: retain, keepKeysNanos: config.keepKeysNanos, limit: Consumer.retentionSlice)
+            if !removed.isEmpty {
+                log("retention: purged \(removed.count) done item\(removed.count == 1 ? "" : "s") finished more than \(retain / 1_000_000_000)s ago"
+                    + (config.keepKeysNanos.map { ", their keys kept until \($0 / 1_000_000_000)s after they finished" } ?? ""))
+            }
+            if removed.count >= Consumer.retentionSlice { return 0 }
+        } catch {
+            log("retention: cannot purge: \(error)")
+        }
+        return min(60_000_000_000, max(1_000_000_000, retain / 10))
+    }
+
+    /// Items one retention pass purges at most, so that claiming never waits long behind it.
+    static let retentionSlice = 1000
 
     /// A long-running consumer waits out a downstream outage without claiming; `--drain` and `--once` are
     /// finite jobs that give every item its attempts (and end), so they do not wait. A handler that cannot run

@@ -389,6 +389,7 @@ extension Spool {
     ///   if the writer dies, `recover` finishes it from the marker.
     /// - 1 link, unlocked: an enqueue whose writer died between the marker and its queue: finished here, into the
     ///   queues its header names, then a duplicate. A marker whose file is not an item is an orphan and removed.
+    /// - 1 link, a kept key (a purged item's header): a duplicate until its `forget_at`, then removed.
     func resolveExistingMarker(_ key: SpoolKey) throws(SpoolError) -> Bool {
         let st: FileStat
         do throws(Errno) { st = try FS.stat(key.fileName, in: keys) } catch where error == .noEntry { return false } catch {
@@ -406,6 +407,11 @@ extension Spool {
             if held.linkCount >= 2 { return true }
             switch try finishInterruptedEnqueue(name: key.fileName, fd: fd, st: held) {
             case .finished, .alreadyThere: return true
+            case .keptKey(let forgetAt) where forgetAt > now(): return true
+            case .keptKey:
+                // Its time is over: the key may be enqueued again.
+                try sys("remove kept key") { () throws(Errno) in try FS.unlink(key.fileName, in: keys) }
+                return false
             case .notAnItem:
                 try sys("remove orphan key marker") { () throws(Errno) in try FS.unlink(key.fileName, in: keys) }
                 return false
@@ -413,12 +419,13 @@ extension Spool {
         }
     }
 
-    enum FinishOutcome { case finished, alreadyThere, notAnItem }
+    enum FinishOutcome: Equatable { case finished, alreadyThere, notAnItem, keptKey(forgetAt: Int64) }
 
     /// Links a marked item (its lock held by the caller) into `new/` of every queue its header names that it is not
     /// in yet, and flushes those directories. The item's data was flushed before its marker was linked.
     func finishInterruptedEnqueue(name: String, fd: FileDescriptor, st: FileStat) throws(SpoolError) -> FinishOutcome {
         guard st.isRegular, let header = try? Spool.readHeader(fd, fileSize: st.size).header else { return .notAnItem }
+        if let forgetAt = header.forgetAtNanos { return .keptKey(forgetAt: forgetAt) }
         var linked = false
         for qn in header.queues {
             let qd = try queueDirectories(qn)

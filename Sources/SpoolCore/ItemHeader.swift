@@ -31,6 +31,16 @@ public struct ItemHeader: Sendable, Equatable {
     public var source: Source
     /// The queues the item was enqueued into (what `recover` finishes an interrupted enqueue into).
     public var queues: [String]
+    /// Set only in a kept key (docs/spool-format.md "Kept keys"): the header of a purged item, alone in its file as
+    /// `keys/<name>`, with no queues and no payload; until this moment its key is still answered as a duplicate.
+    public var forgetAtNanos: Int64?
+
+    /// A kept key's header: the item's key, arrival and source; no headers, queues or payload.
+    public static func keptKey(of item: ItemHeader, until forgetAt: Int64) -> ItemHeader {
+        var h = ItemHeader(key: item.key, receivedAtNanos: item.receivedAtNanos, size: 0, source: item.source, queues: [])
+        h.forgetAtNanos = forgetAt
+        return h
+    }
 
     public init(key: String, receivedAtNanos: Int64, size: Int64, headers: [(String, String)] = [], source: Source = .webhook,
                 queues: [String] = [QueueName.defaultName]) {
@@ -72,6 +82,10 @@ public struct ItemHeader: Sendable, Equatable {
             str(q)
         }
         o.append(0x5D)
+        if let forgetAtNanos {
+            key("forget_at"); o.append(0x22); RFC3339.append(nanos: forgetAtNanos, to: &o); o.append(0x22)
+            key("forget_at_ns"); Digits.append(forgetAtNanos, to: &o)
+        }
         o.append(0x7D)
         var out = ItemHeader.magic
         out.reserveCapacity(o.count + 16)
@@ -116,6 +130,7 @@ public struct ItemHeader: Sendable, Equatable {
         let object = Array(prefix[(lineEnd + 1)..<(offset - 1)])
         var key = ItemMeta.Once<String>(), rec = ItemMeta.Once<Int64>(), size = ItemMeta.Once<Int64>()
         var headers = ItemMeta.Once<JSONValue>(), source = ItemMeta.Once<String>(), queues = ItemMeta.Once<JSONValue>()
+        var forget = ItemMeta.Once<Int64>()
         let isObject: Bool
         do {
             isObject = try JSONParser.visitObject(object) { (name, p) throws(JSONError) in
@@ -126,6 +141,7 @@ public struct ItemHeader: Sendable, Equatable {
                 case "headers": headers.set(try p.memberValue())
                 case "source": source.set(try p.memberString())
                 case "queues": queues.set(try p.memberValue())
+                case "forget_at_ns": forget.set(try p.memberInteger())
                 default: _ = try p.memberValue()
                 }
             }
@@ -139,6 +155,14 @@ public struct ItemHeader: Sendable, Equatable {
         var h = ItemHeader(key: k, receivedAtNanos: r, size: s, source: src, queues: [])
         if case .object(let hs)? = headers.get {
             for (n, hv) in hs { if let v = hv.stringValue { h.headers.append((n, v)) } }
+        }
+        // An item names 1 to 64 queues; a kept key names none, has no payload, and says when it is forgotten.
+        if let f = forget.get {
+            guard case .array(let qs)? = queues.get, qs.isEmpty, s == 0, abs(f) < 4_500_000_000_000_000_000 else {
+                throw .corrupt("kept key header has queues, a payload or a time out of range")
+            }
+            h.forgetAtNanos = f
+            return (h, offset)
         }
         guard case .array(let qs)? = queues.get, !qs.isEmpty, qs.count <= 64 else { throw .corrupt("item header lacks its queues") }
         for q in qs {

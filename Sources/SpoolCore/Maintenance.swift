@@ -10,6 +10,10 @@ public struct RecoveryReport: Sendable, Equatable {
     public var relinkedMarkers: [String] = []
     /// Queue entries that were separate copies of their marker's file (a backup without hard links), linked again.
     public var relinkedCopies: [String] = []
+    /// Purges that stopped after the kept key replaced the marker, finished (the queue entry removed).
+    public var finishedPurges: [String] = []
+    /// Kept keys whose time was over, removed (their keys may be enqueued again).
+    public var forgottenKeys = 0
     public var problems: [String] = []
 
     public var lines: [String] {
@@ -19,6 +23,8 @@ public struct RecoveryReport: Sendable, Equatable {
             + removedOrphanMarkers.map { "removed orphan key marker \($0)" }
             + relinkedMarkers.map { "restored missing key marker of \($0)" }
             + relinkedCopies.map { "linked the copy of \($0) to its key marker again" }
+            + finishedPurges.map { "finished the interrupted purge of \($0)" }
+            + (forgottenKeys > 0 ? ["forgot \(forgottenKeys) kept key\(forgottenKeys == 1 ? "" : "s") (their time was over)"] : [])
             + problems.map { "problem: \($0)" }
     }
     public var isEmpty: Bool { lines.isEmpty }
@@ -137,8 +143,10 @@ extension Spool {
                     // The marker was linked, so a racing request may have been told "duplicate": finish the enqueue
                     // instead of dropping a durable item.
                     do throws(SpoolError) {
-                        if try finishInterruptedEnqueue(name: itemName, fd: fd, st: held) == .notAnItem {
+                        switch try finishInterruptedEnqueue(name: itemName, fd: fd, st: held) {
+                        case .notAnItem, .keptKey:
                             report.problems.append("tmp/\(entry) is linked as key \(itemName) but is not an item"); continue
+                        case .finished, .alreadyThere: break
                         }
                         report.completedWrites.append(SpoolKey(fileName: itemName)?.value ?? itemName)
                     } catch {
@@ -233,6 +241,13 @@ extension Spool {
                 let marker = try? FS.stat(e.name, in: keys)
                 if let marker, marker.sameFile(as: st) { continue }
                 do throws(SpoolError) {
+                    if let marker, marker.linkCount == 1, (state == .done || state == .failed), isKeptKeyFile(e.name) != nil {
+                        // A purge that replaced the marker with a kept key and stopped before removing the entry.
+                        if try purgeItem(name: e.name, key: key, state: state, cutoff: Int64.max, keepKeysNanos: nil, in: qd) {
+                            report.finishedPurges.append(qd.name == QueueName.defaultName ? key.value : "\(key.value) (queue \(qd.name))")
+                        }
+                        continue
+                    }
                     if let marker {
                         guard st.linkCount == 1, marker.size == st.size else {
                             report.problems.append("\(qd.prefix)\(state)/\(e.name) is not the file its key marker links to"); continue
@@ -248,8 +263,11 @@ extension Spool {
                 }
             }
         }
+        let now = self.now()
         for m in markers where !healthy.contains(m.name) {
             guard let st = try? FS.stat(m.name, in: keys), st.linkCount < 2 else { continue }
+            // A kept key carries its forget time as its mtime too: one not yet due is known without opening it.
+            if st.mtimeNanos > now && st.size <= Int64(ItemHeader.maxBytes) { continue }
             guard let key = SpoolKey(fileName: m.name) else { report.problems.append("foreign entry keys/\(m.name)"); continue }
             guard let fd = try? FileDescriptor.open(m.name, in: keys, [.readOnly, .noFollow, .nonBlocking]) else { continue }
             defer { try? fd.close() }
@@ -259,6 +277,10 @@ extension Spool {
                 switch try finishInterruptedEnqueue(name: m.name, fd: fd, st: held) {
                 case .finished: report.completedWrites.append(key.value)
                 case .alreadyThere: break
+                case .keptKey(let forgetAt):
+                    guard forgetAt <= now else { continue }
+                    try sys("remove kept key \(m.name)") { () throws(Errno) in try FS.unlink(m.name, in: keys) }
+                    report.forgottenKeys += 1
                 case .notAnItem:
                     try sys("remove key marker \(m.name)") { () throws(Errno) in try FS.unlink(m.name, in: keys) }
                     report.removedOrphanMarkers.append(key.value)
@@ -281,17 +303,22 @@ extension Spool {
 
     /// Removes items of this queue in `states` that finished before `olderThanNanos` ago; an item's key marker goes
     /// with its last queue entry, so its key can be enqueued again. Each item goes to `tmp/` first (one rename), so a
-    /// crash never leaves half an item.
-    public func purge(states: [ItemState], olderThanNanos: Int64) throws(SpoolError) -> [String] {
+    /// crash never leaves half an item. With `keepKeysNanos`, the key of an item purged from its last queue is kept
+    /// (a kept key: docs/spool-format.md) until that long after the item finished, so a redelivery meanwhile is
+    /// still a duplicate. At most `limit` items go per call (a long-running consumer purges in slices).
+    public func purge(states: [ItemState], olderThanNanos: Int64, keepKeysNanos: Int64? = nil, limit: Int = .max) throws(SpoolError) -> [String] {
         let cutoff = now() - olderThanNanos
         var removed: [String] = []
-        for state in states {
+        outer: for state in states {
             precondition(state == .done || state == .failed, "purge only takes done or failed")
             let d = dir(state)
             let names = try sys("list \(state)") { () throws(Errno) in try FS.listNames(in: d) }
             for name in names {
+                if removed.count >= limit { break outer }
                 guard let key = SpoolKey(fileName: name) else { continue }
-                if try purgeItem(name: name, key: key, state: state, cutoff: cutoff) { removed.append(key.value) }
+                if try purgeItem(name: name, key: key, state: state, cutoff: cutoff, keepKeysNanos: keepKeysNanos, in: q) {
+                    removed.append(key.value)
+                }
             }
         }
         if !removed.isEmpty { _ = try? keys.fsync() }
@@ -316,39 +343,68 @@ extension Spool {
     /// Where `purge(key:)` would find `key`: done or failed; else the error it would throw.
     public func finishedState(key: SpoolKey) throws(SpoolError) -> ItemState {
         for state in [ItemState.done, .failed] where (try? FS.stat(key.fileName, in: dir(state))) != nil { return state }
-        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not finished in queue \(queue) (it is waiting or claimed, or in another queue)") }
+        if (try? FS.stat(key.fileName, in: keys)) != nil && keptKeyUntil(key) == nil {
+            throw .conflict("\(key) is not finished in queue \(queue) (it is waiting or claimed, or in another queue)")
+        }
         throw .notFound(key: key.value)
     }
 
-    /// Purges one finished item (done or failed) of this queue, whenever it finished; the same steps and lock as `purge`.
+    /// Purges one finished item (done or failed) of this queue, whenever it finished; the same steps and lock as
+    /// `purge`. A kept key (its item purged earlier) is forgotten: the key may be enqueued again.
     public func purge(key: SpoolKey) throws(SpoolError) {
         for state in [ItemState.done, .failed] where (try? FS.stat(key.fileName, in: dir(state))) != nil {
-            if try purgeItem(name: key.fileName, key: key, state: state, cutoff: Int64.max) {
+            if try purgeItem(name: key.fileName, key: key, state: state, cutoff: Int64.max, keepKeysNanos: nil, in: q) {
                 _ = try? keys.fsync()
                 return
             }
             throw .busy(key: key.value)
         }
-        if (try? FS.stat(key.fileName, in: keys)) != nil { throw .conflict("\(key) is not finished in queue \(queue) (it is waiting or claimed, or in another queue)") }
+        if (try? FS.stat(key.fileName, in: keys)) != nil {
+            guard keptKeyUntil(key) != nil else {
+                throw .conflict("\(key) is not finished in queue \(queue) (it is waiting or claimed, or in another queue)")
+            }
+            try sys("forget kept key \(key)") { () throws(Errno) in try FS.unlink(key.fileName, in: keys); try keys.fsync() }
+            return
+        }
         throw .notFound(key: key.value)
+    }
+
+    /// When the kept key of `key` is forgotten, if `keys/<name>` is a kept key (not an item's marker).
+    public func keptKeyUntil(_ key: SpoolKey) -> Int64? {
+        isKeptKeyFile(key.fileName)
+    }
+
+    /// The forget time of `keys/<name>` if it is a kept key: one link, and a header with `forget_at_ns`.
+    func isKeptKeyFile(_ name: String) -> Int64? {
+        guard let fd = try? FileDescriptor.open(name, in: keys, [.readOnly, .noFollow, .nonBlocking]) else { return nil }
+        defer { try? fd.close() }
+        guard let st = try? fd.stat(), st.isRegular, st.linkCount == 1, st.size <= Int64(ItemHeader.maxBytes) + 64 else { return nil }
+        return (try? Spool.readHeader(fd, fileSize: st.size))?.header.forgetAtNanos
     }
 
     /// One item of `purge`: false when it is not there any more, finished after `cutoff`, or locked.
     /// Steps: lock (the item's flock, against an enqueue being finished, and the queue's byte); remove the queue's
-    /// `state/<name>`; rename the entry into `tmp/<name>.<unique>.p`; if that was the item's last queue entry (the
-    /// trash and the marker are its only links), remove the marker; remove the trash. `recover` finishes the last
-    /// two steps after a crash.
-    func purgeItem(name: String, key: SpoolKey, state: ItemState, cutoff: Int64) throws(SpoolError) -> Bool {
-        let d = dir(state)
+    /// `state/<name>`; if this is the item's last queue entry (it and the marker are the file's only links) and its
+    /// key is to be kept, write the kept key to `tmp/` (flushed) and rename it over the marker; rename the entry into
+    /// `tmp/<name>.<unique>.p`; if the trash and the marker are now the only links, remove the marker; remove the
+    /// trash. `recover` finishes the rest after a crash at any step (a `.p` trash whose marker is the same file: the
+    /// marker goes; a queue entry whose marker is a kept key: the entry goes).
+    func purgeItem(name: String, key: SpoolKey, state: ItemState, cutoff: Int64, keepKeysNanos: Int64?, in qd: QueueDirectories) throws(SpoolError) -> Bool {
+        let d = qd.dir(state)
         guard let st = try? FS.stat(name, in: d) else { return false }
-        let finished = (try? readState(name: name, in: q))?.finishedAtNanos ?? st.ctimeNanos
+        let finished = (try? readState(name: name, in: qd))?.finishedAtNanos ?? st.ctimeNanos
         guard finished <= cutoff else { return false }
         guard let fd = try? FileDescriptor.open(name, in: d, [.readWrite, .noFollow, .nonBlocking]) else { return false }
         defer { try? fd.close() }
-        guard (try? fd.tryLockExclusive()) == .acquired, (try? fd.tryLockByte(q.lockByte)) == .acquired, let held = try? fd.stat() else { return false }
+        guard (try? fd.tryLockExclusive()) == .acquired, (try? fd.tryLockByte(qd.lockByte)) == .acquired, let held = try? fd.stat() else { return false }
         guard let cur = try? FS.stat(name, in: d), cur.sameFile(as: held) else { return false }
-        do throws(Errno) { try FS.unlink(name, in: q.state) } catch where error == .noEntry {} catch {
+        do throws(Errno) { try FS.unlink(name, in: qd.state) } catch where error == .noEntry {} catch {
             throw SpoolError.system(operation: "remove delivery state of \(key)", errno: error)
+        }
+        if let keep = keepKeysNanos, finished + keep > now(), held.linkCount == 2,
+           let m = try? FS.stat(name, in: keys), m.sameFile(as: held),
+           let header = try? Spool.readHeader(fd, fileSize: held.size).header {
+            try replaceMarkerWithKeptKey(name: name, key: key, header: ItemHeader.keptKey(of: header, until: finished + keep))
         }
         let trash = tmpName(for: name, kind: "p")
         do { try FS.renameNoReplace(name, in: d, to: trash, in: tmp) } catch { return false }
@@ -357,6 +413,28 @@ extension Spool {
         }
         try? FS.unlink(trash, in: tmp)
         return true
+    }
+
+    /// Writes a kept key as `tmp/<name>.<unique>.t`, flushes it, sets its mtime to its forget time (so `recover`
+    /// knows one not yet due without reading it), and renames it over `keys/<name>`: at every moment the key has a
+    /// marker, the item's or the kept key.
+    private func replaceMarkerWithKeptKey(name: String, key: SpoolKey, header: ItemHeader) throws(SpoolError) {
+        let t = tmpName(for: name, kind: "t")
+        try sys("keep the key of \(key)") { () throws(Errno) in
+            let fd = try FileDescriptor.open(t, in: tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)
+            do throws(Errno) {
+                try fd.writeAll(header.encoded())
+                try fd.setModificationTime(nanos: header.forgetAtNanos ?? now())
+                try fd.fsync()
+            } catch {
+                try? fd.close(); try? FS.unlink(t, in: tmp)
+                throw error
+            }
+            do throws(Errno) { try fd.close(); try FS.rename(t, in: tmp, to: name, in: keys) } catch {
+                try? FS.unlink(t, in: tmp)
+                throw error
+            }
+        }
     }
 
     /// Puts items of this queue back into `new/`, due now, with their attempt count reset (the history stays).

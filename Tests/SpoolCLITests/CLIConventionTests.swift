@@ -288,8 +288,8 @@ import SpoolTestSupport
         #expect(cli(["--dir", dir, "retry", "--all-failed"]).code == 0)
         #expect(try JSONParser.parse(cli(["--dir", dir, "stats", "--json"]).out)["new"]?.intValue == 2)
         while let i = try s.claim() { try s.complete(i) }
-        #expect(cli(["--dir", dir, "purge", "--older-than", "1h"]).out == "purged 0 item(s)\n")
-        #expect(cli(["--dir", dir, "purge", "--older-than", "0s"]).out == "purged 2 item(s)\n")
+        #expect(cli(["--dir", dir, "purge", "--older-than", "1h"]).out == "purged 0 items\n")
+        #expect(cli(["--dir", dir, "purge", "--older-than", "0s"]).out == "purged 2 items\n")
         #expect(cli(["--dir", dir, "enqueue", "-"], stdin: envelope).out == "accepted WAEE8PohgVwv2teP\n", "purged keys are forgotten")
     }
 }

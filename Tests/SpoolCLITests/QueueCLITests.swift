@@ -34,9 +34,9 @@ import SpoolCore
         #expect(try spool("show", "Q1", "--body", "--queue", "billing", dir: dir).stdout == String(decoding: body, as: UTF8.self))
         #expect(linkCount(dir + "/keys/Q1") == 3)
         // Purging one queue keeps the key; purging the last forgets it.
-        #expect(try spool("purge", "--older-than", "0s", "--queue", "video", dir: dir).stdout == "purged 1 item(s)\n")
+        #expect(try spool("purge", "--older-than", "0s", "--queue", "video", dir: dir).stdout == "purged 1 item\n")
         #expect(try spool("enqueue", "--queue", "video", "-", dir: dir, stdin: body).stdout == "duplicate Q1\n")
-        #expect(try spool("purge", "--older-than", "0s", "--queue", "billing", dir: dir).stdout == "purged 1 item(s)\n")
+        #expect(try spool("purge", "--older-than", "0s", "--queue", "billing", dir: dir).stdout == "purged 1 item\n")
         #expect(try spool("enqueue", "--queue", "video", "-", dir: dir, stdin: body).stdout == "accepted Q1\n")
         // A queue name that could escape or confuse is a usage error.
         for bad in ["../x", "A", "", "a/b", "-x"] {

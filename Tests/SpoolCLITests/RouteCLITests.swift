@@ -221,8 +221,13 @@ import SpoolSystem
         #expect(consumer.waitFor { consumer.stderr.contains("started on") })
         _ = try spool("enqueue", "--key", "late", "-", dir: dir, stdin: Data("{}".utf8))
         let received = try #require(JSONParser.parse(try spool("show", "late", "--json", dir: dir).stdout)["received_at"]?.stringValue)
-        #expect(waitUntil(timeout: 10) { FileManager.default.fileExists(atPath: log) })
-        let started = try #require(Int64(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")[0]))
+        // The shell creates the file (`>>`) before `date` writes its line: wait for a whole line.
+        func firstLine() -> Int64? {
+            guard let text = try? String(contentsOfFile: log, encoding: .utf8), let nl = text.firstIndex(of: "\n") else { return nil }
+            return Int64(text[..<nl])
+        }
+        #expect(waitUntil(timeout: 10) { firstLine() != nil })
+        let started = try #require(firstLine())
         let arrival = try #require(RFC3339.parse(received))
         #expect(started - arrival >= 2_000_000_000 && started - arrival < 4_000_000_000, "started \(started - arrival) ns after arrival")
         #expect(try spool("consume", "--rate", "10/x", "--exec", "true", "--drain", dir: dir).status == 64)
@@ -259,5 +264,69 @@ import SpoolSystem
         let show = try JSONParser.parse(try spool("show", "bad", "--json", dir: dir).stdout)
         #expect(show["attempts"]?.intValue == 1, "the hook's failure is not an attempt")
         #expect(try spool("consume", "--exec", "true", "--on-failed", "", "--drain", dir: dir).status == 64)
+    }
+}
+
+/// Retention (issue 25): `consume --retain-done D` purges done items continuously; `--keep-keys K` keeps their keys
+/// answering "duplicate" until K after they finished; `purge --keep-keys` does the same by hand.
+@Suite struct RetentionCLITests {
+    @Test func aConsumerPurgesDoneItemsAndKeepsTheirKeys() throws {
+        let base = makeTempDir()
+        let dir = base + "/s"
+        for k in ["r1", "r2", "r3"] { _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)) }
+        let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--exec", "cat > /dev/null", "--retain-done", "1s", "--keep-keys", "1h"])
+        defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
+        #expect(consumer.waitFor(timeout: 20) { consumer.stderr.contains("retention: purged") })
+        #expect(waitUntil(timeout: 20) { entries(dir + "/done").isEmpty && entries(dir + "/new").isEmpty })
+        #expect(entries(dir + "/keys").count == 3, "the keys stay")
+        for k in ["r1", "r2", "r3"] {
+            #expect(try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)).stdout == "duplicate \(k)\n")
+        }
+        // A new key is delivered and purged too; the purged count is logged.
+        _ = try spool("enqueue", "--key", "r4", "-", dir: dir, stdin: Data("{}".utf8))
+        #expect(waitUntil(timeout: 20) { entries(dir + "/keys").count == 4 && entries(dir + "/done").isEmpty && entries(dir + "/new").isEmpty })
+        consumer.signal(SIGTERM)
+        #expect(consumer.wait(timeout: 30).status == 0)
+        // `purge KEY` forgets a kept key: the key is accepted again.
+        let forgot = try spool("purge", "r1", dir: dir)
+        #expect(forgot.status == 0 && forgot.stdout == "forgot the kept key r1\n", "\(forgot.stdout)\(forgot.stderr)")
+        #expect(try spool("enqueue", "--key", "r1", "-", dir: dir, stdin: Data("{}".utf8)).stdout == "accepted r1\n")
+    }
+
+    @Test func purgeKeepsKeysOnRequestAndSaysWhatItRemoved() throws {
+        let dir = makeTempDir() + "/s"
+        for k in ["a", "b"] { _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)) }
+        #expect(try spool("consume", "--exec", "true", "--drain", dir: dir).status == 0)
+        let r = try spool("purge", "--older-than", "0s", "--keep-keys", "1d", "--verbose", dir: dir)
+        #expect(r.status == 0)
+        #expect(Set(r.stdout.split(separator: "\n").dropLast()) == ["purged a", "purged b"] && r.stdout.hasSuffix("purged 2 items\n"), "\(r.stdout)")
+        #expect(try spool("enqueue", "--key", "a", "-", dir: dir, stdin: Data("{}".utf8)).stdout == "duplicate a\n")
+        #expect(try spool("show", "a", dir: dir).status == 1)
+        // Usage errors.
+        for bad in [["purge", "--keep-keys", "1d", "a"], ["purge", "--older-than", "2d", "--keep-keys", "1d"],
+                    ["consume", "--exec", "true", "--keep-keys", "1d"], ["consume", "--exec", "true", "--retain-done", "2d", "--keep-keys", "1d"],
+                    ["consume", "--exec", "true", "--retain-done", "0s"]] {
+            let u = try spool(bad, dir: dir)
+            #expect(u.status == 64 && u.stderr.hasPrefix("spool: --"), "\(bad): \(u.stderr)")
+        }
+    }
+
+    @Test func theQueueTableCarriesRetention() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", config = base + "/spool.toml"
+        try Data("""
+            [queue.default]
+            exec = "true"
+            retain_done = "1s"
+            keep_keys = "1h"
+            """.utf8).write(to: URL(fileURLWithPath: config))
+        _ = try spool("enqueue", "--key", "t1", "-", dir: dir, stdin: Data("{}".utf8))
+        let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--config", config])
+        defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
+        #expect(consumer.waitFor(timeout: 20) { consumer.stderr.contains("retention: purged 1 done item") })
+        #expect(try spool("enqueue", "--key", "t1", "-", dir: dir, stdin: Data("{}".utf8)).stdout == "duplicate t1\n")
+        try Data("[queue.default]\nexec = \"true\"\nkeep_keys = \"1h\"\n".utf8).write(to: URL(fileURLWithPath: config))
+        let r = try spool("consume", "--config", config, "--drain", dir: dir)
+        #expect(r.status == 1 && r.stderr.contains("3:1") && r.stderr.contains("'keep_keys' needs 'retain_done'"), "\(r.stderr)")
     }
 }
