@@ -243,6 +243,7 @@ def cluster(a, work, cmd_for, procs):
     procs.start([a.spool, "--dir", ing, "consume", "--nats", ",".join(urls), "--subject", SUBJECT, "--nats-stream", STREAM],
                 os.path.join(work, "bridge.log"))
     out = os.path.join(work, "stamps")
+    subprocess.run([a.spool, "--dir", wrk, "init"], check=True, capture_output=True)
     procs.start([a.spool, "--dir", wrk, "pull", "--nats", ",".join(urls), "--stream", STREAM, "--consumer", "W",
                  "--create-consumer"], os.path.join(work, "pull.log"))
     procs.start([a.spool, "--dir", wrk, "consume", "--exec", cmd_for(out)], os.path.join(work, "worker-consume.log"))

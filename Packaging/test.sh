@@ -43,6 +43,8 @@ echo "== install, serve, remove"
 dpkg -i "$DEB" >/dev/null
 getent passwd spool >/dev/null && ok "the spool user exists" || bad "no spool user"
 [ "$(stat -c '%U %a' /var/lib/spool)" = "spool 700" ] && ok "/var/lib/spool is spool's, mode 700" || bad "/var/lib/spool: $(stat -c '%U %a' /var/lib/spool)"
+[ "$(cat /var/lib/spool/format 2>/dev/null)" = 2 ] && [ "$(stat -c %U /var/lib/spool/new)" = spool ] \
+    && ok "postinst made /var/lib/spool a format 2 spool owned by spool" || bad "postinst did not make the spool"
 /usr/bin/spool --version | grep -q "spool $VERSION" && ok "$(/usr/bin/spool --version)" || bad "installed --version"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 W=$(mktemp -d)

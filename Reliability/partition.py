@@ -120,6 +120,7 @@ def main():
         asyncio.run(create_stream(urls))
         d = os.path.join(work, "s")
         err = os.path.join(work, "consume.log")
+        subprocess.run([a.spool, "--dir", d, "init"], check=True, capture_output=True)
         consume = subprocess.Popen([a.spool, "--dir", d, "consume", "--nats", ",".join(urls), "--subject", "hooks.in",
                                     "--nats-stream", "HOOKS", "--concurrency", "8", "--timeout", "2s",
                                     "--backoff", "100ms", "--max-backoff", "1s"],

@@ -62,7 +62,7 @@ def main():
                 env = dict(os.environ, LD_PRELOAD=shim, FAULT_CALL=call, FAULT_NTH=str(nth), FAULT_ROOT=d, **extra)
                 # The spool exists before the faults start (creating it writes its format file: a fault there only
                 # stops `serve` from starting, with an error), so that they hit the requests.
-                subprocess.run([args.spool, "--dir", d, "stats"], check=True, capture_output=True)
+                subprocess.run([args.spool, "--dir", d, "init"], check=True, capture_output=True)
                 # Ingress.
                 srv, port = serve(args.spool, d, env)
                 keys = [f"k{i}" for i in range(args.positions + 4)]

@@ -73,7 +73,11 @@ struct Context: Sendable {
     /// The one queue a command acts on.
     var queue: String { queues.first ?? QueueName.defaultName }
 
-    func openSpool(flush: FlushMode = .auto) throws -> Spool { try Spool(path: dir, queue: queue, flush: flush) }
+    /// Opens the spool. Only the commands that store items (`serve`, `enqueue`, `pull`, `reconcile`) and `init`
+    /// create one; the others refuse a directory that is not a spool, so a mistyped `--dir` is an error, not zeros.
+    func openSpool(create: Bool = false, flush: FlushMode = .auto) throws -> Spool {
+        try Spool(path: dir, queue: queue, create: create, flush: flush)
+    }
 }
 
 public enum CLI {

@@ -6,7 +6,7 @@ import SpoolWire
 
 extension CLI {
     static let operatorCommands: [Command] = [enqueueCommand, lsCommand, showCommand, statsCommand, retryCommand, purgeCommand, recoverCommand,
-                                              migrateCommand, validateCommand, pauseCommand, resumeCommand, replayCommand]
+                                              migrateCommand, validateCommand, pauseCommand, resumeCommand, replayCommand, initCommand]
 
     static let enqueueCommand = Command(
         name: "enqueue", summary: "add a payload to the spool (same path as the ingress)",
@@ -41,7 +41,7 @@ extension CLI {
             }
             var headers: [(String, String)] = []
             if let ct = args.value("--content-type") { headers.append(("content-type", ct)) }
-            let spool = try ctx.openSpool()
+            let spool = try ctx.openSpool(create: true)
             let outcome = try spool.enqueue(key: key, payload: body, headers: headers, source: .enqueue, queues: ctx.queues)
             ctx.console.out("\(outcome.rawValue) \(logSafe(key.value))")
             return 0
@@ -436,6 +436,22 @@ extension CLI {
         ctx.console.out("\(pause ? "paused" : "resumed") \(spool.queue)")
         return 0
     }
+
+    static let initCommand = Command(
+        name: "init", summary: "create a spool directory (and a queue's directories)",
+        description: """
+        Creates the spool directory (mode 0700) in the current format, and the directories of --queue.
+        Does nothing to a spool that exists. serve, enqueue, pull and reconcile create the spool on first
+        use; every other command refuses a directory that is not a spool, so a mistyped --dir is an error.
+        """,
+        options: [],
+        examples: [("sudo -u spool spool init --dir /var/lib/spool", "what the Debian package's postinst does")],
+        run: { args, ctx in
+            guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+            let spool = try ctx.openSpool(create: true)
+            ctx.console.out("spool directory \(ctx.dir) is ready (format \(Spool.formatVersion), queue \(spool.queue))")
+            return 0
+        })
 
     static let pauseCommand = Command(
         name: "pause", summary: "stop a queue's consumers from starting attempts",

@@ -66,7 +66,7 @@ extension CLI {
             if e.kind == .configuration { throw UsageError(e.message) }
             throw CommandFailure(message: e.message)
         }
-        let spool = try ctx.openSpool()
+        let spool = try ctx.openSpool(create: true)
         for line in spool.recover().lines { log("recover: \(line)") }
         let connection = try NATSConnection(options: options, log: log)
         let stop = try Wakeup()

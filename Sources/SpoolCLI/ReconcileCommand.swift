@@ -104,7 +104,7 @@ extension CLI {
                                              env: ctx.console.environment, caOption: "--ca-file")
         let endpoint = client.endpoint
         let log = logger(ctx.console, component: "reconcile")
-        let spool = try ctx.openSpool()
+        let spool = try ctx.openSpool(create: true)
         // An enqueue of ours cut short (a SIGKILL between its marker and its rename) is finished before we look.
         for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
         let stop = try Wakeup()

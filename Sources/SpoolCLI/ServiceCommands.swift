@@ -673,7 +673,7 @@ extension CLI {
                             http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?,
                             metrics: ListenAddress? = nil,
                             reconcile: (JSON2VideoClient, ReconcileConfiguration)? = nil) throws -> Int32 {
-        let spool = try ctx.openSpool(flush: flush)
+        let spool = try ctx.openSpool(create: true, flush: flush)
         let log = logger(ctx.console, component: "serve")
         let report = spool.recover()
         for line in report.lines { log("recover: \(line)") }

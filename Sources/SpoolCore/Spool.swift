@@ -131,7 +131,7 @@ public final class Spool: Sendable {
             let o = try sys("stat spool directory \(path)") { () throws(Errno) in try rootFD.stat() }
             guard o.sameFile(as: st) else { throw SpoolError.unsafeDirectory("spool directory \(path) changed while it was opened") }
             try Spool.checkSafe(o, what: "spool directory", path: path)
-            try SpoolFormat.ensure(root: rootFD, path: path)
+            try SpoolFormat.ensure(root: rootFD, path: path, create: create)
             tmp = try Spool.openSubdirectory(Spool.tmpDir, in: rootFD, path: path, &opened)
             keys = try Spool.openSubdirectory(Spool.keysDir, in: rootFD, path: path, &opened)
             queuesRoot = try Spool.openSubdirectory(Spool.queuesDir, in: rootFD, path: path, &opened)
@@ -204,7 +204,9 @@ public final class Spool: Sendable {
 
     /// The root's status, creating the directory first when it is missing and `create` is set.
     static func statOrCreate(_ path: String, create: Bool) throws(SpoolError) -> FileStat {
-        do throws(Errno) { return try FS.stat(path) } catch where error == .noEntry && create {
+        do throws(Errno) { return try FS.stat(path) } catch where error == .noEntry && !create {
+            throw .notASpool(path: path, missing: true)
+        } catch where error == .noEntry && create {
             try sys("create spool directory \(path)") { () throws(Errno) in
                 do throws(Errno) { try FS.mkdir(path, in: .cwd, mode: 0o700) } catch where error == .exists {}
             }

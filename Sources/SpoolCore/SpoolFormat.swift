@@ -37,12 +37,14 @@ public enum SpoolFormat {
 
     /// Checks that the spool at `root` is format 2, making a new one format 2 (durably: the guard file, then the
     /// format file, each written, flushed and linked into place, then the root flushed).
-    static func ensure(root: FileDescriptor, path: String) throws(SpoolError) {
+    /// Without `create`, a root with no spool in it is refused (`notASpool`).
+    static func ensure(root: FileDescriptor, path: String, create: Bool = true) throws(SpoolError) {
         switch try detect(root: root) {
         case .version(Spool.formatVersion): return
         case .version(let v): throw .unsupportedFormat(path: path, found: v)
         case .version1: throw .needsMigration(path: path, found: 1)
         case .empty:
+            guard create else { throw .notASpool(path: path, missing: false) }
             try writeFile(Spool.guardFile, guardText, in: root)
             try writeFile(Spool.formatFile, Array("\(Spool.formatVersion)\n".utf8), in: root)
             // Another process may have made it something else in the meantime: check what is there now.

@@ -195,6 +195,15 @@ import SpoolTestSupport
 
     @Test func runtimeFailuresExit1WithOneLine() throws {
         let dir = makeTempDir()
+        // A directory that is not a spool is refused by every command that does not store items (issue 25):
+        // a mistyped --dir must not read as an empty queue.
+        for args in [["show", "missing"], ["ls"], ["stats"], ["retry", "--all-failed"], ["consume", "--exec", "true", "--drain"], ["pause"]] {
+            let m = cli(["--dir", dir + "/s"] + args)
+            #expect(m.code == 1 && m.err == "error: \(dir)/s does not exist; 'spool init --dir \(dir)/s' creates one (serve and enqueue do on first use)\n", "\(args): \(m.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/s"))
+        #expect(cli(["--dir", dir + "/s", "init"]).out == "spool directory \(dir)/s is ready (format 2, queue default)\n")
+        #expect(cli(["--dir", dir + "/s", "init"]).code == 0, "init is idempotent")
         let r = cli(["--dir", dir + "/s", "show", "missing"])
         #expect(r.code == 1 && r.err == "error: no such item: missing\n")
         chmod(dir, 0o777)
@@ -206,6 +215,10 @@ import SpoolTestSupport
         let hint = try #require(u.err.split(separator: "\n")[0].components(separatedBy: "; run: ").last)
         #expect(hint == "chmod go-w \(dir)/open")
         #expect(try runProcess("/bin/sh", ["-c", hint]).status == 0)
+        let empty = cli(["--dir", dir + "/open", "ls"])
+        #expect(empty.code == 1 && empty.err.contains("\(dir)/open is not a spool directory (it has no 'format' file)"), "\(empty.err)")
+        #expect(entries(dir + "/open").isEmpty, "nothing was created in it")
+        #expect(cli(["--dir", dir + "/open", "enqueue", "--key", "x", "-"], stdin: [0x7B, 0x7D]).code == 0)
         #expect(cli(["--dir", dir + "/open", "ls"]).code == 0)
         let noKey = cli(["--dir", dir + "/s", "enqueue", "-"], stdin: Array(#"{"x":1}"#.utf8))
         #expect(noKey.code == 1 && noKey.err.contains("no key found; tried movie.project, project"))

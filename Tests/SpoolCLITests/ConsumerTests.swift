@@ -228,7 +228,7 @@ import SpoolSystem
     @Test func newItemsArePickedUpQuicklyWithoutPolling() throws {
         let dir = makeTempDir() + "/s"
         let log = dir + ".log"
-        _ = try spool("stats", dir: dir)
+        _ = try spool("init", dir: dir)
         let c = try Child(spoolBin, ["--dir", dir, "consume", "--exec", "date +%s%N >> \(log)", "--poll-interval", "1h"])
         #expect(c.waitFor { c.stderr.contains("started") })
         usleep(200_000)

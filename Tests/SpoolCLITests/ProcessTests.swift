@@ -9,7 +9,7 @@ import SpoolCore
 @Suite(.serialized) struct ProcessTests {
     @Test func racingEnqueuersAcceptEachKeyExactlyOnceWhileConsumersRun() throws {
         let dir = makeTempDir() + "/s"
-        _ = try spool("stats", dir: dir)
+        _ = try spool("init", dir: dir)
         let log = dir + ".log"
         let consumers = try (0..<2).map { _ in
             try Child(spoolBin, ["--dir", dir, "consume", "--exec", "echo $SPOOL_KEY >> \(log)", "--concurrency", "2"])

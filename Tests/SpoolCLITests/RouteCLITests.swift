@@ -110,6 +110,7 @@ import SpoolSystem
     @Test func pauseStopsStartsAndResumeRestartsThem() throws {
         let base = makeTempDir()
         let dir = base + "/s", log = base + "/handled"
+        #expect(try spool("init", dir: dir).status == 0)
         #expect(try spool("pause", "video", dir: dir).stdout == "paused video\n")
         let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--queue", "video", "--exec", "echo $SPOOL_KEY >> \(log)"])
         defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
@@ -216,6 +217,7 @@ import SpoolSystem
     @Test func delayHoldsTheFirstAttempt() throws {
         let base = makeTempDir()
         let dir = base + "/s", log = base + "/starts"
+        #expect(try spool("init", dir: dir).status == 0)
         let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--delay", "2s", "--exec", "date +%s%N >> \(log)"])
         defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
         #expect(consumer.waitFor { consumer.stderr.contains("started on") })
