@@ -668,6 +668,17 @@ extension CLI {
         return m
     }
 
+    /// 127.0.0.0/8, ::1 and localhost: addresses only this machine reaches.
+    static func isLoopback(_ host: String) -> Bool {
+        host.hasPrefix("127.") || host == "::1" || host == "[::1]" || host == "localhost"
+    }
+
+    /// True when some webhook path takes requests without a token or a signature.
+    static func acceptsAnyone(_ ingress: IngressConfiguration) -> Bool {
+        if ingress.routes.isEmpty { return ingress.token == nil && ingress.signature == nil }
+        return ingress.routes.contains { $0.token == nil && $0.signature == nil }
+    }
+
     /// Opens the spool, binds, and serves until SIGTERM/SIGINT.
     static func startServer(_ ctx: Context, listen: ListenAddress, ingress: IngressConfiguration,
                             http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?,
@@ -678,6 +689,10 @@ extension CLI {
         let report = spool.recover()
         for line in report.lines { log("recover: \(line)") }
         let handler = try IngressHandler(spool: spool, configuration: ingress)
+        // Starting is not refused (the file system may become writable, and /healthz says 503 meanwhile), but said.
+        if !spool.probeWritable() {
+            log("warning: cannot write to the spool directory \(ctx.dir): every webhook is answered 503 until it is writable")
+        }
         if let v = ingress.signature {
             let tolerance = v.scheme.signsTimestamp ? ", tolerance \(v.toleranceSeconds)s" : ""
             log("verifying \(v.scheme.rawValue) signatures with \(v.keyCount) secret\(v.keyCount == 1 ? "" : "s")\(tolerance)")
@@ -698,6 +713,9 @@ extension CLI {
             }
         } catch {
             throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")
+        }
+        if passed.webhook == nil && !isLoopback(listen.host) && acceptsAnyone(ingress) {
+            log("warning: listening on \(listenText) without a token or --verify\(ingress.routes.isEmpty ? "" : " on some route"): anyone who can reach it can enqueue webhooks (--token-file, --verify, or a route's token_file)")
         }
         var probes: (server: HTTPServer, port: UInt16)? = nil
         if metrics != nil || passed.metrics != nil {

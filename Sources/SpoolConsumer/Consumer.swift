@@ -86,6 +86,9 @@ public final class Consumer: Sendable {
         var cannotRunUntil: Int64?
         var cannotRunBackoff: Int64 = 500_000_000
         var fatal: String?
+        /// The last claim error while claims keep failing (a read-only or failing file system), and when it was logged.
+        var claimError: String?
+        var claimErrorLoggedAt: Int64 = 0
     }
 
     public init(spool: Spool, processor: any ItemProcessor, configuration: ConsumerConfiguration, log: @escaping ConsumerLog) throws {
@@ -342,9 +345,32 @@ public final class Consumer: Sendable {
         do {
             while items.count < count, let item = try spool.claim(policy: config.policy, delayNanos: config.delayNanos) { items.append(item) }
         } catch {
-            log("claim failed: \(error)")
+            claimFailed(error)
+            return items
+        }
+        if state.withLock({ st -> Bool in defer { st.claimError = nil }; return st.claimError != nil }) {
+            log("claims work again")
         }
         return items
+    }
+
+    /// A claim that failed (EROFS, EIO, EACCES ...): for `--drain` and `--once` an error (the CLI exits 1); a
+    /// long-running consumer logs it (once a minute while it repeats) and looks at `new/` afresh at its next wake-up
+    /// (within a second), so a due item is claimed as soon as the error clears, with no new webhook needed.
+    private func claimFailed(_ error: SpoolError) {
+        let text = "\(error)"
+        let finite = config.mode != .forever
+        let shouldLog = state.withLock { st -> Bool in
+            let now = monotonicNanos()
+            let repeated = st.claimError == text && now - st.claimErrorLoggedAt < 60_000_000_000
+            st.claimError = text
+            if !repeated { st.claimErrorLoggedAt = now }
+            if finite && st.fatal == nil { st.fatal = "claim failed: \(text)" }
+            return !repeated
+        }
+        spool.noteNewItems()
+        if shouldLog { log("claim failed: \(text)" + (finite ? "; stopping" : "; trying again every second")) }
+        if finite { stop() }
     }
 
     private func attempt(_ items: [ClaimedItem]) {

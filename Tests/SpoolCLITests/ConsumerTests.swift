@@ -245,3 +245,76 @@ import SpoolSystem
         #expect(delays.sorted()[2] < 0.5, "median pickup \(delays)")
     }
 }
+
+/// Whether `chattr +i` works here (root with CAP_LINUX_IMMUTABLE on ext4, XFS or btrfs): an immutable `new/` makes
+/// every claim's rename fail with EPERM, even for root, the way a read-only remount makes it fail with EROFS.
+func immutableDirectoriesWork() -> Bool {
+    let d = makeTempDir() + "/probe"
+    guard (try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: false)) != nil,
+          (try? runProcess("/usr/bin/chattr", ["+i", d]))?.status == 0 else { return false }
+    let created = FileManager.default.createFile(atPath: d + "/f", contents: nil)
+    _ = try? runProcess("/usr/bin/chattr", ["-i", d])
+    return !created
+}
+
+/// Issue 25: on a spool whose `new/` cannot be changed, `--drain` and `--once` exit 1 (they used to exit 0 and 3);
+/// a long-running consumer claims the due item within a second of the error clearing, without a new webhook.
+@Suite struct ClaimErrorTests {
+    @Test(.enabled(if: immutableDirectoriesWork(), "needs chattr +i (root on ext4)"))
+    func claimErrorsAreErrorsAndAConsumerRecoversWithoutANewWebhook() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try spool("enqueue", "--key", "k1", "-", dir: dir, stdin: Data("{}".utf8))
+        #expect(try runProcess("/usr/bin/chattr", ["+i", dir + "/new"]).status == 0)
+        var locked = true
+        defer { if locked { _ = try? runProcess("/usr/bin/chattr", ["-i", dir + "/new"]) } }
+        for mode in ["--drain", "--once"] {
+            let r = try spool("consume", "--exec", "true", mode, dir: dir)
+            #expect(r.status == 1 && r.stderr.contains("error: claim failed: ") && r.stderr.contains("Operation not permitted"), "\(mode): \(r.status) \(r.stderr)")
+        }
+        let consumer = try Child(spoolBin, ["--dir", dir, "consume", "--exec", "true"])
+        defer { consumer.signal(SIGKILL); _ = consumer.wait(timeout: 10) }
+        #expect(consumer.waitFor { consumer.stderr.contains("claim failed:") && consumer.stderr.contains("trying again every second") })
+        // The error repeats every second; it is logged once.
+        usleep(2_500_000)
+        #expect(consumer.stderr.components(separatedBy: "claim failed:").count == 2, "\(consumer.stderr)")
+        #expect(try runProcess("/usr/bin/chattr", ["-i", dir + "/new"]).status == 0)
+        locked = false
+        let cleared = Date()
+        #expect(waitUntil(timeout: 10) { entries(dir + "/done") == ["k1"] })
+        #expect(Date().timeIntervalSince(cleared) < 3, "claimed within a second or two of the error clearing")
+        #expect(consumer.waitFor { consumer.stderr.contains("claims work again") })
+        consumer.signal(SIGTERM)
+        #expect(consumer.wait(timeout: 30).status == 0)
+    }
+}
+
+/// Issue 25: `serve` says at start when anyone who reaches it can enqueue, and when it cannot write to the spool.
+@Suite struct ServeStartWarningTests {
+    func startAndStop(_ args: [String], dir: String) throws -> String {
+        let c = try Child(spoolBin, ["--dir", dir, "serve"] + args)
+        defer { c.signal(SIGKILL); _ = c.wait(timeout: 10) }
+        #expect(c.waitFor { c.stdout.contains("listening on") })
+        c.signal(SIGTERM)
+        #expect(c.wait(timeout: 20).status == 0)
+        return c.stderr
+    }
+
+    @Test func anOpenListenerWithoutATokenIsSaid() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", token = base + "/token"
+        try Data("t0ken\n".utf8).write(to: URL(fileURLWithPath: token))
+        chmod(token, 0o600)
+        #expect(try startAndStop(["--listen", "0.0.0.0:0"], dir: dir).contains("warning: listening on 0.0.0.0:"))
+        #expect(!(try startAndStop(["--listen", "0.0.0.0:0", "--token-file", token], dir: dir)).contains("warning"))
+        #expect(!(try startAndStop(["--listen", "127.0.0.1:0"], dir: dir)).contains("warning"))
+    }
+
+    @Test(.enabled(if: immutableDirectoriesWork(), "needs chattr +i (root on ext4)"))
+    func anUnwritableSpoolIsSaid() throws {
+        let dir = makeTempDir() + "/s"
+        _ = try spool("init", dir: dir)
+        #expect(try runProcess("/usr/bin/chattr", ["+i", dir + "/tmp"]).status == 0)
+        defer { _ = try? runProcess("/usr/bin/chattr", ["-i", dir + "/tmp"]) }
+        #expect(try startAndStop(["--listen", "127.0.0.1:0"], dir: dir).contains("warning: cannot write to the spool directory \(dir)"))
+    }
+}
