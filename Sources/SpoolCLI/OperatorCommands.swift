@@ -189,6 +189,7 @@ extension CLI {
                 "attempts:    \(info.meta?.attempts ?? 0)",
             ]
             if info.state == .new, info.dueAtNanos > now { lines.append("next_attempt_at: \(RFC3339.format(nanos: info.dueAtNanos))") }
+            if info.state == .done || info.state == .failed, let f = info.finishedAtNanos { lines.append("finished_at: \(RFC3339.format(nanos: f))") }
             if let m = info.meta {
                 // Metadata comes from the disk, headers from the network, last_error from a handler: escaped.
                 if let c = m.claimedBy, info.state == .claimed { lines.append("claimed_by:  \(logSafe(c))") }

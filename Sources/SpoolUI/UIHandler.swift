@@ -146,7 +146,7 @@ public final class UIHandler: HTTPHandler {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "/-._~%".utf8.contains(b)
         }
         let path = safe && head.path.hasPrefix("/") && !head.path.hasPrefix("//") ? head.path : "/"
-        return HTTPResponse(status: 303, headers: [
+        return HTTPResponse(status: .seeOther, headers: [
             ("Location", path),
             ("Set-Cookie", "\(Self.cookieName)=\(sessionSecret); Path=/; HttpOnly; SameSite=Strict"),
             ("Content-Type", "text/plain; charset=utf-8"),
@@ -213,7 +213,7 @@ public final class UIHandler: HTTPHandler {
         default:
             throw .notFound("no such action")
         }
-        return HTTPResponse(status: 303, headers: [("Location", back), ("Content-Type", "text/plain; charset=utf-8")], body: Array("done\n".utf8))
+        return HTTPResponse(status: .seeOther, headers: [("Location", back), ("Content-Type", "text/plain; charset=utf-8")], body: Array("done\n".utf8))
     }
 
     /// The hidden `key` field holds the key percent-encoded (so a form round-trip cannot alter it).

@@ -8,6 +8,7 @@ public struct HTTPStatus: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     public static let `continue`: HTTPStatus = 100
     public static let ok: HTTPStatus = 200
+    public static let seeOther: HTTPStatus = 303
     public static let badRequest: HTTPStatus = 400
     public static let unauthorized: HTTPStatus = 401
     public static let notFound: HTTPStatus = 404
@@ -41,6 +42,7 @@ public struct HTTPStatus: Sendable, Hashable, Comparable, CustomStringConvertibl
         case 204: return "No Content"
         case 301: return "Moved Permanently"
         case 302: return "Found"
+        case 303: return "See Other"
         case 304: return "Not Modified"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"

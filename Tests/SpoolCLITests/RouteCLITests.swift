@@ -299,6 +299,7 @@ import SpoolSystem
         let dir = makeTempDir() + "/s"
         for k in ["a", "b"] { _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)) }
         #expect(try spool("consume", "--exec", "true", "--drain", dir: dir).status == 0)
+        #expect(try spool("show", "a", dir: dir).stdout.contains("\nfinished_at: 20"), "show's text has finished_at, as --json does")
         let r = try spool("purge", "--older-than", "0s", "--keep-keys", "1d", "--verbose", dir: dir)
         #expect(r.status == 0)
         #expect(Set(r.stdout.split(separator: "\n").dropLast()) == ["purged a", "purged b"] && r.stdout.hasSuffix("purged 2 items\n"), "\(r.stdout)")

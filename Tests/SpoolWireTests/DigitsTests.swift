@@ -22,3 +22,15 @@ import SpoolWire
         #expect(i == Array("42".utf8))
     }
 }
+
+/// Every status spool sends has its RFC 9110 reason phrase (the UI's redirect once went out as `303 Status`).
+@Suite struct HTTPStatusPhraseTests {
+    @Test func everyStatusWeSendHasItsPhrase() {
+        let sent: [HTTPStatus] = [.ok, .seeOther, .badRequest, .unauthorized, .notFound, .methodNotAllowed, .requestTimeout,
+                                  .lengthRequired, .contentTooLarge, .uriTooLong, .unsupportedMediaType, .expectationFailed,
+                                  .unprocessableContent, .requestHeaderFieldsTooLarge, .internalServerError, .notImplemented,
+                                  .serviceUnavailable, .httpVersionNotSupported, 202, 204]
+        for s in sent { #expect(s.reasonPhrase != "Status", "\(s.code)") }
+        #expect(HTTPStatus.seeOther.reasonPhrase == "See Other")
+    }
+}
