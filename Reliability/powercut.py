@@ -101,10 +101,13 @@ def one_round(n, args, work):
             elif got != body: damaged.append(key)
         except FileNotFoundError:
             lost.append(key)
-    present = os.listdir(os.path.join(spool_dir, "new"))
+    # Without fsync (the control run) the cut can lose the spool's own directories; recover then refuses the
+    # directory (it is no longer a spool) and everything in it counts as lost.
+    listing = lambda d: os.listdir(d) if os.path.isdir(d) else []
+    present = listing(os.path.join(spool_dir, "new"))
     for name in present:
         if load.sent.get(name) != payload_or_damage(os.path.join(spool_dir, "new", name)): foreign.append(name)
-    leftovers = os.listdir(os.path.join(spool_dir, "tmp"))
+    leftovers = listing(os.path.join(spool_dir, "tmp"))
     run("umount", mnt)
     os.remove(img)
     return {"round": n, "acked": len(load.acked), "sent": len(load.sent), "present": len(present),

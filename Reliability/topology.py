@@ -185,7 +185,7 @@ def longest_pause(logs, start, end):
     for path in logs:
         for line in open(path, errors="replace"):
             if "outcome=done" not in line: continue
-            ts = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+            ts = datetime.datetime.strptime(line.split()[0].removeprefix("ts="), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
             if start <= ts <= end: times.append(ts)
     times.sort()
     return max(b - a for a, b in zip(times, times[1:]))

@@ -69,6 +69,15 @@ struct Context: Sendable {
     let dir: String
     /// `--queue` as given (several only for `enqueue`); empty: `default`.
     var queues: [String] = []
+    /// `--log-format`, `--log-level`, `--access-log` of a long-running command.
+    var logging = LogSettings()
+
+    /// This context with the logging options of a long-running command.
+    func withLogging(_ args: ParsedArguments, accessLog: Bool = false) throws(UsageError) -> Context {
+        var c = self
+        c.logging = try LogSettings.parse(args, accessLog: accessLog)
+        return c
+    }
 
     /// The one queue a command acts on.
     var queue: String { queues.first ?? QueueName.defaultName }

@@ -37,12 +37,12 @@ extension CLI {
             .value("--ca-file", "FILE", default: "the system's roots", help: "TLS: trust only the CAs in this PEM file"),
             .value("--client-cert", "FILE", help: "TLS: certificate chain to present"),
             .value("--client-key", "FILE", help: "TLS: its private key (not readable by others)"),
-        ],
+        ] + LogSettings.options,
         environment: [
             EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
             EnvironmentVariable("SPOOL_NATS_PASSWORD", "the password for --nats-user when --nats-password is not given"),
         ],
-        run: { args, ctx in try runPull(args, ctx) })
+        run: { args, ctx in try runPull(args, ctx.withLogging(args)) })
 
     static func runPull(_ args: ParsedArguments, _ ctx: Context) throws -> Int32 {
         guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
@@ -60,7 +60,7 @@ extension CLI {
             throw UsageError("--client-cert and --client-key go together")
         }
         do throws(BridgeError) { try config.validate() } catch { throw UsageError(error.message) }
-        let log = logger(ctx.console, component: "pull")
+        let log = logger(ctx, component: "pull")
         let options: NATSConnectionOptions
         do { options = try natsOptions(args, env: ctx.console.environment, urls: url, timeout: 10_000_000_000) } catch let e as BridgeError {
             if e.kind == .configuration { throw UsageError(e.message) }

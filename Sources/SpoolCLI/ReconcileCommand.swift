@@ -33,9 +33,9 @@ extension CLI {
             .repeated("--match-client-data", "PATH=VALUE", help: "only movies whose client-data at the dotted PATH is VALUE; repeat: all must match"),
             .value("--max-requests-per-minute", "N", default: "30", help: "requests start at least 60s/N apart"),
             .value("--timeout", "D", default: "30s", help: "limit of one request: connect, send, response"),
-        ],
+        ] + LogSettings.options,
         environment: [EnvironmentVariable("SPOOL_LIBSSL", "the libssl.so.3 to load for https:// (default: the system's)")],
-        run: { args, ctx in try runReconcile(args, ctx) })
+        run: { args, ctx in try runReconcile(args, ctx.withLogging(args)) })
 
     static func reconcileConfiguration(_ args: ParsedArguments) throws(UsageError) -> ReconcileConfiguration {
         guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
@@ -103,7 +103,7 @@ extension CLI {
         let client = try makeReconcileClient(keyFile: keyFile, apiURL: apiURL, caFile: args.value("--ca-file"), timeout: timeout,
                                              env: ctx.console.environment, caOption: "--ca-file")
         let endpoint = client.endpoint
-        let log = logger(ctx.console, component: "reconcile")
+        let log = logger(ctx, component: "reconcile")
         let spool = try ctx.openSpool(create: true)
         // An enqueue of ours cut short (a SIGKILL between its marker and its rename) is finished before we look.
         for line in spool.recoverInterruptedWrites().lines { log("recover: \(line)") }
@@ -179,8 +179,8 @@ extension CLI {
     }
 
     static func startServeReconcile(_ setup: (JSON2VideoClient, ReconcileConfiguration), spool: Spool, handler: IngressHandler,
-                                    console: Console) {
-        let log = logger(console, component: "reconcile")
+                                    ctx: Context) {
+        let log = logger(ctx, component: "reconcile")
         let pause: (Int64) -> Bool = { nanos in sleep(nanoseconds: max(0, nanos)); return true }
         let reconciler = Reconciler(spool: spool, pager: setup.0, configuration: setup.1, log: log, pause: pause)
         handler.setExtraMetrics { reconciler.metricsText() }

@@ -14,23 +14,10 @@ extension CLI {
     /// Long-running commands (`serve`, `consume`).
     static let serviceCommands: [Command] = [serveCommand, consumeCommand, pullCommand, reconcileCommand, uiCommand]
 
-    /// One timestamped line on stderr, written with a single write(2) so lines of threads never interleave.
-    static func logger(_ console: Console, component: String) -> @Sendable (String) -> Void {
-        let clock = SystemClock()
-        // Each line of a call gets the prefix; the call is one write (a batch of attempts is one call).
-        return { text in
-            var prefix: [UInt8] = []
-            RFC3339.append(nanos: clock.nowNanos(), to: &prefix)
-            prefix.append(0x20); prefix.append(contentsOf: component.utf8); prefix.append(0x20)
-            var out = prefix
-            out.reserveCapacity(text.utf8.count + 2 * prefix.count)
-            for b in text.utf8 {
-                out.append(b)
-                if b == 0x0A { out.append(contentsOf: prefix) }
-            }
-            out.append(0x0A)
-            console.writeErr(out)
-        }
+    /// The command's log function (`--log-format`, `--log-level`: `LogSettings`): each call is one write(2), so
+    /// lines of threads never interleave.
+    static func logger(_ ctx: Context, component: String) -> @Sendable (String) -> Void {
+        ctx.logging.logger(ctx.console, component: component)
     }
 
     static let consumeCommand = Command(
@@ -132,7 +119,7 @@ extension CLI {
                 stays in new/ for a later run (ls shows when: "retry in 0.4s")
                 """),
             .flag("--once", help: "process at most one item; exit 3 if there was none"),
-        ],
+        ] + LogSettings.options,
         environment: [
             EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
             EnvironmentVariable("SPOOL_NATS_PASSWORD", "the password for --nats-user when --nats-password is not given"),
@@ -146,10 +133,11 @@ extension CLI {
             ("spool consume --queue billing --config /etc/spool/spool.toml", "the [queue.billing] table's settings"),
         ],
         run: { given, ctx in
+            let ctx = try ctx.withLogging(given)
             let args = try withQueueSettings(given, ctx)
             let sink = try parseSink(args)
             let (config, timeout) = try parseConsumerConfiguration(args, sink: sink)
-            let log = logger(ctx.console, component: "consume")
+            let log = logger(ctx, component: "consume")
             // Sink configuration is checked before the spool is touched: a typo is a usage error (exit 64).
             let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, maxAttempts: config.policy.maxAttempts, log: log)
             if args.value("--on-failed") == "" { throw UsageError("--on-failed CMD needs a command") }
@@ -482,7 +470,7 @@ extension CLI {
                 file system); auto: per batch, whichever has measured cheaper lately
                 (syncfs only on Linux 5.8+, where it reports write errors)
                 """),
-        ] + serveReconcileOptions(),
+        ] + serveReconcileOptions() + LogSettings.options + [LogSettings.accessLogOption],
         environment: [
             EnvironmentVariable("SPOOL_TOKEN", "the token to require when --token-file is not given"),
             EnvironmentVariable("SPOOL_CONFIG", "the configuration file when --config is not given"),
@@ -495,6 +483,7 @@ extension CLI {
              "HTTPS, accepting only webhooks signed the Standard Webhooks way"),
         ],
         run: { args, ctx in
+            let ctx = try ctx.withLogging(args, accessLog: true)
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             let config = try configPath(args, ctx).map { try loadConfiguration($0) }
             let listen = try parseListen(args.value("--listen") ?? config?.listen ?? "127.0.0.1:8080")
@@ -685,7 +674,7 @@ extension CLI {
                             metrics: ListenAddress? = nil,
                             reconcile: (JSON2VideoClient, ReconcileConfiguration)? = nil) throws -> Int32 {
         let spool = try ctx.openSpool(create: true, flush: flush)
-        let log = logger(ctx.console, component: "serve")
+        let log = logger(ctx, component: "serve")
         let report = spool.recover()
         for line in report.lines { log("recover: \(line)") }
         let handler = try IngressHandler(spool: spool, configuration: ingress)
@@ -697,7 +686,7 @@ extension CLI {
             let tolerance = v.scheme.signsTimestamp ? ", tolerance \(v.toleranceSeconds)s" : ""
             log("verifying \(v.scheme.rawValue) signatures with \(v.keyCount) secret\(v.keyCount == 1 ? "" : "s")\(tolerance)")
         }
-        let server = makeHTTPServer(http, handler: handler, console: ctx.console, tls: tls)
+        let server = makeHTTPServer(http, handler: handler, ctx: ctx, tls: tls)
         // Sockets passed by systemd (spool-serve.socket) replace --listen and --metrics-listen: a restart then refuses
         // no connection, the kernel keeps them in the backlog meanwhile.
         let passed = try activatedSockets(ctx.console.environment)
@@ -719,7 +708,7 @@ extension CLI {
         }
         var probes: (server: HTTPServer, port: UInt16)? = nil
         if metrics != nil || passed.metrics != nil {
-            let p = HTTPServer(handler: handler.probeHandler, accessLog: accessLog(handler, console: ctx.console))
+            let p = HTTPServer(handler: handler.probeHandler, accessLog: accessLog(handler, ctx))
             do {
                 if let fd = passed.metrics { probes = (p, try p.adopt(listener: fd)) }
                 else if let metrics { probes = (p, try p.bind(host: metrics.host, port: metrics.port)) }
@@ -739,7 +728,7 @@ extension CLI {
                 probesDone?.signal()
             }
         }
-        if let reconcile { startServeReconcile(reconcile, spool: spool, handler: handler, console: ctx.console) }
+        if let reconcile { startServeReconcile(reconcile, spool: spool, handler: handler, ctx: ctx) }
         _ = bound
         ctx.console.out("listening on \(tls == nil ? "http" : "https")://\(listenText) spool \(ctx.dir)")
         if let probes { ctx.console.out("metrics on http://\(metrics.map { "\(hostText($0.host)):\(probes.port)" } ?? "\(probes.port) (socket from systemd)")") }
@@ -775,7 +764,7 @@ extension CLI {
     }
 
     /// The HTTP server with the ingress behind it and one access-log line per request on stderr.
-    static func makeHTTPServer(_ http: HTTPServerConfiguration, handler: IngressHandler, console: Console,
+    static func makeHTTPServer(_ http: HTTPServerConfiguration, handler: IngressHandler, ctx: Context,
                                tls: TLSServerCertificate? = nil) -> HTTPServer {
         // With TLS each accepted socket gets a session of the certificate current at accept time; a session
         // that cannot be made closes the connection (never plain text on the TLS port).
@@ -787,18 +776,14 @@ extension CLI {
         } else {
             makeStream = { fd in SocketStream(fd) }
         }
-        let server = HTTPServer(configuration: http, handler: handler, accessLog: accessLog(handler, console: console), makeStream: makeStream)
+        let server = HTTPServer(configuration: http, handler: handler, accessLog: accessLog(handler, ctx), makeStream: makeStream)
         handler.setConnectionGauge { server.openConnections }
         return server
     }
 
     /// One line per request on stderr, and the request counted in the ingress's metrics.
-    static func accessLog(_ handler: IngressHandler, console: Console) -> @Sendable (AccessLogEntry) -> Void {
-        { e in
-            handler.record(e)
-            let line = "\(RFC3339.format(nanos: e.timeNanos)) \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) key=\(e.logKey.map { logSafe($0) } ?? "-") \(String(format3(e.durationMilliseconds)))ms rid=\(e.requestID.map { logSafe($0) } ?? "-")\n"
-            console.writeErr(Array(line.utf8))
-        }
+    static func accessLog(_ handler: IngressHandler, _ ctx: Context) -> @Sendable (AccessLogEntry) -> Void {
+        ctx.logging.accessLogger(ctx.console, component: "serve", webhooks: true, record: { handler.record($0) })
     }
 
     /// A host as it appears in a URL (IPv6 in brackets).
@@ -821,7 +806,7 @@ extension CLI {
                     let serial = try tls.reload()
                     log("SIGHUP: TLS certificate reloaded (serial \(serial))")
                 } catch {
-                    console.writeErr(Array("error: TLS reload failed, still serving the previous certificate: \(error)\n".utf8))
+                    log("error: TLS reload failed, still serving the previous certificate: \(error)")
                 }
             }
         }

@@ -20,8 +20,9 @@ extension CLI {
                 loopback needs --token-file
                 """),
             .value("--token-file", "FILE", help: "require the token in FILE (first line; the file must not be open to others)"),
-        ],
+        ] + LogSettings.options + [LogSettings.accessLogOption],
         run: { args, ctx in
+            let ctx = try ctx.withLogging(args, accessLog: true)
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             let listen = try parseListen(args.value("--listen") ?? "127.0.0.1:8081")
             if args.value("--token-file") == nil && !UIHandler.isLoopbackHost(listen.host) {
@@ -30,16 +31,13 @@ extension CLI {
             // Only --token-file: $SPOOL_TOKEN is the ingress's, and a UI opened by mistake must not guess.
             let token = args.value("--token-file") == nil ? nil : try readToken(args, env: [:])
             let spool = try ctx.openSpool()
-            let log = logger(ctx.console, component: "ui")
+            let log = logger(ctx, component: "ui")
             let handler = UIHandler(spool: spool, configuration: UIConfiguration(token: token))
             var http = HTTPServerConfiguration()
             http.maxBody = 64 * 1024
             http.maxConnections = 256
-            let console = ctx.console
             // The path only: a `?token=` never reaches the log.
-            let server = HTTPServer(configuration: http, handler: handler, accessLog: { e in
-                console.writeErr(Array("\(RFC3339.format(nanos: e.timeNanos)) ui \(logSafe(e.remote)) \(logSafe(e.method)) \(logSafe(e.path)) \(e.status) \(format3(e.durationMilliseconds))ms\n".utf8))
-            })
+            let server = HTTPServer(configuration: http, handler: handler, accessLog: ctx.logging.accessLogger(ctx.console, component: "ui"))
             let bound: UInt16
             do { bound = try server.bind(host: listen.host, port: listen.port) } catch {
                 throw CommandFailure(message: "cannot listen on \(listen.text): \(error)")

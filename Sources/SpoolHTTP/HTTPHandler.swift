@@ -28,6 +28,9 @@ public struct AccessLogEntry: Sendable, Hashable {
     public var durationMilliseconds: Double
     /// The `X-Request-Id` field, if the request had one.
     public var requestID: String?
+    /// The handler's `logOutcome` and `logReason` (nil for answers of the HTTP layer itself, such as a 400 or 413).
+    public var outcome: String? = nil
+    public var reason: String? = nil
 
     public init(timeNanos: Int64, remote: String, method: String, path: String, status: HTTPStatus, logKey: String?,
                 durationMilliseconds: Double, requestID: String?) {

@@ -10,6 +10,10 @@ public struct HTTPResponse: Sendable, Hashable {
     public var close: Bool
     /// A short key for the access log (for example the spool item it created).
     public var logKey: String?
+    /// What the request came to, for the access log (`accepted`, `duplicate`, `rejected` ...), and for a refusal why
+    /// (`token`, `signature`, `key` ...). Never sent to the client.
+    public var logOutcome: String?
+    public var logReason: String?
 
     public init(status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], close: Bool = false, logKey: String? = nil) {
         self.status = status
@@ -26,6 +30,13 @@ public struct HTTPResponse: Sendable, Hashable {
     /// A JSON body with `Content-Type: application/json`.
     public static func json(status: HTTPStatus, _ json: String, close: Bool = false, logKey: String? = nil) -> HTTPResponse {
         HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: Array(json.utf8), close: close, logKey: logKey)
+    }
+
+    /// This response with its access-log outcome (and reason).
+    public func logged(_ outcome: String, reason: String? = nil) -> HTTPResponse {
+        var r = self
+        r.logOutcome = outcome; r.logReason = reason
+        return r
     }
 
     /// `{"error":"message"}`, the shape of every error the server itself produces.

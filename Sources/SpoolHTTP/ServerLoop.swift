@@ -285,7 +285,7 @@ final class ServerLoop {
         let head = c.machine.head
         let bytes = ResponseEncoder.encode(r, close: close, http10KeepAlive: !close && head?.version == .http1_0,
                                            date: config.sendDate ? dates.current() : nil)
-        log(c, status: r.status, logKey: r.logKey)
+        log(c, status: r.status, logKey: r.logKey, outcome: r.logOutcome, reason: r.logReason)
         if c.output.isEmpty { c.output = bytes } else { c.output.append(contentsOf: bytes) }
         flush(c)
     }
@@ -337,15 +337,17 @@ final class ServerLoop {
         server.openCount.subtract(1, ordering: .relaxed)
     }
 
-    func log(_ c: Connection, status: HTTPStatus, logKey: String?) {
+    func log(_ c: Connection, status: HTTPStatus, logKey: String?, outcome: String? = nil, reason: String? = nil) {
         guard let sink = server.accessLog else { return }
         let now = monotonicNanos()
         let start = c.requestStartMono == 0 ? now : c.requestStartMono
         let wall = c.requestStartWall == 0 ? SystemClock().nowNanos() : c.requestStartWall
         let line = c.machine.requestLine
-        sink(AccessLogEntry(timeNanos: wall, remote: c.remote, method: line?.method ?? "-", path: line?.path ?? "-",
-                            status: status, logKey: logKey, durationMilliseconds: Double(now - start) / 1e6,
-                            requestID: c.machine.head?.requestID))
+        var entry = AccessLogEntry(timeNanos: wall, remote: c.remote, method: line?.method ?? "-", path: line?.path ?? "-",
+                                   status: status, logKey: logKey, durationMilliseconds: Double(now - start) / 1e6,
+                                   requestID: c.machine.head?.requestID)
+        entry.outcome = outcome; entry.reason = reason
+        sink(entry)
     }
 
     // MARK: Deadlines and shutdown

@@ -96,11 +96,11 @@ public final class IngressHandler: HTTPHandler {
         if let route = routes[head.path]?.route {
             guard head.method == "POST" else {
                 return HTTPResponse(status: 405, headers: ["Allow": "POST", "Content-Type": "application/json"],
-                                    body: Array(#"{"error":"method not allowed; use POST"}"#.utf8))
+                                    body: Array(#"{"error":"method not allowed; use POST"}"#.utf8)).logged("rejected", reason: "method")
             }
             // The token is checked before a single body byte is read.
             if let token = route.token, !authorized(head, token: token) {
-                return .error(status: 401, "missing or wrong token", close: head.hasBody)
+                return HTTPResponse.error(status: 401, "missing or wrong token", close: head.hasBody).logged("rejected", reason: "token")
             }
             // RFC 9110 15.5.16: a content coding we do not decode is 415, naming what is accepted. Storing the
             // compressed bytes would hand handlers something they did not ask for, and the key cannot be read.
@@ -108,7 +108,7 @@ public final class IngressHandler: HTTPHandler {
                 var r = HTTPResponse.error(status: 415, "Content-Encoding '\(logSafe(coding, maxScalars: 64))' is not accepted; send the body uncompressed",
                                            close: head.hasBody)
                 r.headers.add(name: "Accept-Encoding", value: "identity")
-                return r
+                return r.logged("rejected", reason: "encoding")
             }
             return nil
         }
@@ -125,7 +125,7 @@ public final class IngressHandler: HTTPHandler {
             }
             return nil
         default:
-            return .error(status: 404, "not found")
+            return HTTPResponse.error(status: 404, "not found").logged("rejected", reason: "path")
         }
     }
 
@@ -186,14 +186,14 @@ public final class IngressHandler: HTTPHandler {
 
     private func handleWebhook(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         metrics.bytesReceived.add(UInt64(request.body.count), ordering: .relaxed)
-        guard let (route, extractor) = routes[request.head.path] else { respond(.error(status: 404, "not found")); return }
+        guard let (route, extractor) = routes[request.head.path] else { respond(HTTPResponse.error(status: 404, "not found").logged("rejected", reason: "path")); return }
         let key: SpoolKey
         do throws(IngressError) {
             try verifySignature(request, route)
             key = try extractKey(request, route, extractor)
         } catch {
             if case .signature(let failure) = error { metrics.countSignatureRejection(failure) }
-            respond(error.response)
+            respond(error.response.logged("rejected", reason: error.logReason))
             return
         }
         var headers: [(String, String)] = []
@@ -210,17 +210,18 @@ public final class IngressHandler: HTTPHandler {
             case .success(let outcome):
                 if outcome == .accepted { m.accepted.add(1, ordering: .relaxed) } else { m.duplicates.add(1, ordering: .relaxed) }
                 if outcome == .accepted && unrouted { m.unrouted.add(1, ordering: .relaxed) }
-                respond(.json(status: 200, "{\"status\":\"\(outcome.rawValue)\",\"key\":\(JSONWriter.quote(key.value))}", logKey: key.value))
+                respond(HTTPResponse.json(status: 200, "{\"status\":\"\(outcome.rawValue)\",\"key\":\(JSONWriter.quote(key.value))}", logKey: key.value)
+                    .logged(outcome.rawValue))
             case .failure(let e):
                 if e.isStorageUnavailable || { if case .system = e { return true } else { return false } }() {
                     var r = HTTPResponse.error(status: 503, "spool cannot store the webhook right now: \(e)")
                     r.headers.add(name: "Retry-After", value: "\(retryAfter)")
                     r.logKey = key.value
-                    respond(r)
+                    respond(r.logged("unavailable", reason: "storage"))
                 } else {
                     var r = HTTPResponse.error(status: 500, "\(e)")
                     r.logKey = key.value
-                    respond(r)
+                    respond(r.logged("error", reason: "storage"))
                 }
             }
         }
@@ -278,6 +279,16 @@ enum IngressError: Error {
     case badKeyHeader(String, String)
     case key(KeyExtractor.Failure)
     case signature(SignatureFailure)
+
+    /// The access log's reason for the refusal.
+    var logReason: String {
+        switch self {
+        case .signature(.timestampOutsideTolerance): return "timestamp"
+        case .signature: return "signature"
+        case .key(.malformedBody): return "body"
+        case .missingKeyHeader, .repeatedKeyHeader, .badKeyHeader, .key: return "key"
+        }
+    }
 
     var response: HTTPResponse {
         switch self {

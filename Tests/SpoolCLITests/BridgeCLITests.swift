@@ -221,7 +221,7 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
                 "\(String(describing: try? consumerPending(nats.url, stream: "PULL", consumer: "WORK")))")
         // A SIGTERM before the handlers are in place ends a process the default way (143), which a fast pull now
         // makes possible here: wait until the restarted puller says it started.
-        #expect(p1.waitFor { p1.stderr.contains("pull started") })
+        #expect(p1.waitFor { p1.stderr.contains("component=pull msg=\"started on") })
         p1.signal(SIGTERM)
         #expect(p1.wait(timeout: 20).status == 0)
         var handled = 0

@@ -63,22 +63,31 @@ import SpoolTestSupport
         }
     }
 
-    /// A consumer logs a batch's attempts in one call: every line gets the time stamp and component, in one write.
-    @Test func logLinesOfOneCallEachGetThePrefixInOneWrite() throws {
+    /// A consumer logs a batch's attempts in one call: every line is a logfmt record of its own, in one write; the
+    /// level comes from an `error: ` or `warning: ` prefix, and records under --log-level are dropped.
+    @Test func logLinesOfOneCallEachAreARecordInOneWrite() throws {
         let writes = Mutex<[[UInt8]]>([])
         let console = Console(writeOut: { _ in }, writeErr: { b in writes.withLock { $0.append(b) } }, environment: [:], readStdin: { [] })
-        let log = CLI.logger(console, component: "consume")
+        let log = LogSettings().logger(console, component: "consume")
         log("key=a outcome=done\nkey=b outcome=done")
-        log("one")
+        log("error: it \"broke\"")
         let w = writes.withLock { $0 }
         #expect(w.count == 2)
         let lines = String(decoding: w[0], as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.count == 3 && lines[2].isEmpty, "\(lines)")
         for (line, body) in zip(lines, ["key=a outcome=done", "key=b outcome=done"]) {
-            let parts = line.split(separator: " ", maxSplits: 2)
-            #expect(parts.count == 3 && RFC3339.parse(String(parts[0])) != nil && parts[1] == "consume" && parts[2] == body, "\(line)")
+            let parts = line.split(separator: " ", maxSplits: 3)
+            #expect(parts.count == 4 && parts[0].hasPrefix("ts=") && RFC3339.parse(String(parts[0].dropFirst(3))) != nil
+                    && parts[1] == "level=info" && parts[2] == "component=consume" && parts[3] == "msg=\"\(body)\"", "\(line)")
         }
-        #expect(String(decoding: w[1], as: UTF8.self).hasSuffix(" consume one\n"))
+        #expect(String(decoding: w[1], as: UTF8.self).hasSuffix(" level=error component=consume msg=\"it \\\"broke\\\"\"\n"), "\(String(decoding: w[1], as: UTF8.self))")
+        var quiet = LogSettings()
+        quiet.minimum = .warn
+        quiet.format = .json
+        let q = quiet.logger(console, component: "pull")
+        q("fine\nwarning: careful")
+        let last = String(decoding: writes.withLock { $0 }.last ?? [], as: UTF8.self)
+        #expect(last.hasSuffix(#""level":"warn","component":"pull","msg":"careful"}"# + "\n") && !last.contains("fine"), "\(last)")
     }
 
     @Test(arguments: commandNames)

@@ -304,7 +304,7 @@ func immutableDirectoriesWork() -> Bool {
         let dir = base + "/s", token = base + "/token"
         try Data("t0ken\n".utf8).write(to: URL(fileURLWithPath: token))
         chmod(token, 0o600)
-        #expect(try startAndStop(["--listen", "0.0.0.0:0"], dir: dir).contains("warning: listening on 0.0.0.0:"))
+        #expect(try startAndStop(["--listen", "0.0.0.0:0"], dir: dir).contains(" level=warn component=serve msg=\"listening on 0.0.0.0:"))
         #expect(!(try startAndStop(["--listen", "0.0.0.0:0", "--token-file", token], dir: dir)).contains("warning"))
         #expect(!(try startAndStop(["--listen", "127.0.0.1:0"], dir: dir)).contains("warning"))
     }
@@ -315,6 +315,6 @@ func immutableDirectoriesWork() -> Bool {
         _ = try spool("init", dir: dir)
         #expect(try runProcess("/usr/bin/chattr", ["+i", dir + "/tmp"]).status == 0)
         defer { _ = try? runProcess("/usr/bin/chattr", ["-i", dir + "/tmp"]) }
-        #expect(try startAndStop(["--listen", "127.0.0.1:0"], dir: dir).contains("warning: cannot write to the spool directory \(dir)"))
+        #expect(try startAndStop(["--listen", "127.0.0.1:0"], dir: dir).contains(" level=warn component=serve msg=\"cannot write to the spool directory \(dir)"))
     }
 }

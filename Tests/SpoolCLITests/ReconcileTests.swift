@@ -356,7 +356,7 @@ import Testing
         let metrics = try curl(["-s", server.url + "/metrics"]).stdout
         #expect(metrics.contains("spool_reconcile_enqueued_total 1") && metrics.contains("spool_reconcile_rounds_total"), "\(metrics)")
         let end = server.stop()
-        #expect(end.stderr.contains("reconcile round 1:"), "\(end.stderr)")
+        #expect(end.stderr.contains("component=reconcile msg=\"round 1:"), "\(end.stderr)")
         let usage = try run(spoolBin, ["--dir", dir, "serve", "--reconcile-every", "1s"])
         #expect(usage.status == 64)
     }

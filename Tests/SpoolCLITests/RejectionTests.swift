@@ -21,7 +21,7 @@ import Testing
         #expect(metrics.contains("spool_webhooks_rejected_total 2\n"), "\(metrics)")
         #expect(entries(dir + "/new") == ["plain"])
         let log = server.stop().stderr
-        #expect(log.contains("POST /json2video/done 413"), "the 413 decided from Content-Length is logged with its request line: \(log)")
-        #expect(log.contains("POST /json2video/done 415"), "\(log)")
+        #expect(log.contains("method=POST path=/json2video/done status=413 outcome=rejected reason=http"), "the 413 decided from Content-Length is logged with its request line: \(log)")
+        #expect(log.contains("method=POST path=/json2video/done status=415 outcome=rejected reason=encoding"), "\(log)")
     }
 }

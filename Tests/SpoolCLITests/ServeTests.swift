@@ -34,7 +34,7 @@ import SpoolCore
         #expect(show.stdout.contains("\"content-type\":\"application/x-www-form-urlencoded\""))
         let stopped = server.stop()
         #expect(stopped.status == 0)
-        #expect(stopped.stderr.contains("POST /json2video/done 200 key=WAEE8PohgVwv2teP"))
+        #expect(stopped.stderr.contains("method=POST path=/json2video/done status=200 outcome=accepted key=WAEE8PohgVwv2teP"), "\(stopped.stderr)")
     }
 
     @Test func statusCodes() throws {
@@ -301,8 +301,19 @@ final class Results: @unchecked Sendable {
         _ = try curl(["-H", "Content-Type: application/json", "--data-binary", #"{"project":"a\nb"}"#, server.url + "/json2video/done"])
         let log = server.stop().stderr
         let line = try #require(log.split(separator: "\n").first { $0.contains("rid=abc-123") })
-        #expect(line.contains("POST /json2video/done 200 key=order 7/ü "), "\(line)")
-        #expect(log.contains("POST /json2video/done 422 key=-"))
+        #expect(line.contains(" level=info component=serve msg=request remote=127.0.0.1:"), "\(line)")
+        #expect(line.contains(" method=POST path=/json2video/done status=200 outcome=accepted key=\"order 7/ü\" duration_ms="), "\(line)")
+        let refused = try #require(log.split(separator: "\n").first { $0.contains("status=422") })
+        #expect(refused.contains(" outcome=rejected reason=key duration_ms="), "a refused key is not logged: \(refused)")
+        // A duplicate, a wrong path and a request the HTTP layer refuses say so.
+        let server2 = try Server(dir: dir)
+        for _ in 0..<2 { _ = try curl(["-H", "Content-Type: application/json", "--data-binary", #"{"project":"twice"}"#, server2.url + "/json2video/done"]) }
+        _ = try curl(["--data-binary", "{}", server2.url + "/elsewhere"])
+        _ = try curl(["-H", "Content-Length: x", "--data-binary", "{}", server2.url + "/json2video/done"])
+        let log2 = server2.stop().stderr
+        #expect(log2.contains("status=200 outcome=accepted key=twice") && log2.contains("status=200 outcome=duplicate key=twice"), "\(log2)")
+        #expect(log2.contains("path=/elsewhere status=404 outcome=rejected reason=path"), "\(log2)")
+        #expect(log2.contains("status=400 outcome=rejected reason=http"), "\(log2)")
         #expect(!log.contains("s3"), "the body is never logged")
         #expect(log.split(separator: "\n").allSatisfy { !$0.contains("\r") })
     }

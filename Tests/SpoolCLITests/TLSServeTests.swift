@@ -58,7 +58,7 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         #expect(entries(dir + "/new").sorted() == ["Qx9LmT2vBn7RzK4p", "WAEE8PohgVwv2teP"])
         let log = server.stop()
         #expect(log.status == 0)
-        #expect(log.stderr.contains("POST /json2video/done 200 key=WAEE8PohgVwv2teP"))
+        #expect(log.stderr.contains("method=POST path=/json2video/done status=200 outcome=accepted key=WAEE8PohgVwv2teP"))
         #expect(!log.stderr.contains("s3cret"), "secrets never logged")
     }
 
@@ -88,7 +88,7 @@ func servedSerial(port: UInt16, ca: String) throws -> String {
         try FileManager.default.copyItem(atPath: certs.client.key, toPath: key)
         chmod(key, 0o600)
         server.child.signal(SIGHUP)
-        #expect(waitUntil(timeout: 10) { server.child.stderr.contains("error: TLS reload failed") }, "\(server.child.stderr)")
+        #expect(waitUntil(timeout: 10) { server.child.stderr.contains("level=error component=serve msg=\"TLS reload failed") }, "\(server.child.stderr)")
         #expect(try servedSerial(port: server.port, ca: certs.caCertificate) == second)
         let r = try curl(["--cacert", certs.caCertificate, "--data-binary", #"{"project":"after-reload"}"#, server.httpsURL + "/json2video/done"])
         #expect(r.stdout == #"{"status":"accepted","key":"after-reload"}"#)

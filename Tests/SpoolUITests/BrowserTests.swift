@@ -103,7 +103,7 @@ func skipWithoutChromium() -> Bool {
         _ = attack
         #expect(waitUntil(timeout: 10) { evil.served > 0 })
         // The browser did send it, and the UI refused it.
-        #expect(waitUntil(timeout: 10) { p.child.stderr.contains("POST /actions/retry-all 403") }, "\(p.child.stderr)")
+        #expect(waitUntil(timeout: 10) { p.child.stderr.contains("method=POST path=/actions/retry-all status=403") }, "\(p.child.stderr)")
         #expect(names(dir, "failed") == before && !before.isEmpty, "a cross-origin form changed the spool")
     }
 

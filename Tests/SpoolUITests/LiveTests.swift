@@ -96,6 +96,6 @@ import SpoolTestSupport
         let r = p.stop()
         #expect(r.status == 0)
         #expect(!r.stderr.contains("very-secret-token"), "the token reached the log")
-        #expect(r.stderr.contains("GET / 303"))
+        #expect(r.stderr.contains("method=GET path=/ status=303"))
     }
 }
