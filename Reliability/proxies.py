@@ -91,6 +91,8 @@ def main():
         server = server.replace("server_name hooks.example.com;", "server_name localhost;")
         server = server.replace("/etc/letsencrypt/live/hooks.example.com/fullchain.pem", os.path.join(ndir, "cert.pem"))
         server = server.replace("/etc/letsencrypt/live/hooks.example.com/privkey.pem", os.path.join(ndir, "key.pem"))
+        access_log = os.path.join(ndir, "logs", "hooks.access.log")
+        server = server.replace("/var/log/nginx/hooks.access.log", access_log)
         temps = "".join(f"    {d}_temp_path {ndir}/{d};\n" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         conf = (f"daemon off;\nmaster_process off;\npid {ndir}/nginx.pid;\nerror_log {ndir}/logs/error.log;\n"
                 f"events {{ worker_connections 64; }}\nhttp {{\n    access_log off;\n{temps}{server}}}\n")
@@ -100,6 +102,15 @@ def main():
         procs.append(nginx)
         wait_port(nport)
         check("nginx", f"https://localhost:{nport}", os.path.join(ndir, "cert.pem"), spool_dir, failures)
+        # The token in the URL (the README's ?token=) is accepted, and the recipe's log format keeps it out of the log.
+        via_url = request(f"https://localhost:{nport}/json2video/done?token=tok3n", os.path.join(ndir, "cert.pem"),
+                          b'{"movie":{"project":"via-url"}}')
+        nginx.terminate(); nginx.wait(timeout=20)
+        logged = open(access_log, errors="replace").read() if os.path.exists(access_log) else ""
+        ok = via_url[0] == 200 and '"POST /json2video/done HTTP/1.1" 200' in logged and "tok3n" not in logged
+        print(f"{'ok  ' if ok else 'FAIL'} nginx access log: ?token= request {via_url[0]}, logged without the query: "
+              f"{'tok3n' not in logged}, lines {logged.count(chr(10))}")
+        if not ok: failures.append("nginx access log")
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -49,6 +49,18 @@ def doc_blocks(doc):
     return out
 
 
+def run_inits(cmds, pairs, spool):
+    """Runs the block's `spool ... init` commands (they finish before the rest start) and returns the others."""
+    rest = []
+    for c in cmds:
+        argv = substitute(c, pairs, {"spool": spool})
+        if "init" in argv[1:]:
+            subprocess.run(argv, check=True, capture_output=True)
+        else:
+            rest.append(c)
+    return rest
+
+
 def substitute(cmd, pairs, programs):
     """The command with each (doc text, local text) pair replaced, split like sh would, argv[0] mapped to a path."""
     for a, b in pairs: cmd = cmd.replace(a, b)
@@ -229,9 +241,10 @@ def main():
         for i in range(3):
             d, port = os.path.join(work, f"ingress-{i + 1}"), free_port()
             pairs = [("/var/lib/spool", d), ("0.0.0.0:8080", f"127.0.0.1:{port}")] + hosts
+            cmds = run_inits(blocks["ingress"], pairs, spool)
             pr = [Proc(f"ingress-{i + 1}-{n}", substitute(c, pairs, {"spool": spool}), work)
-                  for n, c in zip(("serve", "consume"), blocks["ingress"])]
-            if len(blocks["ingress"]) != 2 or "serve" not in pr[0].argv or "consume" not in pr[1].argv:
+                  for n, c in zip(("serve", "consume"), cmds)]
+            if len(cmds) != 2 or "serve" not in pr[0].argv or "consume" not in pr[1].argv:
                 raise RuntimeError("the ingress block is not 'spool serve' then 'spool consume'")
             for p in pr: p.start(); procs.append(p)
             wait_port(port)
@@ -245,9 +258,10 @@ def main():
             with open(h, "w") as f: f.write(f'#!/bin/sh\necho "$SPOOL_KEY" >> {shlex.quote(out)}\n')
             os.chmod(h, 0o755)
             pairs = [("/var/lib/spool", d), (HANDLER, h)] + hosts
+            cmds = run_inits(blocks["worker"], pairs, spool)
             pr = [Proc(f"worker-{i + 1}-{n}", substitute(c, pairs, {"spool": spool}), work)
-                  for n, c in zip(("pull", "consume"), blocks["worker"])]
-            if len(blocks["worker"]) != 2 or "pull" not in pr[0].argv or "consume" not in pr[1].argv:
+                  for n, c in zip(("pull", "consume"), cmds)]
+            if len(cmds) != 2 or "pull" not in pr[0].argv or "consume" not in pr[1].argv:
                 raise RuntimeError("the worker block is not 'spool pull' then 'spool consume'")
             for p in pr: p.start(); procs.append(p)
             workers.append((d, out, pr[0]))

@@ -73,9 +73,9 @@ struct Context: Sendable {
     var logging = LogSettings()
 
     /// This context with the logging options of a long-running command.
-    func withLogging(_ args: ParsedArguments, accessLog: Bool = false) throws(UsageError) -> Context {
+    func withLogging(_ args: ParsedArguments, accessLog: Bool = false, trustedProxy: Bool = false) throws(UsageError) -> Context {
         var c = self
-        c.logging = try LogSettings.parse(args, accessLog: accessLog)
+        c.logging = try LogSettings.parse(args, accessLog: accessLog, trustedProxy: trustedProxy)
         return c
     }
 
@@ -157,9 +157,29 @@ public enum CLI {
                           queues: queues)
         do {
             return try cmd.run(parsed, ctx)
+        } catch let e as SpoolError {
+            // Run as the spool's owner (the service user of a systemd setup): the same command line, pasteable.
+            if case let .notOwner(path, owner, _) = e {
+                let user = userName(uid: owner).map(shellQuoted) ?? "'#\(owner)'"
+                let line = ["spool"] + (arguments.contains("--dir") || arguments.contains(where: { $0.hasPrefix("--dir=") }) ? [] : ["--dir", ctx.dir]) + arguments
+                console.err("error: \(path) belongs to \(userName(uid: owner).map { "user \(logSafe($0)) (uid \(owner))" } ?? "uid \(owner)"), not to us; run: sudo -u \(user) \(line.map(shellQuoted).joined(separator: " "))")
+                return 1
+            }
+            return report(e, command: cmd, console: console)
         } catch {
             return report(error, command: cmd, console: console)
         }
+    }
+
+    /// The name of `uid` in /etc/passwd (read strictly: at most 1 MiB, `name:x:uid:...` lines), if it has one.
+    static func userName(uid: UInt32) -> String? {
+        guard let bytes = try? FileDescriptor.open("/etc/passwd", [.readOnly, .nonBlocking]).closeAfter({ (fd) throws(Errno) in try fd.readAll(limit: 1 << 20) }) else { return nil }
+        for line in bytes.split(separator: 0x0A) {
+            let f = line.split(separator: 0x3A, omittingEmptySubsequences: false)
+            guard f.count >= 3, !f[0].isEmpty, let u = UInt32(String(decoding: f[2], as: UTF8.self)), u == uid else { continue }
+            return String(decoding: f[0], as: UTF8.self)
+        }
+        return nil
     }
 
     /// The one place errors become output and exit codes: a usage error prints the message and the usage line

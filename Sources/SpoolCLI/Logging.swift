@@ -9,6 +9,8 @@ struct LogSettings: Sendable {
     var minimum = LogLine.Level.info
     /// serve's access log (one line a request); `--access-log off` keeps only the metrics it feeds.
     var accessLog = true
+    /// `--trusted-proxy CIDR` (serve): peers whose X-Forwarded-For names the client in the access log.
+    var trustedProxies = TrustedProxies.none
 
     static let options: [Option] = [
         .value("--log-format", "logfmt|json", default: "logfmt", help: """
@@ -17,13 +19,17 @@ struct LogSettings: Sendable {
             """),
         .value("--log-level", "debug|info|warn|error", default: "info", help: "log records of this level and above"),
     ]
+    static let trustedProxyOption = Option.repeated("--trusted-proxy", "CIDR", help: """
+        a reverse proxy's address or range (10.0.0.0/8, ::1): for requests from it, the access
+        log's remote is the client named by X-Forwarded-For (peer= keeps the proxy); repeat
+        """)
     static let accessLogOption = Option.value("--access-log", "on|off", default: "on", help: """
         one record per request: remote, method, path, status, outcome (accepted, duplicate,
         rejected with its reason: token, signature, timestamp, body, key ...), key, duration
         """)
 
     /// `accessLog`: the command declares `--access-log` (serve, ui).
-    static func parse(_ args: ParsedArguments, accessLog: Bool = false) throws(UsageError) -> LogSettings {
+    static func parse(_ args: ParsedArguments, accessLog: Bool = false, trustedProxy: Bool = false) throws(UsageError) -> LogSettings {
         var s = LogSettings()
         if let f = args.value("--log-format") {
             guard let v = LogLine.Format(rawValue: f) else { throw UsageError("--log-format takes logfmt or json, got '\(logSafe(f, maxScalars: 32))'") }
@@ -32,6 +38,13 @@ struct LogSettings: Sendable {
         if let l = args.value("--log-level") {
             guard let v = LogLine.Level(name: l) else { throw UsageError("--log-level takes debug, info, warn or error, got '\(logSafe(l, maxScalars: 32))'") }
             s.minimum = v
+        }
+        if trustedProxy {
+            let cidrs = args.all("--trusted-proxy")
+            guard let t = TrustedProxies(cidrs) else {
+                throw UsageError("--trusted-proxy takes an IPv4 or IPv6 address or CIDR range (10.0.0.0/8, ::1), got '\(logSafe(cidrs.joined(separator: " "), maxScalars: 64))'")
+            }
+            s.trustedProxies = t
         }
         if accessLog, let a = args.value("--access-log") {
             guard a == "on" || a == "off" else { throw UsageError("--access-log takes on or off") }
@@ -67,15 +80,18 @@ struct LogSettings: Sendable {
         return { e in
             record?(e)
             guard settings.accessLog, settings.minimum <= .info else { return }
-            console.writeErr(LogSettings.accessLine(e, component: component, webhooks: webhooks).encoded(settings.format))
+            console.writeErr(LogSettings.accessLine(e, component: component, webhooks: webhooks, trusted: settings.trustedProxies).encoded(settings.format))
         }
     }
 
-    static func accessLine(_ e: AccessLogEntry, component: String, webhooks: Bool) -> LogLine {
+    static func accessLine(_ e: AccessLogEntry, component: String, webhooks: Bool, trusted: TrustedProxies = .none) -> LogLine {
         let byHTTPLayer = webhooks && e.outcome == nil && e.status.code >= 400
         let outcome = e.outcome ?? (byHTTPLayer ? "rejected" : nil)
         let reason = e.reason ?? (byHTTPLayer ? "http" : nil)
-        var fields: [(String, String)] = [("remote", e.remote), ("method", e.method), ("path", e.path), ("status", "\(e.status.code)")]
+        let client = trusted.client(peer: e.remote, forwardedFor: e.forwardedFor)
+        var fields: [(String, String)] = [("remote", client ?? e.remote)]
+        if client != nil { fields.append(("peer", e.remote)) }
+        fields += [("method", e.method), ("path", e.path), ("status", "\(e.status.code)")]
         if let outcome { fields.append(("outcome", outcome)) }
         if let reason { fields.append(("reason", reason)) }
         if let k = e.logKey { fields.append(("key", k)) }

@@ -37,6 +37,11 @@ extension CLI {
             .value("--ca-file", "FILE", default: "the system's roots", help: "TLS: trust only the CAs in this PEM file"),
             .value("--client-cert", "FILE", help: "TLS: certificate chain to present"),
             .value("--client-key", "FILE", help: "TLS: its private key (not readable by others)"),
+            .value("--metrics-listen", "HOST:PORT", help: """
+                serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz): messages
+                fetched, enqueued, duplicate, acked, naked; the queue's items per state and the
+                age of its oldest waiting item
+                """),
         ] + LogSettings.options,
         environment: [
             EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
@@ -75,6 +80,20 @@ extension CLI {
         connection.start()
         defer { connection.close() }
         let puller = JetStreamPuller(connection: connection, spool: spool, configuration: config, log: log)
+        var stopMetrics: (@Sendable () -> Void)?
+        defer { stopMetrics?() }
+        if let listen = try args.value("--metrics-listen").map({ v throws(UsageError) in try parseListen(v) }) {
+            let endpoint = try MetricsEndpoint.start(listen, render: {
+                let t = puller.total
+                var out = "# HELP spool_pull_messages_total JetStream messages by what became of them.\n# TYPE spool_pull_messages_total counter\n"
+                for (what, n) in [("fetched", t.fetched), ("enqueued", t.enqueued), ("duplicate", t.duplicates), ("acked", t.acked), ("naked", t.naked)] {
+                    out += "spool_pull_messages_total{stream=\"\(stream)\",consumer=\"\(durable)\",what=\"\(what)\"} \(n)\n"
+                }
+                return out + QueueGauges.render(queue: spool.queue, stats: try? spool.stats(), paused: spool.pausedNow(), nowNanos: spool.now())
+            }, ctx: ctx)
+            stopMetrics = endpoint.stop
+            log("metrics on http://\(hostText(listen.host)):\(endpoint.port)/metrics")
+        }
         log("started on \(ctx.dir) (stream \(stream), consumer \(durable), batch \(config.batch), pid \(FS.processID))")
         let notifier = SystemdNotifier(environment: ctx.console.environment)
         notifier?.send("READY=1\nSTATUS=pulling \(stream)/\(durable) into \(ctx.dir)")

@@ -119,6 +119,11 @@ extension CLI {
                 stays in new/ for a later run (ls shows when: "retry in 0.4s")
                 """),
             .flag("--once", help: "process at most one item; exit 3 if there was none"),
+            .value("--metrics-listen", "HOST:PORT", help: """
+                serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz): attempts by
+                outcome, their duration, attempts in flight, the queue's items per state and
+                the age of its oldest waiting item (docs/operations.md, "Metrics and alerts")
+                """),
         ] + LogSettings.options,
         environment: [
             EnvironmentVariable("SPOOL_NATS_TOKEN", "--nats token when neither --nats-token nor --nats-user is given"),
@@ -141,7 +146,8 @@ extension CLI {
             // Sink configuration is checked before the spool is touched: a typo is a usage error (exit 64).
             let prepared = try makeProcessor(args, ctx, sink: sink, timeout: timeout, maxAttempts: config.policy.maxAttempts, log: log)
             if args.value("--on-failed") == "" { throw UsageError("--on-failed CMD needs a command") }
-            return try runConsumer(ctx, sink: prepared, config: config, onFailed: args.value("--on-failed"), log: log)
+            let metrics = try args.value("--metrics-listen").map { v throws(UsageError) in try parseListen(v) }
+            return try runConsumer(ctx, sink: prepared, config: config, onFailed: args.value("--on-failed"), metricsListen: metrics, log: log)
         })
 
     /// `consume`'s arguments with the settings of its queue's `[queue.NAME]` table (from `--config` or `$SPOOL_CONFIG`)
@@ -380,9 +386,21 @@ extension CLI {
 
     /// Opens the spool and runs the consumer until it stops (SIGTERM/SIGINT, or `--drain`/`--once`).
     static func runConsumer(_ ctx: Context, sink: PreparedSink, config: ConsumerConfiguration, onFailed: String? = nil,
-                            log: @escaping @Sendable (String) -> Void) throws -> Int32 {
+                            metricsListen: ListenAddress? = nil, log: @escaping @Sendable (String) -> Void) throws -> Int32 {
         let spool = try ctx.openSpool()
         var config = config
+        var stopMetrics: (@Sendable () -> Void)?
+        defer { stopMetrics?() }
+        if let metricsListen {
+            let m = ConsumerMetrics()
+            config.metrics = m
+            let sinkName = sink.name
+            let endpoint = try MetricsEndpoint.start(metricsListen, render: {
+                m.render(queue: spool.queue, sink: sinkName, stats: try? spool.stats(), paused: spool.pausedNow(), nowNanos: spool.now())
+            }, ctx: ctx)
+            stopMetrics = endpoint.stop
+            log("metrics on http://\(hostText(metricsListen.host)):\(endpoint.port)/metrics")
+        }
         var hook: FailureHook?
         if let command = onFailed {
             do throws(Errno) {
@@ -470,7 +488,7 @@ extension CLI {
                 file system); auto: per batch, whichever has measured cheaper lately
                 (syncfs only on Linux 5.8+, where it reports write errors)
                 """),
-        ] + serveReconcileOptions() + LogSettings.options + [LogSettings.accessLogOption],
+        ] + serveReconcileOptions() + LogSettings.options + [LogSettings.accessLogOption, LogSettings.trustedProxyOption],
         environment: [
             EnvironmentVariable("SPOOL_TOKEN", "the token to require when --token-file is not given"),
             EnvironmentVariable("SPOOL_CONFIG", "the configuration file when --config is not given"),
@@ -483,7 +501,7 @@ extension CLI {
              "HTTPS, accepting only webhooks signed the Standard Webhooks way"),
         ],
         run: { args, ctx in
-            let ctx = try ctx.withLogging(args, accessLog: true)
+            let ctx = try ctx.withLogging(args, accessLog: true, trustedProxy: true)
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
             let config = try configPath(args, ctx).map { try loadConfiguration($0) }
             let listen = try parseListen(args.value("--listen") ?? config?.listen ?? "127.0.0.1:8080")

@@ -36,6 +36,8 @@ public struct ConsumerConfiguration: Sendable {
     public var retainDoneNanos: Int64?
     /// `--keep-keys`: the key of an item purged for retention stays a duplicate until this long after it finished.
     public var keepKeysNanos: Int64?
+    /// `--metrics-listen`: counted into by the attempt threads.
+    public var metrics: ConsumerMetrics?
     /// Called once the startup recovery is done and the consumer begins claiming (systemd's READY=1).
     public var onReady: (@Sendable () -> Void)?
     /// Called once when a stop is requested (systemd's STOPPING=1).
@@ -375,6 +377,7 @@ public final class Consumer: Sendable {
 
     private func attempt(_ items: [ClaimedItem]) {
         let t0 = monotonicNanos()
+        config.metrics?.inFlight.add(items.count, ordering: .relaxed)
         // Items claimed before another attempt found the downstream unreachable (the burst at start, or at the
         // onset of an outage) go back unattempted: the gate's probe finds out when it is back. Only a long-running
         // consumer waits on the gate; `--drain` and `--once` would claim them again at once.
@@ -386,7 +389,8 @@ public final class Consumer: Sendable {
             outcomes = processor.process(batch: items, cancellation: cancellation)
         }
         precondition(outcomes.count == items.count, "a processor answered \(outcomes.count) outcomes for \(items.count) items")
-        let ms = (monotonicNanos() - t0) / 1_000_000
+        let elapsed = monotonicNanos() - t0
+        let ms = elapsed / 1_000_000
         // One log write and one count update per batch: at 64 in flight these were a syscall and a contended
         // lock per item.
         var lines: [String] = []
@@ -394,6 +398,16 @@ public final class Consumer: Sendable {
         for (item, outcome) in zip(items, outcomes) { lines.append(settle(item, outcome, ms: ms, counts: &counts)) }
         if !lines.isEmpty { log(lines.joined(separator: "\n")) }
         state.withLock { $0.result.add(counts) }
+        if let m = config.metrics {
+            let errors = counts.processed - counts.done - counts.retried - counts.failed - counts.released
+            m.attempts.withLock { a in
+                for (o, n) in [("done", counts.done), ("retry", counts.retried), ("failed", counts.failed), ("released", counts.released), ("error", errors)] where n > 0 {
+                    a[o, default: 0] += UInt64(n)
+                }
+            }
+            for _ in items { m.duration.observe(Double(elapsed) / 1e9) }
+            m.inFlight.subtract(items.count, ordering: .relaxed)
+        }
     }
 
     /// Moves one item where its outcome says, counts it into `counts` and returns its log line.

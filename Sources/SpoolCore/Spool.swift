@@ -221,7 +221,7 @@ public final class Spool: Sendable {
         let what = "\(label) \(path)"
         if st.isSymlink { throw .unsafeDirectory("\(what) is a symlink; refusing to use it") }
         guard st.isDirectory else { throw .unsafeDirectory("\(what) is not a directory") }
-        if st.uid != FS.userID { throw .unsafeDirectory("\(what) belongs to uid \(st.uid), not to us (uid \(FS.userID))") }
+        if st.uid != FS.userID { throw .notOwner(path: path, owner: st.uid, us: FS.userID) }
         if st.permissions & 0o022 != 0 {
             throw .unsafeDirectory("\(what) is writable by group or others (mode \(String(st.permissions, radix: 8))); run: chmod go-w \(shellQuoted(path))")
         }

@@ -21,6 +21,9 @@ public enum SpoolError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidQueue(String)
     /// The spool is in an older format that this binary reads only to migrate it (`spool migrate`).
     case needsMigration(path: String, found: Int)
+    /// The spool (or one of its directories) belongs to another user, typically the service's: the CLI adds the
+    /// exact `sudo -u` command that runs the same command as that user.
+    case notOwner(path: String, owner: UInt32, us: UInt32)
     /// The directory is missing or holds no spool, and the command does not create one (only `serve`, `enqueue`,
     /// `pull`, `reconcile` and `init` do): a mistyped `--dir` must not look like an empty queue.
     case notASpool(path: String, missing: Bool)
@@ -39,6 +42,8 @@ public enum SpoolError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidQueue(let q): return "invalid queue name \(q.debugDescription): use 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit"
         case let .needsMigration(p, v):
             return "spool directory \(p) is in format \(v); this release reads format \(Spool.formatVersion): run 'spool migrate --dir \(shellQuoted(p))' (docs/spool-format.md, Upgrading)"
+        case let .notOwner(p, owner, us):
+            return "\(p) belongs to uid \(owner), not to us (uid \(us)): run spool as that user"
         case let .notASpool(p, missing):
             return "\(p) \(missing ? "does not exist" : "is not a spool directory (it has no 'format' file)"); 'spool init --dir \(shellQuoted(p))' creates one (serve and enqueue do on first use)"
         case let .unsupportedFormat(p, v):

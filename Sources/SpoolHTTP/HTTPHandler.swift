@@ -31,6 +31,8 @@ public struct AccessLogEntry: Sendable, Hashable {
     /// The handler's `logOutcome` and `logReason` (nil for answers of the HTTP layer itself, such as a 400 or 413).
     public var outcome: String? = nil
     public var reason: String? = nil
+    /// The request's `X-Forwarded-For` field values, in order (believed only for `TrustedProxies`).
+    public var forwardedFor: [String] = []
 
     public init(timeNanos: Int64, remote: String, method: String, path: String, status: HTTPStatus, logKey: String?,
                 durationMilliseconds: Double, requestID: String?) {

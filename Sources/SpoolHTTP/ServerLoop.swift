@@ -347,6 +347,7 @@ final class ServerLoop {
                                    status: status, logKey: logKey, durationMilliseconds: Double(now - start) / 1e6,
                                    requestID: c.machine.head?.requestID)
         entry.outcome = outcome; entry.reason = reason
+        entry.forwardedFor = c.machine.head?.headers.values(for: "x-forwarded-for") ?? []
         sink(entry)
     }
 

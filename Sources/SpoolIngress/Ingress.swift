@@ -174,9 +174,9 @@ public final class IngressHandler: HTTPHandler {
         case "/metrics":
             startThread { [self] in
                 let stats = try? spool.stats()
-                let states = ItemState.allCases.map { ($0.rawValue, stats?.counts[$0] ?? 0) }
                 let extra = extraMetrics.withLock { $0 }
-                let text = metrics.render(itemsPerState: states, queue: spool.queue, paused: spool.pausedNow(), openConnections: openConnections, flushedBatches: spool.flushedBatches) + extra()
+                let text = metrics.render(stats: stats, queue: spool.queue, paused: spool.pausedNow(), nowNanos: spool.now(),
+                                          openConnections: openConnections, flushedBatches: spool.flushedBatches) + extra()
                 respond(HTTPResponse(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8)))
             }
         default:

@@ -1,34 +1,7 @@
 import Synchronization
+import SpoolCore
 import SpoolSignatures
 import SpoolWire
-
-/// A Prometheus histogram with fixed buckets (seconds).
-final class Histogram: Sendable {
-    static let defaultBuckets: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
-    let buckets: [Double]
-    private let state: Mutex<(counts: [UInt64], sum: Double, count: UInt64)>
-
-    init(buckets: [Double] = Histogram.defaultBuckets) {
-        self.buckets = buckets
-        state = Mutex((counts: [UInt64](repeating: 0, count: buckets.count), sum: 0, count: 0))
-    }
-
-    func observe(_ v: Double) {
-        state.withLock { s in
-            for (i, b) in buckets.enumerated() where v <= b { s.counts[i] += 1 }
-            s.sum += v
-            s.count += 1
-        }
-    }
-
-    func render(name: String, help: String) -> String {
-        let s = state.withLock { $0 }
-        var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
-        for (i, b) in buckets.enumerated() { out += "\(name)_bucket{le=\"\(b)\"} \(s.counts[i])\n" }
-        out += "\(name)_bucket{le=\"+Inf\"} \(s.count)\n\(name)_sum \(s.sum)\n\(name)_count \(s.count)\n"
-        return out
-    }
-}
 
 /// The ingress's counters, rendered in the Prometheus text format by `/metrics`.
 final class IngressMetrics: Sendable {
@@ -53,7 +26,7 @@ final class IngressMetrics: Sendable {
         signatureRejections.withLock { $0[failure.reason, default: 0] += 1 }
     }
 
-    func render(itemsPerState: [(String, Int)], queue: String = "default", paused: Bool = false, openConnections: Int,
+    func render(stats: SpoolStats?, queue: String = "default", paused: Bool = false, nowNanos: Int64, openConnections: Int,
                 flushedBatches: (fsync: Int, syncfs: Int) = (0, 0)) -> String {
         var out = ""
         out += "# HELP spool_http_requests_total HTTP requests answered, by status.\n# TYPE spool_http_requests_total counter\n"
@@ -80,10 +53,7 @@ final class IngressMetrics: Sendable {
         out += "# HELP spool_flush_batches_total Durable batches by how they were flushed (what --flush auto chose).\n"
         out += "# TYPE spool_flush_batches_total counter\n"
         out += "spool_flush_batches_total{method=\"fsync\"} \(flushedBatches.fsync)\nspool_flush_batches_total{method=\"syncfs\"} \(flushedBatches.syncfs)\n"
-        out += "# HELP spool_items Items in the spool, by queue and state.\n# TYPE spool_items gauge\n"
-        for (state, n) in itemsPerState { out += "spool_items{queue=\"\(queue)\",state=\"\(state)\"} \(n)\n" }
-        out += "# HELP spool_queue_paused 1 while the queue is paused (spool pause).\n# TYPE spool_queue_paused gauge\n"
-        out += "spool_queue_paused{queue=\"\(queue)\"} \(paused ? 1 : 0)\n"
+        out += QueueGauges.render(queue: queue, stats: stats, paused: paused, nowNanos: nowNanos)
         out += "# HELP spool_open_connections Open HTTP connections.\n# TYPE spool_open_connections gauge\nspool_open_connections \(openConnections)\n"
         return out
     }

@@ -23,10 +23,11 @@ struct Pages {
         return s + body + "</main></body></html>\n"
     }
 
-    func form(_ action: String, _ label: String, key: String? = nil, confirm: String? = nil) -> String {
+    func form(_ action: String, _ label: String, key: String? = nil, confirm: String? = nil, confirmed: Bool = false) -> String {
         var s = "<form method=\"post\" action=\"\(action)\" class=\"inline\">"
         s += "<input type=\"hidden\" name=\"csrf\" value=\"\(csrf)\">"
         if let key { s += "<input type=\"hidden\" name=\"key\" value=\"\(percentEncoded(key))\">" }
+        if confirmed { s += "<input type=\"hidden\" name=\"confirm\" value=\"yes\">" }
         return s + "<button type=\"submit\"\(confirm.map { " title=\"\(htmlEscaped($0))\"" } ?? "")>\(htmlEscaped(label))</button></form>"
     }
 
@@ -211,6 +212,15 @@ struct Pages {
             }
             out += close + "}"
         }
+    }
+
+    /// The second step of a purge (no script may run on these pages, so the confirmation is a page of its own).
+    func confirmPurge(_ key: String) -> String {
+        layout(title: "spool: purge \(key)?", refresh: false,
+               "<h1>Purge \(htmlEscaped(key))?</h1><p class=\"message\">Its payload and delivery history are deleted, and its key "
+               + "is forgotten: a redelivery of the same key would be accepted and delivered again.</p><p>"
+               + form("/actions/purge", "purge it", key: key, confirmed: true)
+               + " <a href=\"/items/\(percentEncoded(key))\">cancel</a></p>")
     }
 
     func message(_ title: String, _ text: String) -> String {

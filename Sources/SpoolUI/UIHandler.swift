@@ -197,23 +197,36 @@ public final class UIHandler: HTTPHandler {
         }
         let spool = cache.spool
         var back = "/"
+        // The access log says what was done, to which key, from where (its remote field).
+        var logKey: String?, outcome: String
         switch request.head.path {
         case "/actions/retry":
             let key = try formKey(form)
             do throws(SpoolError) { try spool.retry(key: key) } catch { throw .spool(error) }
             cache.update(fileName: key.fileName, moved: try? spool.find(key: key))
             back = "/items/" + percentEncoded(key.value)
+            logKey = key.value; outcome = "retried"
         case "/actions/retry-all":
-            do throws(SpoolError) { _ = try spool.retryAllFailed() } catch { throw .spool(error) }
+            let keys: [String]
+            do throws(SpoolError) { keys = try spool.retryAllFailed() } catch { throw .spool(error) }
             cache.invalidate()
+            outcome = keys.isEmpty ? "retried-none" : "retried-all"
         case "/actions/purge":
             let key = try formKey(form)
+            // Two steps: the button on an item leads to a page that asks; only its form carries confirm=yes.
+            guard form["confirm"] == "yes" else {
+                do throws(SpoolError) { _ = try spool.finishedState(key: key) } catch { throw .spool(error) }
+                return html(pages.confirmPurge(key.value))
+            }
             do throws(SpoolError) { try spool.purge(key: key) } catch { throw .spool(error) }
             cache.update(fileName: key.fileName, moved: nil)
+            logKey = key.value; outcome = "purged"
         default:
             throw .notFound("no such action")
         }
-        return HTTPResponse(status: .seeOther, headers: [("Location", back), ("Content-Type", "text/plain; charset=utf-8")], body: Array("done\n".utf8))
+        var r = HTTPResponse(status: .seeOther, headers: [("Location", back), ("Content-Type", "text/plain; charset=utf-8")], body: Array("done\n".utf8))
+        r.logKey = logKey
+        return r.logged(outcome)
     }
 
     /// The hidden `key` field holds the key percent-encoded (so a form round-trip cannot alter it).

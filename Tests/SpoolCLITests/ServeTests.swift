@@ -318,3 +318,19 @@ final class Results: @unchecked Sendable {
         #expect(log.split(separator: "\n").allSatisfy { !$0.contains("\r") })
     }
 }
+
+/// `serve --trusted-proxy` (issue 25): the access log believes X-Forwarded-For only from a trusted peer.
+@Suite struct TrustedProxyServeTests {
+    @Test func theClientComesFromTheHeaderOnlyForATrustedPeer() throws {
+        for (extra, expected) in [([] as [String], "remote=127.0.0.1:"), (["--trusted-proxy", "127.0.0.0/8"], "remote=203.0.113.7 peer=127.0.0.1:")] {
+            let dir = makeTempDir() + "/s"
+            let server = try Server(dir: dir, extra: extra)
+            _ = try curl(["-H", "X-Forwarded-For: 203.0.113.7", "-H", "Content-Type: application/json", "--data-binary", #"{"project":"p"}"#,
+                          server.url + "/json2video/done"])
+            let log = server.stop().stderr
+            #expect(log.contains(" msg=request \(expected)"), "\(extra): \(log)")
+        }
+        let bad = try spool("serve", "--trusted-proxy", "proxy.example", dir: makeTempDir() + "/s")
+        #expect(bad.status == 64 && bad.stderr.contains("--trusted-proxy takes an IPv4 or IPv6 address or CIDR range"))
+    }
+}

@@ -89,6 +89,9 @@ func skipWithoutChromium() -> Bool {
         #expect(!names(dir, "failed").contains("failed-1"))
         // It landed on the item's page, which says so.
         #expect(waitUntil(timeout: 15) { ((try? browser.evaluate("location.pathname", session: session)) as? String) == "/items/failed-1" })
+        // The log says which key was retried, and from where.
+        #expect(p.child.stderr.contains(" component=ui msg=request remote=127.0.0.1:"), "\(p.child.stderr)")
+        #expect(p.child.stderr.contains(" method=POST path=/actions/retry status=303 outcome=retried key=failed-1 "), "\(p.child.stderr)")
 
         // An attacker's page on another origin (another port) posting the same fields with a script.
         let csrf = try #require(formFields(in: try curl([p.url + "/"]).stdout, action: "/actions/retry-all")?.first?.1)

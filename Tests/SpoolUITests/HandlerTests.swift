@@ -136,7 +136,11 @@ import SpoolTestSupport
         #expect(names(dir, "new").contains(try SpoolKey(Hostile.key).fileName))
         #expect(ui.post("/actions/retry-all", fields: [("csrf", csrf)]).status == 303)
         #expect(names(dir, "failed").isEmpty)
-        #expect(ui.post("/actions/purge", fields: [("csrf", csrf), ("key", "done-1")]).status == 303)
+        // Purge asks first: a page whose form carries confirm=yes; nothing is removed until that form is sent.
+        let ask = ui.post("/actions/purge", fields: [("csrf", csrf), ("key", "done-1")])
+        #expect(ask.status == 200 && ask.text.contains("<h1>Purge done-1?</h1>") && ask.text.contains(#"name="confirm" value="yes""#), "\(ask.text)")
+        #expect(names(dir, "done").contains("done-1"))
+        #expect(ui.post("/actions/purge", fields: [("csrf", csrf), ("key", "done-1"), ("confirm", "yes")]).status == 303)
         #expect(names(dir, "done").isEmpty && !names(dir, "keys").contains("done-1"))
         // Not finished: refused, nothing changes.
         let r = ui.post("/actions/purge", fields: [("csrf", csrf), ("key", "waiting-1")])
@@ -162,7 +166,7 @@ import SpoolTestSupport
             ui.post("/actions/retry", fields: [("csrf", csrf), key], origin: nil, extra: [("Referer", "http://127.0.0.1:8081.evil.example/")]),
             ui.post("/actions/retry", fields: [("csrf", csrf), key], extra: [("Sec-Fetch-Site", "cross-site")]),
             ui.post("/actions/retry-all", fields: [], origin: "http://evil.example"),
-            ui.post("/actions/purge", fields: [("csrf", csrf), ("key", "done-1")], origin: "https://evil.example"),
+            ui.post("/actions/purge", fields: [("csrf", csrf), ("key", "done-1"), ("confirm", "yes")], origin: "https://evil.example"),
         ]
         // A form field repeated to smuggle a second token.
         refused.append(ui.post("/actions/retry", fields: [("csrf", "x"), ("csrf", csrf), key]))
