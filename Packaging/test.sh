@@ -120,6 +120,28 @@ bash -c 'source <('"$BIN"' completion bash)
 COMP_WORDS=(spool se); COMP_CWORD=1; _spool; [ "${COMPREPLY[*]}" = serve ] || { echo "spool se -> ${COMPREPLY[*]}"; exit 1; }
 COMP_WORDS=(spool consume --con); COMP_CWORD=2; _spool; [[ " ${COMPREPLY[*]} " == *" --concurrency "* ]] || { echo "--con -> ${COMPREPLY[*]}"; exit 1; }' \
     && ok "bash completes 'spool se' to serve and 'spool consume --con' to --concurrency" || bad "bash completion"
+# fish: its own completion engine answers `complete -C`, filtered by what was typed.
+if command -v fish >/dev/null 2>&1; then
+    got=$(fish -c "$BIN completion fish | source; complete -C 'spool se'; echo SEP; complete -C 'spool consume --con'; echo SEP; complete -C 'spool serve --log-format '" 2>&1)
+    echo "$got" | awk -F'\t' 'BEGIN{s=0} /^SEP$/{s++; next} {print s" "$1}' > /tmp/fish-completions.txt
+    grep -qx "0 serve" /tmp/fish-completions.txt && grep -qx "1 --concurrency" /tmp/fish-completions.txt \
+        && grep -qx "2 json" /tmp/fish-completions.txt && grep -qx "2 logfmt" /tmp/fish-completions.txt \
+        && ok "fish completes 'spool se' to serve, '--con' to --concurrency, --log-format to json and logfmt" || bad "fish completion: $got"
+else
+    echo "SKIPPED fish completion: fish is not installed"
+fi
+# zsh: the script registers _spool through bashcompinit; zsh filters the candidates itself, so the check is that
+# they contain the right ones (called the way bashcompinit calls it, in sh emulation).
+if command -v zsh >/dev/null 2>&1; then
+    got=$(zsh -c "autoload -U +X compinit && compinit -u; source <($BIN completion zsh); complete -p spool
+        t() { emulate -L sh; setopt kshglob noshglob braceexpand; COMP_WORDS=(\$@); COMP_CWORD=\$((\${#COMP_WORDS[@]} - 1)); _spool; print -r -- \"\$1 \$2: \${COMPREPLY[*]}\"; }
+        t spool se; t spool consume --con" 2>&1)
+    echo "$got" | grep -qx "complete -F _spool spool" && echo "$got" | grep "^spool se: " | grep -qw serve \
+        && echo "$got" | grep "^spool consume: " | grep -qw -- --concurrency && ok "zsh registers _spool (bashcompinit) and offers serve and --concurrency" \
+        || bad "zsh completion: $got"
+else
+    echo "SKIPPED zsh completion: zsh is not installed"
+fi
 pages=0
 for c in "" $("$BIN" --help | sed -n '/^commands:/,/^$/p' | awk 'NR>1 && NF {print $1}'); do
     warn=$("$BIN" man $c | groff -ww -man -Tutf8 2>&1 >/dev/null || true)

@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/eventfd.h>
@@ -146,57 +148,135 @@ static void close_from(int from) {
     for (int fd = from; fd < 65536; fd++) close(fd);
 }
 
-/// The guard that runs each handler (see spool_spawn_shell): a tiny `sh` script, so that it costs one exec of
-/// `/bin/sh` and one fork of that small shell, not a fork of the consumer. USR1 is its parent-death signal: the
-/// whole process group goes. TERM, INT and HUP (what the consumer's timeout and a terminal send to the group)
-/// leave it alone, so it stays to report how the handler ended, as its own exit: the same status, or the same
-/// signal raised on itself. The handler runs in a subshell with those signals back to default and its standard
-/// input the payload (saved on fd 3 first: an asynchronous command's own stdin is /dev/null before any
-/// redirection), no descriptor beyond 0-2, and the command's
-/// text in no variable and no positional parameter, as with `sh -c`.
-static const char guard_script[] =
-    "trap 'kill -KILL 0' USR1\n"
-    "trap '' TERM INT HUP\n"
-    "__spool_cmd=$1; shift\n"
-    "exec 3<&0\n"
-    "(trap - TERM INT HUP; eval \"unset __spool_cmd; $__spool_cmd\") <&3 3<&- &\n"
-    "exec 0</dev/null 1>/dev/null 2>&1 3<&-\n"
-    "wait $!\n"
-    "s=$?\n"
-    "if [ $s -gt 128 ] && sig=$(kill -l $s 2>/dev/null); then trap - TERM INT HUP; kill -s \"$sig\" $$; fi\n"
-    "exit $s\n";
+/// The handler guard: one process per consumer process (issue 25: a guard per attempt cost an exec of `/bin/sh` and
+/// a fork per handler, 0.54x of `sh -c true`). A handler must not outlive its consumer, however the consumer dies
+/// (SIGKILL, the OOM killer), or it keeps its item's claim hostage and nobody enforces its time limit. Each handler
+/// leads a process group of its own and registers it with the guard (4 bytes, its pid, written by the handler's
+/// child before its exec, so a handler is never running unregistered); the consumer unregisters it (the negated
+/// pid) after it has exited and its group was killed, before it reaps it (so the group id cannot have been reused
+/// meanwhile). When the consumer dies, the kernel closes its end of the pipe; the guard reads the rest of what is in
+/// the pipe, then end of file, and kills every group still registered. The guard is forked, not executed: the child
+/// of a multi-threaded process calls only async-signal-safe functions (read, kill, sigaction, _exit). It leads a
+/// session of its own and ignores every signal it may, so signals for the consumer's group (a terminal's Ctrl-C,
+/// `kill -- -PGID`) do not take it away.
+#define GUARD_CAPACITY 16384
+static int32_t guard_groups[GUARD_CAPACITY];
 
-/// A handler must not outlive its consumer, however the consumer dies (SIGKILL, the OOM killer), or it keeps
-/// its item's claim hostage and nobody enforces its time limit. So the handler runs under a guard (the script
-/// above) that leads a new process group and was asked, before its exec, to get USR1 when the thread that
-/// started it dies (PR_SET_PDEATHSIG, which survives execve); its trap then kills the whole group. The child is
-/// made with vfork, as posix_spawn does: all signals blocked around it, and only async-signal-safe calls in it.
-int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]) {
-    char *const argv[] = { "/bin/sh", "-c", (char *)guard_script, "/bin/sh", (char *)cmd, NULL };
-    pid_t parent = getpid();
+int spool_start_guard(int *pid, int *write_fd) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t g = fork();
+    if (g == 0) {
+        setsid();
+        struct sigaction sa;
+        sigemptyset(&sa.sa_mask); sa.sa_flags = 0; sa.sa_handler = SIG_IGN;
+        for (int sig = 1; sig < 65; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD) continue;
+            sigaction(sig, &sa, NULL);
+        }
+        if (dup2(fds[0], 0) < 0) _exit(1);
+        close_from(1);
+        sigset_t none; sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int count = 0;
+        unsigned char buf[4096];
+        size_t have = 0;
+        for (;;) {
+            ssize_t n = read(0, buf + have, sizeof buf - have);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            have += (size_t)n;
+            size_t i = 0;
+            for (; i + 4 <= have; i += 4) {
+                int32_t v = (int32_t)((uint32_t)buf[i] | (uint32_t)buf[i + 1] << 8 | (uint32_t)buf[i + 2] << 16 | (uint32_t)buf[i + 3] << 24);
+                if (v > 0) {
+                    if (count < GUARD_CAPACITY) guard_groups[count++] = v;
+                } else if (v < 0) {
+                    for (int k = 0; k < count; k++) if (guard_groups[k] == -v) { guard_groups[k] = guard_groups[--count]; break; }
+                }
+            }
+            for (size_t k = i; k < have; k++) buf[k - i] = buf[k];
+            have -= i;
+        }
+        for (int k = 0; k < count; k++) kill(-guard_groups[k], SIGKILL);
+        _exit(0);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(fds[0]);
+    if (g < 0) { close(fds[1]); return e; }
+    *pid = (int)g;
+    *write_fd = fds[1];
+    return 0;
+}
+
+/// The signals a spawned child must put back to their default action before its exec: those this process catches
+/// (`SigCgt` of /proc/self/status: a handler means nothing after exec and must not run in a vfork child that
+/// shares our memory), and SIGPIPE, SIGTERM and SIGINT if ignored (spool's own choices; other inherited "ignore"
+/// dispositions, SIGHUP under nohup, stay). Read in the parent, so the child makes one call per such signal instead
+/// of two per signal number. All signals when /proc cannot be read.
+static uint64_t signals_to_reset(void) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ~(uint64_t)0;
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        have += (size_t)n;
+        if (have == sizeof buf - 1) break;
+    }
+    close(fd);
+    buf[have] = 0;
+    uint64_t caught = 0, ignored = 0;
+    int found = 0;
+    for (char *line = buf; line && *line; ) {
+        char *next = strchr(line, '\n');
+        uint64_t *target = strncmp(line, "SigCgt:\t", 8) == 0 ? &caught : strncmp(line, "SigIgn:\t", 8) == 0 ? &ignored : NULL;
+        if (target) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(line + 8, &end, 16);
+            if (errno != 0 || end == line + 8 || (*end != '\n' && *end != 0)) return ~(uint64_t)0;
+            *target = (uint64_t)v;
+            found++;
+        }
+        line = next ? next + 1 : NULL;
+    }
+    if (found != 2) return ~(uint64_t)0;
+    uint64_t mine = (1ULL << (SIGPIPE - 1)) | (1ULL << (SIGTERM - 1)) | (1ULL << (SIGINT - 1));
+    return caught | (ignored & mine);
+}
+
+/// `/bin/sh -c cmd` as the leader of a new process group, registered with the guard (`guard_fd`, see above) before
+/// its exec. Made with vfork, as posix_spawn does: all signals blocked around it, only async-signal-safe calls in it.
+int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[], int guard_fd) {
+    char *const argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+    uint64_t reset = signals_to_reset();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     volatile int child_errno = 0;
     pid_t g = vfork();
     if (g == 0) {
-        // Handlers of ours mean nothing after exec and must not run in this child (it shares our memory): back
-        // to default. Dispositions spool inherited as "ignore" (SIGHUP under nohup) stay, except what spool
-        // handles itself.
-        struct sigaction sa, cur;
+        struct sigaction sa;
+        sigemptyset(&sa.sa_mask); sa.sa_flags = 0; sa.sa_handler = SIG_DFL;
         for (int sig = 1; sig < 65; sig++) {
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            if (sigaction(sig, NULL, &cur) != 0) continue;
-            int mine = sig == SIGPIPE || sig == SIGTERM || sig == SIGINT;
-            if (cur.sa_handler != SIG_DFL && (cur.sa_handler != SIG_IGN || mine)) {
-                sigemptyset(&sa.sa_mask); sa.sa_flags = 0; sa.sa_handler = SIG_DFL;
-                sigaction(sig, &sa, NULL);
-            }
+            if (sig == SIGKILL || sig == SIGSTOP || !(reset & (1ULL << (sig - 1)))) continue;
+            sigaction(sig, &sa, NULL);
         }
-        if (setpgid(0, 0) != 0 || dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) { child_errno = errno; _exit(127); }
+        if (setpgid(0, 0) != 0) { child_errno = errno; _exit(127); }
+        int32_t me = (int32_t)getpid();
+        unsigned char msg[4] = { (unsigned char)me, (unsigned char)(me >> 8), (unsigned char)(me >> 16), (unsigned char)(me >> 24) };
+        ssize_t w;
+        do { w = write(guard_fd, msg, 4); } while (w < 0 && errno == EINTR);
+        if (w != 4) { child_errno = w < 0 ? errno : EIO; _exit(127); }
+        if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) { child_errno = errno; _exit(127); }
         close_from(3);
-        if (prctl(PR_SET_PDEATHSIG, SIGUSR1) != 0) { child_errno = errno; _exit(127); }
-        if (getppid() != parent) _exit(127);  // the consumer died before the request took effect
         sigset_t none; sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         execve("/bin/sh", argv, envp);
@@ -207,6 +287,11 @@ int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (g < 0) return e;
     if (e != 0) {
+        // It may have registered before failing: unregister it before it is reaped (and its pid can be reused).
+        int32_t un = -(int32_t)g;
+        unsigned char msg[4] = { (unsigned char)un, (unsigned char)(un >> 8), (unsigned char)(un >> 16), (unsigned char)(un >> 24) };
+        ssize_t w;
+        do { w = write(guard_fd, msg, 4); } while (w < 0 && errno == EINTR);
         int status;
         waitpid(g, &status, 0);
         return e;

@@ -139,6 +139,17 @@ public final class JetStreamPublisher: ItemProcessor {
         }
     }
 
+    /// The stream check of `consume --nats` at start (issue 25): a missing stream is said at once (`.notFound`, the
+    /// CLI exits 1) instead of costing every item an attempt, and `--create-stream` creates it before any publish,
+    /// so a `spool pull` started meanwhile finds it. Waits for the connection up to the publish timeout.
+    public func checkAtStart() throws(BridgeError) {
+        guard configuration.stream != nil else { return }
+        guard connection.waitUntilConnected(timeoutNanos: configuration.timeoutNanos) else {
+            throw BridgeError(.connect, "not connected to \(connection.url): \(connection.lastError)")
+        }
+        try ensureStream()
+    }
+
     /// Checks the configured stream exists, creating it with `createStream`; once per process, again after
     /// "no responders".
     func ensureStream() throws(BridgeError) {
@@ -153,7 +164,7 @@ public final class JetStreamPublisher: ItemProcessor {
                 break
             case let .error(_, errCode, text) where errCode == JetStreamAPI.streamNotFound:
                 guard configuration.createStream else {
-                    throw BridgeError(.serverError, "stream \(name) does not exist (\(text)); create it or pass --create-stream", status: "no stream")
+                    throw BridgeError(.notFound, "stream \(name) does not exist (\(text)); create it or pass --create-stream", status: "no stream")
                 }
                 let body = JetStreamAPI.createStreamRequest(name: name, subject: configuration.subject,
                                                             duplicateWindowNanos: configuration.duplicateWindowNanos)

@@ -421,6 +421,13 @@ extension CLI {
         let natsConnection = sink.natsConnection
         natsConnection?.start()
         defer { natsConnection?.close() }
+        if let publisher = sink.processor as? JetStreamPublisher {
+            do throws(BridgeError) { try publisher.checkAtStart() } catch where error.kind == .notFound {
+                throw CommandFailure(message: error.message)
+            } catch {
+                log("nats: cannot check the stream at start (\(error.message)); it is checked again before the first publish")
+            }
+        }
         log("started on \(ctx.dir) (queue \(ctx.queue), \(sink.name), concurrency \(config.concurrency), pid \(FS.processID))")
         try acknowledgeHangups("consume", stop: stop, log: log)
         let result = consumer.run(stopFD: stop.fd)
@@ -481,7 +488,7 @@ extension CLI {
             .value("--tls-key", "FILE", help: "the certificate's PEM private key (not readable by others)"),
             .value("--max-body", "BYTES", default: "1048576", help: "largest body accepted"),
             .value("--max-connections", "N", default: "10000", help: "connections held at once"),
-            .value("--flush", "MODE", default: "auto", help: """
+            .value("--flush", "auto|fsync|syncfs", default: "auto", help: """
                 how a batch is made durable. fsync: flush each file, then each directory;
                 syncfs: one flush of the whole file system after the data and one after the
                 names (far faster on most disks, but it also flushes everything else on that

@@ -17,6 +17,8 @@ public struct ExecProcessor: ItemProcessor {
     public let killAfterNanos: Int64
     let baseEnvironment: [String]
     let log: ConsumerLog
+    /// Read once: spool never changes its directory, and `getcwd` twice per attempt showed in the profile.
+    let workingDirectory: String?
 
     /// `--max-attempts`, for the handler's `SPOOL_MAX_ATTEMPTS` (and `SPOOL_LAST_ATTEMPT=1` on the last).
     public let maxAttempts: Int
@@ -30,6 +32,7 @@ public struct ExecProcessor: ItemProcessor {
         self.killAfterNanos = killAfterNanos
         self.baseEnvironment = environment.filter { !$0.key.hasPrefix("SPOOL_") }.map { "\($0.key)=\($0.value)" }
         self.log = log
+        self.workingDirectory = FS.currentDirectory
     }
 
     public func process(_ item: ClaimedItem, cancellation: CancellationFlag) -> ProcessOutcome {
@@ -134,6 +137,7 @@ public struct ExecProcessor: ItemProcessor {
     private func reapIfExited(_ run: inout HandlerRun) {
         guard run.exit == nil, Spawn.hasExited(run.pid) else { return }
         Spawn.signalGroup(run.pid, .kill)
+        HandlerGuard.shared?.finished(run.pid)
         run.exit = (try? Spawn.reap(run.pid, block: true)) ?? .exited(-1)
     }
 
@@ -208,7 +212,7 @@ public struct ExecProcessor: ItemProcessor {
 
     private func absolute(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
-        guard let cwd = FS.currentDirectory else { return p }
+        guard let cwd = workingDirectory else { return p }
         return cwd + "/" + (p.hasPrefix("./") ? String(p.dropFirst(2)) : p)
     }
 }

@@ -132,21 +132,23 @@ public final class FailureHook: Sendable {
             let exited = Spawn.exitDescriptor(pid)
             defer { if let exited { try? exited.close() } }
             let deadline = monotonicNanos() + timeoutNanos
-            var status: ProcessExit?
-            while status == nil {
+            // Until it is reaped its group id cannot be reused: kill what it left in its group, tell the guard, reap.
+            while !Spawn.hasExited(pid) {
                 let left = deadline - monotonicNanos()
                 if left <= 0 {
                     Spawn.signalGroup(pid, .kill)
+                    HandlerGuard.shared?.finished(pid)
                     _ = try? Spawn.reap(pid, block: true)
                     log("\(prefix) failed: killed after \(timeoutNanos / 1_000_000_000)s")
                     return
                 }
                 if let exited { _ = try? pollReadable([exited], timeoutMillis: Int32(min(left / 1_000_000 + 1, 1000))) }
                 else { sleep(nanoseconds: min(left, 10_000_000)) }
-                status = try Spawn.reap(pid, block: false)
             }
-            Spawn.signalGroup(pid, .kill)  // whatever it left in its process group
-            switch status! {
+            Spawn.signalGroup(pid, .kill)
+            HandlerGuard.shared?.finished(pid)
+            let status = try Spawn.reap(pid, block: true) ?? .exited(-1)
+            switch status {
             case .exited(0): return
             case .exited(let code): log("\(prefix) failed: exit \(code)")
             case .signaled(let sig): log("\(prefix) failed: signal \(sig)")

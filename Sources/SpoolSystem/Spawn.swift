@@ -51,13 +51,16 @@ public enum Spawn {
     }
 
     /// Starts `/bin/sh -c command` as the leader of a new process group (so the whole handler, children included,
-    /// can be signalled at once), with 0/1/2 on the given descriptors and no other descriptor of ours.
+    /// can be signalled at once), with 0/1/2 on the given descriptors and no other descriptor of ours, registered
+    /// with this process's `HandlerGuard` before it runs. Call `HandlerGuard.shared.finished(pid)` after it has
+    /// exited and its group was killed, before reaping it.
     public static func shell(_ command: String, environment: [String],
                              stdin: FileDescriptor, stdout: FileDescriptor, stderr: FileDescriptor) throws(Errno) -> pid_t {
+        guard let guardian = HandlerGuard.shared else { throw Errno.wouldBlock }
         var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         defer { for p in envp { free(p) } }
         var pid: Int32 = 0
-        let rc = spool_spawn_shell(&pid, command, stdin.rawValue, stdout.rawValue, stderr.rawValue, &envp)
+        let rc = spool_spawn_shell(&pid, command, stdin.rawValue, stdout.rawValue, stderr.rawValue, &envp, guardian.writeFD)
         guard rc == 0 else { throw Errno(rawValue: rc) }
         return pid
     }
@@ -116,5 +119,32 @@ public enum HangUpSignal {
     /// Makes SIGHUP signal `wakeup` instead of ending the process. Call before starting threads.
     public static func deliver(to wakeup: Wakeup) throws(Errno) {
         guard spool_install_hangup_pipe(wakeup.fd.rawValue) == 0 else { throw Errno.current }
+    }
+}
+
+/// The guard of this process's handlers (`spool_start_guard` in the C shim): one forked process, started the first
+/// time a handler is spawned, that kills every handler process group still registered when this process dies,
+/// however it dies. Handlers register themselves as they start (`Spawn.shell`); `finished` unregisters one.
+/// Thread-safe: each message is one 4-byte `write` to a pipe, which the kernel never interleaves.
+public final class HandlerGuard: Sendable {
+    public static let shared: HandlerGuard? = try? HandlerGuard()
+
+    let writeFD: Int32
+    public let pid: pid_t
+
+    init() throws(Errno) {
+        var p: Int32 = 0, w: Int32 = -1
+        let rc = spool_start_guard(&p, &w)
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        pid = p
+        writeFD = w
+    }
+
+    /// The handler led by `pgid` has exited and its group was killed: the guard forgets it. Call before reaping it,
+    /// so its id cannot have been reused by then.
+    public func finished(_ pgid: pid_t) {
+        let v = UInt32(bitPattern: -pgid)
+        var msg: (UInt8, UInt8, UInt8, UInt8) = (UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 24))
+        _ = try? retryingSyscall { withUnsafeBytes(of: &msg) { Glibc.write(writeFD, $0.baseAddress, 4) } }
     }
 }

@@ -370,3 +370,28 @@ private func fill(_ dir: String, prefix: String, count: Int, contentType: String
         #expect(try dst.list(states: [.new, .done]).count == 200)
     }
 }
+
+/// Issue 25: `consume --nats` checks its stream at start: a missing one is exit 1 with a hint before any item is
+/// attempted; `--create-stream` creates it at start, before anything is published.
+@Suite struct StreamCheckAtStartTests {
+    @Test(.enabled(if: natsInstalled, "nats-server is not installed: SKIPPED"))
+    func aMissingStreamStopsTheStartAndCreateStreamActsAtOnce() throws {
+        let nats = try NATSChild()
+        let dir = makeTempDir() + "/s"
+        _ = try spool("enqueue", "--key", "first", "-", dir: dir, stdin: Data("{}".utf8))
+        let base = ["consume", "--nats", nats.url, "--subject", "hooks.start", "--nats-stream", "START", "--drain", "--timeout", "2s"]
+        let missing = try bridgeSpool(base, dir: dir)
+        #expect(missing.status == 1 && missing.stderr.contains("error: stream START does not exist") && missing.stderr.contains("--create-stream"),
+                "\(missing.stderr)")
+        #expect(entries(dir + "/new") == ["first"] && entries(dir + "/state").isEmpty, "no attempt was used")
+        // --create-stream on an empty spool: the stream exists when the consumer is done, though nothing was published.
+        let empty = makeTempDir() + "/e"
+        _ = try spool("init", dir: empty)
+        let created = try bridgeSpool(base + ["--create-stream"], dir: empty)
+        #expect(created.status == 0 && created.stderr.contains("created stream START"), "\(created.stderr)")
+        #expect(try nats.count("START") == 0)
+        let delivered = try bridgeSpool(base, dir: dir)
+        let count = try nats.count("START")
+        #expect(delivered.status == 0 && entries(dir + "/done") == ["first"] && count == 1, "\(delivered.stderr)")
+    }
+}

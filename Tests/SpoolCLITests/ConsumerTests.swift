@@ -318,3 +318,42 @@ func immutableDirectoriesWork() -> Bool {
         #expect(try startAndStop(["--listen", "127.0.0.1:0"], dir: dir).contains(" level=warn component=serve msg=\"cannot write to the spool directory \(dir)"))
     }
 }
+
+/// Issue 25, item 5: the guard that kills a dead consumer's handlers is one process per consumer, not one per
+/// attempt: a handler is the consumer's own child, and the consumer has exactly one other (the guard), which takes
+/// every running handler and its children with it when the consumer is SIGKILLed alone.
+@Suite struct HandlerGuardTests {
+    func children(of pid: Int32) -> [Int32] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return pids.compactMap { Int32($0) }.filter { p in
+            guard let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == pid
+        }
+    }
+
+    func alive(_ pid: Int32) -> Bool { FileManager.default.fileExists(atPath: "/proc/\(pid)/stat") && !((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") ?? true) }
+
+    @Test func oneGuardPerConsumerAndHandlersAreItsChildren() throws {
+        let dir = makeTempDir() + "/s"
+        let log = dir + ".ppid"
+        for k in ["h1", "h2"] { _ = try spool("enqueue", "--key", k, "-", dir: dir, stdin: Data("{}".utf8)) }
+        let c = try Child(spoolBin, ["--dir", dir, "consume", "--concurrency", "2", "--exec", "echo \"$PPID $$\" >> \(log); sleep 33.75 & wait"])
+        defer { c.signal(SIGKILL); _ = c.wait(timeout: 10) }
+        #expect(waitUntil(timeout: 20) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").count == 2 })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ").compactMap { Int32($0) } }
+        #expect(lines.allSatisfy { $0.count == 2 && $0[0] == c.pid }, "each handler's parent is the consumer: \(lines) vs \(c.pid)")
+        let handlers = Set(lines.compactMap { $0.last })
+        let kids = Set(children(of: c.pid))
+        #expect(kids.count == 3 && handlers.isSubset(of: kids), "two handlers and one guard: \(kids)")
+        let guardPID = try #require(kids.subtracting(handlers).first)
+        let grandchildren = handlers.flatMap { children(of: $0) }
+        #expect(grandchildren.count == 2, "each handler's sleep: \(grandchildren)")
+        c.signal(SIGKILL)
+        _ = c.wait(timeout: 10)
+        #expect(waitUntil(timeout: 5) { !(handlers.map(alive) + grandchildren.map(alive)).contains(true) },
+                "handlers or their children outlived the consumer")
+        #expect(waitUntil(timeout: 5) { !alive(guardPID) }, "the guard exits after it has done its job")
+    }
+}

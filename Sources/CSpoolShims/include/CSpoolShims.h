@@ -61,7 +61,8 @@ int spool_wtermsig(int s);
 /// Spawns `/bin/sh -c cmd` with stdin/stdout/stderr on the given fds and no other descriptor, in a new process
 /// group, with an empty signal mask and SIGPIPE/SIGTERM/SIGINT at their defaults, so the handler runs in a
 /// normal environment. Returns 0 or an errno.
-int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[]);
+int spool_spawn_shell(int *pid, const char *cmd, int in_fd, int out_fd, int err_fd, char *const envp[], int guard_fd);
+int spool_start_guard(int *pid, int *write_fd);
 
 /// Spawns `path` with `argv`/`envp`, stdin/stdout/stderr on the given fds, in `cwd` if not NULL, with every
 /// other descriptor closed, an empty signal mask and default dispositions. Returns 0 or an errno.
