@@ -510,20 +510,9 @@ extension CLI {
         run: { args, ctx in
             let ctx = try ctx.withLogging(args, accessLog: true, trustedProxy: true)
             guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
-            let config = try configPath(args, ctx).map { try loadConfiguration($0) }
+            let (built, config) = try serveIngress(args, ctx)
+            var ingress = built
             let listen = try parseListen(args.value("--listen") ?? config?.listen ?? "127.0.0.1:8080")
-            let verify = try parseVerify(args)
-            var ingress = try ingressConfiguration(args, env: ctx.console.environment, verify: verify)
-            if let config, !config.routes.isEmpty {
-                let perRoute = ["--path", "--key-path", "--key-header", "--token-file", "--verify", "--secret-file", "--tolerance"]
-                if let clash = perRoute.first(where: { !args.all($0).isEmpty }) {
-                    throw UsageError("\(clash) is a route's setting: with --config, routes come from the file")
-                }
-                ingress.routes = try routes(config)
-            } else {
-                ingress.token = try readToken(args, env: ctx.console.environment)
-                ingress.signature = try readSignatureVerifier(verify)
-            }
             let http = try httpConfiguration(args)
             let flush = try flushMode(args)
             let tls = try serverCertificate(args, env: ctx.console.environment)
@@ -531,8 +520,27 @@ extension CLI {
             ingress.metricsOnWebhookPort = metrics == nil
             let reconcile = try serveReconcileSetup(args, env: ctx.console.environment)
             return try startServer(ctx, listen: listen, ingress: ingress, http: http, flush: flush, tls: tls, metrics: metrics,
-                                   reconcile: reconcile)
+                                   reconcile: reconcile, reloadIngress: { try serveIngress(args, ctx).0 })
         })
+
+    /// serve's routes with their tokens and secrets read (modes checked), from `--config` or the flags: at start,
+    /// and again at each SIGHUP (rotated secrets, an edited configuration file).
+    static func serveIngress(_ args: ParsedArguments, _ ctx: Context) throws -> (IngressConfiguration, Configuration?) {
+        let config = try configPath(args, ctx).map { try loadConfiguration($0) }
+        let verify = try parseVerify(args)
+        var ingress = try ingressConfiguration(args, env: ctx.console.environment, verify: verify)
+        if let config, !config.routes.isEmpty {
+            let perRoute = ["--path", "--key-path", "--key-header", "--token-file", "--verify", "--secret-file", "--tolerance"]
+            if let clash = perRoute.first(where: { !args.all($0).isEmpty }) {
+                throw UsageError("\(clash) is a route's setting: with --config, routes come from the file")
+            }
+            ingress.routes = try routes(config)
+        } else {
+            ingress.token = try readToken(args, env: ctx.console.environment)
+            ingress.signature = try readSignatureVerifier(verify)
+        }
+        return (ingress, config)
+    }
 
     /// The ingress routes of a configuration file: each route's token and secrets read (modes checked) before
     /// anything listens, its queues with the match conditions of their `[queue.NAME]` tables.
@@ -697,7 +705,8 @@ extension CLI {
     static func startServer(_ ctx: Context, listen: ListenAddress, ingress: IngressConfiguration,
                             http: HTTPServerConfiguration, flush: FlushMode, tls: TLSServerCertificate?,
                             metrics: ListenAddress? = nil,
-                            reconcile: (JSON2VideoClient, ReconcileConfiguration)? = nil) throws -> Int32 {
+                            reconcile: (JSON2VideoClient, ReconcileConfiguration)? = nil,
+                            reloadIngress: (@Sendable () throws -> IngressConfiguration)? = nil) throws -> Int32 {
         let spool = try ctx.openSpool(create: true, flush: flush)
         let log = logger(ctx, component: "serve")
         let report = spool.recover()
@@ -745,7 +754,21 @@ extension CLI {
         do throws(Errno) { try TerminationSignals.deliver(to: stop) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
         let notifier = SystemdNotifier(environment: ctx.console.environment)
         startMaintenance(spool: spool, servers: [server] + (probes.map { [$0.server] } ?? []), stop: stop, notifier: notifier, log: log)
-        try startReloader(tls, console: ctx.console, log: log)
+        try startReloader(tls, console: ctx.console, log: log) {
+            // Tokens, secrets and routes: all read again, or (any failure) none of them; the error never shows a secret.
+            guard let reloadIngress else { return }
+            do {
+                let fresh = try reloadIngress()
+                handler.reload(fresh)
+                log("SIGHUP: routes, tokens and secrets reloaded (\(handler.routePaths.map { logSafe($0) }.joined(separator: ", ")))")
+            } catch let e as UsageError {
+                log("error: SIGHUP: reload failed, keeping the previous routes, tokens and secrets: \(e.message)")
+            } catch let e as CommandFailure {
+                log("error: SIGHUP: reload failed, keeping the previous routes, tokens and secrets: \(e.message)")
+            } catch {
+                log("error: SIGHUP: reload failed, keeping the previous routes, tokens and secrets: \(error)")
+            }
+        }
         let probesDone = try? Wakeup()
         if let probes {
             startThread {
@@ -816,17 +839,16 @@ extension CLI {
 
     /// SIGHUP reads the certificate and key again, for connections accepted from then on; a pair that does not
     /// load is reported and the old one kept. Without TLS, SIGHUP is logged and ignored (never a stop).
-    static func startReloader(_ tls: TLSServerCertificate?, console: Console, log: @escaping @Sendable (String) -> Void) throws {
+    static func startReloader(_ tls: TLSServerCertificate?, console: Console, log: @escaping @Sendable (String) -> Void,
+                              also: @escaping @Sendable () -> Void = {}) throws {
         let hup = try Wakeup()
         do throws(Errno) { try HangUpSignal.deliver(to: hup) } catch { throw CommandFailure(message: "cannot install signal handlers: \(error)") }
         startThread {
             while true {
                 guard (try? pollReadable([hup.fd], timeoutMillis: -1))?.first == true else { continue }
                 hup.drain()
-                guard let tls else {
-                    log("SIGHUP: nothing to reload (no --tls-cert)")
-                    continue
-                }
+                also()
+                guard let tls else { continue }
                 do throws(TLSError) {
                     let serial = try tls.reload()
                     log("SIGHUP: TLS certificate reloaded (serial \(serial))")

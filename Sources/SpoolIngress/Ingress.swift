@@ -53,8 +53,14 @@ public final class IngressHandler: HTTPHandler {
     let config: IngressConfiguration
     let spool: Spool
     let committer: GroupCommitter
-    /// Every route by its path, with its key extractor.
-    let routes: [String: (route: IngressRoute, extractor: KeyExtractor)]
+    /// Every route by its path, with its key extractor, and the token that guards /metrics on the webhook port:
+    /// replaced whole by `reload` (SIGHUP), read once per request.
+    struct Table: Sendable {
+        var routes: [String: (route: IngressRoute, extractor: KeyExtractor)]
+        var metricsToken: String?
+    }
+    let table: Mutex<Table>
+    var routes: [String: (route: IngressRoute, extractor: KeyExtractor)] { table.withLock { $0.routes } }
     let metrics = IngressMetrics()
     /// Supplied after the server exists (for the open-connections gauge).
     let connectionGauge = Mutex<@Sendable () -> Int>({ 0 })
@@ -67,9 +73,7 @@ public final class IngressHandler: HTTPHandler {
     public init(spool: Spool, configuration: IngressConfiguration) throws {
         self.spool = spool
         self.config = configuration
-        var routes: [String: (route: IngressRoute, extractor: KeyExtractor)] = [:]
-        for r in configuration.effectiveRoutes { routes[r.path] = (r, KeyExtractor(paths: r.keyPaths)) }
-        self.routes = routes
+        self.table = Mutex(IngressHandler.table(configuration))
         let m = metrics
         self.committer = try GroupCommitter(spool: spool, committers: configuration.committers) { n, seconds in
             m.durableWriteLatency.observe(seconds)
@@ -78,6 +82,23 @@ public final class IngressHandler: HTTPHandler {
     }
 
     public func stop() { committer.stop() }
+
+    static func table(_ configuration: IngressConfiguration) -> Table {
+        var routes: [String: (route: IngressRoute, extractor: KeyExtractor)] = [:]
+        for r in configuration.effectiveRoutes { routes[r.path] = (r, KeyExtractor(paths: r.keyPaths)) }
+        return Table(routes: routes, metricsToken: configuration.token)
+    }
+
+    /// Serves the routes, tokens and secrets of `configuration` from the next request on (SIGHUP: rotated secrets,
+    /// a changed configuration file). Requests already past their route check keep what they had. The spool, the
+    /// committers and the other settings stay.
+    public func reload(_ configuration: IngressConfiguration) {
+        let fresh = IngressHandler.table(configuration)
+        table.withLock { $0 = fresh }
+    }
+
+    /// The paths served now, for the log line of a reload.
+    public var routePaths: [String] { routes.keys.sorted() }
 
     /// Records one finished request (called from the server's access log hook).
     public func record(_ entry: AccessLogEntry) {
@@ -119,7 +140,7 @@ public final class IngressHandler: HTTPHandler {
             // the webhook token (when one is set), or live on their own address. /healthz says only "ok".
             if head.path == "/metrics" {
                 if !config.metricsOnWebhookPort { return .error(status: 404, "not found") }
-                if let token = config.token, !authorized(head, token: token) {
+                if let token = table.withLock({ $0.metricsToken }), !authorized(head, token: token) {
                     return .error(status: 401, "missing or wrong token")
                 }
             }

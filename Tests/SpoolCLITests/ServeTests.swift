@@ -334,3 +334,38 @@ final class Results: @unchecked Sendable {
         #expect(bad.status == 64 && bad.stderr.contains("--trusted-proxy takes an IPv4 or IPv6 address or CIDR range"))
     }
 }
+
+/// Issue 25, SIGHUP: serve reads its token and secret files, and its configuration's routes, again; all or none.
+@Suite struct ReloadServeTests {
+    func post(_ url: String, token: String) throws -> String {
+        try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/json",
+                  "--data-binary", #"{"project":"r\#(UInt32.random(in: 0...UInt32.max))"}"#, url]).stdout
+    }
+
+    @Test func aRotatedTokenAndAnEditedConfigurationTakeEffectOnSIGHUP() throws {
+        let base = makeTempDir()
+        let dir = base + "/s", token = base + "/token", config = base + "/spool.toml"
+        try Data("first\n".utf8).write(to: URL(fileURLWithPath: token))
+        chmod(token, 0o600)
+        try Data("[[route]]\npath = \"/a\"\ntoken_file = \"\(token)\"\n".utf8).write(to: URL(fileURLWithPath: config))
+        let server = try Server(dir: dir, extra: ["--config", config])
+        #expect(try post(server.url + "/a", token: "first") == "200")
+        try Data("second\n".utf8).write(to: URL(fileURLWithPath: token))
+        try Data("[[route]]\npath = \"/b\"\ntoken_file = \"\(token)\"\n".utf8).write(to: URL(fileURLWithPath: config))
+        server.child.signal(SIGHUP)
+        #expect(waitUntil(timeout: 10) { server.child.stderr.contains("SIGHUP: routes, tokens and secrets reloaded (/b)") }, "\(server.child.stderr)")
+        #expect(try post(server.url + "/b", token: "second") == "200")
+        #expect(try post(server.url + "/b", token: "first") == "401")
+        #expect(try post(server.url + "/a", token: "second") == "404")
+        // A token file open to others: nothing changes, and the error says why without the secret.
+        try Data("third\n".utf8).write(to: URL(fileURLWithPath: token))
+        chmod(token, 0o644)
+        try Data("[[route]]\npath = \"/c\"\ntoken_file = \"\(token)\"\n".utf8).write(to: URL(fileURLWithPath: config))
+        server.child.signal(SIGHUP)
+        #expect(waitUntil(timeout: 10) { server.child.stderr.contains("reload failed, keeping the previous routes, tokens and secrets") }, "\(server.child.stderr)")
+        #expect(try post(server.url + "/b", token: "second") == "200")
+        #expect(try post(server.url + "/c", token: "third") == "404")
+        let log = server.stop().stderr
+        #expect(!log.contains("first") && !log.contains("second") && !log.contains("third"), "no secret in the log")
+    }
+}
