@@ -343,32 +343,7 @@ public enum JSONWriter {
     public static func quote(_ s: String) -> String { "\"" + jsonEscaped(s) + "\"" }
 
     /// Appends `s` as a JSON string literal (the same escaping as `quote`), without intermediate strings.
-    public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
-        out.append(0x22)
-        let hex = Array("0123456789abcdef".utf8)
-        var needsSlowPath = false
-        for b in s.utf8 where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F || b == 0xE2 { needsSlowPath = true; break }
-        if !needsSlowPath {
-            out.append(contentsOf: s.utf8)
-        } else {
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": out += [0x5C, 0x22]
-                case "\\": out += [0x5C, 0x5C]
-                case "\n": out += [0x5C, 0x6E]
-                case "\r": out += [0x5C, 0x72]
-                case "\t": out += [0x5C, 0x74]
-                default:
-                    if u.value < 0x20 || u.value == 0x7F || u.value == 0x2028 || u.value == 0x2029 {
-                        out += [0x5C, 0x75, hex[Int(u.value >> 12 & 15)], hex[Int(u.value >> 8 & 15)], hex[Int(u.value >> 4 & 15)], hex[Int(u.value & 15)]]
-                    } else {
-                        out.append(contentsOf: String(u).utf8)
-                    }
-                }
-            }
-        }
-        out.append(0x22)
-    }
+    public static func appendQuoted(_ s: String, to out: inout [UInt8]) { appendJSONString(s, to: &out) }
 
     public static func write(_ v: JSONValue) -> String {
         switch v {

@@ -83,24 +83,5 @@ public struct LogLine: Sendable, Equatable {
     /// A quoted string, valid in logfmt and JSON alike: `\"`, `\\`, `\n`, `\r`, `\t`, and `\u00XX` for other
     /// control characters (C0, DEL, C1) and the two JavaScript line terminators, so that the line stays one line
     /// and a reader's terminal sees no escape sequence.
-    static func appendQuoted(_ v: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
-        out.append(0x22)
-        for u in v.unicodeScalars {
-            switch u {
-            case "\"": out += [0x5C, 0x22]
-            case "\\": out += [0x5C, 0x5C]
-            case "\n": out += [0x5C, 0x6E]
-            case "\r": out += [0x5C, 0x72]
-            case "\t": out += [0x5C, 0x74]
-            default:
-                if u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029 {
-                    out += [0x5C, 0x75, hex[Int(u.value >> 12 & 15)], hex[Int(u.value >> 8 & 15)], hex[Int(u.value >> 4 & 15)], hex[Int(u.value & 15)]]
-                } else {
-                    out.append(contentsOf: String(u).utf8)
-                }
-            }
-        }
-        out.append(0x22)
-    }
+    static func appendQuoted(_ v: String, to out: inout [UInt8]) { appendJSONString(v, to: &out, escapingC1: true) }
 }

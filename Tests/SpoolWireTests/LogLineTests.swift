@@ -25,6 +25,20 @@ import SpoolWire
         #expect(json == #"{"ts":"2026-12-08T01:02:03.456Z","level":"warn","component":"consume","msg":"# + quoted + #","key":"# + quoted + "}\n")
     }
 
+    /// The one JSON string writer: C1 characters stay as they are in JSON data and are escaped in log lines.
+    @Test func jsonStringsWithAndWithoutC1Escapes() {
+        let text = "a\u{85}\u{2028}\"\\\n\u{1}\u{7F}é"
+        var plain: [UInt8] = [], log: [UInt8] = []
+        appendJSONString(text, to: &plain)
+        appendJSONString(text, to: &log, escapingC1: true)
+        #expect(String(decoding: plain, as: UTF8.self) == "\"a\u{85}\\u2028\\\"\\\\\\n\\u0001\\u007fé\"")
+        #expect(String(decoding: log, as: UTF8.self) == "\"a\\u0085\\u2028\\\"\\\\\\n\\u0001\\u007fé\"")
+        #expect(jsonEscaped(text) == String(decoding: plain.dropFirst().dropLast(), as: UTF8.self))
+        var fast: [UInt8] = []
+        appendJSONString("plain ascii and ü", to: &fast, escapingC1: true)
+        #expect(fast == Array("\"plain ascii and ü\"".utf8))
+    }
+
     @Test func levelsFromPrefixesAndByName() {
         #expect(LogLine.classify("error: it broke") == (.error, "it broke"))
         #expect(LogLine.classify("warning: careful") == (.warn, "careful"))
