@@ -147,24 +147,31 @@ private func configureCommon(_ ctx: OpaquePointer) throws(TLSError) {
 private func loadIdentity(_ ctx: OpaquePointer, certificate: String, key: String, what: String) throws(TLSError) {
     spool_tls_err_clear()
     guard spool_tls_ctx_use_certificate_chain_file(ctx, certificate) == 1 else {
-        let reason = TLSLibrary.drainErrors().text
-        let why = reason == "no start line" ? "no PEM certificate in it (\(reason))" : reason
+        let (reason, code) = TLSLibrary.drainErrors()
+        let why = isNoPEM(code) ? "no PEM certificate in it (\(reason))" : reason
         throw TLSError.certificate("\(what)certificate chain \(certificate): \(why)")
     }
     guard spool_tls_ctx_use_private_key_file(ctx, key) == 1 else {
-        let reason = TLSLibrary.drainErrors().text
-        // OpenSSL checks the key against the certificate already loaded while loading it.
-        if reason.contains("mismatch") {  // "key values mismatch", "key type mismatch"
+        let (reason, code) = TLSLibrary.drainErrors()
+        // OpenSSL checks the key against the certificate already loaded while loading it: X509_R_KEY_VALUES_MISMATCH
+        // or X509_R_KEY_TYPE_MISMATCH, decided on the error code, never on its text.
+        if spool_tls_err_lib(code) == SPOOL_ERR_LIB_X509
+            && [SPOOL_X509_R_KEY_VALUES_MISMATCH, SPOOL_X509_R_KEY_TYPE_MISMATCH].contains(spool_tls_err_reason(code)) {
             throw TLSError.certificate("\(what)private key \(key) does not match the certificate in \(certificate)")
         }
-        // OpenSSL 3's decoders say "unsupported" when nothing in the file decodes as a key.
-        let why = reason == "unsupported" || reason == "no start line" ? "no PEM private key in it (\(reason))" : reason
+        let why = isNoPEM(code) ? "no PEM private key in it (\(reason))" : reason
         throw TLSError.certificate("\(what)private key \(key): \(why)")
     }
     guard spool_tls_ctx_check_private_key(ctx) == 1 else {
         _ = TLSLibrary.drainErrors()
         throw TLSError.certificate("\(what)private key \(key) does not match the certificate in \(certificate)")
     }
+}
+
+/// A file with nothing PEM in it: PEM_R_NO_START_LINE, or OpenSSL 3's decoders' ERR_R_UNSUPPORTED (nothing decoded).
+private func isNoPEM(_ code: UInt) -> Bool {
+    (spool_tls_err_lib(code) == SPOOL_ERR_LIB_PEM && spool_tls_err_reason(code) == SPOOL_PEM_R_NO_START_LINE)
+        || spool_tls_err_reason(code) == SPOOL_ERR_R_UNSUPPORTED
 }
 
 /// Opens the file once to say plainly why it cannot be used (OpenSSL's "system lib" is less helpful).

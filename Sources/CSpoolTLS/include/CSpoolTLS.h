@@ -47,6 +47,14 @@ unsigned long spool_tls_err_drain(char *buf, size_t len);
 #define SPOOL_ERR_LIB_SSL 20
 #define SPOOL_SSL_R_CERTIFICATE_VERIFY_FAILED 134
 #define SPOOL_SSL_R_UNEXPECTED_EOF_WHILE_READING 294
+#define SPOOL_ERR_LIB_PEM 9
+#define SPOOL_PEM_R_NO_START_LINE 108
+#define SPOOL_ERR_LIB_X509 11
+#define SPOOL_X509_R_KEY_TYPE_MISMATCH 115
+#define SPOOL_X509_R_KEY_VALUES_MISMATCH 116
+/* ERR_R_UNSUPPORTED: a reason common to every library, 268 | ERR_RFLAG_COMMON (2 << 18) = 524556, what OpenSSL 3's decoders say when
+   nothing in a file decodes. */
+#define SPOOL_ERR_R_UNSUPPORTED 524556
 
 // MARK: contexts (SSL_CTX)
 
