@@ -75,6 +75,8 @@ public final class Consumer: Sendable {
     let wake: Wakeup
     let state = Mutex(LoopState())
     let cancellation = CancellationFlag()
+    /// Set by a failed claim, cleared (with a log line) by the next claim that works.
+    let claimFailing = Atomic<Bool>(false)
     /// Items one attempt thread takes at a time: 1, or for a pipelining processor `pipelineBatch`.
     let perThread: Int
 
@@ -350,7 +352,9 @@ public final class Consumer: Sendable {
             claimFailed(error)
             return items
         }
-        if state.withLock({ st -> Bool in defer { st.claimError = nil }; return st.claimError != nil }) {
+        // One relaxed load per claim while all is well: the loop state's lock is taken only after a failure.
+        if claimFailing.load(ordering: .relaxed), claimFailing.exchange(false, ordering: .relaxed) {
+            state.withLock { $0.claimError = nil }
             log("claims work again")
         }
         return items
@@ -370,6 +374,7 @@ public final class Consumer: Sendable {
             if finite && st.fatal == nil { st.fatal = "claim failed: \(text)" }
             return !repeated
         }
+        claimFailing.store(true, ordering: .relaxed)
         spool.noteNewItems()
         if shouldLog { log("claim failed: \(text)" + (finite ? "; stopping" : "; trying again every second")) }
         if finite { stop() }
